@@ -1,0 +1,1 @@
+"""HTTP: the FastAPI app, one router per resource, and the hijack protocol for attach/exec."""

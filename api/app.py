@@ -1,0 +1,54 @@
+"""The FastAPI application: routers per resource, error mapping, version prefix, hijack routes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api import attach
+from api.hijack import HijackRoutes
+from api.routers import containers, images, system
+from api.versioning import VersionPrefixMiddleware
+from daemon.errors import DaemonError
+
+log = logging.getLogger("pydockerd.api")
+
+
+def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.daemon = daemon
+    for module in (system, containers, images):
+        app.include_router(module.router)
+
+    @app.exception_handler(DaemonError)
+    async def _daemon_error(_: Request, exc: DaemonError) -> Response:
+        if exc.status == 304:
+            return Response(status_code=304)
+        return JSONResponse({"message": exc.message}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> Response:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse({"message": f"invalid parameter {where}: {first.get('msg', 'invalid')}"},
+                            status_code=400)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        message = "page not found" if exc.status_code == 404 else str(exc.detail)
+        return JSONResponse({"message": message}, status_code=exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("%s %s", request.method, request.url.path)
+        return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
+
+    routes = HijackRoutes()
+    attach.register(routes, daemon)
+    return VersionPrefixMiddleware(app), routes

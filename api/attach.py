@@ -1,0 +1,96 @@
+"""POST /containers/{id}/attach over a hijacked connection: the client's stream <-> the monitor's.
+
+The monitor already speaks the wire format (stdcopy frames without a TTY, raw bytes with
+one), so this only connects the two sockets, with back-pressure in both directions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
+from api.streams import STDERR, STDOUT, frame, stream_content_type
+from daemon.errors import DaemonError
+
+log = logging.getLogger("pydockerd.attach")
+_CHUNK = 1 << 16
+
+
+def register(routes: HijackRoutes, daemon: Any) -> None:
+    async def attach(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handle_attach(daemon, req, reader, writer)
+
+    routes.add("POST", r"^/containers/(?P<name>[^/]+)/attach$", attach)
+
+
+async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+    svc = daemon.containers
+    try:
+        c = svc.get(req.params["name"])
+    except DaemonError as e:
+        await send_error(writer, e.status, e.message)
+        return
+    if c.state["Paused"]:
+        await send_error(writer, 409, f"container {c.id} is paused, unpause the container before attach")
+        return
+    stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+    await send_upgrade(writer, stream_content_type(c.tty, req.version))
+    if req.flag("logs"):
+        await _replay_logs(svc, c, writer, stdout, stderr)
+    if not req.flag("stream"):
+        await close_gracefully(writer, reader)
+        return
+    try:
+        m_reader, m_writer = await svc.attach_streams(c, stdin, stdout, stderr)
+    except (DaemonError, OSError, ConnectionError) as e:
+        log.debug("attach to %s ended before start: %s", c.id, e)
+        await close_gracefully(writer, reader)
+        return
+    in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin))
+    try:
+        await _pump_output(m_reader, writer)
+    finally:
+        in_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await in_task
+        m_writer.close()
+        await close_gracefully(writer, reader)
+
+
+async def _pump_output(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+    try:
+        while data := await src.read(_CHUNK):
+            dst.write(data)
+            await dst.drain()
+    except (ConnectionError, OSError):
+        pass
+
+
+async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdin: bool) -> None:
+    """Client -> container stdin; the client's half-close becomes the container's EOF."""
+    try:
+        while data := await src.read(_CHUNK):
+            if stdin:
+                dst.write(data)
+                await dst.drain()
+        if stdin and dst.can_write_eof():
+            dst.write_eof()
+    except (ConnectionError, OSError):
+        pass
+    # Keep the task alive so the caller's cancel() is what ends it, not a close race.
+    await asyncio.Event().wait()
+
+
+async def _replay_logs(svc: Any, c: Any, writer: asyncio.StreamWriter, stdout: bool, stderr: bool) -> None:
+    _, records = svc.logs(c.id, follow=False, tail="all", since="", until="", stdout=stdout or not stderr,
+                          stderr=stderr)
+    async for rec in records:
+        data = rec.get("log", "").encode()
+        if rec.get("stream") == "stderr" and not stderr or rec.get("stream") != "stderr" and not stdout:
+            continue
+        writer.write(data if c.tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data))
+        await writer.drain()

@@ -1,0 +1,135 @@
+"""/containers/...: each handler translates HTTP to one ContainerService call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.params import json_body, qbool, qint, qstr
+from api.streams import STDERR, STDOUT, frame, json_line, stream_content_type
+from api.versioning import request_version
+from daemon.containers import ContainerService
+
+router = APIRouter(prefix="/containers")
+
+
+def _svc(request: Request) -> ContainerService:
+    return request.app.state.daemon.containers
+
+
+@router.get("/json")
+async def list_containers(request: Request) -> JSONResponse:
+    rows = _svc(request).list(qbool(request, "all"), qint(request, "limit", 0) or 0, qbool(request, "size"),
+                              qstr(request, "filters") or None, qstr(request, "before"), qstr(request, "since"))
+    return JSONResponse(rows)
+
+
+@router.post("/create", status_code=201)
+async def create(request: Request) -> JSONResponse:
+    body = await json_body(request, allow_empty=False)
+    result = await _svc(request).create(body, qstr(request, "name") or None)
+    return JSONResponse(result, status_code=201)
+
+
+@router.post("/prune")
+async def prune(request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).prune(qstr(request, "filters") or None))
+
+
+@router.get("/{name}/json")
+async def inspect(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(_svc(request).inspect(name, size=qbool(request, "size")))
+
+
+@router.post("/{name}/start", status_code=204)
+async def start(name: str, request: Request) -> Response:
+    await _svc(request).start(name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/stop", status_code=204)
+async def stop(name: str, request: Request) -> Response:
+    await _svc(request).stop(name, qint(request, "t"), qstr(request, "signal") or None)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/restart", status_code=204)
+async def restart(name: str, request: Request) -> Response:
+    await _svc(request).restart(name, qint(request, "t"), qstr(request, "signal") or None)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/kill", status_code=204)
+async def kill(name: str, request: Request) -> Response:
+    await _svc(request).kill(name, qstr(request, "signal") or None)
+    return Response(status_code=204)
+
+
+@router.delete("/{name}", status_code=204)
+async def remove(name: str, request: Request) -> Response:
+    await _svc(request).remove(name, force=qbool(request, "force"), volumes=qbool(request, "v"))
+    return Response(status_code=204)
+
+
+@router.post("/{name}/wait")
+async def wait(name: str, request: Request) -> StreamingResponse:
+    # The waiter is registered before the headers go out: the CLI sends /wait, reads the
+    # headers, and only then sends /start.
+    fut = await _svc(request).wait_future(name, qstr(request, "condition"))
+
+    async def body() -> AsyncIterator[bytes]:
+        code, error = await fut
+        yield json_line({"Error": {"Message": error} if error else None, "StatusCode": code})
+
+    return StreamingResponse(body(), media_type="application/json")
+
+
+@router.get("/{name}/logs")
+async def logs(name: str, request: Request) -> StreamingResponse:
+    svc = _svc(request)
+    container, records = svc.logs(
+        name, follow=qbool(request, "follow"), tail=qstr(request, "tail", "all"), since=qstr(request, "since"),
+        until=qstr(request, "until"), stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"))
+    timestamps = qbool(request, "timestamps")
+    details = qbool(request, "details")
+    tty = container.tty
+    labels = container.labels
+
+    async def body() -> AsyncIterator[bytes]:
+        async for rec in records:
+            data = rec.get("log", "").encode()
+            prefix = ""
+            if timestamps:
+                prefix = rec.get("time", "") + " "
+            if details:
+                attrs = rec.get("attrs") or labels
+                prefix += ",".join(f"{k}={v}" for k, v in sorted(attrs.items())) + " "
+            if prefix:
+                data = prefix.encode() + data
+            yield data if tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data)
+
+    return StreamingResponse(body(), media_type=stream_content_type(tty, request_version(request)))
+
+
+@router.get("/{name}/top")
+async def top(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).top(name, qstr(request, "ps_args")))
+
+
+@router.get("/{name}/changes")
+async def changes(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).changes(name))
+
+
+@router.post("/{name}/rename", status_code=204)
+async def rename(name: str, request: Request) -> Response:
+    await _svc(request).rename(name, qstr(request, "name"))
+    return Response(status_code=204)
+
+
+@router.post("/{name}/resize")
+async def resize(name: str, request: Request) -> Response:
+    await _svc(request).resize(name, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+    return Response(status_code=200)

@@ -1,0 +1,73 @@
+"""/images/...: import (create?fromSrc), list, inspect, tag, remove, history, prune."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.params import qbool, qstr
+from api.streams import json_stream
+from daemon.errors import DaemonError
+from daemon.images import ImageService
+
+router = APIRouter(prefix="/images")
+
+
+class NotImplementedYet(DaemonError):
+    status = 501
+
+
+def _svc(request: Request) -> ImageService:
+    return request.app.state.daemon.images
+
+
+@router.post("/create")
+async def create(request: Request) -> Response:
+    src = qstr(request, "fromSrc")
+    if not src:
+        image = qstr(request, "fromImage")
+        raise NotImplementedYet(f"pulling images is not supported by this pydockerd yet ({image}); "
+                                "use docker import or docker load")
+    img = await _svc(request).import_image(
+        request.stream() if src == "-" else None, src, qstr(request, "repo"), qstr(request, "tag"),
+        request.query_params.getlist("changes"), qstr(request, "message"), qstr(request, "platform"))
+
+    async def body() -> AsyncIterator[dict]:
+        yield {"status": img.id}
+
+    return json_stream(body())
+
+
+@router.get("/json")
+async def list_images(request: Request) -> JSONResponse:
+    return JSONResponse(_svc(request).list(qbool(request, "all"), qstr(request, "filters") or None,
+                                           qbool(request, "digests")))
+
+
+@router.post("/prune")
+async def prune(request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).prune(qstr(request, "filters") or None))
+
+
+@router.get("/{name:path}/json")
+async def inspect(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(_svc(request).inspect(name))
+
+
+@router.get("/{name:path}/history")
+async def history(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(_svc(request).history(name))
+
+
+@router.post("/{name:path}/tag", status_code=201)
+async def tag(name: str, request: Request) -> Response:
+    await _svc(request).tag(name, qstr(request, "repo"), qstr(request, "tag") or None)
+    return Response(status_code=201)
+
+
+@router.delete("/{name:path}")
+async def remove(name: str, request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).remove(name, force=qbool(request, "force"),
+                                                   prune=not qbool(request, "noprune")))

@@ -1,0 +1,1 @@
+"""The engine: configuration, entry point, state store, container and image services, events."""

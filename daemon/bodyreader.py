@@ -1,0 +1,72 @@
+"""A blocking file object fed from an async byte iterator (a request body), for code running in a thread.
+
+Tar extraction is blocking and runs in a worker thread, while the request body arrives on
+the event loop; this bridges the two with a bounded queue so a fast client cannot make the
+daemon buffer the whole upload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import queue
+from collections.abc import AsyncIterator
+
+_EOF = b""
+
+
+class ThreadReader(io.RawIOBase):
+    def __init__(self, maxchunks: int = 64) -> None:
+        self._q: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=maxchunks)
+        self._buf = b""
+        self._eof = False
+        self.closed_by_reader = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        while not self._buf and not self._eof:
+            item = self._q.get()
+            if isinstance(item, BaseException):
+                raise OSError(f"upload interrupted: {item}") from item
+            if item == _EOF:
+                self._eof = True
+            self._buf = item
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+    def close(self) -> None:
+        self.closed_by_reader = True
+        # Unblock a feeder waiting on a full queue.
+        while True:
+            try:
+                self._q.get_nowait()
+            except queue.Empty:
+                break
+        super().close()
+
+    async def feed(self, chunks: AsyncIterator[bytes]) -> None:
+        """Runs on the loop: copies the body into the queue, waiting (off-loop) when it is full."""
+        try:
+            async for chunk in chunks:
+                if self.closed_by_reader:
+                    return
+                if chunk:
+                    await self._put(chunk)
+            await self._put(_EOF)
+        except Exception as e:  # client went away: the reader sees an error, not a short tar
+            await self._put(e)
+
+    async def _put(self, item: bytes | BaseException) -> None:
+        try:
+            self._q.put_nowait(item)
+        except queue.Full:
+            while not self.closed_by_reader:
+                try:
+                    await asyncio.to_thread(self._q.put, item, True, 0.5)
+                    return
+                except queue.Full:
+                    continue

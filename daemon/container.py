@@ -1,0 +1,135 @@
+"""A container's record: what `docker inspect` and `docker ps` show, and what the store keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import shlex
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.timeutil import ZERO_TIME, parse_timestamp
+
+MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+                "/sys/devices/virtual/powercap"]
+READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+
+def new_state() -> dict[str, Any]:
+    return {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,
+            "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "", "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME}
+
+
+@dataclass
+class Container:
+    id: str
+    name: str  # with the leading "/"
+    created: str
+    path: str
+    args: list[str]
+    config: dict  # Docker's container Config (Image as the user gave it)
+    host_config: dict
+    image_id: str
+    state: dict = field(default_factory=new_state)
+    restart_count: int = 0
+    manually_stopped: bool = False
+    driver: str = "overlay2"
+    networks: dict = field(default_factory=dict)
+    # runtime-only (not persisted)
+    monitor: Any = None
+    pending_attaches: list[tuple[asyncio.Future, bool, bool, bool]] = field(default_factory=list)
+    exit_waiters: list[asyncio.Future] = field(default_factory=list)
+    removed_waiters: list[asyncio.Future] = field(default_factory=list)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    removing: bool = False
+    restart_task: asyncio.Task | None = None
+    watch_task: asyncio.Task | None = None
+
+    _PERSISTED = ("id", "name", "created", "path", "args", "config", "host_config", "image_id", "state",
+                  "restart_count", "manually_stopped", "driver", "networks")
+
+    def doc(self) -> dict:
+        return {k: getattr(self, k) for k in self._PERSISTED}
+
+    @classmethod
+    def from_doc(cls, doc: dict) -> Container:
+        return cls(**{k: doc[k] for k in cls._PERSISTED if k in doc})
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def running(self) -> bool:
+        return bool(self.state["Running"])
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return self.config.get("Labels") or {}
+
+    @property
+    def tty(self) -> bool:
+        return bool(self.config.get("Tty"))
+
+    @property
+    def network_mode(self) -> str:
+        mode = self.host_config.get("NetworkMode") or "default"
+        return "bridge" if mode == "default" else mode
+
+    def status_text(self, now: float | None = None) -> str:
+        """The STATUS column of `docker ps`."""
+        now = time.time() if now is None else now
+        st = self.state
+        if self.removing:
+            return "Removal In Progress"
+        if st["Dead"]:
+            return "Dead"
+        if st["Restarting"]:
+            return f"Restarting ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"
+        if st["Running"]:
+            text = "Up " + human_duration(now - parse_timestamp(st["StartedAt"]))
+            return text + " (Paused)" if st["Paused"] else text
+        if st["FinishedAt"] == ZERO_TIME:
+            return "Created"
+        return f"Exited ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"
+
+    @property
+    def command_text(self) -> str:
+        parts = [self.path, *self.args] if self.path else list(self.args)
+        return " ".join(shlex.quote(p) if (" " in p or not p) else p for p in parts)
+
+
+def human_duration(seconds: float) -> str:
+    """Go's units.HumanDuration, which `docker ps` uses."""
+    s = int(seconds)
+    if s < 1:
+        return "Less than a second"
+    if s == 1:
+        return "1 second"
+    if s < 60:
+        return f"{s} seconds"
+    m = s // 60
+    if m == 1:
+        return "About a minute"
+    if m < 60:
+        return f"{m} minutes"
+    h = round(s / 3600)
+    if h == 1:
+        return "About an hour"
+    if h < 48:
+        return f"{h} hours"
+    if h < 24 * 7 * 2:
+        return f"{h // 24} days"
+    if h < 24 * 30 * 2:
+        return f"{h // 24 // 7} weeks"
+    if h < 24 * 365 * 2:
+        return f"{h // 24 // 30} months"
+    return f"{h // 24 // 365} years"
+
+
+def paths(data_root: Path, cid: str) -> dict[str, Path]:
+    base = data_root / "containers" / cid
+    return {"dir": base, "hostname": base / "hostname", "hosts": base / "hosts",
+            "resolv": base / "resolv.conf", "log": base / f"{cid}-json.log"}

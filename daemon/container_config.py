@@ -1,0 +1,219 @@
+"""Validating a create request and merging it with the image config, as dockerd does."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from daemon.container import MASKED_PATHS, READONLY_PATHS
+from daemon.errors import InvalidParameter
+
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+RESTART_POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
+
+# Field -> expected JSON type(s), for the fields whose wrong type would break us later.
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "Hostname": (str,), "Domainname": (str,), "User": (str,), "AttachStdin": (bool,), "AttachStdout": (bool,),
+    "AttachStderr": (bool,), "Tty": (bool,), "OpenStdin": (bool,), "StdinOnce": (bool,),
+    "Env": (list, type(None)), "Cmd": (list, str, type(None)), "Entrypoint": (list, str, type(None)),
+    "Image": (str,), "WorkingDir": (str,), "Labels": (dict, type(None)), "StopSignal": (str,),
+    "StopTimeout": (int, type(None)), "ExposedPorts": (dict, type(None)), "Volumes": (dict, type(None)),
+}
+_HOST_TYPES: dict[str, tuple[type, ...]] = {
+    "AutoRemove": (bool,), "Init": (bool, type(None)), "Privileged": (bool,), "NetworkMode": (str,),
+    "RestartPolicy": (dict, type(None)), "Binds": (list, type(None)), "CapAdd": (list, type(None)),
+    "CapDrop": (list, type(None)), "ShmSize": (int,), "Memory": (int,), "NanoCpus": (int,),
+    "PortBindings": (dict, type(None)), "Links": (list, type(None)), "ExtraHosts": (list, type(None)),
+    "Dns": (list, type(None)), "DnsSearch": (list, type(None)), "DnsOptions": (list, type(None)),
+}
+
+
+def validate_name(name: str) -> str:
+    """Returns the name with its leading slash."""
+    if not NAME_RE.match(name):
+        raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name if name.startswith("/") else "/" + name
+
+
+def _check_types(section: str, data: dict, types: dict[str, tuple[type, ...]]) -> None:
+    for key, allowed in types.items():
+        if key in data and not isinstance(data[key], allowed):
+            # bool is an int in Python; a bool where an int belongs is still wrong JSON.
+            raise InvalidParameter(f"json: cannot unmarshal {type(data[key]).__name__} into Go struct field "
+                                   f"{section}.{key}")
+        if key in data and int in allowed and isinstance(data[key], bool):
+            raise InvalidParameter(f"json: cannot unmarshal bool into Go struct field {section}.{key}")
+
+
+def _str_list(value: Any, what: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameter(f"json: cannot unmarshal into {what}: expected a list of strings")
+    return value
+
+
+def validate_restart_policy(hc: dict) -> dict:
+    rp = hc.get("RestartPolicy") or {}
+    name = rp.get("Name", "") or ""
+    count = rp.get("MaximumRetryCount", 0) or 0
+    if not isinstance(name, str) or name not in RESTART_POLICIES:
+        raise InvalidParameter(f"invalid restart policy: unknown policy '{name}'; use one of 'no', 'always', "
+                               "'on-failure', or 'unless-stopped'")
+    if not isinstance(count, int) or isinstance(count, bool):
+        raise InvalidParameter("invalid restart policy: maximum retry count must be an integer")
+    if count < 0:
+        raise InvalidParameter("invalid restart policy: maximum retry count cannot be negative")
+    if count and name != "on-failure":
+        raise InvalidParameter("invalid restart policy: maximum retry count can only be used with 'on-failure'")
+    if hc.get("AutoRemove") and name not in ("", "no"):
+        raise InvalidParameter("can't create 'AutoRemove' container with restart policy")
+    return {"Name": name or "no", "MaximumRetryCount": count}
+
+
+def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
+    """Returns (Config, HostConfig) as dockerd stores them: the request merged with the image."""
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: expected an object")
+    cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    hc = body.get("HostConfig") or {}
+    if not isinstance(hc, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field ContainerCreateConfig.HostConfig")
+    _check_types("Config", cfg, _CONFIG_TYPES)
+    _check_types("HostConfig", hc, _HOST_TYPES)
+    img = image_config or {}
+
+    cmd = _str_list(cfg.get("Cmd"), "Config.Cmd")
+    entrypoint = _str_list(cfg.get("Entrypoint"), "Config.Entrypoint")
+    if entrypoint is not None and entrypoint in ([], [""]):
+        entrypoint = []  # `--entrypoint ""` resets the image's entrypoint
+    if entrypoint is None:
+        entrypoint = img.get("Entrypoint")
+        if not cmd:
+            cmd = img.get("Cmd")
+    env_user = _str_list(cfg.get("Env"), "Config.Env") or []
+    env: dict[str, str] = {}
+    for item in (img.get("Env") or []) + env_user:
+        k, sep, v = item.partition("=")
+        if not k:
+            raise InvalidParameter(f"invalid environment variable: {item}")
+        env[k] = item if sep else k
+    env_list = list(env.values())
+    if not any(e.startswith("PATH=") for e in env_list):
+        env_list.insert(0, DEFAULT_PATH)
+    workdir = cfg.get("WorkingDir") or img.get("WorkingDir") or ""
+    if workdir and not workdir.startswith("/"):
+        raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+    labels = dict(img.get("Labels") or {})
+    labels.update(cfg.get("Labels") or {})
+    exposed = dict(img.get("ExposedPorts") or {})
+    exposed.update(cfg.get("ExposedPorts") or {})
+    volumes = dict(img.get("Volumes") or {})
+    volumes.update(cfg.get("Volumes") or {})
+    if not (entrypoint or []) + (cmd or []):
+        raise InvalidParameter("No command specified")
+
+    config = {
+        "Hostname": cfg.get("Hostname", ""),
+        "Domainname": cfg.get("Domainname", ""),
+        "User": cfg.get("User") or img.get("User", ""),
+        "AttachStdin": bool(cfg.get("AttachStdin")),
+        "AttachStdout": bool(cfg.get("AttachStdout")),
+        "AttachStderr": bool(cfg.get("AttachStderr")),
+        "ExposedPorts": exposed or None,
+        "Tty": bool(cfg.get("Tty")),
+        "OpenStdin": bool(cfg.get("OpenStdin")),
+        "StdinOnce": bool(cfg.get("StdinOnce")),
+        "Env": env_list,
+        "Cmd": cmd,
+        "Image": cfg.get("Image", ""),
+        "Volumes": volumes or None,
+        "WorkingDir": workdir,
+        "Entrypoint": entrypoint or None,
+        "OnBuild": img.get("OnBuild"),
+        "Labels": labels,
+    }
+    if not config["ExposedPorts"]:
+        del config["ExposedPorts"]
+    stop_signal = cfg.get("StopSignal") or img.get("StopSignal")
+    if stop_signal:
+        config["StopSignal"] = stop_signal
+    if cfg.get("StopTimeout") is not None:
+        config["StopTimeout"] = cfg["StopTimeout"]
+    if cfg.get("Healthcheck") or img.get("Healthcheck"):
+        config["Healthcheck"] = cfg.get("Healthcheck") or img.get("Healthcheck")
+
+    host_config = default_host_config()
+    host_config.update({k: v for k, v in hc.items() if v is not None or k in ("Init",)})
+    host_config["RestartPolicy"] = validate_restart_policy(hc)
+    if not host_config.get("NetworkMode"):
+        host_config["NetworkMode"] = "default"
+    if host_config.get("Privileged"):
+        host_config["MaskedPaths"] = None
+        host_config["ReadonlyPaths"] = None
+    shm = host_config.get("ShmSize") or 0
+    if shm < 0:
+        raise InvalidParameter("SHM size can not be less than 0")
+    host_config["ShmSize"] = shm or 64 * 1024 * 1024
+    return config, host_config
+
+
+def default_host_config() -> dict:
+    return {
+        "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
+        "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None,
+        "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
+        "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
+        "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc",
+        "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
+        "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
+        "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
+        "CpuRealtimePeriod": 0, "CpuRealtimeRuntime": 0, "CpusetCpus": "", "CpusetMems": "", "Devices": [],
+        "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0,
+        "MemorySwappiness": None, "OomKillDisable": None, "PidsLimit": None, "Ulimits": [], "CpuCount": 0,
+        "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
+        "MaskedPaths": list(MASKED_PATHS), "ReadonlyPaths": list(READONLY_PATHS),
+    }
+
+
+DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
+ALL_CAPS = DEFAULT_CAPS + [
+    "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE",
+    "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+]
+
+
+def capabilities(hc: dict) -> list[str]:
+    """--cap-add/--cap-drop applied to dockerd's default set ("ALL" works in both)."""
+    if hc.get("Privileged"):
+        return list(ALL_CAPS)
+
+    def norm(c: str) -> str:
+        c = c.upper()
+        return c if c == "ALL" or c.startswith("CAP_") else "CAP_" + c
+
+    add = [norm(c) for c in hc.get("CapAdd") or []]
+    drop = [norm(c) for c in hc.get("CapDrop") or []]
+    for c in add + drop:
+        if c != "ALL" and c not in ALL_CAPS:
+            raise InvalidParameter(f"unknown capability: \"{c}\"")
+    caps = list(DEFAULT_CAPS)
+    if "ALL" in drop:
+        caps = []
+    else:
+        caps = [c for c in caps if c not in drop]
+    if "ALL" in add:
+        caps = [c for c in ALL_CAPS if c not in drop or "ALL" in drop]
+    else:
+        caps += [c for c in add if c not in caps]
+    return caps

@@ -1,0 +1,880 @@
+"""The container service: create, start, stop, kill, remove, wait, attach, logs, list, prune...
+
+Mechanisms come from `storage` (rootfs), `network` (hosts files) and `runtime` (the
+per-container monitor); this module decides what happens and in which order, keeps the
+in-memory view, and persists every change before it is acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import shutil
+import signal as signal_mod
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
+
+from daemon import container_config, reference
+from daemon.container import Container, paths
+from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
+from daemon.events import EventBus
+from daemon.filters import Filters
+from daemon.images import ImageService
+from daemon.logs import read_log
+from daemon.store import Store
+from daemon.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
+from network import hosts
+
+log = logging.getLogger("pydockerd.containers")
+
+PS_FILTERS = {"id", "name", "label", "label!", "status", "exited", "ancestor", "before", "since", "volume",
+              "network", "health", "isolation", "is-task", "publish", "expose"}
+PRUNE_FILTERS = {"label", "label!", "until"}
+STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
+DEFAULT_STOP_TIMEOUT = 10
+
+
+def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
+    if sig is None or sig == "":
+        return int(default)
+    if isinstance(sig, int):
+        value = sig
+    elif sig.isdigit():
+        value = int(sig)
+    else:
+        name = sig.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            value = int(getattr(signal_mod.Signals, name))
+        except AttributeError:
+            raise InvalidParameter(f"Invalid signal: {sig}") from None
+    if not 0 < value < 65:
+        raise InvalidParameter(f"Invalid signal: {sig}")
+    return value
+
+
+class ContainerService:
+    def __init__(self, *, store: Store, images: ImageService, events: EventBus, driver: Any, data_root: Path,
+                 exec_root: Path, init_path: str | None) -> None:
+        self.store = store
+        self.images = images
+        self.events = events
+        self.driver = driver
+        self.data_root = data_root
+        self.exec_root = exec_root
+        self.init_path = init_path
+        self.containers: dict[str, Container] = {}
+        self.names: dict[str, str] = {}  # "/name" -> id
+        self.shutting_down = False
+        images.containers_using = self.containers_using_image
+        images.layers_in_use = lambda: {img_chain for c in self.containers.values()
+                                        for img_chain in self._chain_ids(c)}
+
+    # -- look-up -----------------------------------------------------------------------------
+    def find(self, ref: str) -> Container | None:
+        if not ref:
+            return None
+        c = self.containers.get(ref)
+        if c is not None:
+            return c
+        cid = self.names.get(ref if ref.startswith("/") else "/" + ref)
+        if cid is not None:
+            return self.containers[cid]
+        matches = [c for cid, c in self.containers.items() if cid.startswith(ref)]
+        if len(matches) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        return matches[0] if matches else None
+
+    def get(self, ref: str) -> Container:
+        c = self.find(ref)
+        if c is None:
+            raise NotFound(f"No such container: {ref}")
+        return c
+
+    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
+        users = [(c.id, c.running) for c in self.containers.values() if c.image_id == image_id]
+        return sorted(users, key=lambda u: not u[1])
+
+    def _chain_ids(self, c: Container) -> list[str]:
+        img = self.images.images.get(c.image_id)
+        return img.chain_ids if img else []
+
+    def _lowers(self, c: Container) -> list[Path]:
+        img = self.images.images.get(c.image_id)
+        if img is None or not img.top_chain_id:
+            return []
+        return self.images.layers.lowers(img.top_chain_id)
+
+    def _bundle(self, c: Container) -> Path:
+        return self.exec_root / "containers" / c.id
+
+    # -- start-up ----------------------------------------------------------------------------
+    async def load(self) -> None:
+        """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon."""
+        for doc in self.store.load_containers():
+            c = Container.from_doc(doc)
+            self.containers[c.id] = c
+            self.names[c.name] = c.id
+        for c in list(self.containers.values()):
+            if c.state["Running"] or c.state["Restarting"]:
+                monitor = await Monitor.connect(self._bundle(c))
+                if monitor is not None:
+                    c.monitor = monitor
+                    c.state["Restarting"] = False
+                    c.watch_task = asyncio.create_task(self._watch(c))
+                    continue
+                status = read_exit_status(self._bundle(c)) or ExitStatus(
+                    exit_code=255, finished_at=now_rfc3339(), oom_killed=False,
+                    error="container monitor disappeared while the daemon was down")
+                await self._on_exit(c, status, restart_allowed=True)
+            elif self._should_restart_on_boot(c):
+                asyncio.create_task(self._restart_after(c, 0))
+            elif c.host_config.get("AutoRemove") and c.state["FinishedAt"] != ZERO_TIME:
+                asyncio.create_task(self._auto_remove(c))
+
+    def _should_restart_on_boot(self, c: Container) -> bool:
+        policy = c.host_config["RestartPolicy"]["Name"]
+        if c.state["FinishedAt"] == ZERO_TIME and not c.state["StartedAt"] != ZERO_TIME:
+            return False
+        return policy == "always" or (policy == "unless-stopped" and not c.manually_stopped)
+
+    # -- create ------------------------------------------------------------------------------
+    async def create(self, body: dict, name: str | None) -> dict:
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: expected an object")
+        image_ref = body.get("Image")
+        if not image_ref or not isinstance(image_ref, str):
+            raise InvalidParameter("Config cannot be empty in order to create a container")
+        cname = container_config.validate_name(name) if name else None
+        img = self.images.find(image_ref)
+        if img is None:
+            try:
+                shown = str(reference.parse(image_ref))
+            except InvalidParameter:
+                raise InvalidParameter(f"invalid reference format: {image_ref}") from None
+            raise NotFound(f"No such image: {shown}")
+        config, host_config = container_config.merge(body, img.config.get("config") or {})
+        net = host_config["NetworkMode"]
+        if net not in ("default", "bridge", "none", "host") and not net.startswith("container:"):
+            raise NotFound(f"network {net} not found")
+        if net.startswith("container:"):
+            self.get(net.split(":", 1)[1])
+            if config.get("Hostname"):
+                raise InvalidParameter("conflicting options: hostname and the network mode")
+        container_config.capabilities(host_config)  # validates cap names now, not at start
+        cid = secrets.token_hex(32)
+        while cid in self.containers or cid[:12] in self.names:
+            cid = secrets.token_hex(32)
+        if cname is None:
+            cname = "/" + _random_name(self.names)
+        elif cname in self.names:
+            raise Conflict(f'Conflict. The container name "{cname}" is already in use by container '
+                           f'"{self.names[cname]}". You have to remove (or rename) that container to be '
+                           "able to reuse that name.")
+        if not config["Hostname"]:
+            config["Hostname"] = cid[:12]
+        entry = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
+        c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
+                      host_config=host_config, image_id=img.id, driver=self.driver.name)
+        c.networks = _network_entries(c.network_mode)
+        self.names[cname] = cid  # reserve before the first await: two creates cannot both win
+        p = paths(self.data_root, cid)
+        try:
+            await asyncio.to_thread(self._create_files, c, p)
+            await self.store.put_container(cid, cname, c.doc())
+        except sqlite3.IntegrityError:
+            self.names.pop(cname, None)
+            await asyncio.to_thread(self._remove_files, c)
+            raise Conflict(f'Conflict. The container name "{cname}" is already in use.') from None
+        except BaseException:
+            self.names.pop(cname, None)
+            await asyncio.to_thread(self._remove_files, c)
+            raise
+        self.containers[cid] = c
+        self.events.publish("container", "create", cid, self._attrs(c))
+        return {"Id": cid, "Warnings": []}
+
+    def _create_files(self, c: Container, p: dict[str, Path]) -> None:
+        p["dir"].mkdir(parents=True, exist_ok=False)
+        self.driver.create(c.id, self._lowers(c))
+
+    def _remove_files(self, c: Container) -> None:
+        try:
+            self.driver.remove(c.id)
+        except FileNotFoundError:
+            pass
+        shutil.rmtree(paths(self.data_root, c.id)["dir"], ignore_errors=True)
+        shutil.rmtree(self._bundle(c), ignore_errors=True)
+
+    def _attrs(self, c: Container, **extra: str) -> dict[str, str]:
+        attrs = {"image": c.config.get("Image", ""), "name": c.name.lstrip("/")}
+        attrs.update(c.labels)
+        attrs.update(extra)
+        return attrs
+
+    # -- start -------------------------------------------------------------------------------
+    async def start(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if c.running:
+                raise NotModified()
+            if c.removing:
+                raise Conflict(f"cannot start container {c.id}: removal in progress")
+            c.manually_stopped = False
+            await self._start_locked(c)
+
+    async def _start_locked(self, c: Container) -> None:
+        spec = await asyncio.to_thread(self._prepare, c)
+        bundle = self._bundle(c)
+        monitor = None
+        try:
+            monitor = await Monitor.spawn(bundle, spec)
+            await self._connect_pending_attaches(c, monitor)
+            pid = await monitor.start()
+        except StartError as e:
+            await self._start_failed(c, e.message, e.exit_code, monitor)
+            raise InvalidParameter(f"failed to create task for container: {e.message}: unknown") from None
+        except Exception as e:
+            log.exception("starting %s", c.id)
+            await self._start_failed(c, str(e), 128, monitor)
+            raise DaemonError(f"failed to start container {c.id}: {e}") from e
+        c.monitor = monitor
+        c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
+                       Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
+        if c.state["FinishedAt"] != ZERO_TIME and c.restart_count == 0:
+            pass
+        await self._persist(c)
+        c.watch_task = asyncio.create_task(self._watch(c))
+        self.events.publish("container", "start", c.id, self._attrs(c))
+
+    def _prepare(self, c: Container) -> dict:
+        """Blocking part of start: mounts the rootfs, writes the hosts files, builds the spec."""
+        p = paths(self.data_root, c.id)
+        rootfs = self.driver.mount(c.id, self._lowers(c))
+        mode = c.network_mode
+        host_net = mode == "host"
+        hostname = c.config["Hostname"]
+        if host_net:
+            hostname = os.uname().nodename
+        hosts.write_hostname(p["hostname"], hostname)
+        extra = []
+        for item in c.host_config.get("ExtraHosts") or []:
+            name, _, addr = item.partition(":")
+            extra.append((name, addr))
+        hosts.write_hosts(p["hosts"], hostname, c.config.get("Domainname", ""), None, extra, host_network=host_net)
+        hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
+                                search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"))
+        network: str = "new"
+        if host_net:
+            network = "host"
+        elif mode.startswith("container:"):
+            other = self.get(mode.split(":", 1)[1])
+            if not other.running:
+                raise DaemonError(f"cannot join network of a non running container: {other.id}")
+            network = f"/proc/{other.state['Pid']}/ns/net"
+        env = list(c.config.get("Env") or [])
+        if not any(e.startswith("HOSTNAME=") for e in env):
+            env.insert(1, f"HOSTNAME={hostname}")
+        if c.tty and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        hc = c.host_config
+        spec = {
+            "id": c.id,
+            "rootfs": str(rootfs),
+            "args": [c.path, *c.args],
+            "env": env,
+            "cwd": c.config.get("WorkingDir") or "/",
+            "user": c.config.get("User") or "",
+            "hostname": hostname,
+            "domainname": c.config.get("Domainname", ""),
+            "tty": c.tty,
+            "open_stdin": bool(c.config.get("OpenStdin")),
+            "stdin_once": bool(c.config.get("StdinOnce")),
+            "network": network,
+            "mounts": [
+                {"type": "bind", "source": str(p["resolv"]), "destination": "/etc/resolv.conf", "readonly": False},
+                {"type": "bind", "source": str(p["hostname"]), "destination": "/etc/hostname", "readonly": False},
+                {"type": "bind", "source": str(p["hosts"]), "destination": "/etc/hosts", "readonly": False},
+            ],
+            "capabilities": container_config.capabilities(hc),
+            "privileged": bool(hc.get("Privileged")),
+            "masked_paths": hc.get("MaskedPaths") or [],
+            "readonly_paths": hc.get("ReadonlyPaths") or [],
+            "log_path": str(p["log"]),
+            "init": self.init_path if hc.get("Init") else None,
+            "shm_size": hc.get("ShmSize") or 64 * 1024 * 1024,
+        }
+        if hc.get("Init") and not self.init_path:
+            raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
+        return spec
+
+    async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
+        c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
+                       Pid=0, ExitCode=exit_code, Error=message)
+        await asyncio.to_thread(self._unmount_quietly, c)
+        self._fail_pending_attaches(c)
+        await self._persist(c)
+        self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(exit_code)))
+        self._wake(c.exit_waiters, exit_code, message)
+        if c.host_config.get("AutoRemove"):
+            asyncio.create_task(self._auto_remove(c))
+
+    def _unmount_quietly(self, c: Container) -> None:
+        try:
+            self.driver.unmount(c.id)
+        except OSError as e:
+            log.warning("unmounting %s: %s", c.id, e)
+
+    # -- exit, restart policy ----------------------------------------------------------------
+    async def _watch(self, c: Container) -> None:
+        monitor = c.monitor
+        try:
+            status = await monitor.wait()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # the monitor died without answering
+            log.warning("lost the monitor of %s: %s", c.id, e)
+            status = read_exit_status(self._bundle(c)) or ExitStatus(
+                exit_code=255, finished_at=now_rfc3339(), oom_killed=False, error=str(e))
+        if c.monitor is monitor:
+            await self._on_exit(c, status, restart_allowed=True)
+
+    async def _on_exit(self, c: Container, status: ExitStatus, restart_allowed: bool) -> None:
+        c.monitor = None
+        c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
+                       Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
+                       OOMKilled=bool(status.oom_killed))
+        await asyncio.to_thread(self._unmount_quietly, c)
+        restart = restart_allowed and not self.shutting_down and self._should_restart(c)
+        if restart:
+            c.state.update(Status="restarting", Restarting=True)
+        await self._persist(c)
+        await asyncio.to_thread(shutil.rmtree, self._bundle(c), True)
+        self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(status.exit_code)))
+        self._wake(c.exit_waiters, status.exit_code, None)
+        if restart:
+            started = parse_timestamp(c.state["StartedAt"])
+            ran = parse_timestamp(c.state["FinishedAt"]) - started
+            delay = 0.1 * (2 ** min(c.restart_count, 10)) if ran < 10 else 0.1
+            c.restart_task = asyncio.create_task(self._restart_after(c, min(delay, 60.0)))
+        elif c.host_config.get("AutoRemove") and not self.shutting_down:
+            await self._auto_remove(c)
+
+    def _should_restart(self, c: Container) -> bool:
+        if c.manually_stopped or c.removing:
+            return False
+        rp = c.host_config["RestartPolicy"]
+        name = rp["Name"]
+        if name in ("always", "unless-stopped"):
+            return True
+        if name == "on-failure" and c.state["ExitCode"] != 0:
+            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
+        return False
+
+    async def _restart_after(self, c: Container, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with c.lock:
+            if c.running or c.removing or c.manually_stopped or c.id not in self.containers:
+                return
+            if c.state["FinishedAt"] != ZERO_TIME:
+                c.restart_count += 1
+            try:
+                await self._start_locked(c)
+            except DaemonError as e:
+                log.warning("restart of %s failed: %s", c.id, e.message)
+                c.state["Restarting"] = False
+                await self._persist(c)
+            else:
+                self.events.publish("container", "restart", c.id, self._attrs(c))
+
+    async def _auto_remove(self, c: Container) -> None:
+        try:
+            await self.remove(c.id, force=True, volumes=True)
+        except NotFound:
+            pass
+        except DaemonError as e:
+            log.warning("auto-removing %s: %s", c.id, e.message)
+
+    def _wake(self, waiters: list[asyncio.Future], code: int, error: str | None) -> None:
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result((code, error))
+        waiters.clear()
+
+    async def _persist(self, c: Container) -> None:
+        if c.id in self.containers or c.name in self.names:
+            await self.store.put_container(c.id, c.name, c.doc())
+
+    # -- stop / kill / restart ---------------------------------------------------------------
+    async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if c.restart_task and not c.restart_task.done():
+            c.restart_task.cancel()
+        if not c.running:
+            if c.state["Restarting"]:
+                c.state.update(Restarting=False, Status="exited")
+                c.manually_stopped = True
+                await self._persist(c)
+                return
+            raise NotModified()
+        c.manually_stopped = True
+        await self._persist(c)
+        await self._stop_running(c, timeout, sig)
+
+    async def _stop_running(self, c: Container, timeout: int | None, sig: str | None) -> None:
+        stop_sig = parse_signal(sig or c.config.get("StopSignal"), signal_mod.SIGTERM)
+        if timeout is None:
+            timeout = c.config.get("StopTimeout")
+        if timeout is None:
+            timeout = DEFAULT_STOP_TIMEOUT
+        fut = self._exit_future(c)
+        monitor = c.monitor
+        if monitor is None:
+            return
+        try:
+            await monitor.kill(stop_sig)
+        except Exception as e:  # noqa: BLE001 - already exiting
+            log.debug("stop signal to %s: %s", c.id, e)
+        try:
+            if timeout >= 0:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+                return
+        except TimeoutError:
+            pass
+        if c.monitor is not None:
+            try:
+                await c.monitor.kill(signal_mod.SIGKILL, all=True)
+            except Exception as e:  # noqa: BLE001
+                log.debug("SIGKILL to %s: %s", c.id, e)
+        await fut
+
+    def _exit_future(self, c: Container) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        c.exit_waiters.append(fut)
+        return fut
+
+    async def kill(self, ref: str, sig: str | None) -> None:
+        c = self.get(ref)
+        signum = parse_signal(sig, signal_mod.SIGKILL)
+        if not c.running or c.monitor is None:
+            raise Conflict(f"Cannot kill container: {ref}: Container {c.id} is not running")
+        if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
+            c.manually_stopped = True
+            await self._persist(c)
+        await c.monitor.kill(signum, all=signum == signal_mod.SIGKILL)
+        self.events.publish("container", "kill", c.id, self._attrs(c, signal=str(signum)))
+
+    async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
+        c = self.get(ref)
+        if c.running:
+            c.manually_stopped = True
+            await self._stop_running(c, timeout, sig)
+        async with c.lock:
+            if c.running:
+                return
+            c.manually_stopped = False
+            await self._start_locked(c)
+        self.events.publish("container", "restart", c.id, self._attrs(c))
+
+    # -- remove ------------------------------------------------------------------------------
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        c = self.get(ref)
+        if c.running and not force:
+            raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
+                           "attempting removal or force remove")
+        if c.removing:
+            raise Conflict(f"removal of container {c.id} is already in progress")
+        c.removing = True
+        try:
+            if c.restart_task and not c.restart_task.done():
+                c.restart_task.cancel()
+            if c.running and c.monitor is not None:
+                fut = self._exit_future(c)
+                c.manually_stopped = True
+                try:
+                    await c.monitor.kill(signal_mod.SIGKILL, all=True)
+                except Exception as e:  # noqa: BLE001
+                    log.debug("kill for removal of %s: %s", c.id, e)
+                await asyncio.wait_for(fut, 30)
+            await asyncio.to_thread(self._remove_files, c)
+            await self.store.delete_container(c.id)
+        except BaseException:
+            c.removing = False
+            raise
+        self.containers.pop(c.id, None)
+        if self.names.get(c.name) == c.id:
+            del self.names[c.name]
+        self._fail_pending_attaches(c)
+        self.events.publish("container", "destroy", c.id, self._attrs(c))
+        self._wake(c.removed_waiters, c.state["ExitCode"], None)
+        self._wake(c.exit_waiters, c.state["ExitCode"], None)
+
+    async def prune(self, filters_raw: str | None) -> dict:
+        f = Filters.parse(filters_raw, PRUNE_FILTERS)
+        until = [parse_time_filter(u) for u in f.get("until")]
+        deleted, reclaimed = [], 0
+        for c in list(self.containers.values()):
+            if c.running or c.state["Restarting"] or c.removing:
+                continue
+            if not f.match_labels(c.labels):
+                continue
+            if "label!" in f and not _not_labels(f.get("label!"), c.labels):
+                continue
+            if until and not all(parse_timestamp(c.created) <= u for u in until):
+                continue
+            size = await asyncio.to_thread(self._size_rw, c)
+            try:
+                await self.remove(c.id)
+            except DaemonError:
+                continue
+            deleted.append(c.id)
+            reclaimed += size
+        return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def _size_rw(self, c: Container) -> int:
+        try:
+            return self.driver.size_rw(c.id)
+        except OSError:
+            return 0
+
+    # -- wait --------------------------------------------------------------------------------
+    async def wait_future(self, ref: str, condition: str) -> asyncio.Future:
+        """Registers the waiter now (the CLI sends /wait before /start) and returns what to await."""
+        c = self.get(ref)
+        loop = asyncio.get_running_loop()
+        if condition not in ("", "not-running", "next-exit", "removed"):
+            raise InvalidParameter(f"invalid condition: {condition!r}")
+        fut = loop.create_future()
+        if condition in ("", "not-running") and not c.running and not c.state["Restarting"]:
+            fut.set_result((c.state["ExitCode"], None))
+        elif condition == "removed":
+            c.removed_waiters.append(fut)
+        else:
+            c.exit_waiters.append(fut)
+        return fut
+
+    # -- attach ------------------------------------------------------------------------------
+    async def attach_streams(self, c: Container, stdin: bool, stdout: bool, stderr: bool
+                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Connects to the container's monitor now, or at its next start (attach comes first)."""
+        if c.running and c.monitor is not None:
+            return await c.monitor.attach(stdin, stdout, stderr)
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        entry = (fut, stdin, stdout, stderr)
+        c.pending_attaches.append(entry)
+        try:
+            return await fut
+        finally:
+            if entry in c.pending_attaches:
+                c.pending_attaches.remove(entry)
+
+    async def _connect_pending_attaches(self, c: Container, monitor: Monitor) -> None:
+        for fut, stdin, stdout, stderr in list(c.pending_attaches):
+            if fut.done():
+                continue
+            try:
+                fut.set_result(await monitor.attach(stdin, stdout, stderr))
+            except Exception as e:  # noqa: BLE001 - the attach client sees its stream end
+                fut.set_exception(e)
+        c.pending_attaches.clear()
+
+    def _fail_pending_attaches(self, c: Container) -> None:
+        for fut, *_ in c.pending_attaches:
+            if not fut.done():
+                fut.set_exception(Conflict("container is not running"))
+        c.pending_attaches.clear()
+
+    async def resize(self, ref: str, height: int, width: int) -> None:
+        c = self.get(ref)
+        if height < 0 or width < 0 or height > 65535 or width > 65535:
+            raise InvalidParameter(f"invalid terminal size {height}x{width}")
+        if not c.running or c.monitor is None:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.tty:
+            await c.monitor.resize(height, width)
+
+    # -- logs --------------------------------------------------------------------------------
+    def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
+             stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
+        c = self.get(ref)
+        if not stdout and not stderr:
+            raise InvalidParameter("Bad parameters: you must choose at least one stream")
+        tail_n: int | None = None
+        if tail not in ("", "all"):
+            try:
+                tail_n = int(tail)
+            except ValueError:
+                raise InvalidParameter(f"invalid value for \"tail\": {tail!r}") from None
+            if tail_n < 0:
+                tail_n = None
+        since_t = parse_time_filter(since) if since and since != "0" else 0.0
+        until_t = parse_time_filter(until) if until and until != "0" else None
+        it = read_log(paths(self.data_root, c.id)["log"], follow=follow, tail=tail_n, since=since_t,
+                      until=until_t, stdout=stdout, stderr=stderr,
+                      is_running=lambda: c.running or c.state["Restarting"])
+        return c, it
+
+    # -- rename / top / diff -----------------------------------------------------------------
+    async def rename(self, ref: str, new_name: str) -> None:
+        c = self.get(ref)
+        if not new_name:
+            raise InvalidParameter("Neither old nor new names may be empty")
+        new = container_config.validate_name(new_name)
+        if new == c.name:
+            raise Conflict("Renaming a container with the same name as its current name")
+        if new in self.names:
+            raise Conflict(f'Conflict. The container name "{new}" is already in use by container '
+                           f'"{self.names[new]}". You have to remove (or rename) that container to be '
+                           "able to reuse that name.")
+        old = c.name
+        self.names[new] = c.id
+        c.name = new
+        try:
+            await self._persist(c)
+        except BaseException:
+            c.name = old
+            del self.names[new]
+            raise
+        del self.names[old]
+        self.events.publish("container", "rename", c.id, self._attrs(c, oldName=old))
+
+    async def top(self, ref: str, ps_args: str) -> dict:
+        c = self.get(ref)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        pids = await asyncio.to_thread(_pids_in_pidns, c.state["Pid"])
+        args = (ps_args or "-ef").split()
+        proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise DaemonError(f"Error running top: ps {' '.join(args)}: {err.decode().strip()}")
+        lines = out.decode(errors="replace").splitlines()
+        if not lines:
+            return {"Titles": [], "Processes": []}
+        titles = lines[0].split()
+        if "PID" not in titles:
+            raise DaemonError("Couldn't find PID field in ps output")
+        pid_idx = titles.index("PID")
+        procs = []
+        for line in lines[1:]:
+            fields = line.split(None, len(titles) - 1)
+            if len(fields) <= pid_idx:
+                continue
+            try:
+                pid = int(fields[pid_idx])
+            except ValueError:
+                continue
+            if pid in pids:
+                procs.append(fields)
+        return {"Titles": titles, "Processes": procs}
+
+    async def changes(self, ref: str) -> list[dict]:
+        c = self.get(ref)
+        items = await asyncio.to_thread(self.driver.changes, c.id, self._lowers(c))
+        return [{"Path": path, "Kind": kind} for path, kind in items]
+
+    # -- views -------------------------------------------------------------------------------
+    def inspect(self, ref: str, size: bool = False) -> dict:
+        c = self.get(ref)
+        p = paths(self.data_root, c.id)
+        state = dict(c.state)
+        if c.removing:
+            state["Status"] = "removing"
+        data = {
+            "Id": c.id,
+            "Created": c.created,
+            "Path": c.path,
+            "Args": c.args,
+            "State": state,
+            "Image": c.image_id,
+            "ResolvConfPath": str(p["resolv"]),
+            "HostnamePath": str(p["hostname"]),
+            "HostsPath": str(p["hosts"]),
+            "LogPath": str(p["log"]),
+            "Name": c.name,
+            "RestartCount": c.restart_count,
+            "Driver": c.driver,
+            "Platform": "linux",
+            "MountLabel": "",
+            "ProcessLabel": "",
+            "AppArmorProfile": "",
+            "ExecIDs": None,
+            "HostConfig": c.host_config,
+            "GraphDriver": self._graph_driver(c),
+            "Mounts": [],
+            "Config": c.config,
+            "NetworkSettings": self._network_settings(c),
+        }
+        if size:
+            data["SizeRw"] = self._size_rw(c)
+            img = self.images.images.get(c.image_id)
+            data["SizeRootFs"] = data["SizeRw"] + (img.size if img else 0)
+        return data
+
+    def _graph_driver(self, c: Container) -> dict:
+        base = Path(getattr(self.driver, "root", self.data_root)) / c.id
+        lowers = ":".join(str(x) for x in self._lowers(c))
+        if c.driver == "vfs":
+            return {"Name": "vfs", "Data": None}
+        return {"Name": c.driver, "Data": {"LowerDir": lowers, "MergedDir": str(base / "merged"),
+                                           "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
+
+    def _network_settings(self, c: Container) -> dict:
+        sandbox = f"/proc/{c.state['Pid']}/ns/net" if c.running and c.network_mode != "host" else ""
+        return {
+            "Bridge": "", "SandboxID": c.id if c.running else "", "HairpinMode": False,
+            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
+            "SandboxKey": sandbox, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
+            "Networks": c.networks,
+        }
+
+    def list(self, all_: bool, limit: int, size: bool, filters_raw: str | None, before_ref: str = "",
+             since_ref: str = "") -> list[dict]:
+        f = Filters.parse(filters_raw, PS_FILTERS)
+        for st in f.get("status"):
+            if st not in STATUSES:
+                raise InvalidParameter(f"Invalid filter 'status={st}'")
+        exited = []
+        for e in f.get("exited"):
+            try:
+                exited.append(int(e))
+            except ValueError:
+                raise InvalidParameter(f"Invalid filter 'exited={e}'") from None
+        before = [self.get(r) for r in f.get("before") + ([before_ref] if before_ref else [])]
+        since = [self.get(r) for r in f.get("since") + ([since_ref] if since_ref else [])]
+        ancestors = set()
+        for a in f.get("ancestor"):
+            img = self.images.find(a)
+            if img is not None:
+                ancestors.add(img.id)
+            else:
+                ancestors.add("<none>")
+        show_all = all_ or bool(f.get("status")) or bool(exited) or limit > 0 or bool(before) or bool(since)
+        rows = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
+        out = []
+        for c in rows:
+            status = "removing" if c.removing else ("paused" if c.state["Paused"] else c.state["Status"])
+            if not show_all and not c.running:
+                continue
+            if f.get("status") and status not in f.get("status"):
+                continue
+            if exited and (c.running or c.state["FinishedAt"] == ZERO_TIME or c.state["ExitCode"] not in exited):
+                continue
+            if f.get("id") and not any(c.id.startswith(i) for i in f.get("id")):
+                continue
+            if not f.match_regex("name", c.name.lstrip("/")) and not f.match_regex("name", c.name):
+                continue
+            if not f.match_labels(c.labels):
+                continue
+            if before and not all(c.created < b.created for b in before):
+                continue
+            if since and not all(c.created > s.created for s in since):
+                continue
+            if ancestors and c.image_id not in ancestors:
+                continue
+            if f.get("network") and not any(n in c.networks for n in f.get("network")):
+                continue
+            out.append(self._summary(c, size))
+            if limit > 0 and len(out) >= limit:
+                break
+        return out
+
+    def _summary(self, c: Container, size: bool) -> dict:
+        row: dict[str, Any] = {
+            "Id": c.id,
+            "Names": [c.name],
+            "Image": self.images.display_name(c.image_id, c.config.get("Image", "")),
+            "ImageID": c.image_id,
+            "Command": c.command_text,
+            "Created": int(parse_timestamp(c.created)),
+            "Ports": [],
+            "Labels": c.labels,
+            "State": "removing" if c.removing else c.state["Status"],
+            "Status": c.status_text(),
+            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
+            "NetworkSettings": {"Networks": c.networks},
+            "Mounts": [],
+        }
+        if size:
+            row["SizeRw"] = self._size_rw(c)
+            img = self.images.images.get(c.image_id)
+            row["SizeRootFs"] = row["SizeRw"] + (img.size if img else 0)
+        return row
+
+    def counts(self) -> dict[str, int]:
+        running = sum(1 for c in self.containers.values() if c.running and not c.state["Paused"])
+        paused = sum(1 for c in self.containers.values() if c.state["Paused"])
+        return {"Containers": len(self.containers), "ContainersRunning": running, "ContainersPaused": paused,
+                "ContainersStopped": len(self.containers) - running - paused}
+
+    async def shutdown(self) -> None:
+        """Daemon shutdown: containers keep running under their monitors (live restore)."""
+        self.shutting_down = True
+        for c in self.containers.values():
+            for task in (c.watch_task, c.restart_task):
+                if task and not task.done():
+                    task.cancel()
+            self._fail_pending_attaches(c)
+
+
+def _network_entries(mode: str) -> dict:
+    if mode.startswith("container:"):
+        return {}
+    return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
+                   "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}}
+
+
+def _not_labels(conds: list[str], labels: dict[str, str]) -> bool:
+    for cond in conds:
+        k, _, v = cond.partition("=")
+        if k in labels and (not v or labels[k] == v):
+            return False
+    return True
+
+
+def _pids_in_pidns(init_pid: int) -> set[int]:
+    try:
+        target = os.readlink(f"/proc/{init_pid}/ns/pid")
+    except OSError:
+        return set()
+    pids = set()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry}/ns/pid") == target:
+                pids.add(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+_ADJECTIVES = ["admiring", "brave", "clever", "dazzling", "eager", "focused", "gallant", "happy", "jolly",
+               "keen", "loving", "modest", "nifty", "optimistic", "peaceful", "quirky", "relaxed", "serene",
+               "tender", "upbeat", "vibrant", "wizardly", "youthful", "zealous"]
+_NAMES = ["albattani", "babbage", "curie", "darwin", "euclid", "feynman", "galileo", "hopper", "jepsen",
+          "knuth", "lovelace", "meitner", "noether", "pasteur", "ritchie", "shannon", "tesla", "turing",
+          "wozniak", "yalow"]
+
+
+def _random_name(taken: dict[str, str]) -> str:
+    for _ in range(100):
+        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
+        if "/" + name not in taken:
+            return name
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}{secrets.randbelow(1000)}"
+
+
+__all__ = ["ContainerService", "parse_signal", "time"]

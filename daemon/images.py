@@ -1,0 +1,453 @@
+"""The image service: import, list, inspect, tag, remove, history, prune.
+
+Images are records in the store (config JSON + layer chain ids); their bytes live in the
+content store (config blob) and the layer store (unpacked diffs), both in `storage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import platform
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.archive import ArchiveError
+from storage.blobs import BlobStore
+from storage.layers import LayerStore
+
+from daemon import dockerfile_changes, reference
+from daemon.bodyreader import ThreadReader
+from daemon.errors import Conflict, InvalidParameter, NotFound
+from daemon.events import EventBus
+from daemon.filters import Filters
+from daemon.store import Store
+from daemon.timeutil import format_time, now_rfc3339, parse_time_filter, parse_timestamp
+
+GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
+          "s390x": "s390x", "riscv64": "riscv64"}.get(platform.machine(), platform.machine())
+
+IMAGE_LIST_FILTERS = {"dangling", "label", "before", "since", "reference", "until"}
+
+
+@dataclass
+class Image:
+    id: str  # sha256:<hex>
+    config: dict  # the image config document (OCI/Docker), as stored in the blob
+    chain_ids: list[str]
+    size: int
+    tags: list[str] = field(default_factory=list)
+    last_tag_time: str = ""
+
+    @property
+    def created(self) -> str:
+        return self.config.get("created", "")
+
+    @property
+    def created_unix(self) -> int:
+        return int(parse_timestamp(self.created)) if self.created else 0
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return (self.config.get("config") or {}).get("Labels") or {}
+
+    @property
+    def top_chain_id(self) -> str | None:
+        return self.chain_ids[-1] if self.chain_ids else None
+
+    def doc(self) -> dict:
+        return {"id": self.id, "config": self.config, "chain_ids": self.chain_ids, "size": self.size,
+                "last_tag_time": self.last_tag_time}
+
+
+class ImageService:
+    def __init__(self, store: Store, blobs: BlobStore, layers: LayerStore, events: EventBus,
+                 driver_name: str) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.layers = layers
+        self.events = events
+        self.driver_name = driver_name
+        self.images: dict[str, Image] = {}
+        self.tags: dict[str, str] = {}  # "busybox:latest" -> image id
+        # Set by the daemon: image id -> ids of the containers created from it (running first).
+        self.containers_using: Callable[[str], list[tuple[str, bool]]] = lambda image_id: []
+        self.layers_in_use: Callable[[], set[str]] = set
+        self._lock = asyncio.Lock()
+
+    def load(self) -> None:
+        for doc in self.store.load_images():
+            self.images[doc["id"]] = Image(doc["id"], doc["config"], doc["chain_ids"], doc["size"],
+                                           last_tag_time=doc.get("last_tag_time", ""))
+        self.tags = self.store.load_tags()
+        for ref, iid in self.tags.items():
+            if iid in self.images:
+                self.images[iid].tags.append(ref)
+
+    # -- look-up -----------------------------------------------------------------------------
+    def find(self, name: str) -> Image | None:
+        if not name:
+            return None
+        if name.startswith("sha256:"):
+            hexpart = name[7:]
+            if len(hexpart) == 64:
+                return self.images.get(name)
+            return self._by_prefix(hexpart)
+        if ":" not in name.rsplit("/", 1)[-1] and "@" not in name:
+            # a bare name may be an id prefix (docker accepts short ids) or a repo (tag latest)
+            try:
+                ref = reference.parse(name)
+            except InvalidParameter:
+                ref = None
+            if ref is not None and str(ref) in self.tags:
+                return self.images[self.tags[str(ref)]]
+            if all(c in "0123456789abcdef" for c in name) and len(name) >= 4:
+                return self._by_prefix(name)
+            return None
+        try:
+            ref = reference.parse(name)
+        except InvalidParameter:
+            return None
+        iid = self.tags.get(str(ref))
+        return self.images.get(iid) if iid else None
+
+    def _by_prefix(self, prefix: str) -> Image | None:
+        matches = [img for iid, img in self.images.items() if iid[7:].startswith(prefix)]
+        return matches[0] if len(matches) == 1 else None
+
+    def get(self, name: str) -> Image:
+        img = self.find(name)
+        if img is None:
+            raise NotFound(f"No such image: {name}")
+        return img
+
+    def display_name(self, image_id: str, given: str) -> str:
+        """What `docker ps` shows in its IMAGE column: the name given if it still points there."""
+        img = self.images.get(image_id)
+        if img is None:
+            return image_id
+        found = self.find(given)
+        if found is not None and found.id == image_id:
+            return given
+        return img.tags[0] if img.tags else image_id[7:19]
+
+    # -- import ------------------------------------------------------------------------------
+    async def import_image(self, body: AsyncIterator[bytes] | None, src: str, repo: str, tag: str,
+                           changes: list[str], message: str, platform_: str = "") -> Image:
+        ref = reference.parse_repo_tag(repo, tag or None) if repo else None
+        # Validate changes before reading the upload, so a bad -c leaves nothing behind.
+        base_cfg = dockerfile_changes.apply({}, changes)
+        reader = ThreadReader()
+        feeder: asyncio.Task | None = None
+        if src == "-":
+            if body is None:
+                raise InvalidParameter("import from stdin requires a request body")
+            feeder = asyncio.create_task(reader.feed(body))
+        else:
+            feeder = asyncio.create_task(reader.feed(_download(src)))
+        try:
+            layer = await asyncio.to_thread(self._import_layer, reader)
+        except ArchiveError as e:
+            raise InvalidParameter(f"invalid tar archive: {e}") from e
+        except OSError as e:
+            raise InvalidParameter(f"import failed: {e}") from e
+        finally:
+            reader.close()
+            if feeder is not None:
+                feeder.cancel()
+        created = now_rfc3339()
+        config = {
+            "architecture": GOARCH,
+            "os": "linux",
+            "created": created,
+            "config": base_cfg,
+            "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]},
+            "history": [{"created": created, "comment": message or f"Imported from {src}"}],
+        }
+        if message:
+            config["comment"] = message
+        img = await self._register(config, [layer.chain_id], layer.size, [str(ref)] if ref else [])
+        self.events.publish("image", "import", img.id, {"name": str(ref) if ref else img.id})
+        return img
+
+    def _import_layer(self, reader: ThreadReader) -> Any:
+        return self.layers.import_tar(reader, None)
+
+    async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str]) -> Image:
+        raw = json.dumps(config, separators=(",", ":")).encode()
+        image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
+        await asyncio.to_thread(self.blobs.put, raw)
+        async with self._lock:
+            img = self.images.get(image_id) or Image(image_id, config, chain_ids, size)
+            if tags:
+                img.last_tag_time = now_rfc3339()
+            await self.store.put_image(image_id, img.doc(), tags)
+            self.images[image_id] = img
+            for t in tags:
+                self._move_tag(t, image_id)
+        return img
+
+    def _move_tag(self, ref: str, image_id: str) -> None:
+        old = self.tags.get(ref)
+        if old and old in self.images and ref in self.images[old].tags:
+            self.images[old].tags.remove(ref)
+        self.tags[ref] = image_id
+        if ref not in self.images[image_id].tags:
+            self.images[image_id].tags.append(ref)
+
+    # -- list / inspect ----------------------------------------------------------------------
+    def list(self, all_: bool, filters_raw: str | None, digests: bool = False) -> list[dict]:
+        f = Filters.parse(filters_raw, IMAGE_LIST_FILTERS)
+        dangling = f.bool("dangling")
+        before = [self.get(n).created_unix for n in f.get("before")]
+        since = [self.get(n).created_unix for n in f.get("since")]
+        until = [parse_time_filter(u) for u in f.get("until")]
+        out = []
+        for img in self.images.values():
+            if dangling is True and img.tags or dangling is False and not img.tags:
+                continue
+            if not f.match_labels(img.labels):
+                continue
+            if before and not all(img.created_unix < b for b in before):
+                continue
+            if since and not all(img.created_unix > s for s in since):
+                continue
+            if until and not all(img.created_unix <= u for u in until):
+                continue
+            tags = img.tags
+            if "reference" in f:
+                tags = [t for t in img.tags if any(_ref_match(p, t) for p in f.get("reference"))]
+                if not tags:
+                    continue
+            out.append({
+                "Id": img.id,
+                "ParentId": img.config.get("parent", ""),
+                "RepoTags": sorted(tags) if tags else [],
+                "RepoDigests": [],
+                "Created": img.created_unix,
+                "Size": img.size,
+                "SharedSize": -1,
+                "VirtualSize": img.size,
+                "Labels": img.labels or {},
+                "Containers": -1,
+            })
+        out.sort(key=lambda d: d["Created"], reverse=True)
+        return out
+
+    def inspect(self, name: str) -> dict:
+        img = self.get(name)
+        cfg = img.config
+        top = img.top_chain_id
+        return {
+            "Id": img.id,
+            "RepoTags": sorted(img.tags),
+            "RepoDigests": [],
+            "Parent": cfg.get("parent", ""),
+            "Comment": cfg.get("comment", ""),
+            "Created": cfg.get("created", ""),
+            "DockerVersion": cfg.get("docker_version", ""),
+            "Author": cfg.get("author", ""),
+            "Config": _full_container_config(cfg.get("config") or {}),
+            "Architecture": cfg.get("architecture", GOARCH),
+            "Os": cfg.get("os", "linux"),
+            "Size": img.size,
+            "GraphDriver": {
+                "Name": self.driver_name,
+                "Data": {"LowerDir": ":".join(str(p) for p in self.layers.lowers(top)[1:]) or None,
+                         "UpperDir": str(self.layers.diff_path(top)), "WorkDir": ""} if top else {},
+            },
+            "RootFS": {"Type": "layers", "Layers": list(cfg.get("rootfs", {}).get("diff_ids", []))},
+            "Metadata": {"LastTagTime": img.last_tag_time or "0001-01-01T00:00:00Z"},
+        }
+
+    def history(self, name: str) -> list[dict]:
+        img = self.get(name)
+        hist = img.config.get("history") or []
+        out = []
+        layer_index = 0
+        diff_ids = img.config.get("rootfs", {}).get("diff_ids", [])
+        for i, h in enumerate(hist):
+            size = 0
+            if not h.get("empty_layer") and layer_index < len(img.chain_ids):
+                try:
+                    size = self.layers.get(img.chain_ids[layer_index]).size
+                except Exception:  # noqa: BLE001 - a missing layer shows as 0 bytes
+                    size = 0
+                layer_index += 1
+            out.append({
+                "Id": img.id if i == len(hist) - 1 else "<missing>",
+                "Created": int(parse_timestamp(h["created"])) if h.get("created") else 0,
+                "CreatedBy": h.get("created_by", ""),
+                "Tags": sorted(img.tags) if i == len(hist) - 1 else None,
+                "Size": size,
+                "Comment": h.get("comment", ""),
+            })
+        if not out and diff_ids:
+            out.append({"Id": img.id, "Created": img.created_unix, "CreatedBy": "", "Tags": sorted(img.tags),
+                        "Size": img.size, "Comment": ""})
+        out.reverse()
+        return out
+
+    # -- tag / remove / prune ----------------------------------------------------------------
+    async def tag(self, name: str, repo: str, tag: str | None) -> str:
+        img = self.get(name)
+        ref = reference.parse_repo_tag(repo, tag)
+        if ref.digest:
+            raise InvalidParameter("refusing to create a tag with a digest reference")
+        async with self._lock:
+            await self.store.set_tag(str(ref), img.id)
+            img.last_tag_time = now_rfc3339()
+            self._move_tag(str(ref), img.id)
+        self.events.publish("image", "tag", img.id, {"name": str(ref)})
+        return str(ref)
+
+    async def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict]:
+        img = self.get(name)
+        out: list[dict] = []
+        by_ref = self._is_reference(name, img)
+        users = self.containers_using(img.id)
+        running = [cid for cid, is_running in users if is_running]
+        async with self._lock:
+            if by_ref:
+                ref = str(reference.parse(name))
+                if len(img.tags) > 1 or (force and users):
+                    await self._untag(ref, out)
+                    if img.tags or users:
+                        return out
+                elif users and not force:
+                    raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
+                                   f"container {users[0][0][:12]} is using its referenced image {img.id[7:19]}")
+            else:
+                if running:
+                    raise Conflict(f"conflict: unable to delete {img.id[7:19]} (cannot be forced) - image is "
+                                   f"being used by running container {running[0][:12]}")
+                if len(img.tags) > 1 and not force:
+                    raise Conflict(f"conflict: unable to delete {img.id[7:19]} (must be forced) - image is "
+                                   "referenced in multiple repositories")
+                if users and not force:
+                    raise Conflict(f"conflict: unable to delete {img.id[7:19]} (must be forced) - image is "
+                                   f"being used by stopped container {users[0][0][:12]}")
+            for ref in list(img.tags):
+                await self._untag(ref, out)
+            if running:
+                return out
+            await self.store.delete_image(img.id)
+            del self.images[img.id]
+        out.append({"Deleted": img.id})
+        self.events.publish("image", "delete", img.id, {"name": img.id})
+        await self._collect_layers(img.chain_ids)
+        return out
+
+    def _is_reference(self, name: str, img: Image) -> bool:
+        if name.startswith("sha256:") or img.id[7:].startswith(name):
+            return False
+        try:
+            return str(reference.parse(name)) in img.tags
+        except InvalidParameter:
+            return False
+
+    async def _untag(self, ref: str, out: list[dict]) -> None:
+        iid = self.tags.pop(ref, None)
+        await self.store.delete_tag(ref)
+        if iid and iid in self.images and ref in self.images[iid].tags:
+            self.images[iid].tags.remove(ref)
+        out.append({"Untagged": ref})
+        self.events.publish("image", "untag", iid or ref, {"name": ref})
+
+    async def _collect_layers(self, chain_ids: list[str]) -> None:
+        """Removes the layers no image or container uses any more (top first)."""
+        used = {c for img in self.images.values() for c in img.chain_ids} | self.layers_in_use()
+        for chain in reversed(chain_ids):
+            if chain not in used:
+                await asyncio.to_thread(self.layers.remove, chain)
+
+    async def prune(self, filters_raw: str | None) -> dict:
+        f = Filters.parse(filters_raw, {"dangling", "label", "label!", "until"})
+        dangling_only = f.bool("dangling")
+        dangling_only = True if dangling_only is None else dangling_only
+        until = [parse_time_filter(u) for u in f.get("until")]
+        deleted: list[dict] = []
+        reclaimed = 0
+        used_ids = set()
+        for img in list(self.images.values()):
+            if self.containers_using(img.id):
+                used_ids.add(img.id)
+        for img in list(self.images.values()):
+            if img.id in used_ids or (dangling_only and img.tags):
+                continue
+            if not f.match_labels(img.labels) or ("label!" in f and _labels_hit(f.get("label!"), img.labels)):
+                continue
+            if until and not all(img.created_unix <= u for u in until):
+                continue
+            try:
+                deleted += await self.remove(img.id, force=True)
+                reclaimed += img.size
+            except (Conflict, NotFound):
+                continue
+        return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def total_size(self) -> int:
+        return sum(img.size for img in self.images.values())
+
+
+def _labels_hit(conds: list[str], labels: dict[str, str]) -> bool:
+    for cond in conds:
+        k, _, v = cond.partition("=")
+        if k in labels and (not v or labels[k] == v):
+            return True
+    return False
+
+
+def _ref_match(pattern: str, ref: str) -> bool:
+    """docker's reference filter: a glob on the familiar name, with or without the tag."""
+    import fnmatch
+
+    if ":" not in pattern.rsplit("/", 1)[-1]:
+        return fnmatch.fnmatchcase(ref.rsplit(":", 1)[0], pattern)
+    return fnmatch.fnmatchcase(ref, pattern)
+
+
+def _full_container_config(cfg: dict) -> dict:
+    """Image inspect shows the config section with every field, as dockerd does."""
+    base: dict[str, Any] = {
+        "Hostname": "", "Domainname": "", "User": "", "AttachStdin": False, "AttachStdout": False,
+        "AttachStderr": False, "Tty": False, "OpenStdin": False, "StdinOnce": False, "Env": None,
+        "Cmd": None, "Image": "", "Volumes": None, "WorkingDir": "", "Entrypoint": None,
+        "OnBuild": None, "Labels": None,
+    }
+    base.update(cfg)
+    return base
+
+
+async def _download(url: str) -> AsyncIterator[bytes]:
+    """`docker import URL`: streams the remote file (http/https only)."""
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameter(f"unsupported import source {url!r}: use '-' or an http(s) URL")
+    import urllib.request
+
+    def _open() -> Any:
+        return urllib.request.urlopen(url, timeout=30)  # noqa: S310 - scheme checked above
+
+    try:
+        resp = await asyncio.to_thread(_open)
+    except OSError as e:
+        raise InvalidParameter(f"import from {url}: {e}") from e
+    try:
+        while True:
+            chunk = await asyncio.to_thread(resp.read, 1 << 20)
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        resp.close()
+
+
+def image_created_unix(img: Image) -> float:
+    return parse_timestamp(img.created) if img.created else time.time()
+
+
+__all__ = ["Image", "ImageService", "GOARCH", "format_time", "Path"]

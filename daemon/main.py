@@ -1,0 +1,124 @@
+"""`pydockerd`: the daemon's entry point (flags, start-up checks, listeners, signals)."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from daemon.config import Config, ConfigError, load
+
+log = logging.getLogger("pydockerd")
+
+
+class StartupError(Exception):
+    """Reported as one line on stderr, exit status 1."""
+
+
+def _lock_data_root(cfg: Config) -> int:
+    cfg.data_root.mkdir(parents=True, exist_ok=True, mode=0o711)
+    path = cfg.data_root / "pydockerd.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise StartupError(f"another pydockerd (pid {holder or '?'}) is using the data root {cfg.data_root}") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def _write_pidfile(path: Path) -> None:
+    try:
+        old = int(path.read_text().strip())
+    except (OSError, ValueError):
+        old = 0
+    if old and old != os.getpid():
+        try:
+            os.kill(old, 0)
+        except ProcessLookupError:
+            pass
+        else:
+            raise StartupError(f"pid file found, ensure pydockerd is not running or delete {path} (pid {old})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "debug":
+        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+async def _run(cfg: Config) -> None:
+    from api.app import create_app
+    from api.server import ListenerError, TLSOptions, open_listeners, serve
+    from daemon.engine import Daemon
+
+    tls = None
+    if cfg.tls or cfg.tlsverify:
+        tls = TLSOptions(verify=cfg.tlsverify, cacert=cfg.tlscacert, cert=cfg.tlscert, key=cfg.tlskey)
+    try:
+        listeners = open_listeners(cfg.hosts, tls)
+    except ListenerError as e:
+        raise StartupError(str(e)) from None
+    daemon = Daemon(cfg)
+    await daemon.start()
+    app, routes = create_app(daemon)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("pydockerd ready, API listening on %s", ", ".join(cfg.hosts))
+    try:
+        await serve(app, listeners, routes, shutdown_event=stop)
+    finally:
+        await daemon.stop()
+        log.info("pydockerd stopped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = load(argv)
+    except ConfigError as e:
+        print(f"pydockerd: {e}", file=sys.stderr)
+        return 1
+    if os.geteuid() != 0:
+        print("pydockerd: pydockerd needs to be started with root privileges", file=sys.stderr)
+        return 1
+    _setup_logging(cfg.log_level)
+    try:
+        cfg.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock_fd = _lock_data_root(cfg)
+        _write_pidfile(cfg.pidfile_path)
+    except (StartupError, OSError) as e:
+        print(f"pydockerd: {e}", file=sys.stderr)
+        return 1
+    # Monitors are children until their container exits: reap them with pidfds, not a thread each.
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    try:
+        asyncio.run(_run(cfg))
+    except StartupError as e:
+        print(f"pydockerd: {e}", file=sys.stderr)
+        return 1
+    finally:
+        try:
+            if cfg.pidfile_path.read_text().strip() == str(os.getpid()):
+                cfg.pidfile_path.unlink()
+        except OSError:
+            pass
+        os.close(lock_fd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

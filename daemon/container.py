@@ -132,4 +132,4 @@ def human_duration(seconds: float) -> str:
 def paths(data_root: Path, cid: str) -> dict[str, Path]:
     base = data_root / "containers" / cid
     return {"dir": base, "hostname": base / "hostname", "hosts": base / "hosts",
-            "resolv": base / "resolv.conf", "log": base / f"{cid}-json.log"}
+            "resolv": base / "resolv.conf", "log": base / f"{cid}-json.log", "init": base / "init"}

@@ -108,13 +108,14 @@ class ContainerService:
         return img.chain_ids if img else []
 
     def _lowers(self, c: Container) -> list[Path]:
+        """The container's init layer on top of the image's layers (overlayfs lowerdir order)."""
         img = self.images.images.get(c.image_id)
-        if img is None or not img.top_chain_id:
-            return []
-        return self.images.layers.lowers(img.top_chain_id)
+        image_lowers = self.images.layers.lowers(img.top_chain_id) if img and img.top_chain_id else []
+        return [paths(self.data_root, c.id)["init"], *image_lowers]
 
     def _bundle(self, c: Container) -> Path:
-        return self.exec_root / "containers" / c.id
+        # Short on purpose: the monitor's sockets live here and sun_path holds 108 bytes.
+        return self.exec_root / "ctr" / c.id[:12]
 
     # -- start-up ----------------------------------------------------------------------------
     async def load(self) -> None:
@@ -171,7 +172,8 @@ class ContainerService:
                 raise InvalidParameter("conflicting options: hostname and the network mode")
         container_config.capabilities(host_config)  # validates cap names now, not at start
         cid = secrets.token_hex(32)
-        while cid in self.containers or cid[:12] in self.names:
+        # The 12-char short id names the runtime bundle (unix socket paths must stay short).
+        while any(other.startswith(cid[:12]) for other in self.containers):
             cid = secrets.token_hex(32)
         if cname is None:
             cname = "/" + _random_name(self.names)
@@ -204,6 +206,7 @@ class ContainerService:
 
     def _create_files(self, c: Container, p: dict[str, Path]) -> None:
         p["dir"].mkdir(parents=True, exist_ok=False)
+        make_init_layer(p["init"])
         self.driver.create(c.id, self._lowers(c))
 
     def _remove_files(self, c: Container) -> None:
@@ -826,6 +829,21 @@ class ContainerService:
                 if task and not task.done():
                     task.cancel()
             self._fail_pending_attaches(c)
+
+
+# What dockerd's "-init" layer holds: the mount points the runtime needs, so that creating
+# them never copies up into the container's own layer (and `docker diff` stays clean).
+_INIT_DIRS = ("dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc")
+_INIT_FILES = ("dev/console", "etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
+
+
+def make_init_layer(root: Path) -> None:
+    root.mkdir(mode=0o755)
+    for d in _INIT_DIRS:
+        (root / d).mkdir(mode=0o755, parents=True, exist_ok=True)
+    for f in _INIT_FILES:
+        (root / f).touch(mode=0o644 if f != "dev/console" else 0o600)
+    (root / "etc" / "mtab").symlink_to("/proc/mounts")
 
 
 def _network_entries(mode: str) -> dict:

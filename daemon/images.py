@@ -133,7 +133,7 @@ class ImageService:
         found = self.find(given)
         if found is not None and found.id == image_id:
             return given
-        return img.tags[0] if img.tags else image_id[7:19]
+        return image_id
 
     # -- import ------------------------------------------------------------------------------
     async def import_image(self, body: AsyncIterator[bytes] | None, src: str, repo: str, tag: str,

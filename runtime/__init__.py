@@ -6,11 +6,24 @@ Contract between `daemon` and `runtime` (see runtime/client.py):
   hostname, resolv.conf) and calls ``await Monitor.spawn(bundle_dir, spec)``.
   ``bundle_dir`` is ``<exec-root>/containers/<id>``; ``spec`` is the JSON document
   described in runtime/spec.py. The monitor prepares the namespaces and the container's
-  init process, which then waits, not yet exec'd ("created").
+  init process, which then waits, not yet exec'd ("created"). ``Monitor.pid`` (the init's
+  host pid) is known at this point: the daemon puts it into the container's cgroups now,
+  before start, so everything the command forks inherits them.
 * The daemon connects the attach streams that arrived before start
-  (``monitor.attach(...)``), then calls ``await monitor.start()``; only then does the init
-  exec the command, so no output is lost.
+  (``monitor.attach(...)``, which returns once the monitor has registered the client),
+  then calls ``await monitor.start()``; only then does the init exec the command, so no
+  output is lost.
 * The monitor owns stdio, writes the json-file log, records the exit status durably in the
   bundle, and keeps running without the daemon; ``Monitor.connect(bundle_dir)`` finds it
-  again after a daemon restart.
+  again after a daemon restart (None: it has finished, see ``read_exit_status``).
+
+Files in the bundle directory: ``config.json`` (written by ``spawn``), ``monitor.log`` (the
+monitor's stderr), ``monitor.pid``, ``control.sock`` and ``attach.sock`` (while the monitor
+runs), ``exit.json`` (once the container has exited; removed by the next ``spawn``).
+
+Modules: ``client`` (daemon side, asyncio); ``spec`` (the spec document); ``monitor`` (the
+entry point run as ``python3 -S -I monitor.py <bundle>``) and ``shim`` (its main loop),
+``initproc`` (the container's init before exec), ``rootfs`` (mounts, pivot_root),
+``users``, ``lookpath``, ``jsonlog``, ``attach``, ``control``, ``stdio``, ``reactor``,
+``libc`` and ``lean``, which the monitor imports with the standard library only.
 """

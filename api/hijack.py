@@ -1,0 +1,501 @@
+"""HTTP hijacking for attach and exec start, under uvicorn.
+
+The Engine API answers `Upgrade: tcp` requests on attach/exec-start with
+`101 UPGRADED` and then speaks a raw full-duplex byte stream on the same connection.
+ASGI cannot express that, so this module subclasses uvicorn's httptools protocol
+(see reference/spikes.md section 1): when the request headers are complete and the
+request is an `Upgrade: tcp` on a registered route, the transport is taken away from
+uvicorn and handed to an asyncio handler as a StreamReader/StreamWriter pair. Every
+other request goes through the ASGI app untouched.
+
+uvicorn internals relied on (uvicorn and httptools are pinned for this):
+`HttpToolsProtocol.{parser, url, headers, transport, loop, connections, cycle,
+on_headers_complete, on_body, on_message_complete, data_received,
+_get_upgrade, _unset_keepalive_if_required, send_400_response, flow}` and
+`RequestResponseCycle.keep_alive`, and httptools raising `HttpParserUpgrade(offset)`.
+For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http
+import json
+import logging
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httptools
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from .versioning import API_VERSION, STANDARD_HEADERS, check_version, strip_version
+
+log = logging.getLogger(__name__)
+
+# Requests bodies on hijacked routes are tiny JSON documents (exec start); anything
+# bigger is a client bug or abuse and must not be buffered.
+MAX_BODY = 1 << 20
+BODY_TIMEOUT = 30.0
+READER_LIMIT = 1 << 20
+
+
+@dataclass
+class HijackRequest:
+    method: str
+    path: str  # version prefix stripped
+    version: str  # API version of the request
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case keys
+    body: bytes
+    params: dict[str, str] = field(default_factory=dict)
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """First value of a query parameter, as Go's r.Form.Get."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def flag(self, name: str, default: bool = False) -> bool:
+        """A boolean query parameter the way dockerd reads them (httputils.BoolValue)."""
+        value = self.arg(name)
+        if value is None:
+            return default
+        return value.strip().lower() not in ("", "0", "no", "false", "none")
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body.strip() else None
+
+
+HijackHandler = Callable[[HijackRequest, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class HijackRoutes:
+    """Registry of hijackable routes, and the set of running hijack tasks.
+
+    The tasks live here rather than in uvicorn's server state: uvicorn's graceful
+    shutdown would otherwise wait for every open attach session.
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], HijackHandler]] = []
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def add(self, method: str, regex: str, handler: HijackHandler) -> None:
+        self._routes.append((method.upper(), re.compile(regex), handler))
+
+    def route(self, method: str, regex: str) -> Callable[[HijackHandler], HijackHandler]:
+        def decorator(handler: HijackHandler) -> HijackHandler:
+            self.add(method, regex, handler)
+            return handler
+
+        return decorator
+
+    def match(self, method: str, path: str) -> tuple[HijackHandler, dict[str, str]] | None:
+        for m, pattern, handler in self._routes:
+            if m != method:
+                continue
+            found = pattern.match(path)
+            if found is not None:
+                return handler, {k: v for k, v in found.groupdict().items() if v is not None}
+        return None
+
+    async def cancel_all(self, timeout: float = 2.0) -> None:
+        """Cancel every running hijack session and wait (bounded) for them to end."""
+        tasks = [t for t in self.tasks if not t.done()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+
+
+class HijackWriter(asyncio.StreamWriter):
+    """StreamWriter that remembers whether anything was written.
+
+    The task wrapper needs to know whether a 500 can still be answered after a handler
+    failed, and send_error needs the reader to drain the connection before closing.
+    """
+
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        protocol: asyncio.StreamReaderProtocol,
+        reader: asyncio.StreamReader,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        super().__init__(transport, protocol, reader, loop)
+        self.hijack_reader = reader
+        self.response_started = False
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.response_started = True
+        super().write(data)
+
+    def writelines(self, data: Any) -> None:
+        self.response_started = True
+        super().writelines(data)
+
+
+@dataclass
+class _Pending:
+    """What on_headers_complete learned about a request that is going to be hijacked."""
+
+    handler: HijackHandler
+    method: str
+    path: str
+    version: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    params: dict[str, str]
+    body: bytearray = field(default_factory=bytearray)
+
+
+def _header_block(status_line: str, headers: list[tuple[str, str]]) -> bytes:
+    lines = [status_line]
+    lines.extend(f"{k}: {v}" for k, v in headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+async def send_upgrade(writer: asyncio.StreamWriter, content_type: str) -> None:
+    """Write the `101 UPGRADED` response; after it the connection is a raw stream."""
+    headers = [
+        ("Content-Type", content_type),
+        ("Connection", "Upgrade"),
+        ("Upgrade", "tcp"),
+        *STANDARD_HEADERS,
+    ]
+    # Written and flushed on its own: docker-py reads the 101 with http.client's
+    # buffered reader and then reads the raw socket, so stream bytes glued to the
+    # header block could be swallowed by that buffer.
+    writer.write(_header_block("HTTP/1.1 101 UPGRADED", headers))
+    await writer.drain()
+
+
+async def send_error(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    """Answer a plain HTTP error (before any upgrade) with `{"message": ...}` and close."""
+    body = json.dumps({"message": message}).encode() + b"\n"
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Connection", "close"),
+        *STANDARD_HEADERS,
+    ]
+    try:
+        writer.write(_header_block(f"HTTP/1.1 {status} {phrase}".rstrip(), headers) + body)
+        await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    reader = getattr(writer, "hijack_reader", None)
+    if isinstance(reader, asyncio.StreamReader):
+        await close_gracefully(writer, reader, timeout=2.0)
+    else:
+        writer.close()
+
+
+async def close_gracefully(
+    writer: asyncio.StreamWriter, reader: asyncio.StreamReader, timeout: float = 5.0
+) -> None:
+    """End a hijacked connection without making the kernel send a reset.
+
+    Closing a socket that still has unread input makes Linux answer with RST, and the
+    client then reports "connection reset by peer" (e.g. `yes | docker run -i ... head
+    -n 3`, where stdin is still flowing when the container exits). So: flush, half-close
+    our side (the client sees end of output), discard what the client still sends until
+    it closes too, then close. Nothing else may be reading `reader` at that point.
+
+    asyncio's SSL transport has no write_eof: over TLS, the close_notify that close()
+    sends is the end-of-output signal, and the SSL shutdown then waits for the client's.
+    """
+    transport = writer.transport
+    if transport.is_closing():
+        return
+    try:
+        await asyncio.wait_for(writer.drain(), timeout)
+        if writer.can_write_eof():
+            writer.write_eof()
+            async with asyncio.timeout(timeout):
+                while await reader.read(1 << 16):
+                    pass
+    except (ConnectionError, OSError, TimeoutError):
+        pass
+    except RuntimeError:
+        # Another coroutine is still reading: the handler did not stop its stdin pump.
+        log.warning("close_gracefully: reader still in use, closing without draining")
+    finally:
+        writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout)
+    except (ConnectionError, OSError, TimeoutError):
+        transport.abort()
+
+
+def _allow_tls_half_close(transport: asyncio.BaseTransport) -> None:
+    """Keep a TLS hijack writable after the client's close_notify.
+
+    The CLI ends stdin over TLS with Go's tls.Conn.CloseWrite, which sends close_notify
+    and keeps reading; dockerd (Go) keeps writing output after it. asyncio's SSL
+    protocol (3.11) instead starts shutting the whole connection down when it receives
+    close_notify and silently drops everything written afterwards, so `docker
+    --tlsverify run -i ...` would lose its output. Here the peer-initiated shutdown is
+    skipped (the reader still gets its EOF); the connection shuts down when we close
+    it. Relies on asyncio's private `_SSLProtocolTransport._ssl_protocol` and
+    `SSLProtocol._start_shutdown`; without them the default behaviour stays.
+    """
+    ssl_protocol = getattr(transport, "_ssl_protocol", None)
+    start_shutdown = getattr(ssl_protocol, "_start_shutdown", None)
+    if ssl_protocol is None or start_shutdown is None:
+        log.warning("TLS half-close not available on this Python: output after stdin EOF may be lost")
+        return
+
+    def _start_shutdown() -> None:
+        # Our close() marks the app transport closed before calling this; a call
+        # while it is still open comes from the peer's close_notify.
+        if transport.is_closing():
+            start_shutdown()
+
+    ssl_protocol._start_shutdown = _start_shutdown
+
+
+def _content_length(raw: list[tuple[bytes, bytes]]) -> int:
+    for name, value in raw:
+        if name == b"content-length":
+            try:
+                return max(0, int(value))
+            except ValueError:
+                return 0
+    return 0
+
+
+def _parse_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, value in raw:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+async def _read_body(pending: _Pending, reader: asyncio.StreamReader) -> bytes:
+    """The request body after the headers.
+
+    httptools stops parsing at the headers of an upgrade request, so the body (the exec
+    start JSON) arrives as the first bytes of the stream; read exactly Content-Length of
+    them. If the parser did deliver some body itself, it is in pending.body already.
+    """
+    headers = pending.headers
+    body = bytes(pending.body)
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return body + await _read_chunked(reader)
+    length_text = headers.get("content-length", "").strip()
+    if not length_text:
+        return body
+    length = int(length_text)
+    if length < 0 or length > MAX_BODY:
+        raise ValueError(f"request body too large ({length} bytes)")
+    missing = length - len(body)
+    if missing > 0:
+        body += await reader.readexactly(missing)
+    return body
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    out = bytearray()
+    while True:
+        size_line = await reader.readuntil(b"\r\n")
+        size = int(size_line.split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            # Trailers, if any, end with an empty line.
+            while (await reader.readuntil(b"\r\n")) != b"\r\n":
+                pass
+            return bytes(out)
+        if len(out) + size > MAX_BODY:
+            raise ValueError("request body too large")
+        out += await reader.readexactly(size)
+        await reader.readexactly(2)
+
+
+class _BadRequest(Exception):
+    pass
+
+
+async def _run_hijack(
+    pending: _Pending, reader: asyncio.StreamReader, writer: HijackWriter, client: str
+) -> None:
+    try:
+        try:
+            async with asyncio.timeout(BODY_TIMEOUT):
+                body = await _read_body(pending, reader)
+        except (ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError) as exc:
+            raise _BadRequest(f"invalid request body: {exc}") from exc
+        request = HijackRequest(
+            method=pending.method,
+            path=pending.path,
+            version=pending.version,
+            query=pending.query,
+            headers=pending.headers,
+            body=body,
+            params=pending.params,
+        )
+        await pending.handler(request, reader, writer)
+    except asyncio.CancelledError:
+        # Daemon shutdown: no goodbye, the client sees the stream end.
+        writer.transport.abort()
+        raise
+    except _BadRequest as exc:
+        if not writer.response_started:
+            await send_error(writer, 400, str(exc))
+    except (ConnectionError, BrokenPipeError) as exc:
+        # The client hung up: normal for attach (the CLI just closes when it is done).
+        log.debug("hijack %s %s from %s: client went away: %r", pending.method, pending.path, client, exc)
+    except Exception:
+        log.exception("hijack handler for %s %s failed", pending.method, pending.path)
+        if not writer.response_started and not writer.transport.is_closing():
+            await send_error(writer, 500, "internal server error")
+    finally:
+        if not writer.transport.is_closing():
+            await close_gracefully(writer, reader)
+
+
+def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
+    """The uvicorn protocol class for `uvicorn.Config(http=..., ws="none")`."""
+
+    class HijackProtocol(HttpToolsProtocol):
+        _hijack_routes = routes
+        _hijack: _Pending | None = None
+        _plain_body_left = 0
+
+        def on_message_begin(self) -> None:
+            self._hijack = None
+            self._plain_body_left = 0
+            super().on_message_begin()
+
+        def on_headers_complete(self) -> None:
+            pending = self._match_hijack()
+            if pending is not None:
+                # No RequestResponseCycle: the HttpParserUpgrade that feed_data raises next
+                # (in data_received) takes the connection over.
+                self._hijack = pending
+                return
+            super().on_headers_complete()
+            if self.parser.should_upgrade() and self.cycle is not None:
+                # An upgrade request we do not hijack (HTTP/1.0, another path, another
+                # protocol) is served as plain HTTP, as dockerd does. httptools skips the
+                # body of every upgrade request, so it is fed to the cycle by hand from
+                # the raw bytes; after it the connection closes, since the parser cannot
+                # be trusted with what follows.
+                self.cycle.keep_alive = False
+                self._plain_body_left = _content_length(self.headers)
+
+        def _match_hijack(self) -> _Pending | None:
+            parser = self.parser
+            if not parser.should_upgrade() or parser.get_http_version() != "1.1":
+                return None
+            if self._get_upgrade() != b"tcp":
+                return None
+            if self.cycle is not None and not self.cycle.response_complete:
+                # A hijack pipelined behind an unfinished response would interleave with
+                # it; no real client does that, so let uvicorn treat it as plain HTTP.
+                return None
+            method = parser.get_method().decode("ascii")
+            parsed = httptools.parse_url(self.url)
+            path = parsed.path.decode("latin-1")
+            if "%" in path:
+                path = urllib.parse.unquote(path)
+            version, path = strip_version(path)
+            found = self._hijack_routes.match(method, path)
+            if found is None:
+                return None
+            handler, params = found
+            query = urllib.parse.parse_qs(
+                (parsed.query or b"").decode("latin-1"), keep_blank_values=True
+            )
+            return _Pending(
+                handler=handler,
+                method=method,
+                path=path,
+                version=version or API_VERSION,
+                query=query,
+                headers=_parse_headers(self.headers),
+                params=params,
+            )
+
+        def on_body(self, body: bytes) -> None:
+            if self._hijack is not None:
+                self._hijack.body += body
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if self._hijack is not None or self._plain_body_left:
+                return
+            super().on_message_complete()
+
+        def _feed_plain_body(self, data: bytes) -> None:
+            take = data[: self._plain_body_left]
+            self._plain_body_left -= len(take)
+            if take:
+                super().on_body(take)
+            if not self._plain_body_left:
+                super().on_message_complete()
+
+        def data_received(self, data: bytes) -> None:
+            # Mirrors HttpToolsProtocol.data_received, plus the take-over on upgrade.
+            self._unset_keepalive_if_required()
+            if self._plain_body_left:
+                self._feed_plain_body(data)
+                return
+            try:
+                self.parser.feed_data(data)
+            except httptools.HttpParserError:
+                msg = "Invalid HTTP request received."
+                self.logger.warning(msg)
+                self.send_400_response(msg)
+                return
+            except httptools.HttpParserUpgrade as exc:
+                pending = self._hijack
+                if pending is not None:
+                    self._take_over(pending, data[exc.args[0] :])
+                    return
+                # uvicorn warns about these; for us they are ordinary requests.
+                self.logger.debug("serving upgrade request to %s as plain HTTP", self.url[:200])
+                if self._plain_body_left:
+                    self._feed_plain_body(data[exc.args[0] :])
+
+        def _take_over(self, pending: _Pending, leftover: bytes) -> None:
+            self._hijack = None
+            # From here on uvicorn must not know this connection: not in its shutdown,
+            # not in its keep-alive timer, not in its concurrency count.
+            self.connections.discard(self)
+            self._unset_keepalive_if_required()
+            transport = self.transport
+            loop = self.loop
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "unix"
+
+            error = check_version(pending.version)
+            reader = asyncio.StreamReader(limit=READER_LIMIT, loop=loop)
+            proto = asyncio.StreamReaderProtocol(reader, loop=loop)
+            if transport.get_extra_info("sslcontext") is not None:
+                _allow_tls_half_close(transport)
+            transport.set_protocol(proto)
+            proto.connection_made(transport)
+            if self.flow is not None and self.flow.read_paused:
+                self.flow.resume_reading()
+            if leftover:
+                reader.feed_data(leftover)
+            writer = HijackWriter(transport, proto, reader, loop)
+
+            if error is not None:
+                coro: Awaitable[None] = send_error(writer, 400, error)
+            else:
+                coro = _run_hijack(pending, reader, writer, client)
+            task = loop.create_task(coro)
+            tasks = self._hijack_routes.tasks
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    return HijackProtocol

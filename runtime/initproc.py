@@ -1,0 +1,208 @@
+"""The container's init before exec: runs in the child the monitor forks into the new pid namespace.
+
+Order matters and follows runc: namespaces, mounts and pivot_root, hostname, console,
+working directory, user and capabilities, then block until the monitor says "start",
+then find and exec the command. Everything the monitor must learn goes over ``chan``
+(a SEQPACKET socket whose child end is close-on-exec, so EOF after ``{"exec": true}``
+means the execve succeeded):
+
+* ``{"ready": true}`` once set up (with the pty master attached for tty=True),
+* ``{"exec": true}`` right before execve,
+* ``{"error": "...", "exit_code": N, "stage": "setup" | "exec"}`` on failure.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import select
+import struct
+
+from . import lean, libc, lookpath, rootfs, users
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+signal = lean.signal
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+_TIOCSCTTY = 0x540E
+_SIOCGIFFLAGS = 0x8913
+_SIOCSIFFLAGS = 0x8914
+_IFF_UP = 0x1
+_IFREQ = "16sH22x"
+
+
+def setup_exit_code(message: str) -> int:
+    """The exit code dockerd records for a container whose runtime start failed."""
+    if "executable file not found" in message or "no such file or directory" in message:
+        return 127
+    if "permission denied" in message:
+        return 126
+    if "not a directory" in message:
+        return 127
+    return 128
+
+
+def _send(chan: lean.Socket, msg: dict, fds: list[int] | None = None) -> None:
+    data = lean.dumps(msg)
+    if fds:
+        lean.send_fds(chan, data, fds)
+    else:
+        chan.send(data)
+
+
+def _reset_signals() -> None:
+    # The monitor ignores SIGHUP/SIGPIPE and Python installs handlers: the container must
+    # start with default dispositions and nothing blocked, as after runc.
+    signal.set_wakeup_fd(-1)
+    for sig in signal.valid_signals():
+        if sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        try:
+            signal.signal(sig, signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+
+
+def _loopback_up() -> None:
+    sock = lean.Socket(lean.AF_INET, lean.SOCK_DGRAM)
+    try:
+        raw = fcntl.ioctl(sock.fileno(), _SIOCGIFFLAGS, struct.pack(_IFREQ, b"lo", 0))
+        flags = struct.unpack(_IFREQ, raw)[1]
+        fcntl.ioctl(sock.fileno(), _SIOCSIFFLAGS, struct.pack(_IFREQ, b"lo", flags | _IFF_UP))
+    finally:
+        sock.close()
+
+
+def _namespaces(cfg: dict) -> None:
+    network = cfg["network"]
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC
+    if network == "new":
+        flags |= libc.CLONE_NEWNET
+    elif network != "host":
+        fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.setns(fd, libc.CLONE_NEWNET)
+        finally:
+            os.close(fd)
+    libc.unshare(flags)
+    if network == "new":
+        _loopback_up()
+
+
+def _cap_mask(names: list[str], privileged: bool) -> int:
+    mask = 0
+    for name in names:
+        mask |= 1 << libc.CAPABILITIES.index(name)
+    mask &= (1 << (libc.cap_last_cap() + 1)) - 1
+    if privileged:
+        # "All capabilities" means all we have: a monitor that runs without some (a
+        # restricted host) cannot grant them, and capset would fail.
+        mask &= libc.capget()[1]
+    return mask
+
+
+def _become(ident: users.Identity, cap_mask: int, no_new_privs: bool) -> None:
+    libc.drop_bounding_set(cap_mask)
+    # Keep the permitted set across setuid so capset can still grant the configured set.
+    libc.prctl(libc.PR_SET_KEEPCAPS, 1)
+    os.setgroups(ident.groups)
+    os.setgid(ident.gid)
+    os.setuid(ident.uid)
+    libc.prctl(libc.PR_SET_KEEPCAPS, 0)
+    libc.capset(cap_mask, cap_mask, 0)
+    libc.clear_ambient()
+    if no_new_privs:
+        libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _monitor_gone(chan: lean.Socket) -> bool:
+    poller = select.poll()
+    poller.register(chan, select.POLLHUP)
+    return bool(poller.poll(0))
+
+
+def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
+             chan: lean.Socket) -> tuple[rootfs.Console | None, list[str]]:
+    # If the monitor dies the container must too (nobody would reap, log or report it).
+    # getppid() is 0 in the new pid namespace, so the check that PDEATHSIG was armed in
+    # time looks at the monitor's end of the channel instead.
+    libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+    if _monitor_gone(chan):
+        os._exit(1)
+    os.setsid()
+    os.umask(0)
+    if stdio is not None:
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+    _namespaces(cfg)
+    console = rootfs.setup(cfg)
+    libc.sethostname(cfg["hostname"])
+    if cfg["domainname"]:
+        libc.setdomainname(cfg["domainname"])
+    ident = users.resolve(cfg["user"])
+    if console is not None:
+        os.fchown(console.slave, ident.uid, -1)
+        fcntl.ioctl(console.slave, _TIOCSCTTY, 0)
+        for target in (0, 1, 2):
+            os.dup2(console.slave, target)
+        os.close(console.slave)
+    cwd = cfg["cwd"]
+    os.makedirs(cwd, 0o755, exist_ok=True)
+    os.chdir(cwd)
+    env = list(cfg["env"])
+    if not any(e.startswith("HOME=") for e in env):
+        env.append(f"HOME={ident.home}")
+    _become(ident, _cap_mask(cfg["capabilities"], cfg["privileged"]), cfg["no_new_privileges"])
+    os.umask(0o022)
+    return console, env
+
+
+def _exec(cfg: dict, env: list[str], chan: lean.Socket) -> NoReturn:
+    args = list(cfg["args"])
+    if cfg["init"]:
+        args = [rootfs.INIT_PATH, "--", *args]
+    path_env = next((e[5:] for e in env if e.startswith("PATH=")), DEFAULT_PATH)
+    try:
+        path = lookpath.find(args[0], path_env)
+    except lookpath.ExecError as e:
+        _send(chan, {"error": e.message, "exit_code": e.exit_code, "stage": "exec"})
+        os._exit(e.exit_code)
+    environ = dict(e.split("=", 1) for e in env)
+    _send(chan, {"exec": True})
+    try:
+        os.execve(path, args, environ)
+    except OSError as exc:
+        err = lookpath.execve_error(path, exc)
+        _send(chan, {"error": err.message, "exit_code": err.exit_code, "stage": "exec"})
+        os._exit(err.exit_code)
+
+
+def run(cfg: dict, stdio: tuple[int, int, int] | None, chan: lean.Socket) -> NoReturn:
+    """Never returns: the process becomes the container's command or exits."""
+    try:
+        _reset_signals()
+        try:
+            console, env = _prepare(cfg, stdio, chan)
+        except Exception as e:  # every setup failure is reported, whatever raised it
+            message = getattr(e, "strerror", None) if isinstance(e, OSError) else None
+            message = str(message or e) or type(e).__name__
+            _send(chan, {"error": message, "exit_code": setup_exit_code(message), "stage": "setup"})
+            os._exit(setup_exit_code(message))
+        if console is not None:
+            _send(chan, {"ready": True}, [console.master])
+            os.close(console.master)
+        else:
+            _send(chan, {"ready": True})
+        if not chan.recv(16):  # the monitor gave up (or died) before start
+            os._exit(1)
+        _exec(cfg, env, chan)
+    except BaseException as e:
+        try:
+            _send(chan, {"error": f"container init failed: {e!r}", "exit_code": 125, "stage": "exec"})
+        finally:
+            os._exit(125)

@@ -1,0 +1,522 @@
+"""The per-container monitor (our containerd-shim / conmon): lifecycle of one container.
+
+Started by runtime/monitor.py (``python3 -S -I monitor.py <bundle>``). It forks once so the
+daemon's direct child exits at once (the daemon reaps it; the monitor itself is reparented
+away from the daemon and survives it), then:
+
+1. becomes a child subreaper, writes ``monitor.pid``, reads ``config.json``;
+2. unshare(CLONE_NEWPID) and fork: the child is the container's PID 1 and prepares
+   everything (runtime/initproc.py) while the monitor binds its sockets;
+3. prints one JSON line on stdout (``{"ok": true, "pid": N}`` or ``{"ok": false, ...}``)
+   and closes it;
+4. serves ``control.sock`` (runtime/control.py) and ``attach.sock`` (runtime/attach.py),
+   pumps output to the json-file log and attach clients, and reaps;
+5. when the container has exited and its output is delivered: writes ``exit.json``
+   atomically, closes attach clients, answers waiters, removes its sockets and exits.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import struct
+import sys
+
+from . import initproc, lean, libc
+from .attach import AttachHub
+from .control import ControlConn, ControlServer
+from .jsonlog import JsonLog, rfc3339nano
+from .reactor import Reactor
+from .stdio import OutputPump, StdinSink
+
+signal = lean.signal
+
+READY_TIMEOUT = 60.0
+# After PID 1 exits the kernel kills the rest of the pid namespace, so the pipes reach EOF
+# almost at once; this only bounds a writer that escaped the namespace.
+OUTPUT_EOF_TIMEOUT = 5.0
+CONTROL_SOCK = "control.sock"
+ATTACH_SOCK = "attach.sock"
+
+
+class StartFailure(Exception):
+    def __init__(self, message: str, exit_code: int = 128) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+def write_json_atomic(dir_fd: int, name: str, data: dict) -> None:
+    tmp = f".{name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
+    try:
+        os.write(fd, lean.dumps(data))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+    os.fsync(dir_fd)
+
+
+def _listen(dir_fd: int, name: str) -> lean.Socket:
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        pass
+    # Through the directory fd: bundle paths can exceed sun_path's 108 bytes.
+    sock = lean.unix_listener(f"/proc/self/fd/{dir_fd}/{name}")
+    os.chmod(name, 0o600, dir_fd=dir_fd)
+    return sock
+
+
+def _noop(*_: object) -> None:
+    pass
+
+
+class Shim:
+    def __init__(self, bundle: str) -> None:
+        self.bundle = bundle
+        self.dir_fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.cfg: dict = {}
+        self.pid = 0
+        self.status = "created"
+        self.started_at = ""
+        self.finished_at = ""
+        self.exit_code: int | None = None
+        self.error = ""
+        self.reactor = Reactor()
+        self.chan: lean.Socket | None = None
+        self.log: JsonLog | None = None
+        self.pumps: list[OutputPump] = []
+        self.stdin: StdinSink | None = None
+        self.master = -1
+        self.hub: AttachHub | None = None
+        self.control: ControlServer | None = None
+        self._listeners: list[str] = []
+        self._exec_seen = False
+        self._start_error: tuple[str, int] | None = None
+        self._start_sent = False
+        self._start_waiters: list[ControlConn] = []
+        self._exit_waiters: list[ControlConn] = []
+        self._finishing = False
+        self._done = False
+        self._wakeup_r = -1
+
+    # -- creation
+
+    def create(self) -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        self._write_pid_file()
+        try:
+            with open(os.path.join(self.bundle, "config.json"), "rb") as f:
+                self.cfg = cfg = lean.loads(f.read())
+        except (OSError, ValueError) as e:
+            raise StartFailure(f"cannot read config.json: {e}") from e
+        try:
+            self.log = JsonLog(cfg["log_path"])
+        except OSError as e:
+            raise StartFailure(f"cannot open log {cfg['log_path']}: {e.strerror}") from e
+
+        child_stdio, mine = self._make_stdio(cfg)
+        self.chan, chan_child = lean.socketpair(lean.SOCK_SEQPACKET)
+        self._wakeup_r, wakeup_w = os.pipe()
+        os.set_blocking(self._wakeup_r, False)
+        os.set_blocking(wakeup_w, False)
+        signal.set_wakeup_fd(wakeup_w)
+        # SIGCHLD reaps; SIGTERM/SIGINT (e.g. a service manager stopping everything in
+        # the daemon's cgroup) kill the container but still go through the normal exit
+        # path, so its exit status is recorded.
+        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, _noop)
+
+        libc.unshare(libc.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            self.chan.close()  # so the child sees EOF if the monitor dies before start
+            initproc.run(cfg, child_stdio, chan_child)
+        self.pid = pid
+        chan_child.close()
+        if child_stdio is not None:
+            for fd in set(child_stdio):
+                os.close(fd)
+        # Bind the sockets while the child sets up the container.
+        control = _listen(self.dir_fd, CONTROL_SOCK)
+        self._listeners.append(CONTROL_SOCK)
+        attach = _listen(self.dir_fd, ATTACH_SOCK)
+        self._listeners.append(ATTACH_SOCK)
+        self._wait_ready()
+        self._wire(cfg, mine, control, attach)
+
+    def _write_pid_file(self) -> None:
+        fd = os.open(".monitor.pid.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
+                     dir_fd=self.dir_fd)
+        try:
+            os.write(fd, f"{os.getpid()}\n".encode())
+        finally:
+            os.close(fd)
+        os.rename(".monitor.pid.tmp", "monitor.pid", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
+
+    def _make_stdio(self, cfg: dict) -> tuple[tuple[int, int, int] | None, tuple[int, int, int]]:
+        """(the child's stdin/stdout/stderr, the monitor's ends); a tty's come from the child."""
+        if cfg["tty"]:
+            return None, (-1, -1, -1)
+        if cfg["open_stdin"]:
+            stdin_r, stdin_w = os.pipe()
+        else:
+            stdin_r, stdin_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        return (stdin_r, out_w, err_w), (stdin_w, out_r, err_r)
+
+    def _wait_ready(self) -> None:
+        self.chan.settimeout(READY_TIMEOUT)
+        try:
+            data, fds = lean.recv_fds(self.chan, 65536, 1)
+        except TimeoutError:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            raise StartFailure("timed out waiting for the container init to set up") from None
+        if not data:
+            _, status = os.waitpid(self.pid, 0)
+            raise StartFailure(f"container init exited during setup (status {status})")
+        msg = lean.loads(data)
+        if "error" in msg:
+            os.waitpid(self.pid, 0)
+            raise StartFailure(msg["error"], msg.get("exit_code", 128))
+        if fds:
+            self.master = fds[0]
+        self.chan.setblocking(False)
+
+    def _wire(self, cfg: dict, mine: tuple[int, int, int], control: lean.Socket,
+              attach: lean.Socket) -> None:
+        r = self.reactor
+        r.set_reader(self._wakeup_r, self._on_signal)
+        r.set_reader(self.chan.fileno(), self._on_chan)
+        if cfg["tty"]:
+            if cfg["open_stdin"]:
+                self.stdin = StdinSink(r, self.master, True, self._stdin_drained)
+            self.pumps = [OutputPump(r, self.master, "stdout", self._on_output, self._on_pump_eof)]
+        else:
+            stdin_w, out_r, err_r = mine
+            if stdin_w >= 0:
+                self.stdin = StdinSink(r, stdin_w, False, self._stdin_drained)
+            self.pumps = [OutputPump(r, out_r, "stdout", self._on_output, self._on_pump_eof),
+                          OutputPump(r, err_r, "stderr", self._on_output, self._on_pump_eof)]
+        self.hub = AttachHub(r, attach, cfg["tty"], self.stdin, cfg["stdin_once"], self._congestion_changed)
+        # A signal that came before this point is still in the wakeup pipe: nothing is lost.
+        self.control = ControlServer(r, control, self._handle)
+
+    def cleanup_failed_create(self) -> None:
+        for name in self._listeners:
+            try:
+                os.unlink(name, dir_fd=self.dir_fd)
+            except OSError:
+                pass
+        self._remove_pid_file()
+
+    def _remove_pid_file(self) -> None:
+        try:
+            os.unlink("monitor.pid", dir_fd=self.dir_fd)
+        except OSError:
+            pass
+
+    # -- output
+
+    def _on_output(self, stream: str, data: bytes) -> None:
+        self.log.write(stream, data)
+        self.hub.broadcast(stream, data)
+        if self.hub.congested:
+            for pump in self.pumps:
+                pump.pause()
+
+    def _congestion_changed(self) -> None:
+        if not self.hub.congested:
+            for pump in self.pumps:
+                pump.resume()
+
+    def _on_pump_eof(self, pump: OutputPump) -> None:
+        self.log.flush(pump.stream)
+        if pump.fd == self.master and self.stdin is not None:
+            self.stdin.close(now=True)
+        self.reactor.call_later(0, self._maybe_finish)
+
+    def _stdin_drained(self) -> None:
+        if self.hub is not None:
+            self.hub.stdin_drained()
+
+    # -- the init process
+
+    def _on_chan(self) -> None:
+        while self.chan is not None:
+            try:
+                data = self.chan.recv(65536)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self._chan_closed()
+                return
+            msg = lean.loads(data)
+            if msg.get("exec"):
+                self._exec_seen = True
+            elif "error" in msg:
+                self._start_error = (msg["error"], int(msg.get("exit_code", 128)))
+
+    def _chan_closed(self) -> None:
+        self.reactor.forget(self.chan.fileno())
+        self.chan.close()
+        self.chan = None
+        if self._start_error is None and self._exec_seen:
+            self.started_at = rfc3339nano()
+            if self.status == "created":
+                self.status = "running"
+            for conn in self._start_waiters:
+                conn.reply({"ok": True, "pid": self.pid})
+            self._start_waiters = []
+        else:
+            self._fail_starts()
+
+    def _fail_starts(self) -> None:
+        if self._start_error is not None:
+            message, code = self._start_error
+        else:
+            message, code = "container exited before it was started", self.exit_code or 128
+        for conn in self._start_waiters:
+            conn.reply({"ok": False, "error": message, "exit_code": code})
+        self._start_waiters = []
+
+    def _on_signal(self) -> None:
+        received = b""
+        try:
+            while chunk := os.read(self._wakeup_r, 4096):
+                received += chunk
+        except BlockingIOError:
+            pass
+        if (signal.SIGTERM in received or signal.SIGINT in received) and self.status != "exited":
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.pid:
+                self._init_exited(status)
+
+    def _init_exited(self, status: int) -> None:
+        if self.chan is not None:
+            self._on_chan()  # the dead child's last messages (and EOF) are all queued
+        code = os.waitstatus_to_exitcode(status)
+        if code < 0:
+            code = 128 - code
+        if self._start_error is not None:
+            self.error, code = self._start_error
+        self.exit_code = code
+        self.finished_at = rfc3339nano()
+        self.status = "exited"
+        self._fail_starts()
+        if self.stdin is not None:
+            self.stdin.close(now=True)
+        self.reactor.call_later(OUTPUT_EOF_TIMEOUT, self._force_eof)
+        self._maybe_finish()
+
+    def _force_eof(self) -> None:
+        for pump in self.pumps:
+            pump.close()
+
+    # -- the end
+
+    def exit_info(self) -> dict:
+        return {"exit_code": self.exit_code, "finished_at": self.finished_at, "oom_killed": False,
+                "error": self.error, "started_at": self.started_at, "pid": self.pid}
+
+    def _maybe_finish(self) -> None:
+        if self.status != "exited" or self._finishing or any(p.open for p in self.pumps):
+            return
+        self._finishing = True
+        self.log.close()
+        write_json_atomic(self.dir_fd, "exit.json", self.exit_info())
+        self.hub.finish(self._attach_closed)
+
+    def _attach_closed(self) -> None:
+        info = self.exit_info()
+        for conn in self._exit_waiters:
+            conn.reply(info)
+        self._exit_waiters = []
+        self._done = True
+        for name in self._listeners:
+            try:
+                os.unlink(name, dir_fd=self.dir_fd)
+            except OSError:
+                pass
+        self._remove_pid_file()
+        self.control.shutdown(self.reactor.stop)
+
+    # -- control requests
+
+    def state(self) -> dict:
+        return {"status": self.status, "pid": self.pid, "monitor_pid": os.getpid(),
+                "started_at": self.started_at, "finished_at": self.finished_at,
+                "exit_code": self.exit_code, "error": self.error, "tty": bool(self.cfg.get("tty"))}
+
+    def _handle(self, conn: ControlConn, req: dict) -> dict | None:
+        op = req.get("op")
+        try:
+            if op == "state":
+                return self.state()
+            if op == "wait":
+                if self._done:
+                    return self.exit_info()
+                self._exit_waiters.append(conn)
+                return None
+            if op == "start":
+                return self._op_start(conn)
+            if op == "kill":
+                return self._op_kill(int(req.get("signal", signal.SIGKILL)), bool(req.get("all")))
+            if op == "resize":
+                return self._op_resize(int(req["height"]), int(req["width"]))
+            if op == "close_stdin":
+                if self.stdin is not None:
+                    self.stdin.close()
+                return {"ok": True}
+        except (KeyError, TypeError, ValueError) as e:
+            return {"ok": False, "error": f"bad request: {e}"}
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    def _op_start(self, conn: ControlConn) -> dict | None:
+        if self.status == "running":
+            return {"ok": True, "pid": self.pid}
+        if self.status == "exited":
+            return {"ok": False, "error": self.error or "container has exited", "exit_code": self.exit_code}
+        # Answered when the exec outcome is known (or by the init's exit if it is dying).
+        self._start_waiters.append(conn)
+        if self.chan is not None and not self._start_sent:
+            self._start_sent = True
+            try:
+                self.chan.send(b"start")
+            except OSError:
+                pass
+        return None
+
+    def _op_kill(self, sig: int, all_processes: bool) -> dict:
+        if self.status == "exited":
+            return {"ok": False, "error": "container is not running"}
+        try:
+            if all_processes and sig != signal.SIGKILL:
+                for pid in self._namespace_pids():
+                    try:
+                        os.kill(pid, sig)
+                    except ProcessLookupError:
+                        pass
+            else:
+                # SIGKILL to PID 1 makes the kernel kill the whole pid namespace.
+                os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return {"ok": False, "error": "container is not running"}
+        return {"ok": True}
+
+    def _namespace_pids(self) -> list[int]:
+        ns = os.readlink(f"/proc/{self.pid}/ns/pid")
+        pids = [self.pid]
+        for entry in os.listdir("/proc"):
+            if entry.isdigit() and int(entry) != self.pid:
+                try:
+                    if os.readlink(f"/proc/{entry}/ns/pid") == ns:
+                        pids.append(int(entry))
+                except OSError:
+                    pass
+        return pids
+
+    def _op_resize(self, height: int, width: int) -> dict:
+        if self.master < 0 or self.status == "exited":
+            return {"ok": False, "error": "container has no tty" if self.master < 0 else "container is not running"}
+        fcntl.ioctl(self.master, 0x5414, struct.pack("HHHH", height, width, 0, 0))  # TIOCSWINSZ
+        return {"ok": True}
+
+    # -- main loop
+
+    def run(self) -> None:
+        try:
+            self.reactor.run()
+        except BaseException:
+            _print_exc()
+            self._crash()
+            raise
+
+    def _crash(self) -> None:
+        """The monitor is failing: take the container down and leave a record of why."""
+        if self.status != "exited":
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.exit_code = 137 if self.exit_code is None else self.exit_code
+            self.finished_at = self.finished_at or rfc3339nano()
+            self.error = self.error or "container monitor failed"
+        try:
+            write_json_atomic(self.dir_fd, "exit.json", self.exit_info())
+        except OSError:
+            pass
+        self.cleanup_failed_create()
+
+
+def _print_exc() -> None:
+    import traceback  # only on failure: it costs more import time than the whole monitor
+
+    traceback.print_exc()
+
+
+def _ready_line(message: dict) -> None:
+    try:
+        os.write(1, lean.dumps(message) + b"\n")
+    except OSError:
+        pass
+    # The daemon may go away at any time: keep nothing of its pipe.
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 1)
+    os.dup2(null, 0)
+    os.close(null)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: monitor.py BUNDLE_DIR", file=sys.stderr)
+        return 2
+    # The daemon reaps this process at once; the monitor lives on, no child of the daemon.
+    bundle = os.path.abspath(argv[0])
+    if os.fork() != 0:
+        os._exit(0)
+    # Pin no directory of the daemon's, and create files with predictable modes.
+    os.chdir("/")
+    os.umask(0o022)
+    shim: Shim | None = None
+    try:
+        shim = Shim(bundle)
+        shim.create()
+    except StartFailure as e:
+        if shim is not None:
+            shim.cleanup_failed_create()
+        _ready_line({"ok": False, "error": e.message, "exit_code": e.exit_code})
+        return 0
+    except BaseException as e:
+        _print_exc()
+        if shim is not None:
+            if shim.pid:
+                try:
+                    os.kill(shim.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            shim.cleanup_failed_create()
+        _ready_line({"ok": False, "error": f"container monitor failed: {e}", "exit_code": 128})
+        return 1
+    _ready_line({"ok": True, "pid": shim.pid, "monitor_pid": os.getpid()})
+    shim.run()
+    return 0

@@ -19,8 +19,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
-
 from daemon import container_config, reference
 from daemon.container import Container, paths
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
@@ -31,6 +29,7 @@ from daemon.logs import read_log
 from daemon.store import Store
 from daemon.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from network import hosts
+from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
 
@@ -137,15 +136,23 @@ class ContainerService:
                     error="container monitor disappeared while the daemon was down")
                 await self._on_exit(c, status, restart_allowed=True)
             elif self._should_restart_on_boot(c):
-                asyncio.create_task(self._restart_after(c, 0))
+                c.manually_stopped = False
+                c.restart_task = asyncio.create_task(self._restart_after(c, 0))
             elif c.host_config.get("AutoRemove") and c.state["FinishedAt"] != ZERO_TIME:
                 asyncio.create_task(self._auto_remove(c))
 
     def _should_restart_on_boot(self, c: Container) -> bool:
-        policy = c.host_config["RestartPolicy"]["Name"]
-        if c.state["FinishedAt"] == ZERO_TIME and not c.state["StartedAt"] != ZERO_TIME:
-            return False
-        return policy == "always" or (policy == "unless-stopped" and not c.manually_stopped)
+        """dockerd's restore: `always` comes back even after a manual stop, `unless-stopped`
+        only if it was not stopped by hand, `on-failure` after a non-zero exit."""
+        rp = c.host_config["RestartPolicy"]
+        name = rp["Name"]
+        if name == "always":
+            return True
+        if name == "unless-stopped":
+            return not c.manually_stopped
+        if name == "on-failure" and c.state["ExitCode"] != 0:
+            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
+        return False
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> dict:
@@ -385,7 +392,7 @@ class ContainerService:
     async def _restart_after(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
         async with c.lock:
-            if c.running or c.removing or c.manually_stopped or c.id not in self.containers:
+            if c.running or c.removing or c.id not in self.containers:
                 return
             if c.state["FinishedAt"] != ZERO_TIME:
                 c.restart_count += 1

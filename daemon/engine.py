@@ -13,6 +13,7 @@ from pathlib import Path
 
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
+from storage.layersource import LayerSources
 from storage.rootfs import make_driver, mounted_under
 
 from daemon.config import Config
@@ -43,6 +44,7 @@ class Daemon:
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.images = ImageService(self.store, self.blobs, self.layers, self.events, self.driver.name)
+        self.images.sources = LayerSources(root / "layer-sources", self.blobs)
         self.containers = ContainerService(store=self.store, images=self.images, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg))

@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storage.archive import ArchiveError
-from storage.blobs import BlobStore
-from storage.layers import LayerStore
-
 from daemon import dockerfile_changes, reference
 from daemon.bodyreader import ThreadReader
 from daemon.errors import Conflict, InvalidParameter, NotFound
@@ -27,6 +23,10 @@ from daemon.events import EventBus
 from daemon.filters import Filters
 from daemon.store import Store
 from daemon.timeutil import format_time, now_rfc3339, parse_time_filter, parse_timestamp
+from storage.archive import ArchiveError
+from storage.blobs import BlobStore
+from storage.layers import LayerStore
+from storage.layersource import import_layer
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
           "s390x": "s390x", "riscv64": "riscv64"}.get(platform.machine(), platform.machine())
@@ -42,6 +42,7 @@ class Image:
     size: int
     tags: list[str] = field(default_factory=list)
     last_tag_time: str = ""
+    repo_digests: list[str] = field(default_factory=list)  # "name@sha256:..." it was pulled/pushed as
 
     @property
     def created(self) -> str:
@@ -49,7 +50,12 @@ class Image:
 
     @property
     def created_unix(self) -> int:
-        return int(parse_timestamp(self.created)) if self.created else 0
+        return int(self.created_ts)
+
+    @property
+    def created_ts(self) -> float:
+        """Full precision: filters and ordering must tell apart images made in the same second."""
+        return parse_timestamp(self.created) if self.created else 0.0
 
     @property
     def labels(self) -> dict[str, str]:
@@ -61,7 +67,7 @@ class Image:
 
     def doc(self) -> dict:
         return {"id": self.id, "config": self.config, "chain_ids": self.chain_ids, "size": self.size,
-                "last_tag_time": self.last_tag_time}
+                "last_tag_time": self.last_tag_time, "repo_digests": self.repo_digests}
 
 
 class ImageService:
@@ -77,12 +83,14 @@ class ImageService:
         # Set by the daemon: image id -> ids of the containers created from it (running first).
         self.containers_using: Callable[[str], list[tuple[str, bool]]] = lambda image_id: []
         self.layers_in_use: Callable[[], set[str]] = set
+        self.sources: Any = None  # storage.layersource.LayerSources, set by the daemon (save/push need it)
         self._lock = asyncio.Lock()
 
     def load(self) -> None:
         for doc in self.store.load_images():
             self.images[doc["id"]] = Image(doc["id"], doc["config"], doc["chain_ids"], doc["size"],
-                                           last_tag_time=doc.get("last_tag_time", ""))
+                                           last_tag_time=doc.get("last_tag_time", ""),
+                                           repo_digests=doc.get("repo_digests") or [])
         self.tags = self.store.load_tags()
         for ref, iid in self.tags.items():
             if iid in self.images:
@@ -175,14 +183,20 @@ class ImageService:
         return img
 
     def _import_layer(self, reader: ThreadReader) -> Any:
+        if self.sources is not None:  # keep the tar: save and push must reproduce it exactly
+            return import_layer(self.layers, self.sources, reader, None)
         return self.layers.import_tar(reader, None)
 
-    async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str]) -> Image:
+    async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str],
+                        repo_digests: list[str] | None = None) -> Image:
         raw = json.dumps(config, separators=(",", ":")).encode()
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         await asyncio.to_thread(self.blobs.put, raw)
         async with self._lock:
             img = self.images.get(image_id) or Image(image_id, config, chain_ids, size)
+            for rd in repo_digests or []:
+                name = rd.split("@", 1)[0]
+                img.repo_digests = [d for d in img.repo_digests if d.split("@", 1)[0] != name] + [rd]
             if tags:
                 img.last_tag_time = now_rfc3339()
             await self.store.put_image(image_id, img.doc(), tags)
@@ -203,8 +217,8 @@ class ImageService:
     def list(self, all_: bool, filters_raw: str | None, digests: bool = False) -> list[dict]:
         f = Filters.parse(filters_raw, IMAGE_LIST_FILTERS)
         dangling = f.bool("dangling")
-        before = [self.get(n).created_unix for n in f.get("before")]
-        since = [self.get(n).created_unix for n in f.get("since")]
+        before = [self.get(n).created_ts for n in f.get("before")]
+        since = [self.get(n).created_ts for n in f.get("since")]
         until = [parse_time_filter(u) for u in f.get("until")]
         out = []
         for img in self.images.values():
@@ -212,9 +226,9 @@ class ImageService:
                 continue
             if not f.match_labels(img.labels):
                 continue
-            if before and not all(img.created_unix < b for b in before):
+            if before and not all(img.created_ts < b for b in before):
                 continue
-            if since and not all(img.created_unix > s for s in since):
+            if since and not all(img.created_ts > s for s in since):
                 continue
             if until and not all(img.created_unix <= u for u in until):
                 continue
@@ -223,20 +237,20 @@ class ImageService:
                 tags = [t for t in img.tags if any(_ref_match(p, t) for p in f.get("reference"))]
                 if not tags:
                     continue
-            out.append({
+            out.append((img.created_ts, {
                 "Id": img.id,
                 "ParentId": img.config.get("parent", ""),
                 "RepoTags": sorted(tags) if tags else [],
-                "RepoDigests": [],
+                "RepoDigests": list(img.repo_digests),
                 "Created": img.created_unix,
                 "Size": img.size,
                 "SharedSize": -1,
                 "VirtualSize": img.size,
                 "Labels": img.labels or {},
                 "Containers": -1,
-            })
-        out.sort(key=lambda d: d["Created"], reverse=True)
-        return out
+            }))
+        out.sort(key=lambda pair: pair[0], reverse=True)
+        return [row for _, row in out]
 
     def inspect(self, name: str) -> dict:
         img = self.get(name)
@@ -245,7 +259,7 @@ class ImageService:
         return {
             "Id": img.id,
             "RepoTags": sorted(img.tags),
-            "RepoDigests": [],
+            "RepoDigests": list(img.repo_digests),
             "Parent": cfg.get("parent", ""),
             "Comment": cfg.get("comment", ""),
             "Created": cfg.get("created", ""),
@@ -364,6 +378,9 @@ class ImageService:
         for chain in reversed(chain_ids):
             if chain not in used:
                 await asyncio.to_thread(self.layers.remove, chain)
+        if self.sources is not None:
+            diff_ids = {d for img in self.images.values() for d in img.config.get("rootfs", {}).get("diff_ids", [])}
+            await asyncio.to_thread(self.sources.collect, diff_ids)
 
     async def prune(self, filters_raw: str | None) -> dict:
         f = Filters.parse(filters_raw, {"dangling", "label", "label!", "until"})

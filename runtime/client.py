@@ -109,6 +109,14 @@ def _kill_monitor(bundle_dir: Path) -> None:
         pass
 
 
+async def _read_ready_line(proc: asyncio.subprocess.Process) -> bytes:
+    line = await proc.stdout.readline()
+    # The monitor closes its stdout right after that line. Wait for the EOF: Process.wait()
+    # returns as soon as the launcher has exited, possibly before the pipe is finished.
+    await proc.stdout.read()
+    return line
+
+
 class Monitor:
     def __init__(self, bundle_dir: Path, pid: int, monitor_pid: int = 0) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -141,7 +149,7 @@ class Monitor:
         finally:
             os.close(log_fd)
         try:
-            line = await asyncio.wait_for(proc.stdout.readline(), READY_TIMEOUT)
+            line = await asyncio.wait_for(_read_ready_line(proc), READY_TIMEOUT)
         except BaseException:
             # Timed out or cancelled: a created container nobody knows about must not stay.
             await asyncio.to_thread(_kill_monitor, bundle_dir)

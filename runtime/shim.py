@@ -474,16 +474,19 @@ def _print_exc() -> None:
     traceback.print_exc()
 
 
-def _ready_line(message: dict) -> None:
+def _ready_line(message: dict) -> bool:
+    """Tell the daemon; False if it is no longer listening."""
     try:
         os.write(1, lean.dumps(message) + b"\n")
+        delivered = True
     except OSError:
-        pass
+        delivered = False
     # The daemon may go away at any time: keep nothing of its pipe.
     null = os.open("/dev/null", os.O_RDWR)
     os.dup2(null, 1)
     os.dup2(null, 0)
     os.close(null)
+    return delivered
 
 
 def main(argv: list[str]) -> int:
@@ -512,11 +515,18 @@ def main(argv: list[str]) -> int:
             if shim.pid:
                 try:
                     os.kill(shim.pid, signal.SIGKILL)
+                    os.waitpid(shim.pid, 0)
                 except OSError:
                     pass
             shim.cleanup_failed_create()
         _ready_line({"ok": False, "error": f"container monitor failed: {e}", "exit_code": 128})
         return 1
-    _ready_line({"ok": True, "pid": shim.pid, "monitor_pid": os.getpid()})
+    if not _ready_line({"ok": True, "pid": shim.pid, "monitor_pid": os.getpid()}):
+        # The daemon gave up (or died) before it learnt about this container: nobody would
+        # ever start, wait for or remove it.
+        os.kill(shim.pid, signal.SIGKILL)
+        os.waitpid(shim.pid, 0)
+        shim.cleanup_failed_create()
+        return 1
     shim.run()
     return 0

@@ -52,12 +52,11 @@ class _Walk:
         self.names: list[str] = []
         self.links = 0
 
-    def _enter(self, fd: int, name: str | None) -> None:
+    def _enter(self, fd: int, name: str) -> None:
         if self.fd != self.root_fd:
             os.close(self.fd)
         self.fd = fd
-        if name is not None:
-            self.names.append(name)
+        self.names.append(name)
 
     def close(self) -> None:
         if self.fd != self.root_fd:

@@ -595,3 +595,20 @@ def test_spawn_refuses_a_bundle_with_a_live_monitor(box: Path) -> None:
         await m.wait()
 
     run(main())
+
+
+def test_tty_with_stdin(box: Path) -> None:
+    async def main() -> tuple[bytes, ExitStatus]:
+        m = await spawn(box, ["sh"], tty=True, open_stdin=True, stdin_once=True)
+        reader, writer = await m.attach(stdin=True, stdout=True, stderr=True)
+        await m.start()
+        writer.write(b"echo hel''lo\n")
+        writer.write(b"exit 5\n")
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data, await m.wait()
+
+    data, status = run(main())
+    assert status.exit_code == 5
+    assert b"\r\nhello\r\n" in data

@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from storage import mounts
 from storage.archive import tar_directory
 from storage.layers import LayerStore
 from storage.overlay import OverlayDriver
+from storage.rmtree import remove_tree
 from storage.rootfs import RootfsDriver, make_driver, mounted_under
 from tests.unit.test_storage_support import dir_, hard, member, no_leaked_mounts, reg, sym, tar_bytes
 
@@ -276,3 +278,21 @@ def test_commit_round_trip(image: tuple[LayerStore, list[Path]], no_leaked_mount
     assert view(merged2) == expected
     d.remove("c1")
     d.remove("c2")
+
+
+def test_removal_never_descends_into_a_mount(no_leaked_mounts: Path) -> None:
+    """A volume still bind-mounted inside a tree being deleted keeps its data."""
+    volume, tree = no_leaked_mounts / "volume", no_leaked_mounts / "tree"
+    (volume / "data").mkdir(parents=True)
+    (volume / "data/precious").write_bytes(b"p")
+    (tree / "a/mnt").mkdir(parents=True)
+    (tree / "a/file").write_bytes(b"f")
+    subprocess.run(["mount", "--bind", str(volume), str(tree / "a/mnt")], check=True)
+    try:
+        with pytest.raises(OSError, match="mount point"):
+            remove_tree(tree)
+    finally:
+        mounts.unmount(tree / "a/mnt")
+    assert (volume / "data/precious").read_bytes() == b"p"
+    remove_tree(tree)
+    assert not tree.exists()

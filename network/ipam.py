@@ -1,0 +1,82 @@
+"""IPv4 address management: picking free subnets and handing out addresses inside one.
+
+Pure logic (no I/O): the daemon passes in what is routed on the host and what its own
+networks already use, so this is unit-testable and never guesses at the host's state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Iterator
+
+IPv4Net = ipaddress.IPv4Network
+IPv4Addr = ipaddress.IPv4Address
+
+
+def default_pools() -> Iterator[IPv4Net]:
+    """dockerd's local pools minus 172.17/16 (docker0's), then 10.x /16s as a fallback."""
+    for second in range(18, 32):
+        yield ipaddress.IPv4Network(f"172.{second}.0.0/16")
+    for third in range(0, 256, 16):
+        yield ipaddress.IPv4Network(f"192.168.{third}.0/20")
+    for second in range(100, 200):
+        yield ipaddress.IPv4Network(f"10.{second}.0.0/16")
+
+
+def pick_subnet(taken: Iterable[IPv4Net], pools: Iterable[IPv4Net] | None = None) -> IPv4Net:
+    """The first pool subnet that overlaps nothing routed/addressed on the host or used by us."""
+    used = list(taken)
+    for net in pools if pools is not None else default_pools():
+        if not any(net.overlaps(u) for u in used):
+            return net
+    raise LookupError("could not find an available, non-overlapping IPv4 address pool among the defaults "
+                      "to assign to the network")
+
+
+def mac_for(ip: str) -> str:
+    """dockerd's MAC for an address: 02:42 followed by the four bytes of the IPv4 address."""
+    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
+
+
+class SubnetAllocator:
+    """Addresses of one subnet: the gateway and every assigned address are reserved.
+
+    Allocation picks the lowest free address of the range (dockerd hands them out in
+    order too, so the first container gets .2).
+    """
+
+    def __init__(self, subnet: str, gateway: str, ip_range: str = "") -> None:
+        self.subnet = ipaddress.IPv4Network(subnet, strict=False)
+        self.gateway = ipaddress.IPv4Address(gateway)
+        self.range = ipaddress.IPv4Network(ip_range, strict=False) if ip_range else self.subnet
+        self.used: set[IPv4Addr] = {self.gateway}
+
+    def reserve(self, ip: str) -> None:
+        """Marks a specific address used; ValueError when it is taken or outside the subnet."""
+        addr = ipaddress.IPv4Address(ip)
+        if addr not in self.subnet or addr in (self.subnet.network_address, self.subnet.broadcast_address):
+            raise ValueError(f"no available IPv4 address on network for {ip}: address out of range")
+        if addr in self.used:
+            raise ValueError(f"Address already in use: {ip}")
+        self.used.add(addr)
+
+    def allocate(self) -> str:
+        net = self.range
+        first, last = int(net.network_address), int(net.broadcast_address)
+        if net.prefixlen < 31:
+            first, last = first + 1, last - 1
+        for n in range(first, last + 1):
+            addr = IPv4Addr(n)
+            if addr not in self.used and addr != self.subnet.network_address \
+                    and addr != self.subnet.broadcast_address:
+                self.used.add(addr)
+                return str(addr)
+        raise ValueError("no available IPv4 addresses on this network's address pools")
+
+    def release(self, ip: str) -> None:
+        try:
+            addr = ipaddress.IPv4Address(ip)
+        except ValueError:
+            return
+        if addr != self.gateway:
+            self.used.discard(addr)

@@ -1,0 +1,80 @@
+"""Network namespaces as files: created by a short-lived helper, configured from outside.
+
+The daemon is multi-threaded, so it never unshares or setns itself (the namespace would
+belong to one thread only). `unshare --net=FILE true` makes the namespace and bind-mounts
+it on FILE; `nsenter --net=FILE ip -batch -` configures its inside. Both are plain
+subprocesses (fork/exec in C, no preexec_fn). Unmounting a bind mount is an ordinary
+umount2() on the host's mount table and is safe from any thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+_MNT_DETACH = 2
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+class NetnsError(Exception):
+    pass
+
+
+async def _run(*argv: str, stdin: bytes | None = None) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    _, err = await proc.communicate(stdin)
+    if proc.returncode != 0:
+        raise NetnsError(f"{' '.join(argv[:3])}: {err.decode(errors='replace').strip()}")
+
+
+async def create(path: Path) -> None:
+    """A fresh netns bind-mounted on `path` (only `lo`, down)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(exist_ok=True)
+    try:
+        await _run("unshare", f"--net={path}", "true")
+    except BaseException:
+        remove(path)
+        raise
+
+
+async def configure(path: Path, commands: list[str]) -> None:
+    """Runs `ip` commands (batch syntax, one per item) inside the namespace."""
+    await _run("nsenter", f"--net={path}", "ip", "-batch", "-", stdin=("\n".join(commands) + "\n").encode())
+
+
+def is_mounted(path: Path) -> bool:
+    target = str(path)
+    try:
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == target for line in f)
+    except OSError:
+        return False
+
+
+def remove(path: Path) -> None:
+    """Unmounts and deletes the namespace file; the namespace dies with its last user."""
+    for _ in range(4):  # a file may carry stacked mounts after a crash mid-create
+        if _libc.umount2(os.fsencode(str(path)), _MNT_DETACH) != 0:
+            err = ctypes.get_errno()
+            if err in (errno.EINVAL, errno.ENOENT):
+                break
+            raise NetnsError(f"umount {path}: {os.strerror(err)}")
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass
+
+
+def leftovers(directory: Path, keep: set[str]) -> list[Path]:
+    """Namespace files in `directory` whose name is not in `keep` (crash reconciliation)."""
+    try:
+        return [p for p in directory.iterdir() if p.name not in keep]
+    except FileNotFoundError:
+        return []

@@ -10,9 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import attach
+from api import attach, execs
 from api.hijack import HijackRoutes
-from api.routers import containers, images, system
+from api.routers import archive, commit, containers, images, networks, system, volumes
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError
 
@@ -22,7 +22,7 @@ log = logging.getLogger("pydockerd.api")
 def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
-    for module in (system, containers, images):
+    for module in (system, containers, images, commit, execs, volumes, archive, networks):
         app.include_router(module.router)
 
     @app.exception_handler(DaemonError)
@@ -51,4 +51,5 @@ def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
 
     routes = HijackRoutes()
     attach.register(routes, daemon)
+    execs.register(routes, daemon)
     return VersionPrefixMiddleware(app), routes

@@ -11,6 +11,7 @@ import contextlib
 import logging
 from typing import Any
 
+from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.streams import STDERR, STDOUT, frame, stream_content_type
 from daemon.errors import DaemonError
@@ -38,6 +39,11 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
         await send_error(writer, 409, f"container {c.id} is paused, unpause the container before attach")
         return
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
+    try:
+        keys = parse_keys(req.arg("detachKeys") or DEFAULT_DETACH_KEYS)
+    except DaemonError as e:
+        await send_error(writer, e.status, e.message)
+        return
     await send_upgrade(writer, stream_content_type(c.tty, req.version))
     if req.flag("logs"):
         await _replay_logs(svc, c, writer, stdout, stderr)
@@ -50,10 +56,16 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
         log.debug("attach to %s ended before start: %s", c.id, e)
         await close_gracefully(writer, reader)
         return
-    in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin))
+    detached = asyncio.Event()
+    matcher = DetachMatcher(keys) if c.tty else None
+    in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin, matcher, detached))
+    out_task = asyncio.create_task(_pump_output(m_reader, writer))
+    waiter = asyncio.create_task(detached.wait())
     try:
-        await _pump_output(m_reader, writer)
+        await asyncio.wait([out_task, waiter], return_when=asyncio.FIRST_COMPLETED)
     finally:
+        waiter.cancel()
+        out_task.cancel()
         in_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await in_task
@@ -70,11 +82,18 @@ async def _pump_output(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> 
         pass
 
 
-async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdin: bool) -> None:
-    """Client -> container stdin; the client's half-close becomes the container's EOF."""
+async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdin: bool,
+                      matcher: DetachMatcher | None, detached: asyncio.Event) -> None:
+    """Client -> container stdin; the client's half-close becomes the container's EOF.
+    With a TTY the detach keys end the session and leave the container running."""
     try:
         while data := await src.read(_CHUNK):
-            if stdin:
+            if matcher is not None:
+                data, detach = matcher.feed(data)
+                if detach:
+                    detached.set()
+                    return
+            if stdin and data:
                 dst.write(data)
                 await dst.drain()
         if stdin and dst.can_write_eof():

@@ -37,6 +37,7 @@ class Container:
     manually_stopped: bool = False
     driver: str = "overlay2"
     networks: dict = field(default_factory=dict)
+    mount_points: list = field(default_factory=list)  # see daemon.mounts
     # runtime-only (not persisted)
     monitor: Any = None
     pending_attaches: list[tuple[asyncio.Future, bool, bool, bool]] = field(default_factory=list)
@@ -48,7 +49,7 @@ class Container:
     watch_task: asyncio.Task | None = None
 
     _PERSISTED = ("id", "name", "created", "path", "args", "config", "host_config", "image_id", "state",
-                  "restart_count", "manually_stopped", "driver", "networks")
+                  "restart_count", "manually_stopped", "driver", "networks", "mount_points")
 
     def doc(self) -> dict:
         return {k: getattr(self, k) for k in self._PERSISTED}

@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon import container_config, reference
+from daemon import container_config, mounts, reference
 from daemon.container import Container, paths
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
@@ -73,6 +73,8 @@ class ContainerService:
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # "/name" -> id
         self.shutting_down = False
+        self.volumes: Any = None  # the VolumeService, set by the engine
+        self.networks: Any = None  # the NetworkService, set by the engine
         images.containers_using = self.containers_using_image
         images.layers_in_use = lambda: {img_chain for c in self.containers.values()
                                         for img_chain in self._chain_ids(c)}
@@ -97,6 +99,11 @@ class ContainerService:
         if c is None:
             raise NotFound(f"No such container: {ref}")
         return c
+
+    def volume_users(self, name: str) -> list[tuple[str, bool]]:
+        """(id, running) of the containers whose mount points use the volume `name`."""
+        return [(c.id, c.running) for c in self.containers.values()
+                if any(mp["Type"] == "volume" and mp["Name"] == name for mp in c.mount_points)]
 
     def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
         users = [(c.id, c.running) for c in self.containers.values() if c.image_id == image_id]
@@ -171,13 +178,15 @@ class ContainerService:
             raise NotFound(f"No such image: {shown}")
         config, host_config = container_config.merge(body, img.config.get("config") or {})
         net = host_config["NetworkMode"]
-        if net not in ("default", "bridge", "none", "host") and not net.startswith("container:"):
+        if self.networks is None and net not in ("default", "bridge", "none", "host") \
+                and not net.startswith("container:"):
             raise NotFound(f"network {net} not found")
         if net.startswith("container:"):
             self.get(net.split(":", 1)[1])
             if config.get("Hostname"):
                 raise InvalidParameter("conflicting options: hostname and the network mode")
         container_config.capabilities(host_config)  # validates cap names now, not at start
+        mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
         cid = secrets.token_hex(32)
         # The 12-char short id names the runtime bundle (unix socket paths must stay short).
         while any(other.startswith(cid[:12]) for other in self.containers):
@@ -194,18 +203,24 @@ class ContainerService:
         c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
                       host_config=host_config, image_id=img.id, driver=self.driver.name)
         c.networks = _network_entries(c.network_mode)
+        if self.networks is not None:
+            c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
+        c.mount_points = mount_points
         self.names[cname] = cid  # reserve before the first await: two creates cannot both win
         p = paths(self.data_root, cid)
         try:
+            await self.volumes.attach(c.mount_points)
             await asyncio.to_thread(self._create_files, c, p)
             await self.store.put_container(cid, cname, c.doc())
         except sqlite3.IntegrityError:
             self.names.pop(cname, None)
             await asyncio.to_thread(self._remove_files, c)
+            await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise Conflict(f'Conflict. The container name "{cname}" is already in use.') from None
         except BaseException:
             self.names.pop(cname, None)
             await asyncio.to_thread(self._remove_files, c)
+            await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise
         self.containers[cid] = c
         self.events.publish("container", "create", cid, self._attrs(c))
@@ -243,6 +258,15 @@ class ContainerService:
 
     async def _start_locked(self, c: Container) -> None:
         spec = await asyncio.to_thread(self._prepare, c)
+        if self.networks is not None:
+            try:
+                netns_path, link_env = await self.networks.setup(c)
+            except DaemonError as e:
+                await self._start_failed(c, e.message, 128, None)
+                raise
+            if netns_path:
+                spec["network"] = netns_path
+            spec["env"] = spec["env"] + link_env
         bundle = self._bundle(c)
         monitor = None
         try:
@@ -322,6 +346,14 @@ class ContainerService:
             "init": self.init_path if hc.get("Init") else None,
             "shm_size": hc.get("ShmSize") or 64 * 1024 * 1024,
         }
+        try:
+            user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(hc, c.mount_points)
+        except BaseException:
+            self.volumes.release(c.mount_points)
+            self._unmount_quietly(c)
+            raise
+        taken = {m["destination"] for m in user_mounts}  # a user mount on /etc/hosts replaces ours
+        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in taken] + mounts.depth_order(user_mounts)
         if hc.get("Init") and not self.init_path:
             raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
         return spec
@@ -330,6 +362,9 @@ class ContainerService:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
                        Pid=0, ExitCode=exit_code, Error=message)
         await asyncio.to_thread(self._unmount_quietly, c)
+        await asyncio.to_thread(self.volumes.release, c.mount_points)
+        if self.networks is not None:
+            await self.networks.teardown(c)
         self._fail_pending_attaches(c)
         await self._persist(c)
         self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(exit_code)))
@@ -363,6 +398,9 @@ class ContainerService:
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(status.oom_killed))
         await asyncio.to_thread(self._unmount_quietly, c)
+        await asyncio.to_thread(self.volumes.release, c.mount_points)
+        if self.networks is not None:
+            await self.networks.teardown(c)
         restart = restart_allowed and not self.shutting_down and self._should_restart(c)
         if restart:
             c.state.update(Status="restarting", Restarting=True)
@@ -520,6 +558,8 @@ class ContainerService:
             c.removing = False
             raise
         self.containers.pop(c.id, None)
+        if volumes:
+            await self.volumes.remove_anonymous(_anonymous_volumes(c))
         if self.names.get(c.name) == c.id:
             del self.names[c.name]
         self._fail_pending_attaches(c)
@@ -720,7 +760,7 @@ class ContainerService:
             "ExecIDs": None,
             "HostConfig": c.host_config,
             "GraphDriver": self._graph_driver(c),
-            "Mounts": [],
+            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
             "Config": c.config,
             "NetworkSettings": self._network_settings(c),
         }
@@ -739,6 +779,8 @@ class ContainerService:
                                            "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
 
     def _network_settings(self, c: Container) -> dict:
+        if self.networks is not None:
+            return self.networks.settings(c)
         sandbox = f"/proc/{c.state['Pid']}/ns/net" if c.running and c.network_mode != "host" else ""
         return {
             "Bridge": "", "SandboxID": c.id if c.running else "", "HairpinMode": False,
@@ -808,13 +850,14 @@ class ContainerService:
             "ImageID": c.image_id,
             "Command": c.command_text,
             "Created": int(parse_timestamp(c.created)),
-            "Ports": [],
+            "Ports": self.networks.summary_ports(c) if self.networks is not None else [],
             "Labels": c.labels,
             "State": "removing" if c.removing else c.state["Status"],
             "Status": c.status_text(),
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": c.networks},
-            "Mounts": [],
+            "NetworkSettings": {"Networks": self.networks.public_networks(c) if self.networks is not None
+                                else c.networks},
+            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
         }
         if size:
             row["SizeRw"] = self._size_rw(c)
@@ -851,6 +894,10 @@ def make_init_layer(root: Path) -> None:
     for f in _INIT_FILES:
         (root / f).touch(mode=0o644 if f != "dev/console" else 0o600)
     (root / "etc" / "mtab").symlink_to("/proc/mounts")
+
+
+def _anonymous_volumes(c: Container) -> list[str]:
+    return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
 
 
 def _network_entries(mode: str) -> dict:

@@ -11,17 +11,21 @@ import socket
 import uuid
 from pathlib import Path
 
+from daemon.archive import ArchiveService
+from daemon.config import Config
+from daemon.containers import ContainerService
+from daemon.events import EventBus
+from daemon.execs import ExecService
+from daemon.images import ImageService
+from daemon.networks import NetworkService
+from daemon.store import Store
+from daemon.version import GIT_COMMIT, VERSION
+from daemon.volumes import VolumeService
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources
 from storage.rootfs import make_driver, mounted_under
-
-from daemon.config import Config
-from daemon.containers import ContainerService
-from daemon.events import EventBus
-from daemon.images import ImageService
-from daemon.store import Store
-from daemon.version import GIT_COMMIT, VERSION
+from storage.volumes import LocalDriver
 
 log = logging.getLogger("pydockerd")
 
@@ -48,6 +52,15 @@ class Daemon:
         self.containers = ContainerService(store=self.store, images=self.images, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg))
+        self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events)
+        self.containers.volumes = self.volumes
+        self.volumes.users = self.containers.volume_users
+        self.networks = NetworkService(store=self.store, events=self.events, exec_root=cfg.exec_root,
+                                       data_root=root, default_bridge=cfg.bridge, bip=cfg.bip, ip_masq=cfg.ip_masq)
+        self.networks.containers = self.containers
+        self.containers.networks = self.networks
+        self.archive = ArchiveService(self.containers, self.volumes)
+        self.execs = ExecService(self.containers)
         self.id = self._engine_id()
 
     def _engine_id(self) -> str:
@@ -62,7 +75,11 @@ class Daemon:
     async def start(self) -> None:
         self.store.open()
         self.images.load()
+        self.volumes.load()
+        await self.networks.load()
         await self.containers.load()
+        await self.networks.reconcile()
+        await asyncio.to_thread(self.volumes.reconcile)
         await asyncio.to_thread(self._reconcile_mounts)
 
     def _reconcile_mounts(self) -> None:
@@ -79,6 +96,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.shutdown()
+        await self.networks.shutdown()
         self.store.close()
 
     # -- system views ------------------------------------------------------------------------

@@ -188,8 +188,9 @@ class ImageService:
         return self.layers.import_tar(reader, None)
 
     async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str],
-                        repo_digests: list[str] | None = None) -> Image:
-        raw = json.dumps(config, separators=(",", ":")).encode()
+                        repo_digests: list[str] | None = None, raw: bytes | None = None) -> Image:
+        # raw: the config exactly as pulled/loaded (its digest is the image id everywhere else)
+        raw = raw if raw is not None else json.dumps(config, separators=(",", ":")).encode()
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         await asyncio.to_thread(self.blobs.put, raw)
         async with self._lock:
@@ -263,6 +264,8 @@ class ImageService:
             "Parent": cfg.get("parent", ""),
             "Comment": cfg.get("comment", ""),
             "Created": cfg.get("created", ""),
+            "Container": cfg.get("container", ""),
+            "ContainerConfig": _full_container_config(cfg.get("container_config") or {}),
             "DockerVersion": cfg.get("docker_version", ""),
             "Author": cfg.get("author", ""),
             "Config": _full_container_config(cfg.get("config") or {}),

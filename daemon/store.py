@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3  # 2: volumes, 3: networks
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -28,6 +28,8 @@ CREATE TABLE IF NOT EXISTS tags (
     ref TEXT PRIMARY KEY,
     image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE
 );
+CREATE TABLE IF NOT EXISTS volumes (name TEXT PRIMARY KEY, doc TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, doc TEXT NOT NULL);
 """
 
 
@@ -53,6 +55,9 @@ class Store:
             db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif int(row[0]) > SCHEMA_VERSION:
             raise RuntimeError(f"{self._path}: schema version {row[0]} is newer than this pydockerd supports")
+        elif int(row[0]) < SCHEMA_VERSION:
+            # Migrations so far only add tables, which _SCHEMA just created.
+            db.execute("UPDATE meta SET value=? WHERE key='schema_version'", (str(SCHEMA_VERSION),))
         self._db = db
 
     def close(self) -> None:
@@ -126,6 +131,31 @@ class Store:
                 db.execute("DELETE FROM images WHERE id=?", (image_id,))
 
         await self._run(_delete)
+
+    # -- volumes -----------------------------------------------------------------------------
+    def load_volumes(self) -> list[dict]:
+        return self._sync(lambda: [json.loads(d) for (d,) in self._conn().execute("SELECT doc FROM volumes")])
+
+    async def put_volume(self, name: str, doc: dict) -> None:
+        await self._run(lambda: self._conn().execute(
+            "INSERT INTO volumes (name, doc) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET doc=excluded.doc",
+            (name, json.dumps(doc))))
+
+    async def delete_volume(self, name: str) -> None:
+        await self._run(lambda: self._conn().execute("DELETE FROM volumes WHERE name=?", (name,)))
+
+    # -- networks ----------------------------------------------------------------------------
+    def load_networks(self) -> list[dict]:
+        return self._sync(lambda: [json.loads(d) for (d,) in self._conn().execute("SELECT doc FROM networks")])
+
+    async def put_network(self, nid: str, name: str, doc: dict) -> None:
+        """Insert or update; raises sqlite3.IntegrityError when the name belongs to another id."""
+        await self._run(lambda: self._conn().execute(
+            "INSERT INTO networks (id, name, doc) VALUES (?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET name=excluded.name, doc=excluded.doc", (nid, name, json.dumps(doc))))
+
+    async def delete_network(self, nid: str) -> None:
+        await self._run(lambda: self._conn().execute("DELETE FROM networks WHERE id=?", (nid,)))
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:

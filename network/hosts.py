@@ -17,7 +17,14 @@ _DEFAULT_HOSTS = (
 _LOCAL_NS = re.compile(r"^\s*nameserver\s+(127\.\d+\.\d+\.\d+|::1)\s*$")
 
 
-def _write(path: Path, text: str) -> None:
+def _write(path: Path, text: str, in_place: bool = False) -> None:
+    if in_place and path.exists():
+        # The file is bind-mounted into a running container: replacing it would leave the
+        # container on the old inode, so rewrite the same inode.
+        with open(path, "r+") as f:
+            f.write(text)
+            f.truncate()
+        return
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.chmod(tmp, 0o644)
@@ -29,8 +36,11 @@ def write_hostname(path: Path, hostname: str) -> None:
 
 
 def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None = None,
-                extra: list[tuple[str, str]] | None = None, host_network: bool = False) -> None:
-    """extra: (hostname, address) pairs (--add-host); host_network copies the host's file."""
+                extra: list[tuple[str, str]] | None = None, host_network: bool = False,
+                peers: list[tuple[str, str]] | None = None, in_place: bool = False) -> None:
+    """extra: (hostname, address) pairs (--add-host, --link); host_network copies the host's
+    file; peers: (address, names) of the other containers on the same user networks, which
+    is how names resolve there (see daemon/networks.py)."""
     if host_network:
         try:
             text = Path("/etc/hosts").read_text()
@@ -43,7 +53,9 @@ def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None 
     if ip and not host_network:
         names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
         text += f"{ip}\t{names}\n"
-    _write(path, text)
+    for addr, names in peers or []:
+        text += f"{addr}\t{names}\n"
+    _write(path, text, in_place)
 
 
 def write_resolv_conf(path: Path, host_network: bool = False, dns: list[str] | None = None,

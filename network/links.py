@@ -10,6 +10,7 @@ tell our links from anyone else's.
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -17,6 +18,9 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 ALIAS_PREFIX = "pydockerd:"
+
+# pyroute2 logs every netlink message at DEBUG: megabytes per container in a debug log.
+logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
 
 async def _index(ipr: AsyncIPRoute, name: str) -> int | None:

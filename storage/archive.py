@@ -84,6 +84,8 @@ def extract_tar(
     layer: bool = False,
     same_owner: bool = True,
     devices: bool = True,
+    no_overwrite_dir_nondir: bool = False,
+    owner: tuple[int, int] | None = None,
 ) -> int:
     """Extract the (uncompressed) tar stream `fileobj` into `root`/`subdir`; return the bytes of
     regular file content written.
@@ -92,10 +94,14 @@ def extract_tar(
     container's rootfs with `root` the rootfs; entries must stay inside `subdir`. layer: convert
     whiteouts to overlayfs format. same_owner: apply the archive's uid/gid. devices: create device
     nodes (else they are skipped, as dockerd does where it cannot create them).
+    no_overwrite_dir_nondir: refuse to replace a directory by a non-directory or the reverse (the
+    `docker cp` PUT flag). owner: (uid, gid) for every entry instead of the archive's.
     Raises ArchiveError for invalid or hostile archives; OSError for host trouble (ENOSPC...).
     On error, what was already extracted stays: extract into a fresh directory to be atomic.
     """
     ex = _Extractor(Path(root), subdir, layer=layer, same_owner=same_owner, devices=devices)
+    ex.no_overwrite_dir_nondir = no_overwrite_dir_nondir
+    ex.owner = owner
     try:
         try:
             tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE, tarinfo=_StrictTarInfo)  # type: ignore[call-overload]
@@ -115,6 +121,8 @@ class _Extractor:
         self.layer = layer
         self.same_owner = same_owner
         self.devices = devices
+        self.no_overwrite_dir_nondir = False
+        self.owner: tuple[int, int] | None = None
         self.size = 0
         self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # Entries come grouped by directory: keep the last parent open. It cannot go stale, since
@@ -186,6 +194,10 @@ class _Extractor:
             return
         parent = self._parent(parts[:-1])
         name = parts[-1]
+        if self.owner is not None:
+            m.uid, m.gid = self.owner
+        if self.no_overwrite_dir_nondir:
+            _check_overwrite(parent, name, parts, m)
         if m.islnk():
             self._hardlink(parent, name, parts, m)
             return
@@ -343,6 +355,18 @@ def _create(parent: int, name: str, make: Callable[[], _T]) -> _T:
         pass
     remove_at(parent, name)
     return make()
+
+
+def _check_overwrite(parent: int, name: str, parts: Sequence[str], m: tarfile.TarInfo) -> None:
+    try:
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    path = "/".join(parts)
+    if stat.S_ISDIR(st.st_mode) and not m.isdir():
+        raise ArchiveError(f'cannot overwrite directory "{path}" with non-directory "{m.name}"')
+    if not stat.S_ISDIR(st.st_mode) and m.isdir():
+        raise ArchiveError(f'cannot overwrite non-directory "{path}" with directory "{m.name}"')
 
 
 def _times_ns(m: tarfile.TarInfo) -> tuple[int, int]:

@@ -65,6 +65,27 @@ def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: boo
             os.close(dfd)
 
 
+def tar_entry(dir_fd: int, name: str, fileobj: Writable, arcname: str) -> None:
+    """Write the single non-directory entry `name` of the directory `dir_fd` as `arcname`
+    (`docker cp` of a file, symlink or device); the entry is never followed if it is a symlink."""
+    tf = tarfile.open(  # type: ignore[call-overload]
+        fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_BUFSIZE, copybufsize=_BUFSIZE
+    )
+    _Writer(tf, False).entry(dir_fd, arcname, _Entry(dir_fd, name))  # type: ignore[arg-type]
+    tf.close()
+
+
+class _Entry:
+    """The part of os.DirEntry that _Writer.entry uses, for an entry found without a listing."""
+
+    def __init__(self, dir_fd: int, name: str) -> None:
+        self.name = name
+        self._st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        return self._st
+
+
 def _join(rel: str, name: str) -> str:
     return f"{rel}/{name}" if rel else name
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.params import qbool, qstr
-from api.streams import json_stream
+from api.streams import json_stream, json_stream_first
+from daemon import imagefiles
 from daemon.errors import DaemonError
 from daemon.images import ImageService
 
@@ -38,6 +39,34 @@ async def create(request: Request) -> Response:
         yield {"status": img.id}
 
     return json_stream(body())
+
+
+@router.get("/get")
+async def save(request: Request) -> Response:
+    return _save(request, request.query_params.getlist("names"))
+
+
+@router.get("/{name:path}/get")
+async def save_one(name: str, request: Request) -> Response:
+    return _save(request, [name])
+
+
+def _save(request: Request, names: list[str]) -> Response:
+    daemon = request.app.state.daemon
+    items = imagefiles.save_items(daemon, names)
+    return StreamingResponse(imagefiles.save_stream(daemon, items), media_type="application/x-tar")
+
+
+@router.post("/load")
+async def load(request: Request) -> Response:
+    # The upload must be read before the response starts (a streaming response consumes the
+    # request's messages); so errors come as a plain error response, which the CLI prints alike.
+    return await json_stream_first(imagefiles.load(request.app.state.daemon, request.stream()))
+
+
+@router.get("/search")
+async def search(request: Request) -> Response:
+    raise NotImplementedYet("docker search is not implemented by pydockerd")
 
 
 @router.get("/json")

@@ -1,0 +1,174 @@
+"""docker exec: /containers/{id}/exec, /exec/{id}/start (hijacked), /exec/{id}/json, /exec/{id}/resize."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
+from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
+from api.params import json_body, qint
+from api.streams import STDERR, STDOUT, frame, stream_content_type
+from daemon.errors import DaemonError, InvalidParameter
+from daemon.execs import ExecInstance, ExecService
+
+log = logging.getLogger("pydockerd.exec")
+router = APIRouter()
+_CHUNK = 1 << 16
+
+
+def _svc(request: Request) -> ExecService:
+    return request.app.state.daemon.execs
+
+
+@router.post("/containers/{name}/exec", status_code=201)
+async def create(name: str, request: Request) -> JSONResponse:
+    body = await json_body(request, allow_empty=False)
+    if isinstance(body, dict) and body.get("DetachKeys"):
+        parse_keys(body["DetachKeys"])
+    return JSONResponse({"Id": _svc(request).create(name, body)}, status_code=201)
+
+
+@router.get("/exec/{exec_id}/json")
+async def inspect(exec_id: str, request: Request) -> JSONResponse:
+    return JSONResponse(_svc(request).get(exec_id).inspect())
+
+
+@router.post("/exec/{exec_id}/resize")
+async def resize(exec_id: str, request: Request) -> Response:
+    await _svc(request).resize(exec_id, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+    return Response(status_code=200)
+
+
+@router.post("/exec/{exec_id}/start")
+async def start_detached(exec_id: str, request: Request) -> Response:
+    """A start without the upgrade headers (`docker exec -d`, docker-py's detach=True)."""
+    body = await json_body(request) or {}
+    if not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: expected an object")
+    ex = await _svc(request).start(exec_id, body.get("Tty"))
+    _discard_output(ex)
+    return Response(status_code=200)
+
+
+def _discard_output(ex: ExecInstance) -> None:
+    """A detached exec's output goes nowhere, but its pipes must be drained or it blocks."""
+    proc = ex.process
+    if proc is None:
+        return
+
+    async def drain(stream: asyncio.StreamReader | None) -> None:
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                while await stream.read(_CHUNK):
+                    pass
+
+    if proc.master is not None:
+        async def tty() -> None:
+            reader, writer = await proc.tty_streams()
+            await drain(reader)
+            writer.close()
+            proc.close()
+
+        asyncio.create_task(tty())
+    else:
+        if proc.proc.stdin is not None:
+            proc.proc.stdin.close()
+        asyncio.create_task(drain(proc.proc.stdout))
+        asyncio.create_task(drain(proc.proc.stderr))
+
+
+def register(routes: HijackRoutes, daemon: Any) -> None:
+    async def start(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await handle_start(daemon.execs, req, reader, writer)
+
+    routes.add("POST", r"^/exec/(?P<id>[^/]+)/start$", start)
+
+
+async def handle_start(svc: ExecService, req: HijackRequest, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter) -> None:
+    try:
+        body = req.json() or {}
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: expected an object")
+        ex = svc.get(req.params["id"])
+        keys = parse_keys(ex.detach_keys or DEFAULT_DETACH_KEYS)
+        ex = await svc.start(ex.id, body.get("Tty"))
+    except ValueError as e:
+        await send_error(writer, 400, f"invalid JSON: {e}")
+        return
+    except DaemonError as e:
+        await send_error(writer, e.status, e.message)
+        return
+    except OSError as e:
+        await send_error(writer, 500, f"exec failed: {e}")
+        return
+    if body.get("Detach"):
+        _discard_output(ex)
+        await send_upgrade(writer, stream_content_type(ex.tty, req.version))
+        await close_gracefully(writer, reader)
+        return
+    await send_upgrade(writer, stream_content_type(ex.tty, req.version))
+    proc = ex.process
+    assert proc is not None
+    detached = asyncio.Event()
+    if proc.master is not None:
+        out_reader, in_writer = await proc.tty_streams()
+        outputs = [_pump_out(out_reader, writer, None)]
+    else:
+        in_writer = proc.proc.stdin  # type: ignore[assignment]
+        outputs = [_pump_out(proc.proc.stdout, writer, STDOUT), _pump_out(proc.proc.stderr, writer, STDERR)]
+    in_task = asyncio.create_task(_pump_in(reader, in_writer, ex, keys, detached))
+    out_task = asyncio.gather(*outputs)
+    try:
+        waiter = asyncio.create_task(detached.wait())
+        await asyncio.wait([out_task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if not detached.is_set():
+            # The CLI asks for the exit code as soon as the stream ends: record it first.
+            await ex.done.wait()
+    finally:
+        in_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await in_task
+        if detached.is_set():
+            out_task.cancel()
+        if proc.master is not None and not detached.is_set():
+            proc.close()
+        await close_gracefully(writer, reader)
+
+
+async def _pump_out(src: asyncio.StreamReader | None, dst: asyncio.StreamWriter, stream: int | None) -> None:
+    if src is None:
+        return
+    try:
+        while data := await src.read(_CHUNK):
+            dst.write(data if stream is None else frame(stream, data))
+            await dst.drain()
+    except (ConnectionError, OSError):
+        pass  # EIO on the pty master once the command is gone, or the client left
+
+
+async def _pump_in(src: asyncio.StreamReader, dst: asyncio.StreamWriter | None, ex: ExecInstance, keys: bytes,
+                   detached: asyncio.Event) -> None:
+    matcher = DetachMatcher(keys) if ex.tty else None
+    try:
+        while data := await src.read(_CHUNK):
+            if matcher is not None:
+                data, detach = matcher.feed(data)
+                if detach:
+                    detached.set()
+                    return
+            if dst is not None and ex.attach_stdin and data:
+                dst.write(data)
+                await dst.drain()
+        if dst is not None and not ex.tty:
+            dst.close()  # the client's half-close is the command's EOF
+    except (ConnectionError, OSError):
+        pass
+    await asyncio.Event().wait()

@@ -1,0 +1,21 @@
+"""POST /commit: a new image from a container's changes (docker commit)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.params import json_body, qstr
+from daemon.commit import commit as do_commit
+
+router = APIRouter()
+
+
+@router.post("/commit", status_code=201)
+async def commit(request: Request) -> JSONResponse:
+    # The CLI and docker-py send an empty body; others send the container config overrides.
+    body = await json_body(request)
+    image_id = await do_commit(request.app.state.daemon, qstr(request, "container"), qstr(request, "repo"),
+                               qstr(request, "tag"), qstr(request, "comment"), qstr(request, "author"),
+                               request.query_params.getlist("changes"), body)
+    return JSONResponse({"Id": image_id}, status_code=201)

@@ -1,0 +1,379 @@
+"""`docker cp` (the archive API: stat, get, put) and `docker export`, on running or stopped containers.
+
+Container paths are resolved as dockerd does, with the container's filesystem as '/': a path
+under a volume or bind mount is resolved inside that mount's host directory, anything else inside
+the rootfs; symlinks never lead out of either (storage.rootpath). Files are then opened relative
+to directory fds found by the same symlink-safe walk, because a running container can rename
+things between our resolving a path and our using it.
+
+A stopped container's rootfs is not mounted: it is mounted for the time of the operation (a
+lease) and unmounted after the last lease goes, unless the container was started meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import posixpath
+import queue
+import stat
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from daemon.bodyreader import ThreadReader
+from daemon.container import Container, paths
+from daemon.errors import DaemonError, InvalidParameter, NotFound
+from storage.archive import ArchiveError, extract_tar, resolve_in_root
+from storage.fsmeta import proc_path
+from storage.rootpath import open_dir
+from storage.tarwriter import tar_directory, tar_entry
+
+# Go's os.FileMode type bits, which X-Docker-Container-Path-Stat carries.
+_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
+_GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
+_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_CHUNKS = 32  # queued 1 MiB tar chunks between the writer thread and the response
+
+
+def go_file_mode(mode: int) -> int:
+    out = mode & 0o777
+    kind = stat.S_IFMT(mode)
+    out |= {stat.S_IFDIR: _GO_DIR, stat.S_IFLNK: _GO_SYMLINK, stat.S_IFBLK: _GO_DEVICE,
+            stat.S_IFCHR: _GO_DEVICE | _GO_CHARDEV, stat.S_IFIFO: _GO_PIPE, stat.S_IFSOCK: _GO_SOCKET}.get(kind, 0)
+    if mode & stat.S_ISUID:
+        out |= _GO_SETUID
+    if mode & stat.S_ISGID:
+        out |= _GO_SETGID
+    if mode & stat.S_ISVTX:
+        out |= _GO_STICKY
+    return out
+
+
+def _go_time(ns: int) -> str:
+    sec, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(sec, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return base + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
+
+
+def stat_header(st: dict) -> str:
+    return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
+
+
+@dataclass
+class Located:
+    """A container path found on the host: `rel` (components) below `root`, a directory we hold."""
+
+    root: Path
+    rel: list[str]
+    cpath: str  # the container path of what was found (for linkTarget)
+    mount: dict | None
+
+    def open_parent(self) -> tuple[int, int]:
+        """(root fd, O_PATH fd of the parent directory), both to be closed by the caller."""
+        root_fd = os.open(self.root, _ROOT_FLAGS)
+        try:
+            parent, _ = open_dir(root_fd, self.rel[:-1])
+        except BaseException:
+            os.close(root_fd)
+            raise
+        return root_fd, parent
+
+
+def _clean(path: str) -> str:
+    clean = posixpath.normpath("/" + path)
+    return "/" + clean.lstrip("/")
+
+
+def _mount_for(points: list[dict], cpath: str) -> dict | None:
+    best = None
+    for mp in points:
+        d = mp["Destination"]
+        inside = cpath == d or cpath.startswith(d.rstrip("/") + "/")
+        if inside and (best is None or len(d) > len(best["Destination"])):
+            best = mp
+    return best
+
+
+class ArchiveService:
+    def __init__(self, containers: Any, volumes: Any) -> None:
+        self.containers = containers  # ContainerService
+        self.volumes = volumes  # VolumeService
+        self._leases: dict[str, int] = {}
+
+    # -- rootfs leases -----------------------------------------------------------------------
+    async def _acquire(self, c: Container) -> Path:
+        async with c.lock:
+            self._leases[c.id] = self._leases.get(c.id, 0) + 1
+            try:
+                return await asyncio.to_thread(self.containers.driver.mount, c.id, self.containers._lowers(c))
+            except BaseException:
+                self._leases[c.id] -= 1
+                raise
+
+    async def _release(self, c: Container) -> None:
+        async with c.lock:
+            left = self._leases.get(c.id, 1) - 1
+            if left > 0:
+                self._leases[c.id] = left
+                return
+            self._leases.pop(c.id, None)
+            if not c.running and not c.state["Restarting"] and c.id in self.containers.containers:
+                await asyncio.to_thread(self.containers._unmount_quietly, c)
+
+    # -- resolution --------------------------------------------------------------------------
+    def _locate(self, c: Container, rootfs: Path, path: str, follow_last: bool) -> Located:
+        """Resolve `path` inside the container's filesystem (rootfs plus volumes and binds)."""
+        cpath = _clean(path)
+        points = [m for m in c.mount_points if m["Type"] != "tmpfs"]
+        taken = {m["Destination"] for m in points}
+        files = paths(self.containers.data_root, c.id)
+        # The files the daemon bind-mounts into every container, seen as the container sees them.
+        points += [{"Type": "bind", "Source": str(files[key]), "Destination": dest, "RW": True}
+                   for key, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
+                                     ("resolv", "/etc/resolv.conf")) if dest not in taken]
+        mp = _mount_for(points, cpath)
+        if mp is None:
+            host = resolve_in_root(rootfs, cpath, follow_last=follow_last)
+            rel = list(host.relative_to(rootfs).parts)
+            cpath = "/" + "/".join(rel)
+            # A symlink in the rootfs may lead into a mount point: continue inside the mount.
+            mp = _mount_for(points, cpath)
+            if mp is None:
+                return Located(rootfs, rel, cpath, None)
+        root = Path(self.volumes.source(mp) if mp["Type"] == "volume" else mp["Source"])
+        rest = cpath[len(mp["Destination"]):]
+        if not root.is_dir():
+            # A file bind-mounted on its own: the mount point is the only path inside it.
+            if rest.strip("/"):
+                raise NotADirectoryError(f"{mp['Destination']} is not a directory")
+            return Located(root.parent, [root.name], mp["Destination"], mp)
+        host = resolve_in_root(root, rest or "/", follow_last=follow_last)
+        rel = list(host.relative_to(root).parts)
+        return Located(root, rel, posixpath.join(mp["Destination"], *rel), mp)
+
+    def _stat(self, c: Container, rootfs: Path, ref: str, path: str) -> tuple[Located, dict]:
+        try:
+            loc = self._locate(c, rootfs, path, follow_last=path.endswith("/") or path.endswith("/."))
+            root_fd, parent = loc.open_parent()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"Could not find the file {path} in container {ref}") from None
+        try:
+            try:
+                st = os.stat(loc.rel[-1], dir_fd=parent, follow_symlinks=False) if loc.rel else os.fstat(root_fd)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"Could not find the file {path} in container {ref}") from None
+        finally:
+            os.close(parent)
+            os.close(root_fd)
+        link = ""
+        if stat.S_ISLNK(st.st_mode):
+            link = self._locate(c, rootfs, loc.cpath, follow_last=True).cpath
+        name = posixpath.basename(_clean(path)) or "/"
+        info = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
+                "mtime": _go_time(st.st_mtime_ns), "linkTarget": link}
+        return loc, info
+
+    # -- API ---------------------------------------------------------------------------------
+    async def stat(self, ref: str, path: str) -> dict:
+        c = self.containers.get(ref)
+        _check_path(path)
+        rootfs = await self._acquire(c)
+        try:
+            _, info = await asyncio.to_thread(self._stat, c, rootfs, ref, path)
+        finally:
+            await self._release(c)
+        return info
+
+    async def get(self, ref: str, path: str) -> tuple[dict, AsyncIterator[bytes]]:
+        """The stat of `path` and the tar stream of it (top entry named after its base name)."""
+        c = self.containers.get(ref)
+        _check_path(path)
+        rootfs = await self._acquire(c)
+        try:
+            loc, info = await asyncio.to_thread(self._stat, c, rootfs, ref, path)
+        except BaseException:
+            await self._release(c)
+            raise
+        arcname = "." if path.endswith("/.") else info["name"].strip("/") or "."
+        self.containers.events.publish("container", "archive-path", c.id, self.containers._attrs(c))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in _thread_stream(lambda out: _write_tar(loc, arcname, out)):
+                    yield chunk
+            finally:
+                await self._release(c)
+
+        return info, body()
+
+    async def put(self, ref: str, path: str, body: AsyncIterator[bytes], *, no_overwrite_dir_nondir: bool,
+                  copy_uid_gid: bool) -> None:
+        c = self.containers.get(ref)
+        _check_path(path)
+        rootfs = await self._acquire(c)
+        reader = ThreadReader()
+        feeder = asyncio.create_task(reader.feed(body))
+        try:
+            await asyncio.to_thread(self._put, c, rootfs, ref, path, reader, no_overwrite_dir_nondir,
+                                    copy_uid_gid)
+        except ArchiveError as e:
+            raise InvalidParameter(str(e)) from None
+        finally:
+            reader.close()
+            feeder.cancel()
+            await self._release(c)
+        self.containers.events.publish("container", "extract-to-dir", c.id, self.containers._attrs(c))
+
+    def _put(self, c: Container, rootfs: Path, ref: str, path: str, reader: BinaryIO, no_overwrite: bool,
+             copy_uid_gid: bool) -> None:
+        try:
+            loc = self._locate(c, rootfs, path, follow_last=True)
+            root_fd, parent = loc.open_parent()
+        except (FileNotFoundError, NotADirectoryError):
+            raise NotFound(f"Could not find the file {path} in container {ref}") from None
+        try:
+            try:
+                st = os.stat(loc.rel[-1], dir_fd=parent, follow_symlinks=False) if loc.rel else os.fstat(root_fd)
+            except (FileNotFoundError, NotADirectoryError):
+                raise NotFound(f"Could not find the file {path} in container {ref}") from None
+        finally:
+            os.close(parent)
+            os.close(root_fd)
+        if not stat.S_ISDIR(st.st_mode):
+            raise InvalidParameter("extraction point is not a directory")
+        if loc.mount is not None and not loc.mount["RW"]:
+            raise InvalidParameter("mounted volume is marked read-only")
+        if loc.mount is None and c.host_config.get("ReadonlyRootfs"):
+            raise InvalidParameter("container rootfs is marked read-only")
+        owner = _container_user(rootfs, c.config.get("User") or "") if copy_uid_gid else None
+        extract_tar(reader, loc.root, subdir="/" + "/".join(loc.rel), no_overwrite_dir_nondir=no_overwrite,
+                    owner=owner)
+
+    async def export(self, ref: str) -> AsyncIterator[bytes]:
+        c = self.containers.get(ref)
+        rootfs = await self._acquire(c)
+        self.containers.events.publish("container", "export", c.id, self.containers._attrs(c))
+
+        async def body() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in _thread_stream(lambda out: tar_directory(rootfs, out)):
+                    yield chunk
+            finally:
+                await self._release(c)
+
+        return body()
+
+
+def _check_path(path: str) -> None:
+    if not path:
+        raise InvalidParameter("Path cannot be empty")
+
+
+def _write_tar(loc: Located, arcname: str, out: Any) -> None:
+    root_fd, parent = loc.open_parent()
+    try:
+        if not loc.rel:
+            tar_directory(proc_path(root_fd), out, prefix=arcname)
+            return
+        name = loc.rel[-1]
+        st = os.stat(name, dir_fd=parent, follow_symlinks=False)
+        if stat.S_ISDIR(st.st_mode):
+            # proc_path(parent, name) is opened with O_NOFOLLOW: a swapped-in symlink fails.
+            tar_directory(proc_path(parent, name), out, prefix=arcname)
+        else:
+            tar_entry(parent, name, out, arcname)
+    finally:
+        os.close(parent)
+        os.close(root_fd)
+
+
+def _container_user(rootfs: Path, user: str) -> tuple[int, int] | None:
+    """The uid/gid `docker cp -a` gives files: the container's configured user, if any (else the
+    archive's own, as dockerd)."""
+    if not user:
+        return None
+    name, _, group = user.partition(":")
+
+    def entries(file: str) -> list[list[str]]:
+        try:
+            fd = os.open(resolve_in_root(rootfs, file), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return []
+        with os.fdopen(fd, "r", errors="replace") as f:
+            return [line.split(":") for line in f.read(1 << 20).splitlines() if line.count(":") >= 2]
+
+    pw = next((f for f in entries("/etc/passwd") if f[0] == name or (name.isdigit() and f[2] == name)), None)
+    if pw is None and not name.isdigit():
+        raise InvalidParameter(f"unable to find user {name}: no matching entries in passwd file")
+    uid = int(name) if name.isdigit() else int(pw[2])  # type: ignore[index]
+    gid = int(pw[3]) if pw and len(pw) > 3 and pw[3].isdigit() else 0
+    if group:
+        gr = next((f for f in entries("/etc/group") if f[0] == group or f[2] == group), None)
+        if gr is None and not group.isdigit():
+            raise InvalidParameter(f"unable to find group {group}: no matching entries in group file")
+        gid = int(group) if group.isdigit() else int(gr[2])  # type: ignore[index]
+    return uid, gid
+
+
+class _QueueWriter:
+    """A file object for a writer thread, handing its chunks to the event loop through a queue."""
+
+    def __init__(self) -> None:
+        self.q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_CHUNKS)
+        self.cancelled = threading.Event()
+
+    def write(self, data: bytes) -> int:
+        data = bytes(data)
+        while True:
+            if self.cancelled.is_set():
+                raise BrokenPipeError("the client went away")
+            try:
+                self.q.put(data, timeout=0.5)
+                return len(data)
+            except queue.Full:
+                continue
+
+    def flush(self) -> None:
+        pass
+
+
+async def _thread_stream(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
+    """Run `produce(fileobj)` in a thread and yield what it writes, with back-pressure."""
+    w = _QueueWriter()
+
+    def run() -> None:
+        try:
+            produce(w)
+            w.q.put(None)
+        except BaseException as e:  # noqa: BLE001 - handed to the loop below
+            if not w.cancelled.is_set():
+                w.q.put(e)
+
+    t = threading.Thread(target=run, daemon=True, name="tar-writer")
+    t.start()
+    try:
+        while True:
+            try:
+                item = w.q.get_nowait()
+            except queue.Empty:
+                item = await asyncio.to_thread(w.q.get)
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                # Headers are gone already: cutting the stream is all that is left (as dockerd).
+                raise DaemonError(f"archive stream failed: {item}")
+            yield item
+    finally:
+        w.cancelled.set()
+        while True:  # unblock a writer waiting on a full queue
+            try:
+                w.q.get_nowait()
+            except queue.Empty:
+                break
+        await asyncio.to_thread(t.join)

@@ -1,0 +1,116 @@
+"""`docker commit`: a new image = the container's image + one layer holding the container's changes.
+
+overlay2: the layer is the container's upper dir, tarred with its whiteouts (exactly what
+overlayfs recorded). vfs: the paths `docker diff` reports, read from the full copy, with a
+whiteout for each deletion. The tar goes into the blob store first (its digest is the layer's
+diff id, so save and push reproduce it exactly), then is unpacked into the layer store.
+Pausing (-p) is a no-op until pause exists: the tar walk tolerates files changing under it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from daemon import dockerfile_changes, reference
+from daemon.errors import InvalidParameter
+from daemon.timeutil import now_rfc3339
+from daemon.version import VERSION
+from storage.layers import Layer
+from storage.layersource import MEDIA_TAR, import_blob
+from storage.tarwriter import tar_directory
+
+
+async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str, author: str,
+                 changes: list[str], body: dict | None) -> str:
+    svc = daemon.containers
+    images = daemon.images
+    c = svc.get(container)
+    ref = reference.parse_repo_tag(repo, tag or None) if repo else None
+    base = images.images.get(c.image_id)
+    if base is None:
+        raise InvalidParameter(f"the image of container {c.id[:12]} no longer exists")
+    if body is not None and not isinstance(body, dict):
+        raise InvalidParameter("invalid JSON: the commit body must be a container config object")
+    # dockerd: the request's config, then the -c changes, then the container's values fill the gaps.
+    new_cfg = dockerfile_changes.apply(dict(body or {}), changes)
+    for key, value in (c.config or {}).items():
+        if new_cfg.get(key) in (None, "", [], {}):
+            new_cfg[key] = value
+    parent = base.top_chain_id
+    layer: Layer = await asyncio.to_thread(_make_layer, daemon, c.id, svc._lowers(c), parent)
+    created = now_rfc3339()
+    config = {k: v for k, v in base.config.items() if k not in ("history", "rootfs", "config", "container",
+                                                                 "container_config", "comment", "author")}
+    history = list(base.config.get("history") or [])
+    entry: dict[str, Any] = {"created": created, "created_by": c.command_text}
+    if author:
+        entry["author"] = author
+    if comment:
+        entry["comment"] = comment
+    config.update({
+        "created": created,
+        "container": c.id,
+        "container_config": c.config,
+        "config": new_cfg,
+        "docker_version": VERSION,
+        "history": [*history, entry],
+        "rootfs": {"type": "layers", "diff_ids": [*base.config.get("rootfs", {}).get("diff_ids", []),
+                                                  layer.diff_id]},
+    })
+    if author:
+        config["author"] = author
+    if comment:
+        config["comment"] = comment
+    img = await images._register(config, [*base.chain_ids, layer.chain_id], base.size + layer.size,
+                                 [str(ref)] if ref else [])
+    daemon.events.publish("container", "commit", c.id,
+                          {"comment": comment, "imageID": img.id, "imageRef": str(ref) if ref else img.id,
+                           "name": c.name.lstrip("/")})
+    return img.id
+
+
+def _make_layer(daemon: Any, cid: str, lowers: list[Path], parent: str | None) -> Layer:
+    driver = daemon.containers.driver
+    sources = daemon.images.sources
+    with daemon.blobs.writer() as w:
+        if driver.name == "overlay2":
+            tar_directory(Path(driver.root) / cid / "upper", w, layer=True)
+        else:
+            _tar_changes(Path(driver.root) / cid / "merged", driver.changes(cid, lowers), w)
+    assert w.digest is not None
+    return import_blob(daemon.layers, sources, w.digest, MEDIA_TAR, parent)
+
+
+def _tar_changes(top: Path, changes: list[tuple[str, int]], out: Any) -> None:
+    """A layer tar of a full rootfs copy: the changed paths, and whiteouts for the deleted ones."""
+    with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tf:  # type: ignore[call-overload]
+        for path, kind in changes:
+            rel = path.lstrip("/")
+            if kind == 2:
+                head, _, name = rel.rpartition("/")
+                ti = tarfile.TarInfo(f"{head}/.wh.{name}" if head else f".wh.{name}")
+                ti.mode = 0o600
+                tf.addfile(ti)
+                continue
+            full = top / rel
+            # Never follow a symlink planted by the container: lstat, and open files with O_NOFOLLOW.
+            real_parent = os.path.realpath(full.parent)
+            if not (real_parent + "/").startswith(os.path.realpath(top) + "/") and real_parent != os.path.realpath(top):
+                continue
+            try:
+                st = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            ti = tf.gettarinfo(str(full), arcname=rel)
+            ti.uname = ti.gname = ""
+            if stat.S_ISREG(st.st_mode):
+                fd = os.open(full, os.O_RDONLY | os.O_NOFOLLOW)
+                with os.fdopen(fd, "rb") as f:
+                    tf.addfile(ti, f)
+            else:
+                tf.addfile(ti)

@@ -1,0 +1,174 @@
+"""`docker exec`: exec instances (create, start, inspect, resize) in a running container.
+
+The process itself is started by runtime/exec (it enters the container's namespaces and
+becomes the command); its stdio are pipes or a pty owned by the daemon, because the
+exec's stream goes through the hijacked connection of `POST /exec/{id}/start`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from daemon import container_config
+from daemon.containers import ContainerService
+from daemon.errors import Conflict, InvalidParameter, NotFound
+from runtime.execclient import ExecProcess, spawn_exec
+
+log = logging.getLogger("pydockerd.exec")
+_KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
+
+
+@dataclass
+class ExecInstance:
+    id: str
+    container_id: str
+    cmd: list[str]
+    tty: bool
+    attach_stdin: bool
+    attach_stdout: bool
+    attach_stderr: bool
+    env: list[str]
+    user: str
+    workdir: str
+    privileged: bool
+    detach_keys: str
+    console_size: list[int] | None
+    running: bool = False
+    started: bool = False
+    exit_code: int | None = None
+    pid: int = 0
+    process: ExecProcess | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def inspect(self) -> dict[str, Any]:
+        return {
+            "ID": self.id, "Running": self.running, "ExitCode": self.exit_code,
+            "ProcessConfig": {"tty": self.tty, "entrypoint": self.cmd[0], "arguments": self.cmd[1:],
+                              "privileged": self.privileged, "user": self.user},
+            "OpenStdin": self.attach_stdin, "OpenStderr": self.attach_stderr, "OpenStdout": self.attach_stdout,
+            "CanRemove": False, "ContainerID": self.container_id, "DetachKeys": self.detach_keys,
+            "Pid": self.pid,
+        }
+
+
+class ExecService:
+    def __init__(self, containers: ContainerService) -> None:
+        self.containers = containers
+        self.execs: dict[str, ExecInstance] = {}
+
+    def create(self, ref: str, body: Any) -> str:
+        c = self.containers.get(ref)
+        if not isinstance(body, dict):
+            raise InvalidParameter("invalid JSON: expected an object")
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if c.state["Restarting"]:
+            raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
+        cmd = body.get("Cmd")
+        if isinstance(cmd, str):
+            cmd = [cmd]
+        if not cmd or not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
+            raise InvalidParameter("No exec command specified")
+        env = body.get("Env") or []
+        if not isinstance(env, list) or not all(isinstance(e, str) for e in env):
+            raise InvalidParameter("invalid Env: expected a list of strings")
+        workdir = body.get("WorkingDir") or ""
+        if workdir and not workdir.startswith("/"):
+            raise InvalidParameter(f"the working directory '{workdir}' is invalid, it needs to be an absolute path")
+        console = body.get("ConsoleSize")
+        if console is not None and (not isinstance(console, list) or len(console) != 2
+                                    or not all(isinstance(v, int) and v >= 0 for v in console)):
+            raise InvalidParameter("invalid ConsoleSize: expected [height, width]")
+        ex = ExecInstance(
+            id=secrets.token_hex(32), container_id=c.id, cmd=cmd, tty=bool(body.get("Tty")),
+            attach_stdin=bool(body.get("AttachStdin")), attach_stdout=bool(body.get("AttachStdout")),
+            attach_stderr=bool(body.get("AttachStderr")), env=env, user=str(body.get("User") or ""),
+            workdir=workdir, privileged=bool(body.get("Privileged")),
+            detach_keys=str(body.get("DetachKeys") or ""), console_size=console)
+        self._trim()
+        self.execs[ex.id] = ex
+        self.containers.events.publish("container", f"exec_create: {' '.join(cmd)}", c.id,
+                                       self.containers._attrs(c, execID=ex.id))
+        return ex.id
+
+    def _trim(self) -> None:
+        finished = [e for e in self.execs.values() if e.exit_code is not None]
+        for e in finished[:max(0, len(finished) - _KEEP_FINISHED)]:
+            del self.execs[e.id]
+
+    def get(self, exec_id: str) -> ExecInstance:
+        ex = self.execs.get(exec_id)
+        if ex is None:
+            raise NotFound(f"No such exec instance: {exec_id}")
+        return ex
+
+    async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
+        """Starts the process (stdio not yet pumped); raises before anything is running."""
+        ex = self.get(exec_id)
+        if ex.started:
+            state = "is already running" if ex.running else "has already run"
+            raise Conflict(f"Error: Exec command {ex.id} {state}")
+        c = self.containers.get(ex.container_id)
+        if not c.running:
+            raise Conflict(f"Container {c.id} is not running")
+        if c.state["Paused"]:
+            raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        if tty is not None:
+            ex.tty = ex.tty or tty
+        ex.started = True
+        env = list(c.config.get("Env") or [])
+        keys = {e.split("=", 1)[0] for e in ex.env}
+        env = [e for e in env if e.split("=", 1)[0] not in keys] + ex.env
+        if ex.tty and not any(e.startswith("TERM=") for e in env):
+            env.append("TERM=xterm")
+        hc = c.host_config
+        privileged = ex.privileged or bool(hc.get("Privileged"))
+        spec = {
+            "pid": c.state["Pid"],
+            "args": ex.cmd,
+            "env": env,
+            "cwd": ex.workdir or c.config.get("WorkingDir") or "/",
+            "user": ex.user or c.config.get("User") or "",
+            "tty": ex.tty,
+            "open_stdin": ex.attach_stdin,
+            "console_size": ex.console_size,
+            "capabilities": container_config.capabilities({**hc, "Privileged": privileged}),
+            "privileged": privileged,
+        }
+        try:
+            ex.process = await spawn_exec(spec)
+        except Exception:
+            ex.started = False
+            raise
+        ex.running = True
+        ex.pid = ex.process.pid
+        self.containers.events.publish("container", f"exec_start: {' '.join(ex.cmd)}", c.id,
+                                       self.containers._attrs(c, execID=ex.id))
+        asyncio.create_task(self._reap(ex, c.id))
+        return ex
+
+    async def _reap(self, ex: ExecInstance, cid: str) -> None:
+        assert ex.process is not None
+        code = await ex.process.wait()
+        ex.exit_code = code
+        ex.running = False
+        ex.done.set()
+        c = self.containers.find(cid)
+        if c is not None:
+            self.containers.events.publish("container", "exec_die", cid,
+                                           self.containers._attrs(c, execID=ex.id, exitCode=str(code)))
+
+    async def resize(self, exec_id: str, height: int, width: int) -> None:
+        ex = self.get(exec_id)
+        if height < 0 or width < 0 or height > 65535 or width > 65535:
+            raise InvalidParameter(f"invalid terminal size {height}x{width}")
+        if not ex.running or ex.process is None:
+            raise Conflict(f"Exec {ex.id} is not running")
+        if ex.tty:
+            ex.process.resize(height, width)

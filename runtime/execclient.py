@@ -1,0 +1,82 @@
+"""Daemon side of `docker exec`: starts runtime/execproc.py with the exec's stdio.
+
+Without a TTY the exec gets three pipes (stdin only when attached); with one, a pty whose
+master stays with the daemon for the stream and for resizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import socket
+import struct
+import sys
+from pathlib import Path
+
+_EXECPROC = str(Path(__file__).with_name("execproc.py"))
+_TIOCSWINSZ = 0x5414
+
+
+class ExecProcess:
+    def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.master = master
+
+    async def wait(self) -> int:
+        rc = await self.proc.wait()
+        if self.master is not None:
+            # The stream may still be reading it; the pump's EIO/EOF ends that.
+            pass
+        return 128 - rc if rc < 0 else rc
+
+    def resize(self, height: int, width: int) -> None:
+        if self.master is not None:
+            fcntl.ioctl(self.master, _TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+    async def tty_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """Reader/writer on the pty master (tty execs only)."""
+        assert self.master is not None
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=1 << 20)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(os.dup(self.master), "rb", buffering=0))
+        wtransport, wproto = await loop.connect_write_pipe(
+            lambda: asyncio.streams.FlowControlMixin(), os.fdopen(os.dup(self.master), "wb", buffering=0))
+        writer = asyncio.StreamWriter(wtransport, wproto, None, loop)
+        return reader, writer
+
+    def close(self) -> None:
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+
+
+async def spawn_exec(spec: dict, python: str = sys.executable) -> ExecProcess:
+    """spec: pid (container init, host view), args, env, cwd, user, tty, open_stdin,
+    console_size, capabilities, privileged."""
+    if spec.get("tty"):
+        # The pty comes from inside the container (runtime/nsexec.py); its master arrives on
+        # this socket.
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with ours, theirs:
+            arg = json.dumps({**spec, "console_fd": theirs.fileno()})
+            proc = await asyncio.create_subprocess_exec(
+                python, "-S", "-I", _EXECPROC, arg, stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),))
+            theirs.close()
+            _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, ours, 1, 1)
+        if not fds:
+            err = (await proc.stderr.read()).decode(errors="replace").strip() if proc.stderr else ""
+            await proc.wait()
+            raise OSError(err or "exec failed: no terminal from the exec process")
+        master = fds[0]
+        os.set_blocking(master, False)
+        return ExecProcess(proc, master)
+    proc = await asyncio.create_subprocess_exec(
+        python, "-S", "-I", _EXECPROC, json.dumps(spec),
+        stdin=asyncio.subprocess.PIPE if spec.get("open_stdin") else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20)
+    return ExecProcess(proc, None)

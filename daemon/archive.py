@@ -279,7 +279,8 @@ def _write_tar(loc: Located, arcname: str, out: Any) -> None:
     root_fd, parent = loc.open_parent()
     try:
         if not loc.rel:
-            tar_directory(proc_path(root_fd), out, prefix=arcname)
+            # The root itself (rootfs or a mount's source) is the daemon's own path, no symlink.
+            tar_directory(loc.root, out, prefix=arcname)
             return
         name = loc.rel[-1]
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)

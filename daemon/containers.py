@@ -29,6 +29,7 @@ from daemon.logs import read_log
 from daemon.store import Store
 from daemon.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from network import hosts
+from runtime import cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
@@ -75,6 +76,7 @@ class ContainerService:
         self.shutting_down = False
         self.volumes: Any = None  # the VolumeService, set by the engine
         self.networks: Any = None  # the NetworkService, set by the engine
+        self.cgroups = cgroups.detect()
         images.containers_using = self.containers_using_image
         images.layers_in_use = lambda: {img_chain for c in self.containers.values()
                                         for img_chain in self._chain_ids(c)}
@@ -270,7 +272,10 @@ class ContainerService:
         bundle = self._bundle(c)
         monitor = None
         try:
+            await asyncio.to_thread(self.cgroups.create, c.id, cgroups.Resources.from_host_config(c.host_config))
             monitor = await Monitor.spawn(bundle, spec)
+            # Before start: everything the command forks inherits the cgroup.
+            await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
             await self._connect_pending_attaches(c, monitor)
             pid = await monitor.start()
         except StartError as e:
@@ -361,16 +366,24 @@ class ContainerService:
     async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
                        Pid=0, ExitCode=exit_code, Error=message)
-        await asyncio.to_thread(self._unmount_quietly, c)
-        await asyncio.to_thread(self.volumes.release, c.mount_points)
-        if self.networks is not None:
-            await self.networks.teardown(c)
+        await self._release(c)
         self._fail_pending_attaches(c)
         await self._persist(c)
         self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(exit_code)))
         self._wake(c.exit_waiters, exit_code, message)
         if c.host_config.get("AutoRemove"):
             asyncio.create_task(self._auto_remove(c))
+
+    async def _release(self, c: Container) -> None:
+        """What a container holds only while it runs: rootfs mount, volumes, network, cgroup."""
+        await asyncio.to_thread(self._unmount_quietly, c)
+        await asyncio.to_thread(self.volumes.release, c.mount_points)
+        if self.networks is not None:
+            await self.networks.teardown(c)
+        try:
+            await asyncio.to_thread(self.cgroups.remove, c.id)
+        except OSError as e:
+            log.warning("removing the cgroup of %s: %s", c.id, e)
 
     def _unmount_quietly(self, c: Container) -> None:
         try:
@@ -394,13 +407,11 @@ class ContainerService:
 
     async def _on_exit(self, c: Container, status: ExitStatus, restart_allowed: bool) -> None:
         c.monitor = None
+        oom = status.oom_killed or await asyncio.to_thread(self.cgroups.oom_killed, c.id)
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
-                       OOMKilled=bool(status.oom_killed))
-        await asyncio.to_thread(self._unmount_quietly, c)
-        await asyncio.to_thread(self.volumes.release, c.mount_points)
-        if self.networks is not None:
-            await self.networks.teardown(c)
+                       OOMKilled=bool(oom))
+        await self._release(c)
         restart = restart_allowed and not self.shutting_down and self._should_restart(c)
         if restart:
             c.state.update(Status="restarting", Restarting=True)
@@ -671,6 +682,29 @@ class ContainerService:
                       until=until_t, stdout=stdout, stderr=stderr,
                       is_running=lambda: c.running or c.state["Restarting"])
         return c, it
+
+    # -- pause / unpause (cgroup freezer) ----------------------------------------------------
+    async def pause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if not c.running:
+                raise Conflict(f"Container {c.id} is not running")
+            if c.state["Paused"]:
+                raise Conflict(f"Container {c.id} is already paused")
+            await asyncio.to_thread(self.cgroups.freeze, c.id, True)
+            c.state.update(Paused=True, Status="paused")
+            await self._persist(c)
+        self.events.publish("container", "pause", c.id, self._attrs(c))
+
+    async def unpause(self, ref: str) -> None:
+        c = self.get(ref)
+        async with c.lock:
+            if not c.state["Paused"]:
+                raise DaemonError(f"Container {c.id} is not paused")
+            await asyncio.to_thread(self.cgroups.freeze, c.id, False)
+            c.state.update(Paused=False, Status="running")
+            await self._persist(c)
+        self.events.publish("container", "unpause", c.id, self._attrs(c))
 
     # -- rename / top / diff -----------------------------------------------------------------
     async def rename(self, ref: str, new_name: str) -> None:

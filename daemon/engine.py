@@ -83,8 +83,15 @@ class Daemon:
         await asyncio.to_thread(self._reconcile_mounts)
 
     def _reconcile_mounts(self) -> None:
-        """Unmounts the rootfs of containers that are not running (left by a crash)."""
+        """Unmounts the rootfs and removes the cgroups of containers that are not running (left
+        by a crash). Only our own containers: other daemons may share the cgroup parent."""
         running = {c.id for c in self.containers.containers.values() if c.running}
+        cgroups = self.containers.cgroups
+        for cid in cgroups.list() & (set(self.containers.containers) - running):
+            try:
+                cgroups.remove(cid)
+            except OSError as e:
+                log.warning("cannot remove the cgroup of %s: %s", cid, e)
         for mnt in mounted_under(self.cfg.data_root / "rootfs"):
             cid = Path(mnt).parent.name
             if cid not in running:

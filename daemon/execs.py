@@ -140,6 +140,7 @@ class ExecService:
             "console_size": ex.console_size,
             "capabilities": container_config.capabilities({**hc, "Privileged": privileged}),
             "privileged": privileged,
+            "cgroup_procs": self.containers.cgroups.procs_files(c.id),
         }
         try:
             ex.process = await spawn_exec(spec)

@@ -120,6 +120,9 @@ class ImageService:
             ref = reference.parse(name)
         except InvalidParameter:
             return None
+        if ref.digest:  # name@sha256:...: the image pulled or pushed under that manifest digest
+            want = f"{ref.name}@{ref.digest}"
+            return next((img for img in self.images.values() if want in img.repo_digests), None)
         iid = self.tags.get(str(ref))
         return self.images.get(iid) if iid else None
 

@@ -554,7 +554,7 @@ class NetworkService:
                 if not gateway_set and not n.internal:
                     commands.append(f"route add default via {n.gateway} dev {ifname}")
                     gateway_set = True
-            await netns.configure(sb.path, commands)
+            await netns.configure(sb.path, commands, disable_ipv6=True)
             await self._publish(c, sb)
             env = await asyncio.to_thread(self._write_hosts, c)
             await self._refresh_peers(c)

@@ -44,9 +44,17 @@ async def create(path: Path) -> None:
         raise
 
 
-async def configure(path: Path, commands: list[str]) -> None:
+# /proc/sys/net follows the netns of the task reading it, so the shell nsenter starts sees
+# the container's. IPv6 off as dockerd does for networks without IPv6: no link-local
+# addresses, and `ip addr` inside shows what it shows under dockerd.
+_NO_IPV6 = ("echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
+            "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; exec ip -batch -")
+
+
+async def configure(path: Path, commands: list[str], disable_ipv6: bool = False) -> None:
     """Runs `ip` commands (batch syntax, one per item) inside the namespace."""
-    await _run("nsenter", f"--net={path}", "ip", "-batch", "-", stdin=("\n".join(commands) + "\n").encode())
+    argv = ["sh", "-c", _NO_IPV6] if disable_ipv6 else ["ip", "-batch", "-"]
+    await _run("nsenter", f"--net={path}", *argv, stdin=("\n".join(commands) + "\n").encode())
 
 
 def is_mounted(path: Path) -> bool:

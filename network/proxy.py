@@ -112,6 +112,11 @@ def reserve(proto: str, host_ip: str, host_port: int) -> Binding:
     try:
         if family == socket.AF_INET6:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if kind == socket.SOCK_STREAM:
+                # This one listens (proxy): connections left in TIME_WAIT by a previous daemon
+                # must not block re-reserving it after a restart. Linux still refuses a second
+                # listener. The IPv4 socket never listens, so it keeps the strict semantics.
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind((host_ip, host_port))
     except OSError as e:
         s.close()

@@ -87,6 +87,10 @@ def main(argv: list[str]) -> int:
     spec = json.loads(argv[0])
     pid = int(spec["pid"])
     try:
+        # Join the container's cgroups first, while the host's /sys/fs/cgroup is still visible.
+        for procs in spec.get("cgroup_procs") or []:
+            with open(procs, "w") as f:
+                f.write(str(os.getpid()))
         fds = [(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), ns) for ns in _NAMESPACES]
         for fd, _ in fds:
             libc.setns(fd, 0)

@@ -22,7 +22,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 from . import whiteout
 from .compression import Readable, decompress
@@ -64,13 +64,13 @@ class _StrictTarInfo(tarfile.TarInfo):
     stops without a word; a truncated upload would then be a silently incomplete layer."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.EmptyHeaderError:
+        except tarfile.EmptyHeaderError:  # type: ignore[attr-defined]
             # A stream that simply ends (no zero blocks) ends the archive, as in Go's archive/tar.
-            raise tarfile.EOFHeaderError("end of file") from None
-        except tarfile.EOFHeaderError:
+            raise tarfile.EOFHeaderError("end of file") from None  # type: ignore[attr-defined]
+        except tarfile.EOFHeaderError:  # type: ignore[attr-defined]
             raise
         except tarfile.HeaderError as e:
             raise ArchiveError(f"invalid tar header at byte {tarfile_.offset}: {e}") from None

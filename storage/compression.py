@@ -192,7 +192,7 @@ def decompress(fileobj: Readable) -> BinaryIO:
     elif kind == "zstd":
         # Multi-frame streams (pzstd, concatenated writes) are one logical stream.
         inner = zstandard.ZstdDecompressor().stream_reader(
-            _ZstdFrames(raw), read_size=_READ_SIZE, read_across_frames=True, closefd=False
+            cast(BinaryIO, _ZstdFrames(raw)), read_size=_READ_SIZE, read_across_frames=True, closefd=False
         )
     else:
         return cast(BinaryIO, raw)

@@ -126,9 +126,9 @@ class _Remover:
                     # would destroy what this tree never owned.
                     raise OSError(errno.EBUSY, "a mount point is in the way", "/".join(self.names))
         finally:
-            for fd in self.fds:
-                if fd is not None:
-                    os.close(fd)
+            for leftover in self.fds:
+                if leftover is not None:
+                    os.close(leftover)
 
     @staticmethod
     def _empty_files(dfd: int) -> str | None:

@@ -108,8 +108,9 @@ class _Writer:
         ti.uid, ti.gid = st.st_uid, st.st_gid
         ti.uname = ti.gname = ""
         ti.mtime = int(st.st_mtime)
-        for key, value in xattrs.items():
-            ti.pax_headers[_XATTR_PAX_PREFIX + key] = value.decode("utf-8", "surrogateescape")
+        # Binary values (security.capability) survive as surrogates; tarfile writes them back as
+        # the original bytes under hdrcharset=BINARY.
+        ti.pax_headers = {_XATTR_PAX_PREFIX + k: v.decode("utf-8", "surrogateescape") for k, v in xattrs.items()}
         return ti
 
     def directory(self, dfd: int, name: str, *, emit: bool = True) -> None:

@@ -1,4 +1,4 @@
-"""POST /commit: a new image from a container's changes (docker commit)."""
+"""Top-level image routes: POST /commit (docker commit) and POST /auth (docker login)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.params import json_body, qstr
+from daemon import distribution
 from daemon.commit import commit as do_commit
 
 router = APIRouter()
@@ -19,3 +20,9 @@ async def commit(request: Request) -> JSONResponse:
                                qstr(request, "tag"), qstr(request, "comment"), qstr(request, "author"),
                                request.query_params.getlist("changes"), body)
     return JSONResponse({"Id": image_id}, status_code=201)
+
+
+@router.post("/auth")
+async def auth(request: Request) -> JSONResponse:
+    # Checked against the registry; the CLI stores the credentials itself and sends them per request.
+    return JSONResponse(await distribution.login(request.app.state.daemon, await json_body(request)))

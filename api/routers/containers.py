@@ -55,6 +55,18 @@ async def stop(name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
+@router.post("/{name}/pause", status_code=204)
+async def pause(name: str, request: Request) -> Response:
+    await _svc(request).pause(name)
+    return Response(status_code=204)
+
+
+@router.post("/{name}/unpause", status_code=204)
+async def unpause(name: str, request: Request) -> Response:
+    await _svc(request).unpause(name)
+    return Response(status_code=204)
+
+
 @router.post("/{name}/restart", status_code=204)
 async def restart(name: str, request: Request) -> Response:
     await _svc(request).restart(name, qint(request, "t"), qstr(request, "signal") or None)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.params import qbool, qstr
 from api.streams import json_stream, json_stream_first
-from daemon import imagefiles
+from daemon import distribution, imagefiles, push
 from daemon.errors import DaemonError
 from daemon.images import ImageService
 
@@ -28,9 +28,10 @@ def _svc(request: Request) -> ImageService:
 async def create(request: Request) -> Response:
     src = qstr(request, "fromSrc")
     if not src:
-        image = qstr(request, "fromImage")
-        raise NotImplementedYet(f"pulling images is not supported by this pydockerd yet ({image}); "
-                                "use docker import or docker load")
+        # Errors found before the first progress record are plain error responses, as dockerd's.
+        return await json_stream_first(distribution.pull(
+            request.app.state.daemon, qstr(request, "fromImage"), qstr(request, "tag"), qstr(request, "platform"),
+            request.headers.get("X-Registry-Auth")))
     img = await _svc(request).import_image(
         request.stream() if src == "-" else None, src, qstr(request, "repo"), qstr(request, "tag"),
         request.query_params.getlist("changes"), qstr(request, "message"), qstr(request, "platform"))
@@ -88,6 +89,12 @@ async def inspect(name: str, request: Request) -> JSONResponse:
 @router.get("/{name:path}/history")
 async def history(name: str, request: Request) -> JSONResponse:
     return JSONResponse(_svc(request).history(name))
+
+
+@router.post("/{name:path}/push")
+async def push_image(name: str, request: Request) -> Response:
+    return await json_stream_first(push.push(request.app.state.daemon, name, qstr(request, "tag"),
+                                             request.headers.get("X-Registry-Auth")))
 
 
 @router.post("/{name:path}/tag", status_code=201)

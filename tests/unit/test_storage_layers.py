@@ -10,6 +10,7 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -163,3 +164,17 @@ def test_killed_import_is_cleaned_at_next_start(tmp_path: Path) -> None:
 def test_durable_import(tmp_path: Path) -> None:
     store = LayerStore(tmp_path / "layers")
     assert store.import_tar(io.BytesIO(BASE), None).diff_id == _sha(BASE)
+
+
+def test_concurrent_imports_of_one_layer(store: LayerStore) -> None:
+    data = tar_bytes(*(reg(f"f{i}", os.urandom(2048)) for i in range(50)))
+    results: list[Layer] = []
+    threads = [
+        threading.Thread(target=lambda: results.append(store.import_tar(io.BytesIO(data), None))) for _ in range(4)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4 and len(set(results)) == 1
+    assert os.listdir(store.root) == [results[0].chain_id[7:]]

@@ -1,0 +1,238 @@
+"""`docker push`: an image's layers, config and manifest to a registry.
+
+A layer goes up as the blob it was pulled as (gzip or zstd) when it has one; a layer kept as a plain
+tar (import, load, commit) is gzip-compressed, deterministically (fixed mtime and level), so the
+same layer always gets the same digest and later pushes find it already there. Before uploading,
+the registry is asked whether the repository has the blob (`Layer already exists`) and then to
+mount it from another repository of the same registry it was pushed to (`Mounted from ...`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from daemon import reference
+from daemon.distribution import _client, _daemon_error, _status, progress, remote_path
+from daemon.errors import DaemonError, NotFound
+from daemon.reference import Reference
+from storage import tempfiles
+from storage.imagearchive import layer_tar
+from storage.layersource import MEDIA_GZIP, MEDIA_OCI_GZIP, MEDIA_OCI_ZSTD
+from storage.registry import MEDIA_MANIFEST_V2, MEDIA_OCI_MANIFEST, RegistryClient, RegistryError
+
+MEDIA_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+_GZIP_LEVEL = 1  # fast; a fixed level (and mtime 0) keeps the digest of a layer stable
+
+
+async def push(daemon: Any, name: str, tag: str, auth_header: str | None) -> AsyncIterator[dict]:
+    ref = reference.parse(name, default_tag=False)
+    images = daemon.images
+    if tag:
+        tags = [tag]
+    elif ref.tag:
+        tags = [ref.tag]
+    else:  # no tag: every tag of the repository, as dockerd
+        tags = sorted(t.rsplit(":", 1)[1] for t in images.tags if t.rsplit(":", 1)[0] == ref.name)
+    if not tags:
+        raise NotFound(f"An image does not exist locally with the tag: {ref.name}")
+    targets = [(t, images.get(f"{ref.name}:{t}")) for t in tags]
+    client = _client(daemon, ref.domain, auth_header)
+    path = remote_path(ref)
+    try:
+        try:
+            await asyncio.to_thread(client.ping)
+        except Exception as e:  # noqa: BLE001 - mapped to the API's errors
+            raise _daemon_error(e) from e
+        yield {"status": f"The push refers to repository [{ref.full_name}]"}
+        for t, img in targets:
+            async for rec in _push_one(daemon, client, ref, path, t, img):
+                yield rec
+    finally:
+        client.close()
+
+
+async def _push_one(daemon: Any, client: RegistryClient, ref: Reference, path: str, tag: str, img: Any
+                    ) -> AsyncIterator[dict]:
+    q: asyncio.Queue[dict | None] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    config = json.loads(daemon.blobs.get(img.id))
+    diff_ids = list(config.get("rootfs", {}).get("diff_ids", []))
+    for d in reversed(diff_ids):
+        q.put_nowait(_status("Preparing", d[7:19]))
+
+    def reporter(short: str, total: int) -> Callable[[int], None]:
+        last = [0.0]
+
+        def report(done: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1 or done >= total:
+                last[0] = now
+                loop.call_soon_threadsafe(q.put_nowait, progress("Pushing", short, done, total))
+        return report
+
+    def status(rec: dict) -> None:
+        loop.call_soon_threadsafe(q.put_nowait, rec)
+
+    where = f"{ref.domain}/{path}"
+
+    async def work() -> list[dict]:
+        try:
+            sem = asyncio.Semaphore(5)
+
+            async def one(i: int) -> dict:
+                async with sem:
+                    return await asyncio.to_thread(_push_layer, daemon, client, path, where, img.chain_ids[i],
+                                                   status, reporter)
+            return list(await asyncio.gather(*(one(i) for i in range(len(img.chain_ids)))))
+        finally:
+            q.put_nowait(None)
+
+    runner = asyncio.create_task(work())
+    try:
+        while (rec := await q.get()) is not None:
+            yield rec
+        descs = await runner
+    except Exception as e:  # noqa: BLE001 - mapped to the API's errors
+        raise _daemon_error(e) from e
+    finally:
+        if not runner.done():
+            runner.cancel()
+    # A layer regenerated from its files (no tar kept) has a new diff id: the config follows it.
+    new_diff_ids = [d.pop("diff_id") for d in descs]
+    raw = daemon.blobs.get(img.id)
+    if new_diff_ids != diff_ids:
+        config["rootfs"]["diff_ids"] = new_diff_ids
+        raw = json.dumps(config, separators=(",", ":")).encode()
+    oci = any(d["mediaType"] == MEDIA_OCI_ZSTD for d in descs)
+    try:
+        config_digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+        if not await asyncio.to_thread(client.blob_exists, path, config_digest):
+            import io
+
+            await asyncio.to_thread(client.upload_blob, path, config_digest, io.BytesIO(raw), len(raw))
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": MEDIA_OCI_MANIFEST if oci else MEDIA_MANIFEST_V2,
+            "config": {"mediaType": MEDIA_OCI_CONFIG if oci else MEDIA_DOCKER_CONFIG, "size": len(raw),
+                       "digest": config_digest},
+            "layers": [{**d, "mediaType": (d["mediaType"] if oci and d["mediaType"] == MEDIA_OCI_ZSTD
+                                           else MEDIA_OCI_GZIP if oci else MEDIA_GZIP)} for d in descs],
+        }
+        mraw = json.dumps(manifest, indent=3).encode()
+        await asyncio.to_thread(client.put_manifest, path, tag, mraw, manifest["mediaType"])
+    except Exception as e:  # noqa: BLE001 - mapped to the API's errors
+        raise _daemon_error(e) from e
+    digest = "sha256:" + hashlib.sha256(mraw).hexdigest()
+    if raw == daemon.blobs.get(img.id):
+        await daemon.images._register(img.config, img.chain_ids, img.size, [],
+                                      repo_digests=[f"{ref.name}@{digest}"], raw=raw)
+    daemon.images.events.publish("image", "push", img.id, {"name": f"{ref.name}:{tag}"})
+    yield {"status": f"{tag}: digest: {digest} size: {len(mraw)}"}
+    yield {"progressDetail": {}, "aux": {"Tag": tag, "Digest": digest, "Size": len(mraw)}}
+
+
+def _push_layer(daemon: Any, client: RegistryClient, path: str, where: str, chain: str,
+                status: Callable[[dict], None], reporter: Callable[[str, int], Callable[[int], None]]) -> dict:
+    """Blocking: one layer into the repository; returns its manifest descriptor (+ its diff id)."""
+    layer = daemon.layers.get(chain)
+    sources = daemon.images.sources
+    short = layer.diff_id[7:19]
+    src = sources.get(layer.diff_id)
+    spool = Path(daemon.cfg.data_root) / "tmp"
+    spool.mkdir(mode=0o700, exist_ok=True)
+    known = None
+    if src is not None:
+        known = src.pushed.get(where) or next(iter(src.pushed.values()), None)
+        if src.media_type in (MEDIA_GZIP, MEDIA_OCI_GZIP, MEDIA_OCI_ZSTD):
+            known = src.digest
+    if known is not None:
+        size = src.size if src is not None and known == src.digest else 0
+        media = src.media_type if src is not None and known == src.digest else MEDIA_GZIP
+        if client.blob_exists(path, known):
+            status(_status("Layer already exists", short))
+            sources.mark_pushed(layer.diff_id, where, known)
+            return _desc(media, known, size or _remote_size(client, path, known), layer.diff_id)
+        for other, digest in (src.pushed.items() if src is not None else []):
+            dom, _, repo = other.partition("/")
+            if dom == where.split("/", 1)[0] and repo != path and digest == known:
+                try:
+                    if client.mount_blob(path, known, repo):
+                        status(_status(f"Mounted from {repo}", short))
+                        sources.mark_pushed(layer.diff_id, where, known)
+                        return _desc(media, known, size or _remote_size(client, path, known), layer.diff_id)
+                except RegistryError:
+                    pass
+    f, digest, size, media, diff_id = _blob_to_push(daemon, chain, src, spool)
+    with f:
+        if client.blob_exists(path, digest):
+            status(_status("Layer already exists", short))
+        else:
+            client.upload_blob(path, digest, f, size, reporter(short, size))
+            status(_status("Pushed", short))
+    sources.mark_pushed(diff_id, where, digest)
+    return _desc(media, digest, size, diff_id)
+
+
+def _desc(media: str, digest: str, size: int, diff_id: str) -> dict:
+    return {"mediaType": media, "size": size, "digest": digest, "diff_id": diff_id}
+
+
+def _remote_size(client: RegistryClient, path: str, digest: str) -> int:
+    r = client.request("HEAD", f"/v2/{path}/blobs/{digest}", f"repository:{path}:pull")
+    return int(r.headers.get("Content-Length") or 0)
+
+
+def _blob_to_push(daemon: Any, chain: str, src: Any, spool: Path) -> tuple[BinaryIO, str, int, str, str]:
+    """(open file, digest, size, media type, diff id) of what goes up for this layer."""
+    layer = daemon.layers.get(chain)
+    if src is not None and src.media_type in (MEDIA_GZIP, MEDIA_OCI_GZIP, MEDIA_OCI_ZSTD):
+        return daemon.blobs.open(src.digest), src.digest, src.size, src.media_type, layer.diff_id
+    tar, _ = layer_tar(daemon.layers, daemon.images.sources, chain, spool)
+    diff_id = layer.diff_id
+    fd, name = tempfile.mkstemp(prefix=tempfiles.PREFIX, dir=spool)
+    os.unlink(name)
+    out = os.fdopen(fd, "w+b")
+    try:
+        with tar:
+            if src is None:  # regenerated: its diff id is whatever this tar hashes to
+                h = hashlib.sha256()
+                while chunk := tar.read(1 << 20):
+                    h.update(chunk)
+                diff_id = "sha256:" + h.hexdigest()
+                tar.seek(0)
+            hasher = _HashingWriter(out)
+            with gzip.GzipFile(filename="", mode="wb", fileobj=hasher, compresslevel=_GZIP_LEVEL, mtime=0) as gz:
+                shutil.copyfileobj(tar, gz, 1 << 20)
+        size = out.tell()
+        out.seek(0)
+    except BaseException:
+        out.close()
+        raise
+    return out, "sha256:" + hasher.h.hexdigest(), size, MEDIA_GZIP, diff_id
+
+
+class _HashingWriter:
+    def __init__(self, f: BinaryIO) -> None:
+        self.f = f
+        self.h = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.h.update(data)
+        return self.f.write(data)
+
+    def flush(self) -> None:
+        self.f.flush()
+
+
+__all__ = ["push", "DaemonError"]

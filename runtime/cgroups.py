@@ -1,0 +1,286 @@
+"""Per-container cgroups behind one interface, with cgroup v1 and v2 drivers.
+
+Each container's cgroup nests under the daemon's own cgroup (read from /proc/self/cgroup),
+never at a hierarchy's root: limits and accounting of whatever runs the daemon keep
+covering its containers. Blocking file I/O; the daemon calls this from a thread.
+
+v1 (seen here): one directory per controller; OOM kills are counted in
+memory.oom_control's `oom_kill` (memory.failcnt stays 0). v2: one directory, the
+controllers enabled through the parent's cgroup.subtree_control.
+"""
+
+from __future__ import annotations
+
+import errno
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path("/sys/fs/cgroup")
+GROUP = "pydockerd"  # container cgroups: <daemon cgroup>/pydockerd/<container id>
+_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
+
+
+@dataclass
+class Resources:
+    memory: int = 0  # bytes, 0 = unlimited
+    memory_swap: int = 0  # memory+swap; -1 unlimited, 0 = as dockerd: twice memory
+    cpu_quota: int = 0  # µs per period, 0 = unlimited
+    cpu_period: int = 0
+    cpu_shares: int = 0
+    pids_limit: int = 0  # 0 or negative = unlimited
+
+    @classmethod
+    def from_host_config(cls, hc: dict) -> Resources:
+        quota, period = hc.get("CpuQuota") or 0, hc.get("CpuPeriod") or 0
+        if hc.get("NanoCpus"):
+            period = 100_000
+            quota = hc["NanoCpus"] * period // 1_000_000_000
+        return cls(memory=hc.get("Memory") or 0, memory_swap=hc.get("MemorySwap") or 0, cpu_quota=quota,
+                   cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0)
+
+
+def _own_paths() -> dict[str, str]:
+    """controller (or "" for v2) -> the daemon's cgroup path in that hierarchy."""
+    out = {}
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        for c in controllers.split(",") if controllers else [""]:
+            out[c] = path
+    return out
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _rmdir(path: Path) -> None:
+    """rmdir fails with EBUSY for a moment after the last process left; retry briefly."""
+    for _ in range(50):
+        try:
+            path.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY:
+                raise
+            time.sleep(0.02)
+
+
+class CgroupV1:
+    version = "1"
+
+    def __init__(self) -> None:
+        own = _own_paths()
+        self.bases = {c: ROOT / c / own.get(c, "/").lstrip("/") / GROUP for c in _V1_CONTROLLERS
+                      if (ROOT / c).is_dir()}
+
+    def dirs(self, cid: str) -> dict[str, Path]:
+        return {c: base / cid for c, base in self.bases.items()}
+
+    def create(self, cid: str, res: Resources) -> None:
+        made = []
+        try:
+            for d in self.dirs(cid).values():
+                d.mkdir(parents=True, exist_ok=True)
+                made.append(d)
+            d = self.dirs(cid)
+            if res.memory and "memory" in d:
+                _write(d["memory"] / "memory.limit_in_bytes", str(res.memory))
+                swap = res.memory_swap if res.memory_swap else 2 * res.memory
+                if swap > 0 and (d["memory"] / "memory.memsw.limit_in_bytes").exists():
+                    _write(d["memory"] / "memory.memsw.limit_in_bytes", str(swap))
+            if "cpu" in d:
+                if res.cpu_period:
+                    _write(d["cpu"] / "cpu.cfs_period_us", str(res.cpu_period))
+                if res.cpu_quota:
+                    _write(d["cpu"] / "cpu.cfs_quota_us", str(res.cpu_quota))
+                if res.cpu_shares:
+                    _write(d["cpu"] / "cpu.shares", str(res.cpu_shares))
+            if res.pids_limit > 0 and "pids" in d:
+                _write(d["pids"] / "pids.max", str(res.pids_limit))
+        except OSError:
+            for p in reversed(made):
+                _rmdir(p)
+            raise
+
+    def procs_files(self, cid: str) -> list[str]:
+        return [str(d / "cgroup.procs") for d in self.dirs(cid).values()]
+
+    def add(self, cid: str, pid: int) -> None:
+        for f in self.procs_files(cid):
+            _write(Path(f), str(pid))
+
+    def pids(self, cid: str) -> set[int]:
+        d = self.dirs(cid).get("pids") or next(iter(self.dirs(cid).values()), None)
+        try:
+            return {int(x) for x in (d / "cgroup.procs").read_text().split()} if d else set()
+        except OSError:
+            return set()
+
+    def freeze(self, cid: str, frozen: bool) -> None:
+        d = self.dirs(cid).get("freezer")
+        if d is None:
+            raise OSError(errno.ENOTSUP, "the freezer controller is not available")
+        _write(d / "freezer.state", "FROZEN" if frozen else "THAWED")
+        want = "FROZEN" if frozen else "THAWED"
+        for _ in range(200):
+            if (d / "freezer.state").read_text().strip() == want:
+                return
+            time.sleep(0.005)
+
+    def oom_killed(self, cid: str) -> bool:
+        d = self.dirs(cid).get("memory")
+        try:
+            for line in (d / "memory.oom_control").read_text().splitlines() if d else []:
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return True
+        except OSError:
+            pass
+        return False
+
+    def stats(self, cid: str) -> dict:
+        d = self.dirs(cid)
+
+        def read(c: str, name: str) -> str:
+            try:
+                return (d[c] / name).read_text() if c in d else ""
+            except OSError:
+                return ""
+
+        mstat = dict(line.split() for line in read("memory", "memory.stat").splitlines() if " " in line)
+        percpu = [int(x) for x in read("cpuacct", "cpuacct.usage_percpu").split()]
+        return {
+            "memory": {"usage": _int(read("memory", "memory.usage_in_bytes")),
+                       "max_usage": _int(read("memory", "memory.max_usage_in_bytes")),
+                       "limit": _int(read("memory", "memory.limit_in_bytes")),
+                       "failcnt": _int(read("memory", "memory.failcnt")),
+                       "stats": {k: int(v) for k, v in mstat.items() if v.isdigit()}},
+            "cpu_total": _int(read("cpuacct", "cpuacct.usage")),
+            "cpu_percpu": percpu,
+            "pids": _int(read("pids", "pids.current")),
+            "pids_limit": _int(read("pids", "pids.max")),
+        }
+
+    def remove(self, cid: str) -> None:
+        for d in self.dirs(cid).values():
+            _rmdir(d)
+
+    def list(self) -> set[str]:
+        """Container ids that have a cgroup (for start-up reconciliation)."""
+        out: set[str] = set()
+        for base in self.bases.values():
+            if base.is_dir():
+                out.update(p.name for p in base.iterdir() if p.is_dir())
+        return out
+
+
+class CgroupV2:
+    version = "2"
+
+    def __init__(self) -> None:
+        own = _own_paths().get("", "/")
+        self.base = ROOT / own.lstrip("/") / GROUP
+
+    def dirs(self, cid: str) -> dict[str, Path]:
+        return {"": self.base / cid}
+
+    def create(self, cid: str, res: Resources) -> None:
+        if not self.base.is_dir():
+            self.base.mkdir(parents=True, exist_ok=True)
+            controllers = (self.base.parent / "cgroup.controllers").read_text().split()
+            wanted = [c for c in ("memory", "cpu", "pids") if c in controllers]
+            if wanted:
+                try:
+                    _write(self.base / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
+                except OSError:
+                    pass  # limits then fail below with a clear error if asked for
+        d = self.base / cid
+        d.mkdir(exist_ok=True)
+        try:
+            if res.memory:
+                _write(d / "memory.max", str(res.memory))
+                if res.memory_swap > 0:
+                    _write(d / "memory.swap.max", str(max(0, res.memory_swap - res.memory)))
+            if res.cpu_quota:
+                _write(d / "cpu.max", f"{res.cpu_quota} {res.cpu_period or 100000}")
+            if res.cpu_shares:
+                _write(d / "cpu.weight", str(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142))))
+            if res.pids_limit > 0:
+                _write(d / "pids.max", str(res.pids_limit))
+        except OSError:
+            _rmdir(d)
+            raise
+
+    def procs_files(self, cid: str) -> list[str]:
+        return [str(self.base / cid / "cgroup.procs")]
+
+    def add(self, cid: str, pid: int) -> None:
+        _write(self.base / cid / "cgroup.procs", str(pid))
+
+    def pids(self, cid: str) -> set[int]:
+        try:
+            return {int(x) for x in (self.base / cid / "cgroup.procs").read_text().split()}
+        except OSError:
+            return set()
+
+    def freeze(self, cid: str, frozen: bool) -> None:
+        d = self.base / cid
+        _write(d / "cgroup.freeze", "1" if frozen else "0")
+        for _ in range(200):
+            if f"frozen {int(frozen)}" in (d / "cgroup.events").read_text():
+                return
+            time.sleep(0.005)
+
+    def oom_killed(self, cid: str) -> bool:
+        try:
+            for line in (self.base / cid / "memory.events").read_text().splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill" and int(value) > 0:
+                    return True
+        except OSError:
+            pass
+        return False
+
+    def stats(self, cid: str) -> dict:
+        d = self.base / cid
+
+        def read(name: str) -> str:
+            try:
+                return (d / name).read_text()
+            except OSError:
+                return ""
+
+        mstat = dict(line.split() for line in read("memory.stat").splitlines() if " " in line)
+        cpu = dict(line.split() for line in read("cpu.stat").splitlines() if " " in line)
+        limit = read("memory.max").strip()
+        return {
+            "memory": {"usage": _int(read("memory.current")), "max_usage": 0,
+                       "limit": 0 if limit in ("", "max") else int(limit), "failcnt": 0,
+                       "stats": {k: int(v) for k, v in mstat.items() if v.isdigit()}},
+            "cpu_total": int(cpu.get("usage_usec", "0")) * 1000,
+            "cpu_percpu": [],
+            "pids": _int(read("pids.current")),
+            "pids_limit": _int(read("pids.max")),
+        }
+
+    def remove(self, cid: str) -> None:
+        _rmdir(self.base / cid)
+
+    def list(self) -> set[str]:
+        return {p.name for p in self.base.iterdir() if p.is_dir()} if self.base.is_dir() else set()
+
+
+def _int(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.isdigit() else 0
+
+
+def detect() -> CgroupV1 | CgroupV2:
+    """v2 when the unified hierarchy is mounted at /sys/fs/cgroup itself, else v1."""
+    if (ROOT / "cgroup.controllers").exists():
+        return CgroupV2()
+    return CgroupV1()

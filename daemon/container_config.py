@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -158,7 +159,40 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     if shm < 0:
         raise InvalidParameter("SHM size can not be less than 0")
     host_config["ShmSize"] = shm or 64 * 1024 * 1024
+    validate_resources(host_config)
     return config, host_config
+
+
+def validate_resources(hc: dict) -> None:
+    """dockerd's checks (and wording) for the cgroup limits a container asks for."""
+    ncpu = os.cpu_count() or 1
+    for key in ("Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares", "PidsLimit"):
+        value = hc.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidParameter(f"json: cannot unmarshal into Go struct field HostConfig.{key} of type int64")
+    memory = hc.get("Memory") or 0
+    if memory < 0:
+        raise InvalidParameter("invalid memory limit: must not be negative")
+    if 0 < memory < 6 * 1024 * 1024:
+        raise InvalidParameter("Minimum memory limit allowed is 6MB")
+    swap = hc.get("MemorySwap") or 0
+    if swap > 0 and memory and swap < memory:
+        raise InvalidParameter("Minimum memoryswap limit should be larger than memory limit, see usage")
+    if swap > 0 and not memory:
+        raise InvalidParameter("You should always set the Memory limit when using Memoryswap limit, see usage")
+    nano = hc.get("NanoCpus") or 0
+    if nano and (hc.get("CpuQuota") or hc.get("CpuPeriod")):
+        raise InvalidParameter("Conflicting options: Nano CPUs and CPU Period cannot both be set")
+    if nano < 0 or nano > ncpu * 1_000_000_000:
+        raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available")
+    if 0 < nano < 10_000_000:
+        raise InvalidParameter(f"Range of CPUs is from 0.01 to {ncpu:.2f}, as there are only {ncpu} CPUs available")
+    period = hc.get("CpuPeriod") or 0
+    if period and not 1000 <= period <= 1_000_000:
+        raise InvalidParameter("CPU cfs period can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)")
+    quota = hc.get("CpuQuota") or 0
+    if 0 < quota < 1000:
+        raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
 
 
 def default_host_config() -> dict:

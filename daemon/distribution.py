@@ -226,12 +226,12 @@ async def _layers(daemon: Any, client: RegistryClient, path: str, descs: list[di
     sem = asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS)
 
     def reporter(status: str, short: str, total: int) -> Callable[[int], None]:
-        last = [0.0]
+        last = [0.0, -1]
 
         def report(done: int) -> None:
             now = time.monotonic()
-            if now - last[0] >= _TICK or done >= total:
-                last[0] = now
+            if done != last[1] and (now - last[0] >= _TICK or done >= total):
+                last[0], last[1] = now, done
                 loop.call_soon_threadsafe(q.put_nowait, progress(status, short, done, total))
         return report
 

@@ -18,6 +18,7 @@ from daemon.events import EventBus
 from daemon.execs import ExecService
 from daemon.images import ImageService
 from daemon.networks import NetworkService
+from daemon.stats import StatsService
 from daemon.store import Store
 from daemon.version import GIT_COMMIT, VERSION
 from daemon.volumes import VolumeService
@@ -61,6 +62,7 @@ class Daemon:
         self.containers.networks = self.networks
         self.archive = ArchiveService(self.containers, self.volumes)
         self.execs = ExecService(self.containers)
+        self.stats = StatsService(self.containers)
         self.id = self._engine_id()
 
     def _engine_id(self) -> str:

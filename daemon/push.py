@@ -72,12 +72,12 @@ async def _push_one(daemon: Any, client: RegistryClient, ref: Reference, path: s
         q.put_nowait(_status("Preparing", d[7:19]))
 
     def reporter(short: str, total: int) -> Callable[[int], None]:
-        last = [0.0]
+        last = [0.0, -1]
 
         def report(done: int) -> None:
             now = time.monotonic()
-            if now - last[0] >= 0.1 or done >= total:
-                last[0] = now
+            if done != last[1] and (now - last[0] >= 0.1 or done >= total):
+                last[0], last[1] = now, done
                 loop.call_soon_threadsafe(q.put_nowait, progress("Pushing", short, done, total))
         return report
 

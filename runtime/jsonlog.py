@@ -12,9 +12,17 @@ import os
 import sys
 import time
 
+from _json import encode_basestring
+
 from .lean import encode_string
 
 MAX_LINE = 16 * 1024
+# Stands in for "\n" while a whole chunk is JSON-encoded at once: text decoded from UTF-8
+# never contains a lone surrogate, and encode_basestring copies it through unescaped.
+_SENTINEL = "\ud800"
+# An encoded line of at most this many characters is at most 4x as many UTF-8 bytes, so
+# it (with its newline) fits in MAX_LINE and needs no splitting.
+_FAST_MAX_CHARS = MAX_LINE // 4 - 1
 
 
 def rfc3339nano(ns: int | None = None) -> str:
@@ -55,8 +63,8 @@ class JsonLog:
         buf = self._partial[stream]
         buf += data
         stamp = rfc3339nano()
+        start = self._write_fast(stream, buf, stamp)
         records = []
-        start = 0
         while True:
             end = buf.find(b"\n", start)
             if end < 0:
@@ -71,6 +79,24 @@ class JsonLog:
             start += MAX_LINE
         del buf[:start]
         self._emit(records)
+
+    def _write_fast(self, stream: str, buf: bytearray, stamp: str) -> int:
+        """Writes the complete lines of ``buf`` with a few C calls for the whole chunk (the
+        per-line loop below runs at ~35 MB/s, which capped `docker run -i cat`); returns
+        how many bytes it consumed: 0 when a line is too long, which the loop then splits."""
+        end = buf.rfind(b"\n") + 1
+        if end == 0:
+            return 0
+        with memoryview(buf) as view:
+            text = str(view[:end], "utf-8", "replace")
+        lines = encode_basestring(text.replace("\n", _SENTINEL))[1:-1].split(_SENTINEL)
+        lines.pop()  # the empty rest after the last newline
+        if max(map(len, lines)) > _FAST_MAX_CHARS:
+            return 0
+        head = '{"log":"'
+        tail = f'\\n","stream":"{stream}","time":"{stamp}"}}\n'
+        self._emit([(head + (tail + head).join(lines) + tail).encode()])
+        return end
 
     def flush(self, stream: str | None = None) -> None:
         """Write what is left of an unterminated line: its stream (or every stream) has ended."""

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from api.params import json_body, qbool, qint, qstr
-from api.streams import STDERR, STDOUT, frame, json_line, stream_content_type
+from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type
 from api.versioning import request_version
 from daemon.containers import ContainerService
 
@@ -123,6 +123,18 @@ async def logs(name: str, request: Request) -> StreamingResponse:
             yield data if tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data)
 
     return StreamingResponse(body(), media_type=stream_content_type(tty, request_version(request)))
+
+
+@router.get("/{name}/stats")
+async def stats(name: str, request: Request) -> Response:
+    svc = request.app.state.daemon.stats
+    samples = svc.stream(name, qbool(request, "stream", True), qbool(request, "one-shot"))
+    if qbool(request, "stream", True):
+        return json_stream(samples)
+    # Not streamed: one document with a Content-Length, as dockerd answers `stats --no-stream`.
+    async for doc in samples:
+        return JSONResponse(doc)
+    return JSONResponse({})
 
 
 @router.get("/{name}/top")

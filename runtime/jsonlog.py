@@ -89,7 +89,11 @@ class JsonLog:
             return 0
         with memoryview(buf) as view:
             text = str(view[:end], "utf-8", "replace")
-        lines = encode_basestring(text.replace("\n", _SENTINEL))[1:-1].split(_SENTINEL)
+        encoded = encode_basestring(text.replace("\n", _SENTINEL))[1:-1]
+        if "\u2028" in encoded or "\u2029" in encoded:
+            # Escaped as Go does, so line-oriented readers of the file never split there.
+            encoded = encoded.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+        lines = encoded.split(_SENTINEL)
         lines.pop()  # the empty rest after the last newline
         if max(map(len, lines)) > _FAST_MAX_CHARS:
             return 0

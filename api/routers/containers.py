@@ -107,7 +107,6 @@ async def logs(name: str, request: Request) -> StreamingResponse:
     timestamps = qbool(request, "timestamps")
     details = qbool(request, "details")
     tty = container.tty
-    labels = container.labels
 
     async def body() -> AsyncIterator[bytes]:
         async for rec in records:
@@ -116,7 +115,8 @@ async def logs(name: str, request: Request) -> StreamingResponse:
             if timestamps:
                 prefix = rec.get("time", "") + " "
             if details:
-                attrs = rec.get("attrs") or labels
+                # dockerd prefixes the --log-opt attributes, and a space even when there are none
+                attrs = rec.get("attrs") or {}
                 prefix += ",".join(f"{k}={v}" for k, v in sorted(attrs.items())) + " "
             if prefix:
                 data = prefix.encode() + data

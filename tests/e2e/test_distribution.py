@@ -1,0 +1,280 @@
+"""Registries: push, pull (tag, digest, -a, index with two platforms), run of a missing image,
+login with basic auth, and registries that misbehave (bad bytes, hangs, odd manifests)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from storage.registry import Credentials, RegistryClient
+from tests.conftest import Daemon, _tmp_base
+from tests.e2e.helpers import image_inspect
+from tests.e2e.registry_fixture import FakeRegistry, docker_registry, sha
+
+pytestmark = pytest.mark.e2e
+DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
+
+
+@pytest.fixture(scope="module")
+def registry() -> Iterator[str]:
+    with docker_registry(_tmp_base() / "registry-open") as addr:
+        yield addr
+
+
+@pytest.fixture(scope="module")
+def auth_registry() -> Iterator[str]:
+    with docker_registry(_tmp_base() / "registry-auth", htpasswd=("alice", "s3cret")) as addr:
+        yield addr
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeRegistry]:
+    f = FakeRegistry()
+    yield f
+    f.close()
+
+
+def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
+    """(gzip blob, diff id) of a tar with `files`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+    raw = buf.getvalue()
+    return gzip.compress(raw, mtime=0), sha(raw)
+
+
+def _images(d: Daemon) -> set[str]:
+    return {i["Id"] for i in d.api("GET", "/images/json").json()}
+
+
+def _commit_layers(d: Daemon, uname: Callable[[str], str], n: int) -> str:
+    """An image of busybox + n committed layers; returns its name."""
+    base = "busybox:latest"
+    name = uname("ml")
+    for i in range(n):
+        c = f"{name}-c{i}"
+        d.docker("run", "--name", c, base, "sh", "-c", f"echo layer{i} > /f{i}; rm -f /etc/group")
+        base = f"{name}:l{i}"
+        d.docker("commit", c, base)
+        d.docker("rm", c)
+    return base
+
+
+def test_push_pull_by_tag_and_digest(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    src = _commit_layers(d, uname, 2)
+    repo = f"{registry}/t/{uname('img')}"
+    d.docker("tag", src, f"{repo}:v1")
+    out = d.docker("push", f"{repo}:v1").stdout
+    assert f"The push refers to repository [{repo}]" in out
+    assert out.count("Pushed") + out.count("Layer already exists") + out.count("Mounted from") == 3, out
+    digest = DIGEST.search(out).group(1)  # type: ignore[union-attr]
+    local_id = image_inspect(d, src)["Id"]
+    # The same content pushed again: every layer is already there.
+    again = d.docker("push", f"{repo}:v1").stdout
+    assert again.count("Layer already exists") == 3, again
+    d.docker("rmi", f"{repo}:v1", src, f"{src.rsplit(':', 1)[0]}:l0")
+    assert local_id not in _images(d)
+
+    out = d.docker("pull", f"{repo}:v1").stdout
+    assert "v1: Pulling from t/" in out and "Pull complete" in out and f"Digest: {digest}" in out, out
+    assert "Already exists" in out  # busybox's layer was never removed
+    info = image_inspect(d, f"{repo}:v1")
+    assert info["Id"] == local_id  # the same config bytes: the same image everywhere
+    assert info["RepoDigests"] == [f"{repo}@{digest}"]
+    assert len(info["RootFS"]["Layers"]) == 3
+    assert "Image is up to date" in d.docker("pull", f"{repo}:v1").stdout
+    d.docker("rmi", f"{repo}:v1")
+
+    out = d.docker("pull", f"{repo}@{digest}").stdout
+    assert f"Status: Downloaded newer image for {repo}@{digest}" in out, out
+    r = d.docker("run", "--rm", f"{repo}@{digest}", "cat", "/f0", "/f1")
+    assert r.stdout == "layer0\nlayer1\n"
+    assert d.docker("run", "--rm", f"{repo}@{digest}", "ls", "/etc/group", check=False).returncode != 0
+    d.docker("rmi", f"{repo}@{digest}")
+
+
+def test_cross_repo_mount_and_all_tags(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    a, b = f"{registry}/m/{uname('a')}", f"{registry}/m/{uname('b')}"
+    d.docker("tag", "busybox:latest", f"{a}:x")
+    d.docker("tag", "busybox:latest", f"{a}:y")
+    d.docker("push", "-a", a)
+    d.docker("tag", "busybox:latest", f"{b}:x")
+    out = d.docker("push", f"{b}:x").stdout
+    assert "Mounted from " in out, out  # from whichever repository of this registry has it
+    d.docker("rmi", f"{a}:x", f"{a}:y", f"{b}:x")
+    out = d.docker("pull", "-a", a).stdout
+    tags = {t for t in d.docker("images", "--format", "{{.Tag}}", a).stdout.split()}
+    assert tags == {"x", "y"}, out
+    d.docker("rmi", f"{a}:x", f"{a}:y")
+
+
+def test_pull_progress_stream(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    src = _commit_layers(d, uname, 1)
+    repo = f"{registry}/p/{uname('img')}"
+    d.docker("tag", src, f"{repo}:latest")
+    d.docker("push", f"{repo}:latest")
+    d.docker("rmi", f"{repo}:latest", src)
+    r = d.api("POST", f"/v1.41/images/create?fromImage={repo}&tag=latest", headers={"X-Registry-Auth": "e30="},
+              timeout=60)
+    assert r.status == 200 and r.headers["Content-Type"] == "application/json"
+    recs = [json.loads(line) for line in r.text.splitlines()]
+    statuses = [x.get("status", "") for x in recs]
+    assert recs[0] == {"status": f"Pulling from p/{uname('img')}", "id": "latest"}
+    assert "Already exists" in statuses and "Pulling fs layer" in statuses
+    for s in ("Downloading", "Verifying Checksum", "Download complete", "Extracting", "Pull complete"):
+        assert s in statuses, statuses
+    dl = next(x for x in recs if x.get("status") == "Downloading")
+    assert set(dl["progressDetail"]) == {"current", "total"} and dl["progress"].startswith("[")
+    assert statuses[-1] == f"Status: Downloaded newer image for {repo}:latest"
+    d.docker("rmi", f"{repo}:latest")
+
+
+def test_run_pulls_missing_image(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    repo = f"{registry}/r/{uname('bb')}"
+    d.docker("tag", "busybox:latest", repo)
+    d.docker("push", repo)
+    d.docker("rmi", repo)
+    r = d.docker("run", "--rm", repo, "echo", "pulled-and-ran")
+    assert "Unable to find image" in r.stderr and r.stdout.endswith("pulled-and-ran\n")
+    r = d.docker("run", "--rm", f"{registry}/r/{uname('nonexistent')}", "true", check=False)
+    assert r.returncode == 125 and "Error response from daemon" in r.stderr
+    d.docker("rmi", repo)
+
+
+def test_pull_errors_leave_nothing(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    before = _images(d)
+    r = d.docker("pull", f"{registry}/e/{uname('nothing')}:latest", check=False)
+    assert r.returncode == 1 and "unknown" in r.stderr, r.stderr
+    d.docker("tag", "busybox:latest", f"{registry}/e/{uname('bb')}:t")
+    d.docker("push", f"{registry}/e/{uname('bb')}:t")
+    d.docker("rmi", f"{registry}/e/{uname('bb')}:t")
+    r = d.docker("pull", f"{registry}/e/{uname('bb')}:nosuchtag", check=False)
+    assert r.returncode == 1 and "manifest unknown" in r.stderr
+    zero = "sha256:" + "0" * 64
+    r = d.docker("pull", f"{registry}/e/{uname('bb')}@{zero}", check=False)
+    assert r.returncode == 1 and "manifest unknown" in r.stderr
+    r = d.api("POST", "/images/create?fromImage=127.0.0.1:1/x/y&tag=latest")
+    assert r.status >= 400 and "connection refused" in r.message(), r.text
+    assert _images(d) == before
+
+
+def test_basic_auth_login_push_pull(d: Daemon, auth_registry: str, uname: Callable[[str], str]) -> None:
+    repo = f"{auth_registry}/a/{uname('bb')}"
+    d.docker("tag", "busybox:latest", repo)
+    r = d.docker("push", repo, check=False)
+    assert r.returncode != 0 and "authentication required" in r.stderr + r.stdout, r
+    r = d.docker("login", "-u", "alice", "--password-stdin", auth_registry, input="wrong\n", check=False)
+    assert r.returncode != 0 and "401" in r.stderr + r.stdout
+    r = d.docker("login", "-u", "alice", "--password-stdin", auth_registry, input="s3cret\n")
+    assert "Login Succeeded" in r.stdout
+    try:
+        d.docker("push", repo)
+        d.docker("rmi", repo)
+        d.docker("pull", repo)
+        assert image_inspect(d, repo)["RepoDigests"]
+    finally:
+        d.docker("logout", auth_registry)
+    d.docker("rmi", repo)
+    r = d.docker("pull", repo, check=False)
+    assert r.returncode != 0 and "authentication required" in r.stderr
+
+
+def test_index_with_two_platforms(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    """An OCI index pushed by hand: the host's platform by default, another with --platform."""
+    repo = f"m/{uname('multi')}"
+    client = RegistryClient(registry, Credentials())
+    try:
+        manifests = []
+        for arch, text in (("amd64", b"amd64\n"), ("arm64", b"arm64\n")):
+            blob, diff_id = _layer({"arch": text})
+            config = json.dumps({"architecture": arch, "os": "linux", "config": {"Cmd": ["sh"]},
+                                 "rootfs": {"type": "layers", "diff_ids": [diff_id]}}).encode()
+            for data in (blob, config):
+                if not client.blob_exists(repo, sha(data)):
+                    client.upload_blob(repo, sha(data), io.BytesIO(data), len(data))
+            m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                       "digest": sha(config), "size": len(config)},
+                            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                                        "digest": sha(blob), "size": len(blob)}]}).encode()
+            client.put_manifest(repo, sha(m), m, "application/vnd.oci.image.manifest.v1+json")
+            manifests.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": sha(m),
+                              "size": len(m), "platform": {"os": "linux", "architecture": arch}})
+        index = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                            "manifests": manifests}).encode()
+        client.put_manifest(repo, "multi", index, "application/vnd.oci.image.index.v1+json")
+    finally:
+        client.close()
+    name = f"{registry}/{repo}:multi"
+    host_arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "")
+    other = "arm64" if host_arch == "amd64" else "amd64"
+    out = d.docker("pull", name).stdout
+    assert f"Digest: {sha(index)}" in out, out
+    if host_arch:
+        assert image_inspect(d, name)["Architecture"] == host_arch
+    d.docker("rmi", name)
+    d.docker("pull", "--platform", f"linux/{other}", name)
+    info = image_inspect(d, name)
+    assert info["Architecture"] == other and info["RepoDigests"] == [f"{registry}/{repo}@{sha(index)}"]
+    d.docker("rmi", name)
+    r = d.docker("pull", "--platform", "linux/s390x", name, check=False)
+    assert r.returncode != 0 and "no matching manifest" in r.stderr
+
+
+def _config(diff_ids: list[str]) -> dict:
+    return {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+
+
+def _layer_dirs(d: Daemon) -> set[str]:
+    return {n for n in os.listdir(d.data_root / "layers") if not n.startswith(".")}
+
+
+def test_bad_registries(d: Daemon, fake: FakeRegistry, new_daemon: Callable[..., Daemon]) -> None:
+    good, diff_id = _layer({"ok": b"ok"})
+    bad, bad_diff = _layer({"bad": b"bad"})
+    fake.add_image("x/wrongbytes", "latest", _config([bad_diff]), [bad], served={sha(bad): good})
+    fake.add_image("x/wrongdiff", "latest", _config([diff_id]), [bad])
+    fake.add_image("x/corrupt", "latest", _config([bad_diff]), [bad],
+                   served={sha(bad): bad[:20] + b"\0" * 30 + bad[50:]})
+    fake.manifests["x/odd:latest"] = ("application/vnd.example.unknown+json",
+                                      b'{"schemaVersion":2,"mediaType":"application/vnd.example.unknown+json"}')
+    before_images, before_layers = _images(d), _layer_dirs(d)
+    cases = {"wrongbytes": "verification failed", "wrongdiff": "diff id mismatch", "corrupt": "",
+             "odd": "unsupported manifest media type"}
+    for repo, msg in cases.items():
+        r = d.docker("pull", f"{fake.addr}/x/{repo}", check=False, timeout=60)
+        assert r.returncode == 1, (repo, r)
+        assert msg in r.stderr + r.stdout, (repo, r.stderr)
+    assert _images(d) == before_images and _layer_dirs(d) == before_layers
+    # A registry that stops sending: bounded by the read timeout (short here).
+    os.environ["PYDOCKERD_REGISTRY_READ_TIMEOUT"] = "2"
+    try:
+        quick = new_daemon()
+    finally:
+        del os.environ["PYDOCKERD_REGISTRY_READ_TIMEOUT"]
+    fake.add_image("x/hang", "latest", _config([bad_diff]), [bad])
+    fake.hang.add(sha(bad))
+    r = quick.docker("pull", f"{fake.addr}/x/hang", check=False, timeout=40)
+    assert r.returncode == 1 and "timed out" in r.stderr + r.stdout, r
+    assert not _images(quick)
+    assert not [n for n in os.listdir(quick.data_root / "blobs" / "sha256") if not n.startswith(".")]
+
+
+def test_push_unknown_image(d: Daemon, registry: str) -> None:
+    r = d.docker("push", f"{registry}/nope/none:latest", check=False)
+    assert r.returncode != 0 and "does not exist locally" in r.stderr + r.stdout
+
+
+def test_search_not_implemented(d: Daemon) -> None:
+    r = d.docker("search", "busybox", check=False)
+    assert r.returncode != 0 and "not implemented" in r.stderr

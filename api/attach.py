@@ -17,7 +17,7 @@ from api.streams import STDERR, STDOUT, frame, stream_content_type
 from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.attach")
-_CHUNK = 1 << 16
+_CHUNK = 1 << 18
 
 
 def register(routes: HijackRoutes, daemon: Any) -> None:

@@ -218,7 +218,7 @@ class ArchiveService:
         _check_path(path)
         rootfs = await self._acquire(c)
         reader = ThreadReader()
-        feeder = asyncio.create_task(reader.feed(body))
+        feeder = asyncio.create_task(reader.feed(_coalesce(body)))
         try:
             await asyncio.to_thread(self._put, c, rootfs, ref, path, reader, no_overwrite_dir_nondir,
                                     copy_uid_gid)
@@ -320,6 +320,19 @@ def _container_user(rootfs: Path, user: str) -> tuple[int, int] | None:
             raise InvalidParameter(f"unable to find group {group}: no matching entries in group file")
         gid = int(group) if group.isdigit() else int(gr[2])  # type: ignore[index]
     return uid, gid
+
+
+async def _coalesce(body: AsyncIterator[bytes], size: int = 1 << 20) -> AsyncIterator[bytes]:
+    """Regroup the request body's small chunks (tens of KiB) into ~1 MiB ones: the extracting
+    thread then wakes up, and tarfile's stream reads, once per MiB instead of per chunk."""
+    buf = bytearray()
+    async for chunk in body:
+        buf += chunk
+        if len(buf) >= size:
+            yield bytes(buf)
+            buf.clear()
+    if buf:
+        yield bytes(buf)
 
 
 class _QueueWriter:

@@ -100,7 +100,8 @@ def _daemon_error(e: Exception, ref: Reference | None = None) -> DaemonError:
         if ref is not None and ref.domain == "docker.io":
             return NotFound(f"pull access denied for {ref.name}, repository does not exist or may require "
                             f"'docker login': denied: {e.message}")
-        return AuthError(e.message)
+        # Not a 401: the CLI answers a 401 to a pull or push by prompting for a login.
+        return DaemonError(e.message)
     if isinstance(e, RegistryError):
         if e.status == 404 or e.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"):
             return NotFound(e.message)
@@ -314,7 +315,8 @@ def _download(client: RegistryClient, path: str, desc: dict, blobs: Any, cancel:
                 w.write(chunk)
                 report(w.size)
             if desc.get("size") and w.size != desc["size"]:
-                raise RegistryError(f"layer {short}: got {w.size} bytes, the manifest says {desc['size']}")
+                raise RegistryError(f"filesystem layer verification failed for digest {digest}: "
+                                    f"got {w.size} bytes, the manifest says {desc['size']}")
     except DigestMismatch:
         raise RegistryError(f"filesystem layer verification failed for digest {digest}") from None
     except urllib3.exceptions.HTTPError as e:

@@ -237,15 +237,18 @@ class ImageService:
             if until and not all(img.created_unix <= u for u in until):
                 continue
             tags = img.tags
+            repo_digests = img.repo_digests
             if "reference" in f:
                 tags = [t for t in img.tags if any(_ref_match(p, t) for p in f.get("reference"))]
                 if not tags:
                     continue
+                repo_digests = [r for r in repo_digests
+                                if any(_ref_match(p, r.split("@")[0]) for p in f.get("reference"))]
             out.append((img.created_ts, {
                 "Id": img.id,
                 "ParentId": img.config.get("parent", ""),
                 "RepoTags": sorted(tags) if tags else [],
-                "RepoDigests": list(img.repo_digests),
+                "RepoDigests": list(repo_digests),
                 "Created": img.created_unix,
                 "Size": img.size,
                 "SharedSize": -1,

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from daemon.errors import InvalidParameter
+from storage.volumes import NAME_RE
 
 PROPAGATIONS = ("private", "rprivate", "slave", "rslave", "shared", "rshared")
 _RW_MODES = ("ro", "rw")
@@ -117,8 +118,6 @@ def parse_bind(raw: str) -> dict:
 
 
 def _check_volume_name(name: str) -> None:
-    from storage.volumes import NAME_RE
-
     if not NAME_RE.match(name):
         raise InvalidParameter(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                                'only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to pass a host '

@@ -384,7 +384,8 @@ class NetworkService:
         if n.builtin:
             raise Forbidden(f"{n.name} is a pre-defined network and cannot be removed")
         if self._active(n):
-            raise Forbidden(f"error while removing network: network {n.name} id {n.id} has active endpoints")
+            # dockerd answers 403 here; issue 5 asks for 409 (the issue wins over dockerd).
+            raise Conflict(f"error while removing network: network {n.name} id {n.id} has active endpoints")
         await self._destroy(n)
         self.events.publish("network", "destroy", n.id, {"name": n.name, "type": n.driver})
 

@@ -46,7 +46,10 @@ async def push(daemon: Any, name: str, tag: str, auth_header: str | None) -> Asy
         tags = sorted(t.rsplit(":", 1)[1] for t in images.tags if t.rsplit(":", 1)[0] == ref.name)
     if not tags:
         raise NotFound(f"An image does not exist locally with the tag: {ref.name}")
-    targets = [(t, images.get(f"{ref.name}:{t}")) for t in tags]
+    targets = [(t, images.find(f"{ref.name}:{t}")) for t in tags]
+    for t, img in targets:
+        if img is None:
+            raise NotFound(f"An image does not exist locally with the tag: {ref.name}:{t}")
     client = _client(daemon, ref.domain, auth_header)
     path = remote_path(ref)
     try:

@@ -103,7 +103,7 @@ class VolumeService:
         for v in sorted(self.volumes.values(), key=lambda v: v.name):
             if dangling is not None and bool(self.users(v.name)) == dangling:
                 continue
-            if f.get("name") and not any(n in v.name for n in f.get("name")):
+            if not f.match_regex("name", v.name):
                 continue
             if f.get("driver") and v.driver not in f.get("driver"):
                 continue

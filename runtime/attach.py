@@ -21,7 +21,7 @@ import time
 
 from . import lean
 from .reactor import Reactor, Timer
-from .stdio import StdinSink
+from .stdio import READ_SIZE, StdinSink
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -57,10 +57,21 @@ class AttachClient:
     def send(self, data: bytes) -> None:
         if self.sock is None:
             return
-        was_empty = not self._out
-        self._out += data
-        if was_empty:
-            self._writable()
+        if self._out:
+            self._out += data
+            return
+        # Straight to the socket: only what it cannot take now is copied into the buffer.
+        try:
+            n = self.sock.send(data)
+        except BlockingIOError:
+            n = 0
+        except OSError:
+            self.drop()
+            return
+        self.last_progress = time.monotonic()
+        if n < len(data):
+            self._out += data[n:]
+        self._writable()
 
     def _writable(self) -> None:
         try:
@@ -84,7 +95,7 @@ class AttachClient:
 
     def _readable(self) -> None:
         try:
-            data = self.sock.recv(65536)
+            data = self.sock.recv(READ_SIZE)
         except BlockingIOError:
             return
         except OSError:

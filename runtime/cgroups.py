@@ -133,14 +133,7 @@ class CgroupV1:
 
     def oom_killed(self, cid: str) -> bool:
         d = self.dirs(cid).get("memory")
-        try:
-            for line in (d / "memory.oom_control").read_text().splitlines() if d else []:
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        except OSError:
-            pass
-        return False
+        return d is not None and _oom_kills(d / "memory.oom_control") > 0
 
     def stats(self, cid: str) -> dict:
         d = self.dirs(cid)
@@ -236,14 +229,7 @@ class CgroupV2:
             time.sleep(0.005)
 
     def oom_killed(self, cid: str) -> bool:
-        try:
-            for line in (self.base / cid / "memory.events").read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        except OSError:
-            pass
-        return False
+        return _oom_kills(self.base / cid / "memory.events") > 0
 
     def stats(self, cid: str) -> dict:
         d = self.base / cid
@@ -272,6 +258,18 @@ class CgroupV2:
 
     def list(self) -> set[str]:
         return {p.name for p in self.base.iterdir() if p.is_dir()} if self.base.is_dir() else set()
+
+
+def _oom_kills(path: Path) -> int:
+    """The `oom_kill` counter of memory.oom_control (v1) or memory.events (v2)."""
+    try:
+        for line in path.read_text().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _int(text: str) -> int:

@@ -27,7 +27,7 @@ from .attach import AttachHub
 from .control import ControlConn, ControlServer
 from .jsonlog import JsonLog, rfc3339nano
 from .reactor import Reactor
-from .stdio import OutputPump, StdinSink
+from .stdio import OutputPump, StdinSink, enlarge_pipe
 
 signal = lean.signal
 
@@ -168,6 +168,9 @@ class Shim:
             stdin_r, stdin_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
+        for fd in (stdin_w, out_w, err_w):
+            if fd >= 0:
+                enlarge_pipe(fd)
         return (stdin_r, out_w, err_w), (stdin_w, out_r, err_r)
 
     def _wait_ready(self) -> None:

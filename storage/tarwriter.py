@@ -39,9 +39,8 @@ def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: boo
     xattrs (trusted.overlay.*) are never written.
     """
     prefix = prefix.strip("/")
-    tf = tarfile.open(  # type: ignore[call-overload]
-        fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_BUFSIZE, copybufsize=_BUFSIZE
-    )
+    out = _Output(fileobj)
+    tf = _open(out)
     w = _Writer(tf, layer)
     # One open fd per level of depth: the walk needs no path lookups from the top.
     stack: list[tuple[int, str, Iterator[os.DirEntry[str]]]] = []
@@ -60,6 +59,7 @@ def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: boo
             if sub is not None:
                 stack.append((sub, name, _sorted(sub)))
         tf.close()
+        out.flush()
     finally:
         for dfd, _, _ in stack:
             os.close(dfd)
@@ -68,11 +68,50 @@ def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: boo
 def tar_entry(dir_fd: int, name: str, fileobj: Writable, arcname: str) -> None:
     """Write the single non-directory entry `name` of the directory `dir_fd` as `arcname`
     (`docker cp` of a file, symlink or device); the entry is never followed if it is a symlink."""
-    tf = tarfile.open(  # type: ignore[call-overload]
-        fileobj=fileobj, mode="w|", format=tarfile.PAX_FORMAT, bufsize=_BUFSIZE, copybufsize=_BUFSIZE
-    )
+    out = _Output(fileobj)
+    tf = _open(out)
     _Writer(tf, False).entry(dir_fd, arcname, _Entry(dir_fd, name))  # type: ignore[arg-type]
     tf.close()
+    out.flush()
+
+
+def _open(out: _Output) -> tarfile.TarFile:
+    # TarFile in plain "w" mode on a non-seekable output (it only needs tell()) writes headers and
+    # file data straight to `out`; the "w|" stream mode re-buffers and re-slices every byte of
+    # file data, which cost a third of the throughput of `docker export`.
+    return tarfile.TarFile(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=_BUFSIZE)  # type: ignore[arg-type]
+
+
+class _Output:
+    """Counts what is written (TarFile wants tell()) and groups small writes (headers, padding,
+    small files) into big ones; big writes (file data) go through without a copy."""
+
+    _GROUP = 256 << 10
+
+    def __init__(self, fileobj: Writable) -> None:
+        self._f = fileobj
+        self._buf = bytearray()
+        self._pos = 0
+
+    def tell(self) -> int:
+        return self._pos
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        self._pos += n
+        if n >= self._GROUP:
+            self.flush()
+            self._f.write(data)
+        else:
+            self._buf += data
+            if len(self._buf) >= self._GROUP:
+                self.flush()
+        return n
+
+    def flush(self) -> None:
+        if self._buf:
+            self._f.write(bytes(self._buf))
+            self._buf.clear()
 
 
 class _Entry:

@@ -241,11 +241,14 @@ def _layer_dirs(d: Daemon) -> set[str]:
 
 def test_bad_registries(d: Daemon, fake: FakeRegistry, new_daemon: Callable[..., Daemon]) -> None:
     good, diff_id = _layer({"ok": b"ok"})
+    # Each case its own layer: the fake serves one body per digest.
+    l1, d1 = _layer({"one": b"1"})
+    l2, _ = _layer({"two": b"2"})
+    l3, d3 = _layer({"three": b"3" * 1000})
     bad, bad_diff = _layer({"bad": b"bad"})
-    fake.add_image("x/wrongbytes", "latest", _config([bad_diff]), [bad], served={sha(bad): good})
-    fake.add_image("x/wrongdiff", "latest", _config([diff_id]), [bad])
-    fake.add_image("x/corrupt", "latest", _config([bad_diff]), [bad],
-                   served={sha(bad): bad[:20] + b"\0" * 30 + bad[50:]})
+    fake.add_image("x/wrongbytes", "latest", _config([d1]), [l1], served={sha(l1): good})
+    fake.add_image("x/wrongdiff", "latest", _config([diff_id]), [l2])
+    fake.add_image("x/corrupt", "latest", _config([d3]), [l3], served={sha(l3): l3[:20] + b"\0" * 30 + l3[50:]})
     fake.manifests["x/odd:latest"] = ("application/vnd.example.unknown+json",
                                       b'{"schemaVersion":2,"mediaType":"application/vnd.example.unknown+json"}')
     before_images, before_layers = _images(d), _layer_dirs(d)

@@ -18,7 +18,8 @@ _EOF = b""
 class ThreadReader(io.RawIOBase):
     def __init__(self, maxchunks: int = 64) -> None:
         self._q: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=maxchunks)
-        self._buf = b""
+        self._buf = memoryview(b"")
+        self._pos = 0  # an offset, not re-slicing: re-slicing copied the rest of the chunk per read
         self._eof = False
         self.closed_by_reader = False
 
@@ -26,16 +27,17 @@ class ThreadReader(io.RawIOBase):
         return True
 
     def readinto(self, b: memoryview) -> int:  # type: ignore[override]
-        while not self._buf and not self._eof:
+        while self._pos >= len(self._buf) and not self._eof:
             item = self._q.get()
             if isinstance(item, BaseException):
                 raise OSError(f"upload interrupted: {item}") from item
             if item == _EOF:
                 self._eof = True
-            self._buf = item
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+            self._buf = memoryview(item)
+            self._pos = 0
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = self._buf[self._pos : self._pos + n]
+        self._pos += n
         return n
 
     def close(self) -> None:

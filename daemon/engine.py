@@ -155,7 +155,7 @@ class Daemon:
             "LoggingDriver": "json-file",
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version,
-            "NEventsListener": 0,
+            "NEventsListener": self.events.listeners,
             "KernelVersion": platform.release(),
             "OperatingSystem": _os_name(),
             "OSVersion": _os_release().get("VERSION_ID", ""),

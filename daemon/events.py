@@ -16,6 +16,10 @@ class EventBus:
         self._history: collections.deque[dict] = collections.deque(maxlen=_HISTORY)
         self._subscribers: set[asyncio.Queue[dict]] = set()
 
+    @property
+    def listeners(self) -> int:
+        return len(self._subscribers)
+
     def publish(self, type_: str, action: str, actor_id: str, attributes: dict[str, str] | None = None) -> None:
         now = time.time_ns()
         event: dict[str, Any] = {

@@ -56,15 +56,16 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
         log.debug("attach to %s ended before start: %s", c.id, e)
         await close_gracefully(writer, reader)
         return
-    detached = asyncio.Event()
     matcher = DetachMatcher(keys) if c.tty else None
-    in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin, matcher, detached))
+    # As dockerd: the client's end of stdin closes the container's stdin only for StdinOnce
+    # without a TTY (and the session goes on until the container exits); otherwise it ends
+    # the session, and the container keeps its stdin (and pty) open.
+    close_stdin = stdin and bool(c.config.get("StdinOnce")) and not c.tty
+    in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin, matcher, close_stdin))
     out_task = asyncio.create_task(_pump_output(m_reader, writer))
-    waiter = asyncio.create_task(detached.wait())
     try:
-        await asyncio.wait([out_task, waiter], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([out_task, in_task], return_when=asyncio.FIRST_COMPLETED)
     finally:
-        waiter.cancel()
         out_task.cancel()
         in_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -83,23 +84,25 @@ async def _pump_output(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> 
 
 
 async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdin: bool,
-                      matcher: DetachMatcher | None, detached: asyncio.Event) -> None:
-    """Client -> container stdin; the client's half-close becomes the container's EOF.
-    With a TTY the detach keys end the session and leave the container running."""
+                      matcher: DetachMatcher | None, close_stdin: bool) -> None:
+    """Client -> container stdin. Returns when the session must end: detach keys (TTY
+    only), the client's half-close (unless close_stdin: then it becomes the container's EOF
+    and the output goes on), or a broken connection."""
     try:
         while data := await src.read(_CHUNK):
             if matcher is not None:
                 data, detach = matcher.feed(data)
                 if detach:
-                    detached.set()
                     return
             if stdin and data:
                 dst.write(data)
                 await dst.drain()
-        if stdin and dst.can_write_eof():
+        if stdin and not close_stdin:
+            return
+        if close_stdin and dst.can_write_eof():
             dst.write_eof()
     except (ConnectionError, OSError):
-        pass
+        return
     # Keep the task alive so the caller's cancel() is what ends it, not a close race.
     await asyncio.Event().wait()
 

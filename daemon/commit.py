@@ -4,7 +4,7 @@ overlay2: the layer is the container's upper dir, tarred with its whiteouts (exa
 overlayfs recorded). vfs: the paths `docker diff` reports, read from the full copy, with a
 whiteout for each deletion. The tar goes into the blob store first (its digest is the layer's
 diff id, so save and push reproduce it exactly), then is unpacked into the layer store.
-Pausing (-p) is a no-op until pause exists: the tar walk tolerates files changing under it.
+A running container is paused (cgroup freezer) while its layer is read, unless pause=0.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from storage.tarwriter import tar_directory
 
 
 async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str, author: str,
-                 changes: list[str], body: dict | None) -> str:
+                 changes: list[str], body: dict | None, pause: bool = True) -> str:
     svc = daemon.containers
     images = daemon.images
     c = svc.get(container)
@@ -42,7 +42,15 @@ async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str,
         if new_cfg.get(key) in (None, "", [], {}):
             new_cfg[key] = value
     parent = base.top_chain_id
-    layer: Layer = await asyncio.to_thread(_make_layer, daemon, c.id, svc._lowers(c), parent)
+    # Frozen while its files are read (dockerd's default): the layer is one consistent moment.
+    paused = pause and c.running and not c.state.get("Paused")
+    if paused:
+        await svc.pause(c.id)
+    try:
+        layer: Layer = await asyncio.to_thread(_make_layer, daemon, c.id, svc._lowers(c), parent)
+    finally:
+        if paused:
+            await svc.unpause(c.id)
     created = now_rfc3339()
     config = {k: v for k, v in base.config.items() if k not in ("history", "rootfs", "config", "container",
                                                                  "container_config", "comment", "author")}

@@ -871,6 +871,8 @@ class ContainerService:
                 continue
             if f.get("network") and not any(n in c.networks for n in f.get("network")):
                 continue
+            if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
+                continue
             out.append(self._summary(c, size))
             if limit > 0 and len(out) >= limit:
                 break

@@ -40,8 +40,8 @@ from storage.registry import (
     RegistryClient,
     RegistryError,
     Unauthorized,
-    _reason,
     decode_auth_header,
+    describe_error,
 )
 from storage.registryplatform import select
 
@@ -73,8 +73,7 @@ def progress(status: str, ident: str, current: int, total: int) -> dict:
     if total > 0:
         rec["progressDetail"]["total"] = total
         bars = min(50, int(50 * current / total))
-        bar = "=" * bars + (">" if bars < 50 else ">") + " " * (50 - bars)
-        rec["progress"] = f"[{bar[:51]}]  {human_size(current)}/{human_size(total)}"
+        rec["progress"] = f"[{'=' * bars}>{' ' * (50 - bars)}]  {human_size(current)}/{human_size(total)}"
     else:
         rec["progress"] = human_size(current)
     rec["id"] = ident
@@ -140,7 +139,7 @@ async def pull(daemon: Any, from_image: str, tag: str, platform: str, auth_heade
             for t in sorted(tags):
                 async for rec in _pull_one(daemon, client, Reference(ref.name, t), platform, quiet_end=True):
                     yield rec
-            yield {"status": f"Status: Downloaded newer images for {ref.name}"}
+            yield {"status": f"Status: Downloaded newer image for {ref.name}"}
         else:
             async for rec in _pull_one(daemon, client, ref, platform):
                 yield rec
@@ -203,6 +202,10 @@ async def _pull_one(daemon: Any, client: RegistryClient, ref: Reference, platfor
     async for rec in _layers(daemon, client, path, descs, diff_ids, chains):
         yield rec
     size = sum(daemon.layers.get(c).size for c in chains)
+    # Where each layer is known to exist: a later push to this registry mounts it from there.
+    where = f"{ref.domain}/{path}"
+    for desc, diff_id in zip(descs, diff_ids, strict=True):
+        await asyncio.to_thread(images.sources.mark_pushed, diff_id, where, desc["digest"])
     tags = [str(Reference(ref.name, ref.tag))] if ref.tag else []
     img = await images._register(config, chains, size, tags, repo_digests=[f"{ref.name}@{digest}"], raw=config_raw)
     images.events.publish("image", "pull", img.id, {"name": shown})
@@ -320,7 +323,7 @@ def _download(client: RegistryClient, path: str, desc: dict, blobs: Any, cancel:
     except DigestMismatch:
         raise RegistryError(f"filesystem layer verification failed for digest {digest}") from None
     except urllib3.exceptions.HTTPError as e:
-        raise RegistryError(f"error pulling layer {short}: {_reason(e)}") from None
+        raise RegistryError(f"error pulling layer {short}: {describe_error(e)}") from None
     finally:
         r.release_conn()
     return True

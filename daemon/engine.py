@@ -80,9 +80,11 @@ class Daemon:
         self.volumes.load()
         await self.networks.load()
         await self.containers.load()
+        # Synchronous on purpose: load() has scheduled restart-on-boot tasks, which run at the
+        # next await; cleaning up after them would unmount the rootfs they just mounted.
+        self._reconcile_mounts()
+        self.volumes.reconcile()
         await self.networks.reconcile()
-        await asyncio.to_thread(self.volumes.reconcile)
-        await asyncio.to_thread(self._reconcile_mounts)
 
     def _reconcile_mounts(self) -> None:
         """Unmounts the rootfs and removes the cgroups of containers that are not running (left

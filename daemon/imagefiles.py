@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import queue
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from daemon import reference
 from daemon.bodyreader import ThreadReader
 from daemon.errors import InvalidParameter, NotFound
+from storage import tempfiles
 from storage.archive import ArchiveError
 from storage.imagearchive import SaveItem, read_archive, write_archive
 
@@ -23,29 +23,38 @@ class _Cancelled(Exception):
 
 
 class ThreadWriter:
-    """A file object a worker thread writes into, drained on the event loop (bounded: backpressure)."""
+    """A file object a worker thread writes into, drained on the event loop.
 
-    def __init__(self, maxchunks: int = 8) -> None:
-        self.q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=maxchunks)
+    Bounded (the writer waits for free slots: backpressure from a slow client) and using no
+    executor thread on the loop side, so that many concurrent saves cannot starve each other.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, maxchunks: int = 8) -> None:
+        self.loop = loop
+        self.q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self.slots = threading.Semaphore(maxchunks)
         self.cancelled = threading.Event()
 
     def write(self, data: bytes) -> int:
-        while True:
+        while not self.slots.acquire(timeout=0.5):
             if self.cancelled.is_set():
                 raise _Cancelled("client went away")
-            try:
-                self.q.put(bytes(data), timeout=0.5)
-                return len(data)
-            except queue.Full:
-                continue
+        if self.cancelled.is_set():
+            raise _Cancelled("client went away")
+        self.loop.call_soon_threadsafe(self.q.put_nowait, bytes(data))
+        return len(data)
+
+    def end(self, item: BaseException | None) -> None:
+        self.loop.call_soon_threadsafe(self.q.put_nowait, item)
 
     def flush(self) -> None:
         pass
 
 
-def _spool_dir(daemon: Any) -> Path:
+def spool_dir(daemon: Any) -> Path:
     d = Path(daemon.cfg.data_root) / "tmp"
     d.mkdir(mode=0o700, exist_ok=True)
+    tempfiles.remove_stale(d)  # what a crash mid-load left (only unlocked ones: never live work)
     return d
 
 
@@ -74,44 +83,49 @@ def save_items(daemon: Any, names: list[str]) -> list[SaveItem]:
 
 
 async def save_stream(daemon: Any, items: list[SaveItem]) -> AsyncIterator[bytes]:
-    out = ThreadWriter()
-    spool = _spool_dir(daemon)
+    out = ThreadWriter(asyncio.get_running_loop())
+    spool = spool_dir(daemon)
 
     def work() -> None:
         try:
             write_archive(items, daemon.layers, daemon.images.sources, out, spool)
-            out.q.put(None)
+            out.end(None)
         except _Cancelled:
             return
         except BaseException as e:  # noqa: BLE001 - handed to the loop, which ends the response
-            out.q.put(e)
+            out.end(e)
 
-    worker = asyncio.create_task(asyncio.to_thread(work))
+    # Its own thread: it may wait on a slow client for as long as the download lasts.
+    threading.Thread(target=work, name="image-save", daemon=True).start()
     try:
         while True:
-            item = await asyncio.to_thread(out.q.get)
+            item = await out.q.get()
             if item is None:
                 break
             if isinstance(item, BaseException):
                 # The 200 and part of the tar are out: cutting the stream is the only signal left.
                 raise item
             yield item
+            out.slots.release()
     finally:
         out.cancelled.set()
-        while not out.q.empty():
-            out.q.get_nowait()
-        await asyncio.shield(worker)
 
 
 async def load(daemon: Any, body: AsyncIterator[bytes]) -> AsyncIterator[dict]:
     """Unpack an uploaded archive; yields the `Loaded image...` stream records."""
     reader = ThreadReader()
     feeder = asyncio.create_task(reader.feed(body))
-    spool = _spool_dir(daemon)
+    spool = spool_dir(daemon)
+    created: list[str] = []
     try:
-        loaded = await asyncio.to_thread(read_archive, reader, spool, daemon.layers, daemon.images.sources)
-    except ArchiveError as e:
-        raise InvalidParameter(str(e)) from e
+        loaded = await asyncio.to_thread(read_archive, reader, spool, daemon.layers, daemon.images.sources,
+                                         None, created)
+    except BaseException as e:
+        # A load is all or nothing: the layers it added before failing go again.
+        await daemon.images._collect_layers(created)
+        if isinstance(e, ArchiveError):
+            raise InvalidParameter(str(e)) from e
+        raise
     finally:
         reader.close()
         feeder.cancel()

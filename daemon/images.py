@@ -331,6 +331,8 @@ class ImageService:
     async def remove(self, name: str, force: bool = False, prune: bool = True) -> list[dict]:
         img = self.get(name)
         out: list[dict] = []
+        if "@" in name and await self._untag_digest(name, img, out):
+            return out
         by_ref = self._is_reference(name, img)
         users = self.containers_using(img.id)
         running = [cid for cid, is_running in users if is_running]
@@ -365,6 +367,21 @@ class ImageService:
         await self._collect_layers(img.chain_ids)
         return out
 
+    async def _untag_digest(self, name: str, img: Image, out: list[dict]) -> bool:
+        """`rmi repo@sha256:...`: drops that digest reference; True if the image stays (other names)."""
+        ref = reference.parse(name)
+        want = f"{ref.name}@{ref.digest}"
+        if want not in img.repo_digests:
+            return False
+        out.append({"Untagged": want})
+        if not img.tags and len(img.repo_digests) == 1:
+            return False  # its last name: the image itself goes (the caller carries on)
+        async with self._lock:
+            img.repo_digests.remove(want)
+            await self.store.put_image(img.id, img.doc(), [])
+        self.events.publish("image", "untag", img.id, {"name": want})
+        return True
+
     def _is_reference(self, name: str, img: Image) -> bool:
         if name.startswith("sha256:") or img.id[7:].startswith(name):
             return False
@@ -384,12 +401,15 @@ class ImageService:
     async def _collect_layers(self, chain_ids: list[str]) -> None:
         """Removes the layers no image or container uses any more (top first)."""
         used = {c for img in self.images.values() for c in img.chain_ids} | self.layers_in_use()
+        gone: set[str] = set()  # diff ids of removed layers: their kept tars may go too
         for chain in reversed(chain_ids):
             if chain not in used:
+                if self.sources is not None and self.layers.exists(chain):
+                    gone.add(self.layers.get(chain).diff_id)
                 await asyncio.to_thread(self.layers.remove, chain)
-        if self.sources is not None:
+        if gone:
             diff_ids = {d for img in self.images.values() for d in img.config.get("rootfs", {}).get("diff_ids", [])}
-            await asyncio.to_thread(self.sources.collect, diff_ids)
+            await asyncio.to_thread(self.sources.collect, diff_ids, gone)
 
     async def prune(self, filters_raw: str | None) -> dict:
         f = Filters.parse(filters_raw, {"dangling", "label", "label!", "until"})

@@ -164,7 +164,13 @@ def parse_mount(spec: Any) -> dict:
         if source:
             _check_volume_name(source)
         nocopy = bool((vol_opts or {}).get("NoCopy"))
-        return _point("volume", dest, name=source, rw=not ro, copy_data=not nocopy)
+        mp = _point("volume", dest, name=source, rw=not ro, copy_data=not nocopy)
+        driver_cfg = (vol_opts or {}).get("DriverConfig") or {}
+        # For the volume's creation if it does not exist yet (--mount volume-label=, volume-opt=).
+        mp["Driver"] = driver_cfg.get("Name") or "local"
+        mp["VolumeLabels"] = (vol_opts or {}).get("Labels") or None
+        mp["VolumeOptions"] = driver_cfg.get("Options") or None
+        return mp
     if bind_opts:
         raise bad("field BindOptions must not be specified")
     if source:
@@ -269,6 +275,12 @@ def inspect_entries(points: list[dict], source: Callable[[dict], str]) -> list[d
         entry.update(Mode=mp["Mode"], RW=mp["RW"], Propagation=mp["Propagation"])
         out.append(entry)
     return out
+
+
+def matches(points: list[dict], values: list[str]) -> bool:
+    """`docker ps --filter volume=X`: X is a volume name, a bind source or a destination."""
+    keys = {mp["Name"] or mp["Source"] for mp in points} | {mp["Destination"] for mp in points}
+    return any(v in keys for v in values)
 
 
 def tmpfs_spec(dest: str, data: str) -> dict:

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from daemon import reference
 from daemon.distribution import _client, _daemon_error, _status, progress, remote_path
 from daemon.errors import DaemonError, NotFound
+from daemon.imagefiles import spool_dir
 from daemon.reference import Reference
 from storage import tempfiles
 from storage.imagearchive import layer_tar
@@ -152,8 +153,7 @@ def _push_layer(daemon: Any, client: RegistryClient, path: str, where: str, chai
     sources = daemon.images.sources
     short = layer.diff_id[7:19]
     src = sources.get(layer.diff_id)
-    spool = Path(daemon.cfg.data_root) / "tmp"
-    spool.mkdir(mode=0o700, exist_ok=True)
+    spool = spool_dir(daemon)
     known = None
     if src is not None:
         known = src.pushed.get(where) or next(iter(src.pushed.values()), None)

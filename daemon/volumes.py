@@ -74,6 +74,11 @@ class VolumeService:
 
     def reconcile(self) -> None:
         """Start-up: unmount device-backed volumes (tmpfs...) that no running container uses."""
+        for name in self.driver.names():
+            if name not in self.volumes:
+                # Left by a crash in a create or a remove; deleted when the name is created again
+                # (never at start-up: a store that failed to load must not cost the volumes' data).
+                log.warning("volume directory %s has no record", name)
         for v in self.volumes.values():
             if self.driver.needs_mount(v.options) and not any(r for _, r in self.users(v.name)):
                 try:
@@ -159,6 +164,10 @@ class VolumeService:
             except VolumeDriverError as e:
                 raise InvalidParameter(f"create {name}: {e}") from None
             v = Volume(name, _created_at(), driver, labels, opts)
+            if await asyncio.to_thread(self.driver.exists, name):
+                # No record but a directory: a crash interrupted a create or a remove (the row is
+                # written after the directory is made and deleted before it goes). Start empty.
+                await asyncio.to_thread(self.driver.remove, name)
             await asyncio.to_thread(self.driver.create, name)
             try:
                 await self.store.put_volume(name, v.doc())
@@ -222,12 +231,14 @@ class VolumeService:
             for mp in points:
                 if mp["Type"] != "volume":
                     continue
+                labels = mp.get("VolumeLabels") or None
+                driver, opts = mp.get("Driver") or "local", mp.get("VolumeOptions") or None
                 if mp["Anonymous"] and not mp["Name"]:
                     mp["Name"] = mounts.new_volume_name()
-                    await self.ensure(mp["Name"], labels={ANONYMOUS_LABEL: ""})
+                    await self.ensure(mp["Name"], driver, {**(labels or {}), ANONYMOUS_LABEL: ""}, opts)
                     made.append(mp["Name"])
                 else:
-                    await self.ensure(mp["Name"])
+                    await self.ensure(mp["Name"], driver, labels, opts)
         except BaseException:
             await self.remove_anonymous(made)
             raise

@@ -65,27 +65,43 @@ class _Pipe(asyncio.Protocol):
             self.peer.transport.resume_reading()
 
 
-async def _splice_to(client_sock: socket.socket, target: tuple[str, int]) -> None:
-    loop = asyncio.get_running_loop()
-    inbound = _Pipe()
-    try:
-        in_tr, _ = await loop.connect_accepted_socket(lambda: inbound, client_sock)
-    except OSError:
-        client_sock.close()
-        return
-    in_tr.pause_reading()
-    outbound = _Pipe()
-    try:
-        await loop.create_connection(lambda: outbound, target[0], target[1])
-    except OSError:
-        in_tr.close()
-        return
-    inbound.peer, outbound.peer = outbound, inbound
-    assert outbound.transport is not None
-    for chunk in inbound.pending:
-        outbound.transport.write(chunk)
-    inbound.pending.clear()
-    in_tr.resume_reading()
+class _Inbound(_Pipe):
+    """An accepted client: reading stays paused until the connection to the container is up."""
+
+    def __init__(self, target: tuple[str, int], live: set[_Inbound]) -> None:
+        super().__init__()
+        self.target = target
+        self.live = live
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.transport.pause_reading()  # type: ignore[union-attr]
+        self.live.add(self)
+        asyncio.ensure_future(self._connect())
+
+    async def _connect(self) -> None:
+        loop = asyncio.get_running_loop()
+        outbound = _Pipe()
+        try:
+            await loop.create_connection(lambda: outbound, self.target[0], self.target[1])
+        except OSError:
+            if self.transport is not None:
+                self.transport.close()
+            return
+        self.peer, outbound.peer = outbound, self
+        if self.transport is None or self.transport.is_closing():
+            outbound.transport.close()  # type: ignore[union-attr]
+            return
+        self.transport.resume_reading()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.live.discard(self)
+        super().connection_lost(exc)
+
+    def close(self) -> None:
+        for t in (self.transport, self.peer.transport if self.peer else None):
+            if t is not None:
+                t.close()
 
 
 @dataclass
@@ -96,11 +112,17 @@ class Binding:
     host_ip: str
     host_port: int
     sock: socket.socket
-    tasks: set[asyncio.Task] = field(default_factory=set)
+    server: asyncio.AbstractServer | None = None
+    live: set[_Inbound] = field(default_factory=set)
 
     def close(self) -> None:
-        for t in self.tasks:
-            t.cancel()
+        # The server stops watching the socket before it is closed: closing an fd the loop
+        # still polls lets a new socket reuse the number and lose its reader (seen here:
+        # pyroute2's netlink socket then hung).
+        if self.server is not None:
+            self.server.close()
+        for conn in list(self.live):
+            conn.close()
         self.sock.close()
 
 
@@ -136,18 +158,5 @@ async def start_proxy(b: Binding, target_ip: str, target_port: int) -> None:
     if b.proto != "tcp":
         return
     b.sock.listen(128)
-
     loop = asyncio.get_running_loop()
-
-    async def accept_loop() -> None:
-        while True:
-            try:
-                client, _ = await loop.sock_accept(b.sock)
-            except (asyncio.CancelledError, OSError):
-                return
-            task = asyncio.create_task(_splice_to(client, (target_ip, target_port)))
-            b.tasks.add(task)
-            task.add_done_callback(b.tasks.discard)
-
-    task = asyncio.create_task(accept_loop())
-    b.tasks.add(task)
+    b.server = await loop.create_server(lambda: _Inbound((target_ip, target_port), b.live), sock=b.sock)

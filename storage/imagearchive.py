@@ -26,12 +26,12 @@ from typing import Any, BinaryIO
 
 from . import tempfiles
 from .archive import extract_tar
-from .blobs import BlobStore
 from .compression import Readable, decompress
 from .digest import DigestMismatch, hex_of
 from .errors import ArchiveError
-from .layers import Layer, LayerStore
+from .layers import Layer, LayerStore, chain_id
 from .layersource import MEDIA_OCI_TAR, LayerSources, import_layer
+from .registryplatform import local_platform_matches
 from .tarwriter import tar_directory
 
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -197,16 +197,21 @@ class LoadedImage:
 
 
 def read_archive(reader: Readable, work_parent: Path, layers: LayerStore, sources: LayerSources,
-                 on_layer: Callable[[str], None] | None = None) -> list[LoadedImage]:
-    """Unpack an archive's layers into the layer store and return its images (not yet registered)."""
+                 on_layer: Callable[[str], None] | None = None, created: list[str] | None = None
+                 ) -> list[LoadedImage]:
+    """Unpack an archive's layers into the layer store and return its images (not yet registered).
+
+    created: gets the chain ids of the layers this call added, so that a caller can remove them
+    when the load fails halfway.
+    """
     with tempfiles.locked_dir(work_parent) as tmp:
         root = tmp / "archive"
         os.mkdir(root)
         extract_tar(decompress(reader), root, same_owner=False, devices=False)
         if _regular(root, "manifest.json", must=False):
-            return list(_load_docker_archive(root, layers, sources, on_layer))
+            return list(_load_docker_archive(root, layers, sources, on_layer, created))
         if _regular(root, "index.json", must=False):
-            return list(_load_oci_layout(root, layers, sources, on_layer))
+            return list(_load_oci_layout(root, layers, sources, on_layer, created))
         raise ArchiveError("this tar is not an image archive (no manifest.json or index.json): "
                            "use docker import for a root filesystem tar")
 
@@ -242,7 +247,8 @@ def _json(root: Path, rel: str, limit: int = 8 << 20) -> Any:
 
 
 def _import_layers(root: Path, paths: list[str], diff_ids: list[str], layers: LayerStore,
-                   sources: LayerSources, on_layer: Callable[[str], None] | None) -> list[Layer]:
+                   sources: LayerSources, on_layer: Callable[[str], None] | None,
+                   created: list[str] | None) -> list[Layer]:
     if len(paths) != len(diff_ids):
         raise ArchiveError(f"image has {len(diff_ids)} diff ids in its config but {len(paths)} layers")
     out: list[Layer] = []
@@ -252,12 +258,18 @@ def _import_layers(root: Path, paths: list[str], diff_ids: list[str], layers: La
         assert path is not None
         if on_layer:
             on_layer(diff_id)
+        try:
+            existed = layers.exists(chain_id(parent, diff_id))
+        except ValueError:
+            raise ArchiveError(f"invalid diff id in image config: {diff_id!r}") from None
         with open(path, "rb") as f:
             try:
                 layer = import_layer(layers, sources, f, parent, expected_diff_id=diff_id)
             except DigestMismatch as e:
                 raise ArchiveError(f"layer {rel}: {e}") from None
         out.append(layer)
+        if not existed and created is not None:
+            created.append(layer.chain_id)
         parent = layer.chain_id
     return out
 
@@ -276,7 +288,8 @@ def _config(root: Path, rel: str) -> tuple[bytes, dict]:
 
 
 def _load_docker_archive(root: Path, layers: LayerStore, sources: LayerSources,
-                         on_layer: Callable[[str], None] | None) -> Iterator[LoadedImage]:
+                         on_layer: Callable[[str], None] | None, created: list[str] | None
+                         ) -> Iterator[LoadedImage]:
     manifest = _json(root, "manifest.json")
     if not isinstance(manifest, list):
         raise ArchiveError("manifest.json of image archive is not a list")
@@ -287,7 +300,8 @@ def _load_docker_archive(root: Path, layers: LayerStore, sources: LayerSources,
         paths = entry.get("Layers") or []
         if not isinstance(paths, list):
             raise ArchiveError("manifest.json entry with invalid Layers")
-        got = _import_layers(root, paths, list(cfg["rootfs"].get("diff_ids") or []), layers, sources, on_layer)
+        got = _import_layers(root, paths, list(cfg["rootfs"].get("diff_ids") or []), layers, sources, on_layer,
+                             created)
         tags = [t for t in entry.get("RepoTags") or [] if isinstance(t, str)]
         yield LoadedImage(raw, cfg, got, tags)
 
@@ -311,7 +325,7 @@ def _verified(root: Path, desc: dict) -> bytes:
 
 
 def _load_oci_layout(root: Path, layers: LayerStore, sources: LayerSources,
-                     on_layer: Callable[[str], None] | None) -> Iterator[LoadedImage]:
+                     on_layer: Callable[[str], None] | None, created: list[str] | None) -> Iterator[LoadedImage]:
     index = _json(root, "index.json")
     todo: list[tuple[dict, str | None]] = [(m, None) for m in index.get("manifests") or []]
     while todo:
@@ -333,14 +347,12 @@ def _load_oci_layout(root: Path, layers: LayerStore, sources: LayerSources,
         cfg = json.loads(raw)
         paths = [_blob_path(lay) for lay in manifest.get("layers") or []]
         got = _import_layers(root, paths, list(cfg.get("rootfs", {}).get("diff_ids") or []), layers, sources,
-                             on_layer)
+                             on_layer, created)
         yield LoadedImage(raw, cfg, got, [name] if name else [])
 
 
 def _is_local_platform(desc: dict) -> bool:
-    from .registryplatform import local_platform_matches
-
     return local_platform_matches(desc.get("platform"))
 
 
-__all__ = ["BlobStore", "LoadedImage", "SaveItem", "read_archive", "write_archive", "layer_tar"]
+__all__ = ["LoadedImage", "SaveItem", "read_archive", "write_archive", "layer_tar"]

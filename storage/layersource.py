@@ -92,13 +92,17 @@ class LayerSources:
             src.pushed[where] = digest
             self.put(src)
 
-    def collect(self, used_diff_ids: set[str]) -> None:
-        """Drop the sources (and their blobs) of layers no image uses any more."""
+    def collect(self, used_diff_ids: set[str], candidates: set[str] | None = None) -> None:
+        """Drop the sources (and their blobs) of layers no image uses any more.
+
+        candidates: only these diff ids (the layers just removed), so that the sources of a pull
+        still in progress (recorded before its image exists) are left alone.
+        """
         for name in os.listdir(self.root):
             if not name.endswith(".json"):
                 continue
             diff_id = "sha256:" + name[:-5]
-            if diff_id in used_diff_ids:
+            if diff_id in used_diff_ids or candidates is not None and diff_id not in candidates:
                 continue
             src = self.get(diff_id)
             try:

@@ -171,7 +171,7 @@ class RegistryClient:
                 r = self.http.request("GET", f"{base}/v2/", headers={"User-Agent": _USER_AGENT},
                                       preload_content=True, redirect=False)
             except urllib3.exceptions.HTTPError as e:
-                last = RegistryError(f'Get "{base}/v2/": {_reason(e)}')
+                last = RegistryError(f'Get "{base}/v2/": {describe_error(e)}')
                 continue
             if r.status >= 500:
                 last = RegistryError(f'Get "{base}/v2/": registry answered {r.status}', r.status)
@@ -200,7 +200,7 @@ class RegistryClient:
                 r = self.http.request(method, target, headers=h, body=body, preload_content=not stream,
                                       decode_content=False)
             except urllib3.exceptions.HTTPError as e:
-                raise RegistryError(f'{method.title()} "{target}": {_reason(e)}') from None
+                raise RegistryError(f'{method.title()} "{target}": {describe_error(e)}') from None
             # a streamed body cannot be sent twice: scopes are authorized by an earlier request
             if r.status == 401 and attempt == 0 and r.headers.get("WWW-Authenticate") and not hasattr(body, "__next__"):
                 challenge = _challenge(r.headers["WWW-Authenticate"])
@@ -256,7 +256,7 @@ class RegistryClient:
         try:
             r = self.http.request(method, url, headers=headers, body=body)
         except urllib3.exceptions.HTTPError as e:
-            raise RegistryError(f'Get "{realm}": {_reason(e)}') from None
+            raise RegistryError(f'Get "{realm}": {describe_error(e)}') from None
         if r.status != 200:
             raise Unauthorized(_error_text(r.data) or f"failed to get a token from {realm}: {r.status}", r.status)
         try:
@@ -407,7 +407,7 @@ def _read_limited(r: urllib3.BaseHTTPResponse, limit: int, what: str) -> bytes:
             if len(out) > limit:
                 raise RegistryError(f"{what} larger than {limit} bytes: refused")
     except urllib3.exceptions.HTTPError as e:
-        raise RegistryError(f"reading {what}: {_reason(e)}") from None
+        raise RegistryError(f"reading {what}: {describe_error(e)}") from None
     return bytes(out)
 
 
@@ -431,7 +431,7 @@ def _error_code(data: bytes) -> str:
         return ""
 
 
-def _reason(e: Exception) -> str:
+def describe_error(e: Exception) -> str:
     """Go-like wording of a transport error: `dial tcp 127.0.0.1:5998: connect: connection refused`."""
     inner = getattr(e, "reason", None) or e
     text = str(inner)

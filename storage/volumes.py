@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 import subprocess
 from pathlib import Path
 
@@ -109,8 +110,11 @@ class LocalDriver:
                 if (st.st_dev, st.st_ino) in seen:
                     continue
                 seen.add((st.st_dev, st.st_ino))
-                total += st.st_size if not os.path.isdir(os.path.join(dirpath, n)) else 0
+                total += 0 if stat.S_ISDIR(st.st_mode) else st.st_size
         return total
+
+    def exists(self, name: str) -> bool:
+        return os.path.lexists(self.data_path(name).parent)
 
     def names(self) -> list[str]:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from api.params import json_body, qstr
+from api.params import json_body, qbool, qstr
 from daemon import distribution
 from daemon.commit import commit as do_commit
 
@@ -18,7 +18,7 @@ async def commit(request: Request) -> JSONResponse:
     body = await json_body(request)
     image_id = await do_commit(request.app.state.daemon, qstr(request, "container"), qstr(request, "repo"),
                                qstr(request, "tag"), qstr(request, "comment"), qstr(request, "author"),
-                               request.query_params.getlist("changes"), body)
+                               request.query_params.getlist("changes"), body, qbool(request, "pause", True))
     return JSONResponse({"Id": image_id}, status_code=201)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
@@ -89,4 +90,4 @@ async def system_df(request: Request) -> JSONResponse:
         img["Containers"] = counts.get(img["Id"], 0)
         img["SharedSize"] = 0
     return JSONResponse({"LayersSize": daemon.images.total_size(), "Images": imgs, "Containers": ctrs,
-                         "Volumes": [], "BuildCache": []})
+                         "Volumes": await asyncio.to_thread(daemon.volumes.usage), "BuildCache": []})

@@ -3,6 +3,7 @@ and a tiny misbehaving registry (wrong bytes, hangs, odd manifests) for the bad-
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -21,8 +22,8 @@ from tests.conftest import free_tcp_port
 
 
 @contextmanager
-def docker_registry(base: Path, htpasswd: tuple[str, str] | None = None) -> Iterator[str]:
-    """Runs `docker-registry serve` on a free loopback port; yields "127.0.0.1:PORT"."""
+def docker_registry(base: Path, htpasswd: tuple[str, str] | None = None, host: str = "127.0.0.1") -> Iterator[str]:
+    """Runs `docker-registry serve` on a free port of `host` (loopback by default); yields "HOST:PORT"."""
     exe = shutil.which("docker-registry")
     if exe is None:
         pytest.fail("Debian's docker-registry is not installed (scripts/test.sh installs it)")
@@ -36,7 +37,7 @@ def docker_registry(base: Path, htpasswd: tuple[str, str] | None = None) -> Iter
     (base / "config.yml").write_text(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
         f"    rootdirectory: {base / 'data'}\n  delete:\n    enabled: true\n"
-        f"http:\n  addr: 127.0.0.1:{port}\n" + auth)
+        f"http:\n  addr: {host}:{port}\n" + auth)
     with open(base / "registry.log", "ab") as log:
         proc = subprocess.Popen([exe, "serve", str(base / "config.yml")], stdout=log, stderr=log,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
@@ -44,13 +45,13 @@ def docker_registry(base: Path, htpasswd: tuple[str, str] | None = None) -> Iter
         deadline = time.monotonic() + 20
         while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                socket.create_connection((host, port), timeout=1).close()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"docker-registry did not start: {(base / 'registry.log').read_text()[-2000:]}")
                 time.sleep(0.05)
-        yield f"127.0.0.1:{port}"
+        yield f"{host}:{port}"
     finally:
         proc.terminate()
         try:
@@ -68,7 +69,8 @@ def sha(data: bytes) -> str:
 class FakeRegistry:
     """Serves fixed manifests and blobs; a blob may be wrong, or hang after its headers."""
 
-    def __init__(self) -> None:
+    def __init__(self, bearer: tuple[str, str] | None = None) -> None:
+        self.bearer = bearer  # (user, password) the token endpoint wants; then every /v2/ call needs a token
         self.manifests: dict[str, tuple[str, bytes]] = {}  # "repo:ref" -> (media type, body)
         self.blobs: dict[str, bytes] = {}  # digest -> body served (may not match!)
         self.hang: set[str] = set()  # digests whose body never comes
@@ -81,6 +83,20 @@ class FakeRegistry:
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 path = self.path.split("?")[0]
+                if fake.bearer and path == "/token":
+                    want = "Basic " + base64.b64encode(":".join(fake.bearer).encode()).decode()
+                    if self.headers.get("Authorization") != want:
+                        return self._send(401, "application/json", b'{"details":"incorrect username or password"}')
+                    return self._send(200, "application/json", b'{"token":"good-token"}')
+                if fake.bearer and self.headers.get("Authorization") != "Bearer good-token":
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", f'Bearer realm="http://{fake.addr}/token",service="fake"')
+                    self.send_header("Content-Type", "application/json")
+                    body = b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}'
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return None
                 if path == "/v2/":
                     return self._send(200, "application/json", b"{}")
                 parts = path[4:].split("/")

@@ -144,6 +144,21 @@ def test_cp_errors(d: Daemon, ctr: str, tmp_path: Path) -> None:
     assert status == 400 and msg == "extraction point is not a directory"
 
 
+def test_cp_read_only_targets(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    name = uname("ro")
+    d.docker("create", "--name", name, "--read-only", "-v", f"{tmp_path}:/ro:ro", "-v", f"{uname('rw')}:/rw",
+             "busybox", "true")
+    f = tmp_path / "f"
+    f.write_text("f")
+    r = d.docker("cp", f, f"{name}:/ro/", check=False)
+    assert r.returncode == 1 and "mounted volume is marked read-only" in r.stderr
+    r = d.docker("cp", f, f"{name}:/tmp/", check=False)
+    assert r.returncode == 1 and "container rootfs is marked read-only" in r.stderr
+    d.docker("cp", f, f"{name}:/rw/")  # a writable volume in a read-only container is fine
+    d.docker("rm", "-v", name)
+    d.docker("volume", "rm", uname("rw"))
+
+
 # -- container -> host --------------------------------------------------------------------------
 
 

@@ -8,14 +8,16 @@ import io
 import json
 import os
 import re
+import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from storage.registry import Credentials, RegistryClient
 from tests.conftest import Daemon, _tmp_base
-from tests.e2e.helpers import image_inspect
+from tests.e2e.helpers import image_inspect, wait_for
 from tests.e2e.registry_fixture import FakeRegistry, docker_registry, sha
 
 pytestmark = pytest.mark.e2e
@@ -93,6 +95,9 @@ def test_push_pull_by_tag_and_digest(d: Daemon, registry: str, uname: Callable[[
     assert info["RepoDigests"] == [f"{repo}@{digest}"]
     assert len(info["RootFS"]["Layers"]) == 3
     assert "Image is up to date" in d.docker("pull", f"{repo}:v1").stdout
+    # rmi of the digest reference only drops that name while a tag remains
+    assert d.docker("rmi", f"{repo}@{digest}").stdout.strip() == f"Untagged: {repo}@{digest}"
+    assert image_inspect(d, f"{repo}:v1")["RepoDigests"] == []
     d.docker("rmi", f"{repo}:v1")
 
     out = d.docker("pull", f"{repo}@{digest}").stdout
@@ -105,10 +110,11 @@ def test_push_pull_by_tag_and_digest(d: Daemon, registry: str, uname: Callable[[
 
 def test_cross_repo_mount_and_all_tags(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
     a, b = f"{registry}/m/{uname('a')}", f"{registry}/m/{uname('b')}"
-    d.docker("tag", "busybox:latest", f"{a}:x")
-    d.docker("tag", "busybox:latest", f"{a}:y")
+    own = _commit_layers(d, uname, 1)  # not busybox: a push gives the image RepoDigests
+    d.docker("tag", own, f"{a}:x")
+    d.docker("tag", own, f"{a}:y")
     d.docker("push", "-a", a)
-    d.docker("tag", "busybox:latest", f"{b}:x")
+    d.docker("tag", own, f"{b}:x")
     out = d.docker("push", f"{b}:x").stdout
     assert "Mounted from " in out, out  # from whichever repository of this registry has it
     d.docker("rmi", f"{a}:x", f"{a}:y", f"{b}:x")
@@ -141,7 +147,7 @@ def test_pull_progress_stream(d: Daemon, registry: str, uname: Callable[[str], s
 
 def test_run_pulls_missing_image(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
     repo = f"{registry}/r/{uname('bb')}"
-    d.docker("tag", "busybox:latest", repo)
+    d.docker("tag", _commit_layers(d, uname, 1), repo)
     d.docker("push", repo)
     d.docker("rmi", repo)
     r = d.docker("run", "--rm", repo, "echo", "pulled-and-ran")
@@ -152,10 +158,11 @@ def test_run_pulls_missing_image(d: Daemon, registry: str, uname: Callable[[str]
 
 
 def test_pull_errors_leave_nothing(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    own = _commit_layers(d, uname, 1)
     before = _images(d)
     r = d.docker("pull", f"{registry}/e/{uname('nothing')}:latest", check=False)
     assert r.returncode == 1 and "unknown" in r.stderr, r.stderr
-    d.docker("tag", "busybox:latest", f"{registry}/e/{uname('bb')}:t")
+    d.docker("tag", own, f"{registry}/e/{uname('bb')}:t")
     d.docker("push", f"{registry}/e/{uname('bb')}:t")
     d.docker("rmi", f"{registry}/e/{uname('bb')}:t")
     r = d.docker("pull", f"{registry}/e/{uname('bb')}:nosuchtag", check=False)
@@ -170,7 +177,7 @@ def test_pull_errors_leave_nothing(d: Daemon, registry: str, uname: Callable[[st
 
 def test_basic_auth_login_push_pull(d: Daemon, auth_registry: str, uname: Callable[[str], str]) -> None:
     repo = f"{auth_registry}/a/{uname('bb')}"
-    d.docker("tag", "busybox:latest", repo)
+    d.docker("tag", _commit_layers(d, uname, 1), repo)
     r = d.docker("push", repo, check=False)
     assert r.returncode != 0 and "authentication required" in r.stderr + r.stdout, r
     r = d.docker("login", "-u", "alice", "--password-stdin", auth_registry, input="wrong\n", check=False)
@@ -270,7 +277,16 @@ def test_bad_registries(d: Daemon, fake: FakeRegistry, new_daemon: Callable[...,
     r = quick.docker("pull", f"{fake.addr}/x/hang", check=False, timeout=40)
     assert r.returncode == 1 and "timed out" in r.stderr + r.stdout, r
     assert not _images(quick)
-    assert not [n for n in os.listdir(quick.data_root / "blobs" / "sha256") if not n.startswith(".")]
+    blobs = quick.data_root / "blobs" / "sha256"
+    assert not os.listdir(blobs)
+    # A client that goes away mid-download: the download stops, nothing stays (temporaries included).
+    p = subprocess.Popen(["docker", "pull", f"{fake.addr}/x/hang"], env=quick.env, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    wait_for(lambda: os.listdir(blobs), timeout=10, what="a download in progress")
+    p.kill()
+    p.wait()
+    wait_for(lambda: not os.listdir(blobs), timeout=15, what="the interrupted download to be cleaned up")
+    assert not _images(quick) and not _layer_dirs(quick)
 
 
 def test_push_unknown_image(d: Daemon, registry: str) -> None:
@@ -281,3 +297,90 @@ def test_push_unknown_image(d: Daemon, registry: str) -> None:
 def test_search_not_implemented(d: Daemon) -> None:
     r = d.docker("search", "busybox", check=False)
     assert r.returncode != 0 and "not implemented" in r.stderr
+
+
+def test_bearer_token_auth(d: Daemon) -> None:
+    """Docker Hub's scheme: a 401 names a token realm; the token comes with the login's credentials."""
+    fake = FakeRegistry(bearer=("bob", "hunter2"))
+    try:
+        blob, diff_id = _layer({"tok": b"token\n"})
+        fake.add_image("t/private", "latest", _config([diff_id]), [blob])
+        r = d.docker("pull", f"{fake.addr}/t/private", check=False)
+        assert r.returncode == 1 and "incorrect username or password" in r.stderr, r
+        r = d.docker("login", "-u", "bob", "--password-stdin", fake.addr, input="nope\n", check=False)
+        assert r.returncode != 0
+        d.docker("login", "-u", "bob", "--password-stdin", fake.addr, input="hunter2\n")
+        try:
+            d.docker("pull", f"{fake.addr}/t/private")
+        finally:
+            d.docker("logout", fake.addr)
+        d.docker("rmi", f"{fake.addr}/t/private")
+    finally:
+        fake.close()
+
+
+def _non_loopback_ipv4() -> str | None:
+    import subprocess as sp
+
+    out = sp.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        addr = line.split()[3].split("/")[0]
+        if not addr.startswith(("127.", "10.", "172.")):  # not a bridge of some daemon
+            return addr
+    return None
+
+
+def test_insecure_registry_flag(d: Daemon, new_daemon: Callable[..., Daemon], uname: Callable[[str], str]) -> None:
+    """Plain HTTP only for loopback unless the daemon lists the registry with --insecure-registry."""
+    host = _non_loopback_ipv4()
+    if host is None:
+        pytest.skip("no non-loopback IPv4 address on this host")
+    with docker_registry(_tmp_base() / "registry-insecure", host=host) as addr:
+        repo = f"{addr}/i/{uname('bb')}"
+        d.docker("tag", _commit_layers(d, uname, 1), repo)
+        r = d.docker("push", repo, check=False)
+        assert r.returncode != 0 and "https" in r.stderr.lower(), r.stderr
+        extra = new_daemon(extra_args=["--insecure-registry", addr])
+        out = extra.docker("pull", repo, check=False)
+        assert out.returncode == 1 and "manifest unknown" in out.stderr, out  # reached over plain HTTP
+
+
+def test_zstd_layer_pull_save_push(d: Daemon, registry: str, uname: Callable[[str], str], tmp_path: Path) -> None:
+    import zstandard
+
+    repo = f"z/{uname('zstd')}"
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        ti = tarfile.TarInfo("zfile")
+        ti.size = 5
+        tf.addfile(ti, io.BytesIO(b"zstd\n"))
+    raw = buf.getvalue()
+    blob = zstandard.ZstdCompressor().compress(raw)
+    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                         "rootfs": {"type": "layers", "diff_ids": [sha(raw)]}}).encode()
+    client = RegistryClient(registry, Credentials())
+    try:
+        for data in (blob, config):
+            client.upload_blob(repo, sha(data), io.BytesIO(data), len(data))
+        m = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config),
+                                   "size": len(config)},
+                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+zstd",
+                                    "digest": sha(blob), "size": len(blob)}]}).encode()
+        client.put_manifest(repo, "v1", m, "application/vnd.oci.image.manifest.v1+json")
+    finally:
+        client.close()
+    name = f"{registry}/{repo}:v1"
+    d.docker("pull", name)
+    assert image_inspect(d, name)["Id"] == sha(config)
+    out = tmp_path / "z.tar"
+    d.docker("save", "-o", out, name)
+    with tarfile.open(out) as tf:
+        man = json.load(tf.extractfile("manifest.json"))  # type: ignore[arg-type]
+        layer = tf.extractfile(man[0]["Layers"][0]).read()  # type: ignore[union-attr]
+    assert sha(layer) == sha(raw)
+    other = f"{registry}/z/{uname('again')}:v1"
+    d.docker("tag", name, other)
+    pushed = d.docker("push", other).stdout
+    assert "Mounted from" in pushed or "Layer already exists" in pushed, pushed
+    d.docker("rmi", name, other)

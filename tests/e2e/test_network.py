@@ -48,8 +48,11 @@ def wait_http(port: int, host: str = "127.0.0.1") -> str:
     return str(wait_for(attempt, timeout=10, what=f"HTTP on {host}:{port}"))
 
 
-def our_veths(owner_ids: set[str] | None = None) -> list[str]:
-    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth"], capture_output=True, text=True).stdout
+def our_veths(owner_ids: set[str] | None = None, bridge: str = "") -> list[str]:
+    """Veths pydockerd made (it tags them with an ifalias), by owner or by bridge: other
+    daemons on the host may be creating their own meanwhile."""
+    argv = ["ip", "-o", "link", "show", "type", "veth"] + (["master", bridge] if bridge else [])
+    out = subprocess.run(argv, capture_output=True, text=True).stdout
     found = []
     for line in out.splitlines():
         if "alias pydockerd:" not in line:
@@ -242,12 +245,12 @@ def _free_port_range(n: int) -> int:
 def test_port_conflicts_leave_nothing_behind(d: Daemon, uname) -> None:
     port = _free_port_range(1)
     d.docker("run", "-d", "--name", uname("first"), "-p", f"{port}:80", "busybox", "sleep", "60")
-    veths, files = our_veths(), netns_files(d)
+    veths, files = our_veths(bridge=d.bridge), netns_files(d)
     r = d.docker("run", "-d", "--name", uname("second"), "-p", f"{port}:80", "busybox", "sleep", "60", check=False)
     assert r.returncode != 0
     assert f"Bind for 0.0.0.0:{port} failed: port is already allocated" in r.stderr, r.stderr
     assert "driver failed programming external connectivity on endpoint " + uname("second") in r.stderr
-    assert our_veths() == veths and netns_files(d) == files
+    assert our_veths(bridge=d.bridge) == veths and netns_files(d) == files
     assert inspect(d, uname("second"))["State"]["Running"] is False
     held = _free_port_range(1)
     with socket.socket() as s:
@@ -255,7 +258,7 @@ def test_port_conflicts_leave_nothing_behind(d: Daemon, uname) -> None:
         s.listen()
         r = d.docker("run", "--rm", "-p", f"{held}:80", "busybox", "true", check=False)
     assert r.returncode != 0 and f"0.0.0.0:{held}: bind: address already in use" in r.stderr, r.stderr
-    assert our_veths() == veths and netns_files(d) == files
+    assert our_veths(bridge=d.bridge) == veths and netns_files(d) == files
     assert f"dport {held} " not in nft_table(d)
     assert "masquerade" in nft_table(d) and "oifname != " not in nft_table(d), "--ip-masq=false: no NAT out"
 
@@ -371,7 +374,7 @@ def test_static_ip_and_mac(d: Daemon, uname) -> None:
 
 
 def test_300_run_rm_cycles_leave_nothing(d: Daemon) -> None:
-    before_veths, before_ns = set(our_veths()), netns_files(d)
+    before_veths, before_ns = set(our_veths(bridge=d.bridge)), netns_files(d)
     ids: list[str] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -404,7 +407,7 @@ def test_300_run_rm_cycles_leave_nothing(d: Daemon) -> None:
     elapsed = time.monotonic() - t0
     assert not errors, errors[:5]
     assert len(ids) == 300
-    assert set(our_veths()) == before_veths, "veths left behind"
+    assert set(our_veths(bridge=d.bridge)) == before_veths, "veths left behind"
     assert our_veths(set(ids)) == []
     assert netns_files(d) == before_ns, "netns files left behind"
     assert "dnat to" not in nft_table(d), nft_table(d)

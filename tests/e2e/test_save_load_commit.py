@@ -59,6 +59,18 @@ def test_commit_changes_and_metadata(d: Daemon, uname: Callable[[str], str]) -> 
     assert r.status == 404
 
 
+def test_commit_running_container_pauses(d: Daemon, uname: Callable[[str], str]) -> None:
+    c = uname("run")
+    d.docker("run", "-d", "--name", c, "busybox:latest", "sh", "-c", "echo data > /made; sleep 60")
+    from tests.e2e.helpers import wait_for
+
+    wait_for(lambda: d.docker("diff", c).stdout.strip(), what="the container to write /made")
+    iid = d.docker("commit", c, f"{uname('live')}:1").stdout.strip()
+    assert d.docker("inspect", "-f", "{{.State.Status}}", c).stdout.strip() == "running"
+    assert d.docker("run", "--rm", iid, "cat", "/made").stdout == "data\n"
+    d.docker("rm", "-f", c)
+
+
 def _tar_members(data: bytes) -> dict[str, bytes]:
     out = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
@@ -171,6 +183,13 @@ def test_load_refuses_bad_archives(d: Daemon, busybox_rootfs: Path) -> None:
     good = _make_tar({"f": b"data"})
     r = d.docker("load", input=_make_tar({"c.json": cfg, "l.tar": good, "manifest.json": json.dumps(
         [{"Config": "c.json", "RepoTags": ["x:y"], "Layers": ["l.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
+    assert r.returncode == 1 and "mismatch" in r.stderr
+    # two layers, the second one wrong: the first one, already unpacked, goes again
+    first = _make_tar({"first-layer-only-here": b"1"})
+    cfg2 = json.dumps({"rootfs": {"type": "layers", "diff_ids": [
+        "sha256:" + hashlib.sha256(first).hexdigest(), "sha256:" + "2" * 64]}}).encode()
+    r = d.docker("load", input=_make_tar({"c.json": cfg2, "1.tar": first, "2.tar": good, "manifest.json": json.dumps(
+        [{"Config": "c.json", "Layers": ["1.tar", "2.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
     assert r.returncode == 1 and "mismatch" in r.stderr
     assert _state(d) == before
     assert not [n for n in os.listdir(d.data_root / "tmp") if not n.startswith(".")]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
 import tarfile
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -149,6 +150,20 @@ def test_named_volume_run_and_persistence(v: Daemon, uname: Callable[[str], str]
     v.restart()
     assert vol in _volume_names(v)
     assert v.docker("run", "--rm", "-v", f"{vol}:/data", "busybox", "cat", "/data/f").stdout == "v\n"
+    # a crash (SIGKILL) loses nothing either, and a running user of a tmpfs volume keeps its mount
+    tmpvol = uname("tmpdata")
+    v.docker("volume", "create", "-o", "type=tmpfs", "-o", "device=tmpfs", tmpvol)
+    cid = v.docker("run", "-d", "-v", f"{tmpvol}:/t", "busybox", "sh", "-c", "echo kept > /t/k; sleep 300").stdout
+    v.stop(sig=signal.SIGKILL)
+    v.start()
+    assert {vol, tmpvol} <= _volume_names(v)
+    assert v.docker("exec", cid.strip(), "cat", "/t/k").stdout == "kept\n"
+    assert os.path.ismount(v.data_root / "volumes" / tmpvol / "_data")
+    names = v.docker("ps", "-q", "--no-trunc", "--filter", f"volume={tmpvol}").stdout.split()
+    assert names == [cid.strip()]
+    assert v.docker("ps", "-q", "--filter", "volume=/t").stdout.strip() == cid.strip()[:12]
+    v.docker("rm", "-f", cid.strip())
+    assert not os.path.ismount(v.data_root / "volumes" / tmpvol / "_data")
 
 
 def test_anonymous_volume_mounts_shape_and_rm_v(v: Daemon, uname: Callable[[str], str]) -> None:

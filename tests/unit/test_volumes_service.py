@@ -109,3 +109,14 @@ def test_first_use_copy(tmp_path: Path) -> None:
     other.mkdir()
     copy_image_content(rootfs, "/esc/data", other)
     assert (other / "sub" / "f").read_text() == "x"
+
+
+def test_orphan_directory_is_not_reused(svc: VolumeService, tmp_path: Path) -> None:
+    """A directory without a record (a crash mid-remove) is emptied when the name is created again."""
+    data = tmp_path / "volumes" / "orphan" / "_data"
+    data.mkdir(parents=True)
+    (data / "old").write_text("stale")
+    svc.reconcile()  # start-up only reports it
+    assert (data / "old").exists()
+    run(svc.create({"Name": "orphan"}))
+    assert data.is_dir() and not (data / "old").exists()

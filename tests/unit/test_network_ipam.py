@@ -1,0 +1,58 @@
+"""IPAM: subnet picking around what the host routes, address allocation, MACs."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from network import ipam
+
+
+def net(s: str) -> ipaddress.IPv4Network:
+    return ipaddress.IPv4Network(s)
+
+
+def test_pick_subnet_skips_taken_and_never_docker0() -> None:
+    assert ipam.pick_subnet([]) == net("172.18.0.0/16")
+    taken = [net("172.18.5.0/24"), net("172.19.0.0/16"), net("172.16.0.0/12")]
+    assert ipam.pick_subnet(taken) == net("192.168.0.0/20")
+    assert all(not n.overlaps(net("172.17.0.0/16")) for n in ipam.default_pools())
+
+
+def test_pick_subnet_exhausted() -> None:
+    with pytest.raises(LookupError):
+        ipam.pick_subnet([net("0.0.0.0/0")])
+
+
+def test_allocator_lowest_free_and_release() -> None:
+    a = ipam.SubnetAllocator("10.5.0.0/24", "10.5.0.1")
+    assert [a.allocate() for _ in range(3)] == ["10.5.0.2", "10.5.0.3", "10.5.0.4"]
+    a.release("10.5.0.3")
+    assert a.allocate() == "10.5.0.3"
+    a.release("10.5.0.1")  # the gateway is never released
+    assert a.allocate() == "10.5.0.5"
+
+
+def test_allocator_static_and_range() -> None:
+    a = ipam.SubnetAllocator("10.5.0.0/24", "10.5.0.1", "10.5.0.16/28")
+    assert a.allocate() == "10.5.0.17"
+    a.reserve("10.5.0.200")
+    with pytest.raises(ValueError, match="already in use"):
+        a.reserve("10.5.0.200")
+    with pytest.raises(ValueError, match="out of range"):
+        a.reserve("10.6.0.1")
+    with pytest.raises(ValueError):
+        a.reserve("10.5.0.255")
+
+
+def test_allocator_full() -> None:
+    a = ipam.SubnetAllocator("10.5.0.0/30", "10.5.0.1")
+    assert a.allocate() == "10.5.0.2"
+    with pytest.raises(ValueError, match="no available"):
+        a.allocate()
+
+
+def test_mac_like_dockerd() -> None:
+    assert ipam.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
+    assert ipam.mac_for("10.231.0.50") == "02:42:0a:e7:00:32"

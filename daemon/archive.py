@@ -22,23 +22,21 @@ import stat
 import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from daemon.bodyreader import ThreadReader
 from daemon.container import Container, paths
+from daemon.ctrpath import Located, Mount, locate
 from daemon.errors import DaemonError, InvalidParameter, NotFound
 from storage.archive import ArchiveError, extract_tar, resolve_in_root
 from storage.fsmeta import proc_path
-from storage.rootpath import open_dir
 from storage.tarwriter import tar_directory, tar_entry
 
 # Go's os.FileMode type bits, which X-Docker-Container-Path-Stat carries.
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
 _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
-_ROOT_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 _CHUNKS = 32  # queued 1 MiB tar chunks between the writer thread and the response
 
 
@@ -64,41 +62,6 @@ def _go_time(ns: int) -> str:
 
 def stat_header(st: dict) -> str:
     return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
-
-
-@dataclass
-class Located:
-    """A container path found on the host: `rel` (components) below `root`, a directory we hold."""
-
-    root: Path
-    rel: list[str]
-    cpath: str  # the container path of what was found (for linkTarget)
-    mount: dict | None
-
-    def open_parent(self) -> tuple[int, int]:
-        """(root fd, O_PATH fd of the parent directory), both to be closed by the caller."""
-        root_fd = os.open(self.root, _ROOT_FLAGS)
-        try:
-            parent, _ = open_dir(root_fd, self.rel[:-1])
-        except BaseException:
-            os.close(root_fd)
-            raise
-        return root_fd, parent
-
-
-def _clean(path: str) -> str:
-    clean = posixpath.normpath("/" + path)
-    return "/" + clean.lstrip("/")
-
-
-def _mount_for(points: list[dict], cpath: str) -> dict | None:
-    best = None
-    for mp in points:
-        d = mp["Destination"]
-        inside = cpath == d or cpath.startswith(d.rstrip("/") + "/")
-        if inside and (best is None or len(d) > len(best["Destination"])):
-            best = mp
-    return best
 
 
 class ArchiveService:
@@ -154,33 +117,15 @@ class ArchiveService:
     # -- resolution --------------------------------------------------------------------------
     def _locate(self, c: Container, rootfs: Path, path: str, follow_last: bool) -> Located:
         """Resolve `path` inside the container's filesystem (rootfs plus volumes and binds)."""
-        cpath = _clean(path)
         points = [m for m in c.mount_points if m["Type"] != "tmpfs"]
+        mounts = [Mount(m["Destination"], Path(self.volumes.source(m)), m) for m in points]
         taken = {m["Destination"] for m in points}
         files = paths(self.containers.data_root, c.id)
         # The files the daemon bind-mounts into every container, seen as the container sees them.
-        points += [{"Type": "bind", "Source": str(files[key]), "Destination": dest, "RW": True}
+        mounts += [Mount(dest, files[key], {"Type": "bind", "Destination": dest, "RW": True})
                    for key, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                                      ("resolv", "/etc/resolv.conf")) if dest not in taken]
-        mp = _mount_for(points, cpath)
-        if mp is None:
-            host = resolve_in_root(rootfs, cpath, follow_last=follow_last)
-            rel = list(host.relative_to(rootfs).parts)
-            cpath = "/" + "/".join(rel)
-            # A symlink in the rootfs may lead into a mount point: continue inside the mount.
-            mp = _mount_for(points, cpath)
-            if mp is None:
-                return Located(rootfs, rel, cpath, None)
-        root = Path(self.volumes.source(mp) if mp["Type"] == "volume" else mp["Source"])
-        rest = cpath[len(mp["Destination"]):]
-        if not root.is_dir():
-            # A file bind-mounted on its own: the mount point is the only path inside it.
-            if rest.strip("/"):
-                raise NotADirectoryError(f"{mp['Destination']} is not a directory")
-            return Located(root.parent, [root.name], mp["Destination"], mp)
-        host = resolve_in_root(root, rest or "/", follow_last=follow_last)
-        rel = list(host.relative_to(root).parts)
-        return Located(root, rel, posixpath.join(mp["Destination"], *rel), mp)
+        return locate(rootfs, mounts, path, follow_last=follow_last)
 
     def _find(self, c: Container, rootfs: Path, ref: str, path: str, follow_last: bool
               ) -> tuple[Located, os.stat_result]:
@@ -205,7 +150,7 @@ class ArchiveService:
         link = ""
         if stat.S_ISLNK(st.st_mode):
             link = self._locate(c, rootfs, loc.cpath, follow_last=True).cpath
-        name = posixpath.basename(_clean(path)) or "/"
+        name = posixpath.basename(posixpath.normpath("/" + path)) or "/"
         info = {"name": name, "size": st.st_size, "mode": go_file_mode(st.st_mode),
                 "mtime": _go_time(st.st_mtime_ns), "linkTarget": link}
         return loc, info
@@ -259,7 +204,7 @@ class ArchiveService:
         loc, st = self._find(c, rootfs, ref, path, True)  # extracting "into a symlink" follows it
         if not stat.S_ISDIR(st.st_mode):
             raise InvalidParameter("extraction point is not a directory")
-        if loc.mount is not None and not loc.mount["RW"]:
+        if loc.mount is not None and not loc.mount.point["RW"]:
             raise InvalidParameter("mounted volume is marked read-only")
         if loc.mount is None and c.host_config.get("ReadonlyRootfs"):
             raise InvalidParameter("container rootfs is marked read-only")

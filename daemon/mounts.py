@@ -114,7 +114,8 @@ def parse_bind(raw: str) -> dict:
                       create=True)
     if source:
         _check_volume_name(source)
-    return _point("volume", dest, name=source, rw=rw, mode=mode, copy_data="nocopy" not in words)
+    # dockerd's setBindModeIfNull: a -v volume of the local driver shows Mode "z" when none is given.
+    return _point("volume", dest, name=source, rw=rw, mode=mode or "z", copy_data="nocopy" not in words)
 
 
 def _check_volume_name(name: str) -> None:

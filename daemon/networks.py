@@ -22,6 +22,7 @@ import json
 import logging
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -519,8 +520,11 @@ class NetworkService:
         mac = src.get("MacAddress") or ""
         if mac and not _valid_mac(mac):
             raise InvalidParameter(f"invalid MAC address: {mac}")
-        ep.update(IPAMConfig=ipam_cfg if n.name != "bridge" else None, Aliases=aliases or None, MacAddress=mac,
-                  NetworkID=n.id, Links=src.get("Links") or None, DriverOpts=src.get("DriverOpts") or None)
+        # Echo what the client sent (connect sends {} where run sends null), as dockerd does.
+        ipam_shown = src.get("IPAMConfig") if isinstance(src.get("IPAMConfig"), dict) else None
+        opts = src.get("DriverOpts") if isinstance(src.get("DriverOpts"), dict) else None
+        ep.update(IPAMConfig=ipam_shown if n.name != "bridge" else None, Aliases=aliases or None, MacAddress=mac,
+                  NetworkID=n.id, Links=src.get("Links") or None, DriverOpts=opts)
         ep["_UserMac"] = mac
         return ep
 
@@ -539,6 +543,7 @@ class NetworkService:
         if not self._has_own_netns(c):
             return None, []
         await self.teardown(c)  # a stale sandbox from an interrupted stop
+        started = time.perf_counter()
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes[c.id] = sb
         try:
@@ -566,6 +571,11 @@ class NetworkService:
             if isinstance(e, (OSError, netns.NetnsError, RuntimeError)) or type(e).__name__ == "NetlinkError":
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
+        for name in c.networks:
+            n = self._by_name(name)
+            if n is not None:
+                self.events.publish("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
+        log.debug("network setup of %s: %.1f ms", c.id[:12], (time.perf_counter() - started) * 1000)
         return str(sb.path), env
 
     async def _plug(self, c: Container, sb: Sandbox, n: Network, ifname: str) -> dict:
@@ -667,6 +677,9 @@ class NetworkService:
             if ep.get("EndpointID"):
                 with contextlib.suppress(Exception):
                     await links.delete(_host_if(ep["EndpointID"]))
+                if n is not None:
+                    self.events.publish("network", "disconnect", n.id,
+                                        {"container": c.id, "name": n.name, "type": n.driver})
             if n is not None and n.id in self.allocators and ep.get("IPAddress"):
                 self.allocators[n.id].release(ep["IPAddress"])
             ep.update(_RUNTIME_FIELDS)

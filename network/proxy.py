@@ -17,7 +17,9 @@ import asyncio
 import errno
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 log = logging.getLogger("pydockerd.network")
 
@@ -114,6 +116,7 @@ class Binding:
     sock: socket.socket
     server: asyncio.AbstractServer | None = None
     live: set[_Inbound] = field(default_factory=set)
+    udp: _UdpFront | None = None
 
     def close(self) -> None:
         # The server stops watching the socket before it is closed: closing an fd the loop
@@ -121,6 +124,8 @@ class Binding:
         # pyroute2's netlink socket then hung).
         if self.server is not None:
             self.server.close()
+        if self.udp is not None:
+            self.udp.close()
         for conn in list(self.live):
             conn.close()
         self.sock.close()
@@ -153,10 +158,65 @@ def reserve(proto: str, host_ip: str, host_port: int) -> Binding:
     return Binding(proto, host_ip, host_port, s)
 
 
+class _UdpFront(asyncio.DatagramProtocol):
+    """UDP proxying as docker-proxy does it: one upstream socket per client address, so
+    replies find their way back; idle flows are dropped after a while."""
+
+    IDLE = 90.0
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.transport: asyncio.DatagramTransport | None = None
+        self.flows: dict[Any, tuple[asyncio.DatagramTransport, float]] = {}
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        flow = self.flows.get(addr)
+        if flow is not None:
+            flow[0].sendto(data)
+            self.flows[addr] = (flow[0], time.monotonic())
+            return
+        asyncio.ensure_future(self._open(addr, data))
+
+    async def _open(self, addr: Any, first: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        front = self
+
+        class Back(asyncio.DatagramProtocol):
+            def datagram_received(self, data: bytes, _src: Any) -> None:
+                if front.transport is not None and not front.transport.is_closing():
+                    front.transport.sendto(data, addr)
+
+        try:
+            back, _ = await loop.create_datagram_endpoint(Back, remote_addr=self.target)
+        except OSError:
+            return
+        self.flows[addr] = (back, time.monotonic())
+        back.sendto(first)
+        now = time.monotonic()
+        for key, (tr, seen) in list(self.flows.items()):
+            if now - seen > self.IDLE:
+                tr.close()
+                del self.flows[key]
+
+    def close(self) -> None:
+        for tr, _ in self.flows.values():
+            tr.close()
+        self.flows.clear()
+        if self.transport is not None:
+            self.transport.close()
+
+
 async def start_proxy(b: Binding, target_ip: str, target_port: int) -> None:
-    """Makes a TCP reservation a proxy to target_ip:target_port (UDP stays reserve-only)."""
+    """Makes a reservation a proxy to target_ip:target_port."""
+    loop = asyncio.get_running_loop()
+    if b.proto == "udp":
+        _, proto = await loop.create_datagram_endpoint(lambda: _UdpFront((target_ip, target_port)), sock=b.sock)
+        b.udp = proto
+        return
     if b.proto != "tcp":
         return
     b.sock.listen(128)
-    loop = asyncio.get_running_loop()
     b.server = await loop.create_server(lambda: _Inbound((target_ip, target_port), b.live), sock=b.sock)

@@ -97,7 +97,8 @@ class JsonLog:
                 return 0
         head = '{"log":"'
         tail = f'\\n","stream":"{stream}","time":"{stamp}"}}\n'
-        if len(buf[:end].translate(None, _PLAIN)) == buf.count(b"\n", 0, end):
+        rest = buf[:end].translate(None, _PLAIN)  # what is left must be the newlines alone
+        if rest.count(b"\n") == len(rest):
             # Plain ASCII lines (the usual output): the records are the bytes themselves.
             head_b, tail_b = head.encode(), tail.encode()
             self._emit([head_b + buf[:end - 1].replace(b"\n", tail_b + head_b) + tail_b])

@@ -42,18 +42,25 @@ def test_run_it_pty_resize_ctrl_c_exit_code(d: Daemon, uname: Name) -> None:
         cli.expect(r"/dev/pts/0\r\n30 100\r\n")
         # A window resize reaches the container through /containers/{id}/resize.
         cli.resize(41, 123)
-        wait_for(lambda: (cli.send("stty size\n"), cli.expect(r"\d+ \d+\r\n", 5))[1].group().strip()
-                 == b"41 123", timeout=10, what="the new window size inside the container")
+        sizes: list[bytes] = []
+
+        def size_seen() -> bool:
+            cli.send("stty size\n")
+            sizes.append(cli.expect(r"\d+ \d+\r\n", 5).group().strip())
+            return sizes[-1] == b"41 123"
+
+        wait_for(size_seen, timeout=10, what=f"the new window size inside the container ({sizes})")
         # Line editing happens in the container's line discipline: DEL erases the X.
         cli.send("echo abX\x7fc\n")
         cli.expect(r"\r\nabc\r\n")
         # Ctrl-C reaches the foreground process of the container's terminal, not the CLI.
         cli.send("sleep 30; echo not-interrupted\n")
+        cli.expect(r"echo not-interrupted\r\n")  # the echo of the typed line
         time.sleep(0.5)
         t0 = time.monotonic()
         cli.send("\x03")
-        cli.expect(r"/ # ", timeout=10)
-        assert time.monotonic() - t0 < 5 and b"not-interrupted" not in cli.out
+        seen = cli.expect(rb"(?s)\^C.*?/ # ", timeout=10).group()
+        assert time.monotonic() - t0 < 5 and b"not-interrupted" not in seen
         cli.send("exit 5\n")
         assert cli.wait() == 5
     wait_for(lambda: _gone(d, n), timeout=10, what="--rm removing the container")
@@ -169,15 +176,23 @@ def test_attach_non_tty_sig_proxy(d: Daemon, uname: Name) -> None:
 
 def test_attach_stdin_pipe_to_running_container(d: Daemon, uname: Name) -> None:
     n = uname("cat")
-    _run_bg(d, "-i", "--name", n, "busybox", "sh", "-c", "while read l; do echo got-$l; done; echo eof-seen")
-    t0 = time.monotonic()
-    r = d.docker("attach", n, input="via-attach\n", timeout=20)
-    # Without StdinOnce (`run -d -i`) the client's EOF ends the session at once (reference
-    # record 13a: exit 0) and the container's stdin stays open.
-    assert r.returncode == 0 and time.monotonic() - t0 < 10
-    wait_for(lambda: "got-via-attach" in d.docker("logs", n).stdout, what="the input to arrive")
+    # As reference record 13a: without StdinOnce (`run -d -i`) the client's EOF ends the
+    # attach session; the CLI then waits for the container's exit.
+    _run_bg(d, "-i", "--name", n, "busybox", "sh", "-c", "read x; echo got-$x; sleep 1; exit 3")
+    r = d.docker("attach", n, input="via-attach\n", timeout=20, check=False)
+    assert r.returncode == 3, r
+    assert "got-via-attach" in d.docker("logs", n).stdout
+    # Through the API: the session ends at the half-close, the container's stdin stays open.
+    p = uname("pipe")
+    _run_bg(d, "-i", "--name", p, "busybox", "sh", "-c", "while read l; do echo got-$l; done; echo eof-seen")
+    with Hijacked(d, f"/containers/{p}/attach?stream=1&stdin=1&stdout=1") as h:
+        h.sock.sendall(b"one\n")
+        h.read_until(b"got-one\n")
+        h.sock.shutdown(socket.SHUT_WR)
+        h.sock.settimeout(10)
+        h.read_all()
     time.sleep(0.3)
-    assert status(d, n) == "running" and "eof-seen" not in d.docker("logs", n).stdout
+    assert status(d, p) == "running" and "eof-seen" not in d.docker("logs", p).stdout
     # The same for a TTY container through the API: the half-close ends the session.
     t = uname("ttyeof")
     _run_bg(d, "-it", "--name", t, "busybox", "sh")
@@ -267,11 +282,12 @@ def test_docker_py_attach_socket_non_tty_frames(d: Daemon, uname: Name) -> None:
     s = d.client.api.attach_socket(c.id, params={"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1})
     raw = s._sock
     raw.sendall(b"hello\n")
-    raw.shutdown(socket.SHUT_WR)  # docker-py's stdin EOF; StdinOnce is false: cat keeps running
     raw.settimeout(10)
     buf = b""
     while len(buf) < 8 + 6:
-        buf += raw.recv(4096)
+        chunk = raw.recv(4096)
+        assert chunk, f"stream ended early: {buf!r}"
+        buf += chunk
     assert demux(buf) == [(1, b"hello\n")]
     s.close()
     c.remove(force=True)

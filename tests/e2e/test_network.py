@@ -203,6 +203,10 @@ def test_publish_tcp_udp_port_command_and_ps(d: Daemon, uname) -> None:
                     return False
 
             wait_for(echoed, timeout=10, what="UDP echo through the published port")
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s6:  # [::] goes through the proxy
+            s6.settimeout(2)
+            s6.sendto(b"udp-v6", ("::1", p_udp))
+            assert s6.recvfrom(100)[0] == b"udp-v6"
     finally:
         echo.kill()
         echo.wait()

@@ -147,6 +147,11 @@ def test_named_volume_run_and_persistence(v: Daemon, uname: Callable[[str], str]
     out = v.docker("run", "--rm", "--mount", f"type=volume,src={vol},dst=/m,readonly", "busybox",
                    "cat", "/m/f").stdout
     assert out == "v\n"
+    cid = v.docker("create", "-v", f"{vol}:/a", "-v", f"{vol}:/b:ro", "--mount", f"src={vol},dst=/c", "busybox",
+                   "true").stdout.strip()
+    modes = {m["Destination"]: (m["Mode"], m["RW"]) for m in inspect(v, cid)["Mounts"]}
+    assert modes == {"/a": ("z", True), "/b": ("ro", False), "/c": ("", True)}  # as dockerd shows them
+    v.docker("rm", cid)
     v.restart()
     assert vol in _volume_names(v)
     assert v.docker("run", "--rm", "-v", f"{vol}:/data", "busybox", "cat", "/data/f").stdout == "v\n"

@@ -91,7 +91,7 @@ def test_inspect_entries_shape() -> None:
     out = mounts.inspect_entries(pts, lambda mp: "/vols/" + mp["Name"] if mp["Type"] == "volume" else mp["Source"])
     assert out == [
         {"Type": "bind", "Source": "/h", "Destination": "/b", "Mode": "", "RW": True, "Propagation": "rprivate"},
-        {"Type": "volume", "Name": "nn", "Source": "/vols/nn", "Destination": "/n", "Driver": "local", "Mode": "",
+        {"Type": "volume", "Name": "nn", "Source": "/vols/nn", "Destination": "/n", "Driver": "local", "Mode": "z",
          "RW": True, "Propagation": ""},
     ]
     ordered = mounts.depth_order([{"destination": "/a/b"}, {"destination": "/a"}])

@@ -1,0 +1,249 @@
+"""docker exec through the stock CLI, the raw API and docker-py: streams, exit codes,
+options, namespaces, the TTY, refusals and concurrency."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Daemon
+from tests.e2e.helpers import DEFAULT_CAPS, wait_for
+from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined
+
+Name = Callable[[str], str]
+
+
+@pytest.fixture
+def ctr(d: Daemon, uname: Name) -> Iterator[str]:
+    """A running container with some environment of its own."""
+    n = uname("x")
+    d.docker("run", "-d", "--name", n, "-e", "CENV=from-ctr", "-e", "OVER=ctr", "busybox", "sleep", "600")
+    yield n
+    d.docker("rm", "-f", n, check=False)
+
+
+def _exec_inspect(d: Daemon, exec_id: str) -> dict:
+    r = d.api("GET", f"/exec/{exec_id}/json")
+    assert r.status == 200, r.text
+    return r.json()
+
+
+def _create(d: Daemon, ctr: str, **body: object) -> str:
+    r = d.api("POST", f"/containers/{ctr}/exec", {"AttachStdout": True, "AttachStderr": True, **body})
+    assert r.status == 201, r.text
+    return str(r.json()["Id"])
+
+
+def test_exec_streams_and_exit_code(d: Daemon, ctr: str) -> None:
+    r = d.docker("exec", ctr, "sh", "-c", "echo out; echo err >&2; exit 3", check=False)
+    assert (r.returncode, r.stdout, r.stderr) == (3, "out\n", "err\n")
+
+
+def test_exec_126_127(d: Daemon, ctr: str) -> None:
+    r = d.docker("exec", ctr, "/etc/not-executable", check=False)
+    assert r.returncode == 126, r
+    assert "permission denied" in r.stderr
+    r = d.docker("exec", ctr, "no-such-binary", check=False)
+    assert r.returncode == 127
+    assert 'exec: "no-such-binary": executable file not found in $PATH' in r.stderr
+    for cmd, code in ((["/etc/not-executable"], 126), (["no-such-binary"], 127), (["sh", "-c", "exit 42"], 42)):
+        eid = _create(d, ctr, Cmd=cmd)
+        with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": False}) as h:
+            assert h.status == 101
+            h.read_all()
+        info = wait_for(lambda eid=eid: (i := _exec_inspect(d, eid))["ExitCode"] is not None and i,
+                        what="the exit code in exec inspect")
+        assert (info["ExitCode"], info["Running"]) == (code, False)
+
+
+def test_exec_i_piped_stdin(d: Daemon, ctr: str) -> None:
+    data = os.urandom(3 * 1024 * 1024).hex()  # 6 MB: several pipe buffers each way
+    r = d.docker("exec", "-i", ctr, "sh", "-c", "cat; echo done >&2", input=data)
+    assert r.stdout == data and r.stderr == "done\n"
+    # Without -i the command's stdin is empty.
+    assert d.docker("exec", ctr, "sh", "-c", "cat; echo eof", input="ignored").stdout == "eof\n"
+
+
+def test_exec_it_pty(d: Daemon, ctr: str) -> None:
+    with PtyCli(d, "exec", "-it", ctr, "sh") as cli:
+        cli.expect(r"/ # ")
+        cli.send("tty; stty size; echo $TERM\n")
+        cli.expect(r"/dev/pts/\d+\r\n30 100\r\nxterm\r\n")
+        cli.resize(33, 77)
+        sizes: list[bytes] = []
+
+        def size_seen() -> bool:
+            cli.send("stty size\n")
+            sizes.append(cli.expect(r"\d+ \d+\r\n", 5).group().strip())
+            return sizes[-1] == b"33 77"
+
+        wait_for(size_seen, timeout=10, what=f"the exec's new window size ({sizes})")
+        cli.send("exit 4\n")
+        assert cli.wait() == 4
+
+
+def test_exec_detached(d: Daemon, ctr: str) -> None:
+    r = d.docker("exec", "-d", ctr, "sh", "-c", "sleep 0.2; echo bg > /tmp/bg")
+    assert r.stdout == ""
+    wait_for(lambda: d.docker("exec", ctr, "cat", "/tmp/bg", check=False).stdout == "bg\n",
+             what="the detached exec to run")
+    # A detached start through the API answers 200 with an empty body (docker-py's
+    # exec_start(detach=True) returns it as is).
+    eid = _create(d, ctr, Cmd=["sh", "-c", "echo lots; yes | head -c 1000000"])
+    r = d.api("POST", f"/exec/{eid}/start", {"Detach": True, "Tty": False})
+    assert (r.status, r.body) == (200, b"")
+    assert d.client.api.exec_start(d.client.api.exec_create(ctr, "true")["Id"], detach=True) in ("", b"")
+    wait_for(lambda: _exec_inspect(d, eid)["ExitCode"] == 0, what="the detached exec to finish (output drained)")
+
+
+def test_exec_env_workdir_user(d: Daemon, ctr: str, tmp_path: Path) -> None:
+    env_file = tmp_path / "env"
+    env_file.write_text("FROMFILE=ff\n# comment\n")
+    r = d.docker("exec", "-e", "A=1", "-e", "OVER=exec", "--env-file", str(env_file), "-w", "/tmp",
+                 "-u", "nobody", ctr, "sh", "-c", "echo $A $FROMFILE $CENV $OVER $(pwd) $(id -u) $HOME")
+    assert r.stdout.split() == ["1", "ff", "from-ctr", "exec", "/tmp", "65534", "/home"]
+    r = d.docker("exec", "-w", "/no/such/dir", ctr, "true", check=False)
+    assert r.returncode == 126 and "/no/such/dir" in r.stderr
+    r = d.docker("exec", "-u", "nosuchuser", ctr, "true", check=False)
+    assert r.returncode == 126 and "nosuchuser" in r.stderr
+
+
+def test_exec_privileged(d: Daemon, ctr: str) -> None:
+    def cap_eff(*opts: str) -> str:
+        out = d.docker("exec", *opts, ctr, "grep", "CapEff", "/proc/self/status").stdout
+        return out.split()[1]
+
+    assert cap_eff() == DEFAULT_CAPS
+    assert int(cap_eff("--privileged"), 16) > int(DEFAULT_CAPS, 16)
+
+
+def test_exec_joins_every_namespace_and_cgroup(d: Daemon, ctr: str) -> None:
+    script = ("for ns in pid mnt uts ipc net cgroup; do [ \"$(readlink /proc/1/ns/$ns)\" = "
+              "\"$(readlink /proc/self/ns/$ns)\" ] || echo differs-$ns; done; "
+              "[ \"$(cat /proc/1/cgroup)\" = \"$(cat /proc/self/cgroup)\" ] || echo differs-cgroup; "
+              "hostname; cat /proc/1/cmdline | tr '\\0' ' '")
+    out = d.docker("exec", ctr, "sh", "-c", script).stdout
+    hostname = d.docker("inspect", "-f", "{{.Config.Hostname}}", ctr).stdout.strip()
+    assert out == f"{hostname}\nsleep 600 ", out
+
+
+def test_exec_refused_when_stopped_or_paused(d: Daemon, ctr: str, uname: Name) -> None:
+    cid = d.docker("inspect", "-f", "{{.Id}}", ctr).stdout.strip()
+    d.docker("pause", ctr)
+    try:
+        r = d.docker("exec", ctr, "true", check=False)
+        assert r.returncode == 1
+        assert f"Container {cid} is paused, unpause the container before exec" in r.stderr
+    finally:
+        d.docker("unpause", ctr)
+    # Created before the stop, started after it: refused at start as well.
+    eid = _create(d, ctr, Cmd=["true"])
+    d.docker("stop", "-t", "0", ctr)
+    r = d.docker("exec", ctr, "true", check=False)
+    assert r.returncode == 1 and f"Container {cid} is not running" in r.stderr
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": False}) as h:
+        assert h.status == 409 and "is not running" in h.json()["message"]
+
+
+def test_exec_api_errors(d: Daemon, ctr: str) -> None:
+    eid = _create(d, ctr, Cmd=["true"])
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": False}) as h:
+        assert h.status == 101
+        h.read_all()
+    # Started twice: 409, on both kinds of start.
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": False}) as h:
+        assert h.status == 409 and "has already run" in h.json()["message"]
+    r = d.api("POST", f"/exec/{eid}/start", {"Detach": True})
+    assert r.status == 409
+    assert d.api("GET", "/exec/no-such-exec/json").status == 404
+    with Hijacked(d, "/exec/no-such-exec/start", {"Detach": False}) as h:
+        assert h.status == 404 and "No such exec instance" in h.json()["message"]
+    r = d.api("POST", f"/containers/{ctr}/exec", {"Cmd": []})
+    assert r.status == 400
+    r = d.api("POST", "/containers/no-such-ctr-xyz/exec", {"Cmd": ["true"]})
+    assert r.status == 404
+    r = d.api("POST", f"/containers/{ctr}/exec", {"Cmd": ["true"], "DetachKeys": "nonsense-key"})
+    assert r.status == 400
+    # Resize: nonsense sizes are 400, a finished exec is 409, a missing one 404.
+    for q in ("h=-1&w=5", "h=5&w=99999", "h=x&w=5"):
+        assert d.api("POST", f"/exec/{eid}/resize?{q}").status == 400, q
+    assert d.api("POST", f"/exec/{eid}/resize?h=5&w=5").status == 409
+    assert d.api("POST", "/exec/no-such-exec/resize?h=5&w=5").status == 404
+    with Hijacked(d, f"/exec/{eid}/start", body=None) as h:  # empty body: still refused, not a crash
+        assert h.status == 409
+
+
+def test_exec_framing_and_raw_tty_via_api(d: Daemon, ctr: str) -> None:
+    eid = _create(d, ctr, Cmd=["sh", "-c", "echo o1; echo e1 >&2; echo o2"])
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": False}) as h:
+        assert h.headers["content-type"] == "application/vnd.docker.multiplexed-stream"
+        frames = demux(h.read_all())
+    assert (joined(frames, 1), joined(frames, 2)) == (b"o1\no2\n", b"e1\n")
+    eid = _create(d, ctr, Cmd=["sh", "-c", "echo o1; echo e1 >&2"], Tty=True, AttachStdin=True)
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": True}) as h:
+        assert h.headers["content-type"] == "application/vnd.docker.raw-stream"
+        assert h.read_all() == b"o1\r\ne1\r\n"
+    # Detach keys of an exec with a TTY end the session and leave the command running.
+    eid = _create(d, ctr, Cmd=["sh"], Tty=True, AttachStdin=True, DetachKeys="ctrl-e,e")
+    with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": True}) as h:
+        h.sock.sendall(b"echo in-$((6*7))\n")
+        h.read_until(b"in-42")
+        h.sock.sendall(b"\x05e")
+        h.sock.settimeout(10)
+        h.read_all()
+    info = _exec_inspect(d, eid)
+    assert info["Running"] is True and info["ExitCode"] is None
+
+
+def test_exec_docker_py(d: Daemon, ctr: str) -> None:
+    c = d.client.containers.get(ctr)
+    res = c.exec_run(["sh", "-c", "echo out; echo err >&2; exit 2"], demux=True)
+    assert (res.exit_code, res.output) == (2, (b"out\n", b"err\n"))
+    res = c.exec_run(["sh", "-c", "echo a; echo b >&2"], stream=True, demux=True)
+    got = list(res.output)
+    assert b"".join(o or b"" for o, _ in got) == b"a\n" and b"".join(e or b"" for _, e in got) == b"b\n"
+    res = c.exec_run(["sh", "-c", "echo t1; echo t2 >&2"], tty=True)
+    assert (res.exit_code, res.output) == (0, b"t1\r\nt2\r\n")
+    res = c.exec_run(["sh", "-c", "echo s"], stream=True, tty=True)
+    assert b"".join(res.output) == b"s\r\n"
+    # socket=True: the raw hijacked socket; frames exactly as dockerd's.
+    res = c.exec_run(["sh", "-c", "read x; echo got-$x; echo e >&2"], stdin=True, socket=True)
+    sock = res.output._sock
+    sock.sendall(b"zz\n")
+    sock.settimeout(10)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    res.output.close()
+    frames = demux(data)
+    assert (joined(frames, 1), joined(frames, 2)) == (b"got-zz\n", b"e\n")
+    res = c.exec_run(["sh", "-c", "echo raw"], socket=True, tty=True)
+    sock = res.output._sock
+    sock.settimeout(10)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    res.output.close()
+    assert data == b"raw\r\n"
+
+
+def test_many_concurrent_execs(d: Daemon, ctr: str) -> None:
+    def one(i: int) -> str:
+        return d.docker("exec", ctr, "sh", "-c", f"echo n{i}; echo $$ >&2").stdout
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        outs = list(pool.map(one, range(48)))
+    assert outs == [f"n{i}\n" for i in range(48)]
+    # None of them is left running in the container.
+    ps = d.docker("exec", ctr, "ps", "-o", "args").stdout
+    assert "echo n" not in ps
+    filters = urllib.parse.quote(json.dumps({"container": [ctr], "event": ["exec_die"]}))
+    events = d.api("GET", f"/events?since=0&until={int(time.time()) + 1}&filters={filters}")
+    assert events.status == 200 and events.text.count("exec_die") >= 48

@@ -138,9 +138,30 @@ async def handle_start(svc: ExecService, req: HijackRequest, reader: asyncio.Str
             await in_task
         if detached.is_set():
             out_task.cancel()
-        if proc.master is not None and not detached.is_set():
+            if proc.master is not None:
+                # The command runs on: keep draining its terminal (output after a detach goes
+                # nowhere, as with dockerd) so it never blocks, and release it at its end.
+                _spawn(_drain_tty(out_reader, in_writer, proc))
+        elif proc.master is not None:
             proc.close()
         await close_gracefully(writer, reader)
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coro: Any) -> None:
+    task = asyncio.create_task(coro)
+    _background.add(task)  # the loop keeps only weak references to tasks
+    task.add_done_callback(_background.discard)
+
+
+async def _drain_tty(src: asyncio.StreamReader, sink: asyncio.StreamWriter, proc: Any) -> None:
+    with contextlib.suppress(Exception):
+        while await src.read(_CHUNK):
+            pass
+    sink.close()
+    proc.close()
 
 
 async def _pump_out(src: asyncio.StreamReader | None, dst: asyncio.StreamWriter, stream: int | None) -> None:
@@ -169,6 +190,11 @@ async def _pump_in(src: asyncio.StreamReader, dst: asyncio.StreamWriter | None, 
                 await dst.drain()
         if dst is not None and not ex.tty:
             dst.close()  # the client's half-close is the command's EOF
+        elif ex.tty and ex.attach_stdin:
+            # As dockerd: with a TTY the end of stdin ends the session (the command keeps
+            # its terminal), like the detach keys.
+            detached.set()
+            return
     except (ConnectionError, OSError):
         pass
     await asyncio.Event().wait()

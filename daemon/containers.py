@@ -28,7 +28,7 @@ from daemon.images import ImageService
 from daemon.logs import read_log
 from daemon.store import Store
 from daemon.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
-from network import hosts
+from network import hosts, ports
 from runtime import cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
@@ -553,6 +553,12 @@ class ContainerService:
             raise Conflict(f"removal of container {c.id} is already in progress")
         c.removing = True
         try:
+            if c.lock.locked():
+                # A start is in progress (a restart policy's, typically): cancelling it midway
+                # would orphan its monitor and network namespace. Let it finish (it cannot
+                # begin another: `removing` is set); the kill below stops what it started.
+                async with c.lock:
+                    pass
             if c.restart_task and not c.restart_task.done():
                 c.restart_task.cancel()
             if c.running and c.monitor is not None:
@@ -870,6 +876,10 @@ class ContainerService:
             if ancestors and c.image_id not in ancestors:
                 continue
             if f.get("network") and not any(n in c.networks for n in f.get("network")):
+                continue
+            if f.get("publish") and not ports.filter_match(f.get("publish"), (c.host_config.get("PortBindings") or {})):
+                continue
+            if f.get("expose") and not ports.filter_match(f.get("expose"), (c.config.get("ExposedPorts") or {})):
                 continue
             if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
                 continue

@@ -1,16 +1,12 @@
-"""The network service: networks CRUD, IPAM, and each container's endpoints and ports.
+"""The network service: networks CRUD, IPAM, start-up reconciliation, and the views
+(inspect, ps) of containers' networking.
 
 Mechanisms live in `network/` (netns files, netlink, nftables, port sockets); this module
-decides what exists. Networks are rows of the store; which addresses are in use is derived
-from the endpoints of running containers (their records are persisted too), so IPAM
-survives restarts without a second source of truth that could disagree with it.
-
-Name resolution on user-defined networks uses /etc/hosts files kept up to date rather than
-an embedded DNS server: dockerd's 127.0.0.11 resolver needs a socket and NAT rules inside
-every container's namespace, which a threaded daemon cannot create itself (no setns), and
-a resolver is one more thing to keep alive. A hosts file is read by every libc and by
-busybox, costs nothing at lookup time, and is rewritten (in place, it is bind-mounted)
-whenever a container joins or leaves a network it shares.
+decides what exists. Connecting containers (sandboxes, endpoints, ports, hosts files) is
+daemon/endpoints.py, mixed into the service. Networks are rows of the store; which
+addresses are in use is derived from the endpoints of running containers (their records
+are persisted too), so IPAM survives restarts without a second source of truth that could
+disagree with it.
 """
 
 from __future__ import annotations
@@ -22,18 +18,18 @@ import json
 import logging
 import secrets
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.container import Container, paths
+from daemon.container import Container
+from daemon.endpoints import EndpointsMixin, Sandbox
 from daemon.errors import Conflict, DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.filters import Filters
 from daemon.store import Store
 from daemon.timeutil import now_rfc3339, parse_time_filter, parse_timestamp
-from network import firewall, hosts, ipam, links, netns, ports, proxy
+from network import firewall, ipam, links, netns, ports, proxy
 from network.firewall import BridgeSpec, Firewall, PortRule
 
 log = logging.getLogger("pydockerd.networks")
@@ -61,9 +57,11 @@ class Network:
     ipam_options: dict | None = None
     ipam_config: list = field(default_factory=list)  # as shown by inspect
     bridge: str = ""
+    subnet6: str = ""  # set when IPv6 is enabled
+    gateway6: str = ""
 
     _PERSISTED = ("id", "name", "driver", "created", "subnet", "gateway", "ip_range", "internal", "attachable",
-                  "labels", "options", "ipam_options", "ipam_config", "bridge")
+                  "labels", "options", "ipam_options", "ipam_config", "bridge", "subnet6", "gateway6")
 
     def doc(self) -> dict:
         return {k: getattr(self, k) for k in self._PERSISTED}
@@ -81,22 +79,15 @@ class Network:
         return ipaddress.ip_network(self.subnet).prefixlen if self.subnet else 0
 
     @property
+    def prefixlen6(self) -> int:
+        return ipaddress.ip_network(self.subnet6).prefixlen if self.subnet6 else 0
+
+    @property
     def mtu(self) -> int:
         try:
             return int(self.options.get(MTU_OPT) or 1500)
         except ValueError:
             return 1500
-
-
-@dataclass
-class Sandbox:
-    """A running container's network namespace and what hangs off it."""
-
-    path: Path
-    interfaces: dict[str, str] = field(default_factory=dict)  # network id -> ethN
-    published: list[ports.Published] = field(default_factory=list)
-    bindings: list[proxy.Binding] = field(default_factory=list)
-    port_ip: str = ""  # the address published ports lead to
 
 
 def empty_endpoint() -> dict:
@@ -105,10 +96,7 @@ def empty_endpoint() -> dict:
             "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}
 
 
-_RUNTIME_FIELDS = {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "DNSNames": None}
-
-
-class NetworkService:
+class NetworkService(EndpointsMixin):
     def __init__(self, *, store: Store, events: EventBus, exec_root: Path, data_root: Path, default_bridge: str,
                  bip: str | None, ip_masq: bool) -> None:
         self.store = store
@@ -120,11 +108,16 @@ class NetworkService:
         self.ip_masq = ip_masq
         self.firewall = Firewall(default_bridge)
         self.nft_ok = True
+        self.ipv6 = True  # whether [::] ports are published too (probed at load)
         self.networks: dict[str, Network] = {}
         self.allocators: dict[str, ipam.SubnetAllocator] = {}
+        self.allocators6: dict[str, ipam.SubnetAllocator] = {}
         self.sandboxes: dict[str, Sandbox] = {}  # container id -> sandbox
         self.containers: Any = None  # the ContainerService, wired by the engine
         self._taken_ports: dict[tuple[str, int], str] = {}  # (proto, port) -> container id
+        # Creates are serialised: picking a free subnet awaits `ip`, and two concurrent
+        # creates must not both pick the same one.
+        self._create_lock = asyncio.Lock()
 
     # -- look-up -----------------------------------------------------------------------------
     def find(self, ref: str) -> Network | None:
@@ -157,12 +150,15 @@ class NetworkService:
             if self._by_name(name) is None:
                 await self._save(Network(id=secrets.token_hex(32), name=name, driver=driver, created=now_rfc3339()))
         await self._load_default_bridge()
-        self.nft_ok = await _nft_available()
+        self.nft_ok = await firewall.available()
+        self.ipv6 = proxy.ipv6_available()
         if not self.nft_ok:
             log.warning("nftables unavailable: published ports use the userland proxy only")
         for n in self.networks.values():
             if n.driver == "bridge":
                 self.allocators[n.id] = ipam.SubnetAllocator(n.subnet, n.gateway, n.ip_range)
+                if n.subnet6:
+                    self.allocators6[n.id] = ipam.SubnetAllocator(n.subnet6, n.gateway6)
                 await self._bridge_up(n)
 
     async def _load_default_bridge(self) -> None:
@@ -182,7 +178,8 @@ class NetworkService:
         if n is None:
             n = Network(id=secrets.token_hex(32), name="bridge", driver="bridge", created=now_rfc3339())
         n.subnet, n.gateway, n.bridge, n.options = subnet, gateway, self.default_bridge, opts
-        n.ipam_config = [{"Subnet": subnet, "Gateway": gateway}]
+        # As dockerd shows docker0: the gateway only when it was configured (--bip).
+        n.ipam_config = [{"Subnet": subnet, "Gateway": gateway}] if self.bip else [{"Subnet": subnet}]
         await self._save(n)
 
     async def _save(self, n: Network) -> None:
@@ -191,14 +188,16 @@ class NetworkService:
 
     async def _bridge_up(self, n: Network) -> None:
         await links.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
-        await asyncio.to_thread(_bridge_sysctls, n.bridge)
+        if n.subnet6:
+            await links.add_address(n.bridge, n.gateway6, n.prefixlen6)
+        await asyncio.to_thread(links.bridge_sysctls, n.bridge)
         await self.firewall.allow_forward(n.bridge)
 
     async def reconcile(self) -> None:
         """After containers loaded: re-adopt live sandboxes, remove what a crash left behind."""
         running = {c.id: c for c in self.containers.containers.values() if c.running}
         for c in running.values():
-            if c.id not in self.sandboxes and self._has_own_netns(c):
+            if c.id not in self.sandboxes and (self._has_own_netns(c) or c.network_mode == "none"):
                 await self._restore(c)
         keep = {c.id[:12] for c in running.values()}
         for path in netns.leftovers(self.netns_dir, keep | {k + ".ports" for k in keep}):
@@ -223,6 +222,9 @@ class NetworkService:
                 continue
             with contextlib.suppress(ValueError):
                 self.allocators[n.id].reserve(ep["IPAddress"])
+            if ep.get("GlobalIPv6Address") and n.id in self.allocators6:
+                with contextlib.suppress(ValueError):
+                    self.allocators6[n.id].reserve(ep["GlobalIPv6Address"])
             sb.interfaces[n.id] = f"eth{i}"
             if not sb.port_ip and n.driver == "bridge":
                 sb.port_ip = ep["IPAddress"]
@@ -257,7 +259,7 @@ class NetworkService:
                 await self.firewall.disallow_forward(n.bridge)
 
     async def _taken_subnets(self, exclude: str = "") -> list[ipaddress.IPv4Network]:
-        taken = await _host_subnets()
+        taken = await links.routed_subnets()
         taken += [ipaddress.ip_network(n.subnet) for n in self.networks.values() if n.subnet and n.id != exclude]
         return taken
 
@@ -281,6 +283,10 @@ class NetworkService:
 
     # -- networks CRUD -----------------------------------------------------------------------
     async def create(self, body: dict) -> dict:
+        async with self._create_lock:
+            return await self._create(body)
+
+    async def _create(self, body: dict) -> dict:
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
         name = body.get("Name")
@@ -293,14 +299,13 @@ class NetworkService:
             raise Conflict(f"network with name {name} already exists")
         if driver != "bridge":
             raise NotFound(f'plugin "{driver}" not found')
-        if body.get("EnableIPv6"):
-            raise InvalidParameter("IPv6 networks are not supported by this daemon")
         options = {str(k): str(v) for k, v in (body.get("Options") or {}).items()}
         ipam_body = body.get("IPAM") or {}
         if (ipam_body.get("Driver") or "default") != "default":
             raise NotFound(f'plugin "{ipam_body.get("Driver")}" not found')
         nid = secrets.token_hex(32)
         subnet, gateway, ip_range, shown = await self._ipam_config(ipam_body.get("Config") or [])
+        subnet6, gateway6, shown6 = self._ipam_config6(ipam_body.get("Config") or [], bool(body.get("EnableIPv6")))
         bridge = options.get(BRIDGE_NAME_OPT) or f"br-{nid[:12]}"
         if not 1 <= len(bridge) <= 15:
             raise InvalidParameter(f"invalid bridge name {bridge!r}: interface names are 1 to 15 characters")
@@ -312,13 +317,16 @@ class NetworkService:
         n = Network(id=nid, name=name, driver="bridge", created=now_rfc3339(), subnet=subnet, gateway=gateway,
                     ip_range=ip_range, internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
                     labels=dict(body.get("Labels") or {}), options=options,
-                    ipam_options=dict(ipam_body.get("Options") or {}), ipam_config=shown, bridge=bridge)
+                    ipam_options=dict(ipam_body.get("Options") or {}), ipam_config=shown + shown6, bridge=bridge,
+                    subnet6=subnet6, gateway6=gateway6)
         try:
             await self.store.put_network(n.id, n.name, n.doc())
         except sqlite3.IntegrityError:
             raise Conflict(f"network with name {name} already exists") from None
         self.networks[n.id] = n
         self.allocators[n.id] = ipam.SubnetAllocator(subnet, gateway, ip_range)
+        if subnet6:
+            self.allocators6[n.id] = ipam.SubnetAllocator(subnet6, gateway6)
         try:
             await self._bridge_up(n)
             await self._sync_firewall()
@@ -327,6 +335,31 @@ class NetworkService:
             raise
         self.events.publish("network", "create", n.id, {"name": n.name, "type": n.driver})
         return {"Id": n.id, "Warning": ""}
+
+    def _ipam_config6(self, cfgs: list, enabled: bool) -> tuple[str, str, list[dict]]:
+        """The IPv6 subnet of a network: only with --ipv6, and (no default IPv6 pool, as in
+        dockerd 20.10) only when one is given."""
+        v6 = [c for c in cfgs if isinstance(c, dict) and ":" in str(c.get("Subnet") or "")]
+        if not enabled:
+            if v6:
+                raise InvalidParameter("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
+            return "", "", []
+        if len(v6) != 1:
+            raise InvalidParameter("could not find an available, non-overlapping IPv6 address pool: "
+                                   "give exactly one IPv6 --subnet with --ipv6")
+        try:
+            net = ipaddress.IPv6Network(v6[0]["Subnet"], strict=False)
+        except ValueError:
+            raise InvalidParameter(f"invalid subnet {v6[0]['Subnet']}") from None
+        if any(n.subnet6 and net.overlaps(ipaddress.ip_network(n.subnet6)) for n in self.networks.values()):
+            raise Forbidden("Pool overlaps with other one on this address space")
+        gw = v6[0].get("Gateway") or str(net.network_address + 1)
+        try:
+            if ipaddress.IPv6Address(gw) not in net:
+                raise InvalidParameter(f"gateway {gw} is not in subnet {net}")
+        except ValueError:
+            raise InvalidParameter(f"invalid gateway {gw}") from None
+        return str(net), gw, [{"Subnet": str(net), "Gateway": gw}]
 
     async def _ipam_config(self, cfgs: list) -> tuple[str, str, str, list[dict]]:
         v4 = [c for c in cfgs if isinstance(c, dict) and ":" not in str(c.get("Subnet") or "")]
@@ -397,6 +430,7 @@ class NetworkService:
         await self.firewall.disallow_forward(n.bridge)
         self.networks.pop(n.id, None)
         self.allocators.pop(n.id, None)
+        self.allocators6.pop(n.id, None)
         with contextlib.suppress(DaemonError):
             await self._sync_firewall()
         await self.store.delete_network(n.id)
@@ -419,6 +453,8 @@ class NetworkService:
 
     def list(self, filters_raw: str | None) -> list[dict]:
         f = Filters.parse(filters_raw, LIST_FILTERS)
+        raise_if_bad_type(f.get("type"))
+        dangling = f.bool("dangling")
         out = []
         for n in sorted(self.networks.values(), key=lambda n: n.created):
             if f.get("driver") and n.driver not in f.get("driver"):
@@ -432,11 +468,9 @@ class NetworkService:
             if f.get("type"):
                 kind = "builtin" if n.builtin else "custom"
                 if kind not in f.get("type"):
-                    raise_if_bad_type(f.get("type"))
                     continue
             if not f.match_labels(n.labels):
                 continue
-            dangling = f.bool("dangling")
             if dangling is not None and dangling == (n.builtin or bool(self._active(n))):
                 continue
             out.append(self.inspect(n.id, containers=False))
@@ -453,7 +487,8 @@ class NetworkService:
                 members[c.id] = {"Name": c.name.lstrip("/"), "EndpointID": ep["EndpointID"],
                                  "MacAddress": ep["MacAddress"],
                                  "IPv4Address": f"{ep['IPAddress']}/{ep['IPPrefixLen']}" if ep["IPAddress"] else "",
-                                 "IPv6Address": ""}
+                                 "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
+                                 if ep.get("GlobalIPv6Address") else ""}
             if n.name == "host":
                 for c in self._containers().values():
                     if c.running and c.network_mode == "host":
@@ -461,7 +496,7 @@ class NetworkService:
                                          "IPv4Address": "", "IPv6Address": ""}
         return {
             "Name": n.name, "Id": n.id, "Created": n.created, "Scope": "local", "Driver": n.driver,
-            "EnableIPv4": True, "EnableIPv6": False,
+            "EnableIPv4": True, "EnableIPv6": bool(n.subnet6),
             "IPAM": {"Driver": "default", "Options": n.ipam_options, "Config": n.ipam_config},
             "Internal": n.internal, "Attachable": n.attachable, "Ingress": False,
             "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": members,
@@ -508,8 +543,14 @@ class NetworkService:
             if n.name == "bridge":
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
             addr = ipam_cfg.get("IPv4Address") or ""
-            if ipam_cfg.get("IPv6Address"):
+            addr6 = ipam_cfg.get("IPv6Address") or ""
+            if addr6 and not n.subnet6:
                 raise InvalidParameter("invalid IPv6 address: IPv6 is not enabled on this network")
+            try:
+                if addr6 and ipaddress.IPv6Address(addr6) not in ipaddress.ip_network(n.subnet6):
+                    raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {addr6}")
+            except ValueError:
+                raise InvalidParameter(f"invalid IPv6 address: {addr6}") from None
             try:
                 if addr and ipaddress.IPv4Address(addr) not in ipaddress.ip_network(n.subnet):
                     raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {addr}")
@@ -527,299 +568,6 @@ class NetworkService:
                   NetworkID=n.id, Links=src.get("Links") or None, DriverOpts=opts)
         ep["_UserMac"] = mac
         return ep
-
-    # -- start / exit ------------------------------------------------------------------------
-    def _has_own_netns(self, c: Container) -> bool:
-        return c.network_mode not in ("host", "none") and not c.network_mode.startswith("container:")
-
-    def netns_path(self, c: Container) -> str | None:
-        sb = self.sandboxes.get(c.id)
-        return str(sb.path) if sb else None
-
-    async def setup(self, c: Container) -> tuple[str | None, list[str]]:
-        """Connects a starting container: netns, veths, addresses, routes, ports, hosts.
-        Returns (netns path for the runtime or None, extra environment for --link).
-        All or nothing: on failure everything made here is undone."""
-        if not self._has_own_netns(c):
-            return None, []
-        await self.teardown(c)  # a stale sandbox from an interrupted stop
-        started = time.perf_counter()
-        sb = Sandbox(self.netns_dir / c.id[:12])
-        self.sandboxes[c.id] = sb
-        try:
-            await netns.create(sb.path)
-            commands = ["link set lo up"]
-            gateway_set = False
-            for i, name in enumerate(list(c.networks)):
-                n = self._by_name(name)
-                if n is None:
-                    raise NotFound(f"network {name} not found")
-                ifname = f"eth{i}"
-                ep = await self._plug(c, sb, n, ifname)
-                commands += [f"addr add {ep['IPAddress']}/{n.prefixlen} dev {ifname}", f"link set {ifname} up"]
-                if not gateway_set and not n.internal:
-                    commands.append(f"route add default via {n.gateway} dev {ifname}")
-                    gateway_set = True
-            await netns.configure(sb.path, commands, disable_ipv6=True)
-            await self._publish(c, sb)
-            env = await asyncio.to_thread(self._write_hosts, c)
-            await self._refresh_peers(c)
-        except BaseException as e:
-            await self.teardown(c)
-            if isinstance(e, DaemonError):
-                raise
-            if isinstance(e, (OSError, netns.NetnsError, RuntimeError)) or type(e).__name__ == "NetlinkError":
-                raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
-            raise
-        for name in c.networks:
-            n = self._by_name(name)
-            if n is not None:
-                self.events.publish("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
-        log.debug("network setup of %s: %.1f ms", c.id[:12], (time.perf_counter() - started) * 1000)
-        return str(sb.path), env
-
-    async def _plug(self, c: Container, sb: Sandbox, n: Network, ifname: str) -> dict:
-        """One endpoint: an address from IPAM and a veth into the sandbox."""
-        ep = c.networks[n.name]
-        alloc = self.allocators[n.id]
-        static = (ep.get("IPAMConfig") or {}).get("IPv4Address") or ""
-        try:
-            if static:
-                alloc.reserve(static)
-                ip = static
-            else:
-                ip = alloc.allocate()
-        except ValueError as e:
-            raise DaemonError(str(e)) from None
-        sb.interfaces[n.id] = ifname
-        endpoint_id = secrets.token_hex(32)
-        mac = ep.get("_UserMac") or ipam.mac_for(ip)
-        ep.update(NetworkID=n.id, EndpointID=endpoint_id, Gateway=n.gateway, IPAddress=ip,
-                  IPPrefixLen=n.prefixlen, MacAddress=mac,
-                  DNSNames=None if n.name == "bridge" else [c.name.lstrip("/"), c.id[:12], *(ep.get("Aliases") or [])])
-        if not sb.port_ip:
-            sb.port_ip = ip
-        await links.add_veth(_host_if(endpoint_id), n.bridge, sb.path, ifname, mac, n.mtu, c.id)
-        return ep
-
-    async def _publish(self, c: Container, sb: Sandbox) -> None:
-        hc = c.host_config
-        want = ports.wanted(hc.get("PortBindings"), c.config.get("ExposedPorts"), bool(hc.get("PublishAllPorts")))
-        if not want:
-            return
-        ep_id = next(iter(c.networks.values())).get("EndpointID", "")
-        for w in want:
-            host_ips = [w.host_ip] if w.host_ip else ["0.0.0.0", "::"]
-            port = self._pick_port(c, sb, w, host_ips, ep_id)
-            for hip in host_ips:
-                sb.published.append(ports.Published(w.proto, w.container_port, hip, port))
-        for b, p in zip(sb.bindings, sb.published, strict=True):
-            if ":" in p.host_ip or not self.nft_ok:
-                await proxy.start_proxy(b, sb.port_ip, p.container_port)
-        await self._sync_firewall()
-        await asyncio.to_thread(sb.path.with_suffix(".ports").write_text,
-                                json.dumps([p.__dict__ for p in sb.published]))
-
-    def _pick_port(self, c: Container, sb: Sandbox, w: ports.Wanted, host_ips: list[str], ep_id: str) -> int:
-        name = c.name.lstrip("/")
-
-        def fail(msg: str) -> DaemonError:
-            return DaemonError(f"driver failed programming external connectivity on endpoint {name} ({ep_id}): {msg}")
-
-        if w.host_lo:
-            candidates = range(w.host_lo, w.host_hi + 1)
-        else:
-            lo, hi = ports.ephemeral_range()
-            candidates = range(lo, hi + 1)
-        last_err = ""
-        for port in candidates:
-            if (w.proto, port) in self._taken_ports:
-                last_err = f"Bind for {host_ips[0]}:{port} failed: port is already allocated"
-                continue
-            held = []
-            try:
-                for hip in host_ips:
-                    held.append(proxy.reserve(w.proto, hip, port))
-            except proxy.PortInUse as e:
-                for b in held:
-                    b.close()
-                last_err = f"Error starting userland proxy: {e}"
-                continue
-            except OSError as e:
-                for b in held:
-                    b.close()
-                raise fail(f"Error starting userland proxy: {e}") from None
-            sb.bindings.extend(held)
-            self._taken_ports[(w.proto, port)] = c.id
-            return port
-        if not w.host_lo:
-            raise fail("no free host port in the ephemeral range")
-        raise fail(last_err)
-
-    async def teardown(self, c: Container) -> None:
-        """Undoes setup (idempotent, never raises for what is already gone)."""
-        sb = self.sandboxes.pop(c.id, None)
-        if sb is None:
-            path = self.netns_dir / c.id[:12]
-            if path.exists():
-                sb = Sandbox(path)
-        if sb is not None:
-            for b in sb.bindings:
-                b.close()
-            for key, owner in list(self._taken_ports.items()):
-                if owner == c.id:
-                    del self._taken_ports[key]
-            if sb.published:
-                with contextlib.suppress(DaemonError):
-                    await self._sync_firewall()
-        for name, ep in c.networks.items():
-            n = self._by_name(name)
-            if ep.get("EndpointID"):
-                with contextlib.suppress(Exception):
-                    await links.delete(_host_if(ep["EndpointID"]))
-                if n is not None:
-                    self.events.publish("network", "disconnect", n.id,
-                                        {"container": c.id, "name": n.name, "type": n.driver})
-            if n is not None and n.id in self.allocators and ep.get("IPAddress"):
-                self.allocators[n.id].release(ep["IPAddress"])
-            ep.update(_RUNTIME_FIELDS)
-            if not ep.get("_UserMac"):
-                ep["MacAddress"] = ""
-        if sb is not None:
-            with contextlib.suppress(OSError, netns.NetnsError):
-                netns.remove(sb.path)
-            with contextlib.suppress(OSError):
-                sb.path.with_suffix(".ports").unlink()
-            await self._refresh_peers(c)
-
-    # -- connect / disconnect ----------------------------------------------------------------
-    async def connect(self, ref: str, body: dict) -> None:
-        n = self.get(ref)
-        body = body or {}
-        c = self.containers.get(body.get("Container") or "")
-        if n.driver != "bridge":
-            if n.name == c.network_mode:
-                raise Forbidden(f"container {c.name.lstrip('/')} is already connected to network {n.name}")
-            raise Forbidden(f"container cannot be disconnected from host network or connected to {n.name} network")
-        if not self._has_own_netns(c):
-            raise Forbidden("container sharing network namespace with another container or host cannot be "
-                            "connected to any other network")
-        if n.name in c.networks:
-            raise Forbidden(f"endpoint with name {c.name.lstrip('/')} already exists in network {n.name}")
-        ep = self._endpoint_config(n, body.get("EndpointConfig") or {})
-        async with c.lock:
-            c.networks[n.name] = ep
-            sb = self.sandboxes.get(c.id)
-            if c.running and sb is not None:
-                ifname = _next_ifname(sb)
-                try:
-                    await self._plug(c, sb, n, ifname)
-                    await netns.configure(sb.path, [f"addr add {ep['IPAddress']}/{n.prefixlen} dev {ifname}",
-                                                    f"link set {ifname} up"])
-                except BaseException as e:
-                    await self._unplug(c, n)
-                    del c.networks[n.name]
-                    if isinstance(e, DaemonError):
-                        raise
-                    raise DaemonError(f"failed to connect {c.id[:12]} to {n.name}: {e}") from e
-                await asyncio.to_thread(self._write_hosts, c)
-                await self._refresh_peers(c)
-            await self.containers._persist(c)
-        self.events.publish("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
-
-    async def disconnect(self, ref: str, body: dict) -> None:
-        n = self.get(ref)
-        body = body or {}
-        c = self.containers.find(body.get("Container") or "")
-        if c is None:
-            if body.get("Force"):
-                return
-            raise NotFound(f"No such container: {body.get('Container')}")
-        if n.driver != "bridge":
-            raise Forbidden(f"container cannot be disconnected from host network or connected to {n.name} network")
-        if n.name not in c.networks:
-            raise Forbidden(f"container {c.id} is not connected to network {n.name}")
-        async with c.lock:
-            if c.running:
-                await self._unplug(c, n)
-            del c.networks[n.name]
-            if c.running:
-                await asyncio.to_thread(self._write_hosts, c)
-                await self._refresh_peers(c, extra=[n])
-            await self.containers._persist(c)
-        self.events.publish("network", "disconnect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
-
-    async def _unplug(self, c: Container, n: Network) -> None:
-        ep = c.networks.get(n.name) or {}
-        if ep.get("EndpointID"):
-            await links.delete(_host_if(ep["EndpointID"]))
-        if ep.get("IPAddress"):
-            self.allocators[n.id].release(ep["IPAddress"])
-        sb = self.sandboxes.get(c.id)
-        if sb is not None:
-            sb.interfaces.pop(n.id, None)
-
-    # -- hosts files -------------------------------------------------------------------------
-    def _peers(self, c: Container) -> list[tuple[str, str]]:
-        """(address, names) of running containers sharing a user-defined network with c."""
-        out, seen = [], set()
-        for name, ep in c.networks.items():
-            if name == "bridge" or not ep.get("IPAddress"):
-                continue
-            for other in self._containers().values():
-                if other.id == c.id or other.id in seen or other.id not in self.sandboxes:
-                    continue
-                oep = other.networks.get(name)
-                if oep and oep.get("IPAddress"):
-                    seen.add(other.id)
-                    names = [other.name.lstrip("/"), *(oep.get("Aliases") or []), other.id[:12]]
-                    out.append((oep["IPAddress"], " ".join(dict.fromkeys(names))))
-        return out
-
-    def _links(self, c: Container) -> tuple[list[tuple[str, str]], list[str]]:
-        """--link: hosts entries (alias shortid name) and the legacy environment variables."""
-        entries: list[tuple[str, str]] = []
-        env: list[str] = []
-        for link in c.host_config.get("Links") or []:
-            target, _, alias = link.partition(":")
-            other = self.containers.find(target.lstrip("/"))
-            if other is None or not other.running:
-                continue
-            alias = alias.rsplit("/", 1)[-1] or other.name.lstrip("/")
-            ip = next((ep["IPAddress"] for name, ep in other.networks.items()
-                       if ep.get("IPAddress") and name in c.networks), "")
-            if not ip:
-                continue
-            entries.append((f"{alias} {other.id[:12]} {other.name.lstrip('/')}", ip))
-            env += _link_env(alias, c.name, ip, other)
-        return entries, env
-
-    def _write_hosts(self, c: Container, in_place: bool = False) -> list[str]:
-        p = paths(self.data_root, c.id)
-        extra = []
-        for item in c.host_config.get("ExtraHosts") or []:
-            name, _, addr = item.partition(":")
-            extra.append((name, addr))
-        link_entries, env = self._links(c)
-        ip = next((ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")), None)
-        hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), ip,
-                          extra + link_entries, peers=self._peers(c), in_place=in_place)
-        return env
-
-    async def _refresh_peers(self, c: Container, extra: list[Network] | None = None) -> None:
-        nets = {name for name in c.networks if name != "bridge"} | {n.name for n in extra or []}
-        if not nets:
-            return
-        others = [o for o in self._containers().values()
-                  if o.id != c.id and o.id in self.sandboxes and nets & set(o.networks)]
-
-        def rewrite() -> None:
-            for o in others:
-                with contextlib.suppress(OSError):
-                    self._write_hosts(o, in_place=True)
-
-        if others:
-            await asyncio.to_thread(rewrite)
 
     # -- views for containers ----------------------------------------------------------------
     def published(self, c: Container) -> list[ports.Published]:
@@ -852,16 +600,6 @@ class NetworkService:
         return {k: {f: v for f, v in ep.items() if not f.startswith("_")} for k, ep in c.networks.items()}
 
 
-def _host_if(endpoint_id: str) -> str:
-    return "veth" + endpoint_id[:7]
-
-
-def _next_ifname(sb: Sandbox) -> str:
-    used = set(sb.interfaces.values())
-    i = 0
-    while f"eth{i}" in used:
-        i += 1
-    return f"eth{i}"
 
 
 def _sandbox_id(cid: str) -> str:
@@ -884,65 +622,3 @@ def raise_if_bad_type(values: list[str]) -> None:
     for v in values:
         if v not in ("custom", "builtin"):
             raise InvalidParameter(f"invalid filter: 'type'='{v}'")
-
-
-def _link_env(alias: str, me: str, ip: str, other: Container) -> list[str]:
-    prefix = alias.upper().replace("-", "_").replace(".", "_")
-    env = [f"{prefix}_NAME={me}/{alias}"]
-    exposed = sorted((other.config.get("ExposedPorts") or {}), key=ports.split_key)
-    for i, key in enumerate(exposed):
-        port, proto = ports.split_key(key)
-        base = f"{prefix}_PORT_{port}_{proto.upper()}"
-        if i == 0:
-            env.append(f"{prefix}_PORT={proto}://{ip}:{port}")
-        env += [f"{base}={proto}://{ip}:{port}", f"{base}_ADDR={ip}", f"{base}_PORT={port}", f"{base}_PROTO={proto}"]
-    skip = {"HOME", "PATH", "HOSTNAME"}
-    for e in other.config.get("Env") or []:
-        k, _, v = e.partition("=")
-        if k not in skip:
-            env.append(f"{prefix}_ENV_{k}={v}")
-    return env
-
-
-def _bridge_sysctls(bridge: str) -> None:
-    links.route_localnet(bridge)
-    # dockerd turns forwarding on too: without it no container reaches past its bridge and
-    # a published port is unreachable from another namespace routed through the host.
-    fwd = Path("/proc/sys/net/ipv4/ip_forward")
-    if fwd.read_text().strip() != "1":
-        log.info("enabling net.ipv4.ip_forward, as dockerd does")
-        fwd.write_text("1")
-
-
-async def _host_subnets() -> list[ipaddress.IPv4Network]:
-    """Subnets routed or addressed on the host: a new network must overlap none of them."""
-    out: list[ipaddress.IPv4Network] = []
-    for argv in (["ip", "-4", "-j", "route", "show", "table", "all"], ["ip", "-4", "-j", "addr", "show"]):
-        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-        raw, _ = await proc.communicate()
-        try:
-            data = json.loads(raw or b"[]")
-        except ValueError:
-            continue
-        for item in data:
-            if "addr_info" in item:
-                for a in item["addr_info"]:
-                    with contextlib.suppress(ValueError, KeyError):
-                        out.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
-                continue
-            dst = item.get("dst", "")
-            if dst in ("", "default"):
-                continue
-            with contextlib.suppress(ValueError):
-                out.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
-    return out
-
-
-async def _nft_available() -> bool:
-    try:
-        proc = await asyncio.create_subprocess_exec("nft", "list", "tables", stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.DEVNULL)
-    except FileNotFoundError:
-        return False
-    return await proc.wait() == 0

@@ -89,9 +89,12 @@ def render(table: str, bridges: list[BridgeSpec], ports: list[PortRule]) -> str:
 
 
 async def _run(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: command not found"
     out, _ = await proc.communicate(stdin)
     return proc.returncode or 0, out.decode(errors="replace")
 
@@ -137,3 +140,9 @@ class Firewall:
                     rc, _ = await _run(["iptables", "-w", "-D", "FORWARD", *rule])
                     if rc != 0:
                         break
+
+
+async def available() -> bool:
+    """Whether nft works here (else published ports fall back to the userland proxy)."""
+    rc, _ = await _run(["nft", "list", "tables"])
+    return rc == 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 IPv4Net = ipaddress.IPv4Network
 IPv4Addr = ipaddress.IPv4Address
@@ -46,15 +47,20 @@ class SubnetAllocator:
     """
 
     def __init__(self, subnet: str, gateway: str, ip_range: str = "") -> None:
-        self.subnet = ipaddress.IPv4Network(subnet, strict=False)
-        self.gateway = ipaddress.IPv4Address(gateway)
-        self.range = ipaddress.IPv4Network(ip_range, strict=False) if ip_range else self.subnet
-        self.used: set[IPv4Addr] = {self.gateway}
+        # IPv4 or IPv6 (an IPv6 network's addresses are handed out the same way).
+        self.subnet: Any = ipaddress.ip_network(subnet, strict=False)
+        self.gateway: Any = ipaddress.ip_address(gateway)
+        self.range: Any = ipaddress.ip_network(ip_range, strict=False) if ip_range else self.subnet
+        self.used: set[Any] = {self.gateway}
 
     def reserve(self, ip: str) -> None:
         """Marks a specific address used; ValueError when it is taken or outside the subnet."""
-        addr = ipaddress.IPv4Address(ip)
-        if addr not in self.subnet or addr in (self.subnet.network_address, self.subnet.broadcast_address):
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(f"invalid address {ip}") from None
+        edges = (self.subnet.network_address, self.subnet.broadcast_address)
+        if addr.version != self.subnet.version or addr not in self.subnet or addr in edges:
             raise ValueError(f"no available IPv4 address on network for {ip}: address out of range")
         if addr in self.used:
             raise ValueError(f"Address already in use: {ip}")
@@ -66,7 +72,7 @@ class SubnetAllocator:
         if net.prefixlen < 31:
             first, last = first + 1, last - 1
         for n in range(first, last + 1):
-            addr = IPv4Addr(n)
+            addr = ipaddress.ip_address(n) if self.subnet.version == 4 else ipaddress.IPv6Address(n)
             if addr not in self.used and addr != self.subnet.network_address \
                     and addr != self.subnet.broadcast_address:
                 self.used.add(addr)
@@ -75,7 +81,7 @@ class SubnetAllocator:
 
     def release(self, ip: str) -> None:
         try:
-            addr = ipaddress.IPv4Address(ip)
+            addr = ipaddress.ip_address(ip)
         except ValueError:
             return
         if addr != self.gateway:

@@ -10,6 +10,10 @@ tell our links from anyone else's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ipaddress
+import json
 import logging
 import os
 from pathlib import Path
@@ -18,6 +22,8 @@ from pyroute2 import AsyncIPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
 ALIAS_PREFIX = "pydockerd:"
+
+log = logging.getLogger("pydockerd.network")
 
 # pyroute2 logs every netlink message at DEBUG: megabytes per container in a debug log.
 logging.getLogger("pyroute2").setLevel(logging.WARNING)
@@ -49,6 +55,17 @@ async def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500
             await ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
         await ipr.link("set", index=idx, state="up")
     return created
+
+
+async def add_address(name: str, address: str, prefixlen: int) -> None:
+    """Adds an address to a link unless it is there (IPv6 gateways of bridges)."""
+    async with AsyncIPRoute() as ipr:
+        idx = await _index(ipr, name)
+        if idx is None:
+            raise RuntimeError(f"link {name} does not exist")
+        have = [a.get("address") async for a in await ipr.addr("dump", index=idx)]
+        if address not in have:
+            await ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
 
 
 async def delete(name: str) -> None:
@@ -112,3 +129,40 @@ def route_localnet(bridge: str) -> None:
     """127.0.0.1:PORT DNATed to a container leaves through the bridge with a loopback source;
     without route_localnet the kernel drops it as martian (spikes.md 4a)."""
     set_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
+
+
+def bridge_sysctls(bridge: str) -> None:
+    """What a bridge of ours needs from the kernel (blocking: call from a thread)."""
+    route_localnet(bridge)
+    # dockerd turns forwarding on too: without it no container reaches past its bridge and
+    # a published port is unreachable from another namespace routed through the host.
+    fwd = Path("/proc/sys/net/ipv4/ip_forward")
+    if fwd.read_text().strip() != "1":
+        log.info("enabling net.ipv4.ip_forward, as dockerd does")
+        fwd.write_text("1")
+
+
+async def routed_subnets() -> list[ipaddress.IPv4Network]:
+    """IPv4 subnets routed (any table) or addressed on the host: a new network's subnet must
+    overlap none of them. The default route is not a subnet."""
+    out: list[ipaddress.IPv4Network] = []
+    for argv in (["ip", "-4", "-j", "route", "show", "table", "all"], ["ip", "-4", "-j", "addr", "show"]):
+        proc = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.DEVNULL)
+        raw, _ = await proc.communicate()
+        try:
+            data = json.loads(raw or b"[]")
+        except ValueError:
+            continue
+        for item in data:
+            if "addr_info" in item:
+                for a in item["addr_info"]:
+                    with contextlib.suppress(ValueError, KeyError):
+                        out.append(ipaddress.ip_network(f"{a['local']}/{a['prefixlen']}", strict=False))
+                continue
+            dst = item.get("dst", "")
+            if dst in ("", "default"):
+                continue
+            with contextlib.suppress(ValueError):
+                out.append(ipaddress.ip_network(dst if "/" in dst else dst + "/32", strict=False))
+    return out

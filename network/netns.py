@@ -25,9 +25,12 @@ class NetnsError(Exception):
 
 
 async def _run(*argv: str, stdin: bytes | None = None) -> None:
-    proc = await asyncio.create_subprocess_exec(
-        *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    except FileNotFoundError:
+        raise NetnsError(f"{argv[0]} is not installed (util-linux)") from None
     _, err = await proc.communicate(stdin)
     if proc.returncode != 0:
         raise NetnsError(f"{' '.join(argv[:3])}: {err.decode(errors='replace').strip()}")
@@ -48,12 +51,20 @@ async def create(path: Path) -> None:
 # the container's. IPv6 off as dockerd does for networks without IPv6: no link-local
 # addresses, and `ip addr` inside shows what it shows under dockerd.
 _NO_IPV6 = ("echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && "
-            "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; exec ip -batch -")
+            "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6; ")
 
 
-async def configure(path: Path, commands: list[str], disable_ipv6: bool = False) -> None:
-    """Runs `ip` commands (batch syntax, one per item) inside the namespace."""
-    argv = ["sh", "-c", _NO_IPV6] if disable_ipv6 else ["ip", "-batch", "-"]
+async def configure(path: Path, commands: list[str], disable_ipv6: bool = False,
+                    enable_ipv6_on: tuple[str, ...] = ()) -> None:
+    """Runs `ip` commands (batch syntax, one per item) inside the namespace; optionally
+    turns IPv6 off everywhere first, or back on for some interfaces (a later connect to an
+    IPv6 network)."""
+    script = _NO_IPV6 if disable_ipv6 else ""
+    for ifname in enable_ipv6_on:
+        if not ifname.replace("_", "").replace("-", "").isalnum():
+            raise NetnsError(f"invalid interface name {ifname!r}")
+        script += f"echo 0 > /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6; "
+    argv = ["sh", "-c", script + "exec ip -batch -"] if script else ["ip", "-batch", "-"]
     await _run("nsenter", f"--net={path}", *argv, stdin=("\n".join(commands) + "\n").encode())
 
 

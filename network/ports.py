@@ -122,3 +122,21 @@ def summary_ports(port_bindings: dict | None, exposed: dict | None,
             cport, proto = split_key(key)
             rows.append({"PrivatePort": cport, "Type": proto})
     return rows
+
+
+def filter_match(values: list[str], keys: list[str] | set[str]) -> bool:
+    """`docker ps --filter publish=|expose=`: "80", "80/udp" or "8000-8080/tcp" against the
+    container's port keys ("80/tcp"); a bare number means tcp, as dockerd."""
+    have = {split_key(k) for k in keys}
+    for v in values:
+        spec, _, proto = v.partition("/")
+        proto = proto or "tcp"
+        lo_s, _, hi_s = spec.partition("-")
+        try:
+            lo = int(lo_s)
+            hi = int(hi_s) if hi_s else lo
+        except ValueError:
+            continue
+        if any(lo <= port <= hi and p == proto for port, p in have):
+            return True
+    return False

@@ -131,6 +131,17 @@ class Binding:
         self.sock.close()
 
 
+def ipv6_available() -> bool:
+    """Whether [::] can be bound here (dockerd publishes on it only then)."""
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind(("::", 0))
+        return True
+    except OSError:
+        return False
+
+
 def reserve(proto: str, host_ip: str, host_port: int) -> Binding:
     """Binds host_ip:host_port (host_ip "::" is IPv6-only, as docker-proxy's). Raises PortInUse."""
     family = socket.AF_INET6 if ":" in host_ip else socket.AF_INET

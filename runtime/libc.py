@@ -95,6 +95,19 @@ def _b(value: str | None) -> bytes | None:
     return None if value is None else os.fsencode(value)
 
 
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+
+
+def mallopt(param: int, value: int) -> bool:
+    """glibc's mallopt; False where it is not available (another libc) or refused."""
+    try:
+        fn = _libc.mallopt
+    except AttributeError:
+        return False
+    return bool(fn(ctypes.c_int(param), ctypes.c_int(value)))
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import Daemon
 from tests.e2e.helpers import DEFAULT_CAPS, wait_for
-from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined
+from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined, open_fds
 
 Name = Callable[[str], str]
 
@@ -200,6 +200,28 @@ def test_exec_framing_and_raw_tty_via_api(d: Daemon, ctr: str) -> None:
         h.read_all()
     info = _exec_inspect(d, eid)
     assert info["Running"] is True and info["ExitCode"] is None
+
+
+def test_exec_tty_detach_drains_and_releases(d: Daemon, ctr: str) -> None:
+    """After a detach the command's terminal output goes nowhere without blocking it, and
+    the daemon lets go of the terminal when the command ends."""
+    assert d.proc is not None
+    before = open_fds(d.proc.pid)
+    ids = []
+    for i in range(5):
+        eid = _create(d, ctr, Cmd=["sh", "-c", f"sleep 0.5; yes | head -c 3000000; touch /tmp/drained{i}"],
+                      Tty=True, AttachStdin=True)
+        with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": True}) as h:
+            h.sock.sendall(b"\x10\x11")
+            h.sock.settimeout(10)
+            h.read_all()
+        ids.append(eid)
+    for i, eid in enumerate(ids):
+        wait_for(lambda eid=eid: _exec_inspect(d, eid)["ExitCode"] == 0, timeout=30,
+                 what="the detached command to finish writing")
+        assert d.docker("exec", ctr, "test", "-e", f"/tmp/drained{i}", check=False).returncode == 0
+    wait_for(lambda: open_fds(d.proc.pid) <= before, timeout=10,  # type: ignore[union-attr]
+             what=f"the daemon's fds back to {before}")
 
 
 def test_exec_docker_py(d: Daemon, ctr: str) -> None:

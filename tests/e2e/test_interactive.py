@@ -417,6 +417,8 @@ def test_container_streams_survive_daemon_restart(new_daemon: Callable[..., Daem
     import_busybox(dm, busybox_rootfs)
     dm.docker("run", "-d", "-it", "--name", "tty", "busybox", "sh")
     dm.docker("run", "-d", "-i", "--name", "pipe", "busybox", "sh", "-c", "while read l; do echo got-$l; done")
+    # A detached exec that keeps writing: its command survives the restart like the container.
+    dm.docker("exec", "-d", "pipe", "sh", "-c", "while true; do echo x; sleep 0.1; done & sleep 3600")
     with Hijacked(dm, "/containers/pipe/attach?stream=1&stdin=1&stdout=1") as h:
         h.sock.sendall(b"before\n")
         h.read_until(b"got-before\n")
@@ -436,3 +438,4 @@ def test_container_streams_survive_daemon_restart(new_daemon: Callable[..., Daem
         cli.send("exit 2\n")
         assert cli.wait() == 2
     assert dm.docker("exec", "pipe", "echo", "exec-ok").stdout == "exec-ok\n"
+    assert "sleep 3600" in dm.docker("exec", "pipe", "ps", "-o", "args").stdout

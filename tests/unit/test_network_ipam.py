@@ -56,3 +56,13 @@ def test_allocator_full() -> None:
 def test_mac_like_dockerd() -> None:
     assert ipam.mac_for("172.17.0.2") == "02:42:ac:11:00:02"
     assert ipam.mac_for("10.231.0.50") == "02:42:0a:e7:00:32"
+
+
+def test_allocator_ipv6() -> None:
+    a = ipam.SubnetAllocator("fd42::/64", "fd42::1")
+    assert [a.allocate(), a.allocate()] == ["fd42::2", "fd42::3"]
+    a.reserve("fd42::99")
+    with pytest.raises(ValueError):
+        a.reserve("10.0.0.1")
+    a.release("fd42::2")
+    assert a.allocate() == "fd42::2"

@@ -7,6 +7,7 @@ Containers talk with busybox `nc` and `ping` (this busybox's wget crashes).
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import socket
@@ -454,7 +455,7 @@ def test_restart_keeps_ports_and_crash_is_reconciled(new_daemon, busybox_rootfs:
 
 def test_ipv6_network_addresses_ip6_and_routes(d: Daemon, uname) -> None:
     sub4 = allocate_subnet()
-    sub6 = f"fd{os.getpid() % 256:02x}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::/64"
+    sub6 = str(ipaddress.IPv6Network(f"fd{os.getpid() % 256:02x}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::/64"))
     n = uname("v6")
     d.docker("network", "create", "--ipv6", "--subnet", str(sub4), "--subnet", sub6, n)
     try:

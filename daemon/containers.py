@@ -8,6 +8,7 @@ in-memory view, and persists every change before it is acknowledged.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import secrets
@@ -281,6 +282,13 @@ class ContainerService:
         except StartError as e:
             await self._start_failed(c, e.message, e.exit_code, monitor)
             raise InvalidParameter(f"failed to create task for container: {e.message}: unknown") from None
+        except asyncio.CancelledError:
+            # Never leave a created-but-not-started monitor (and its netns) behind.
+            if monitor is not None:
+                with contextlib.suppress(Exception):
+                    await monitor.kill(signal_mod.SIGKILL, all=True)
+            await self._start_failed(c, "start cancelled", 128, monitor)
+            raise
         except Exception as e:
             log.exception("starting %s", c.id)
             await self._start_failed(c, str(e), 128, monitor)
@@ -440,8 +448,13 @@ class ContainerService:
 
     async def _restart_after(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
+        # Once begun, a restart is not cancelled halfway (that would orphan a created monitor);
+        # stop() and remove() wait for the lock and then see the container running.
+        await asyncio.shield(self._restart_now(c))
+
+    async def _restart_now(self, c: Container) -> None:
         async with c.lock:
-            if c.running or c.removing or c.id not in self.containers:
+            if c.running or c.removing or c.manually_stopped or c.id not in self.containers:
                 return
             if c.state["FinishedAt"] != ZERO_TIME:
                 c.restart_count += 1
@@ -476,7 +489,10 @@ class ContainerService:
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
         if c.restart_task and not c.restart_task.done():
+            c.manually_stopped = True
             c.restart_task.cancel()
+        async with c.lock:  # a start in progress (a restart policy's) completes first
+            pass
         if not c.running:
             if c.state["Restarting"]:
                 c.state.update(Restarting=False, Status="exited")

@@ -10,9 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api import attach, execs
 from api.hijack import HijackRoutes
-from api.routers import archive, commit, containers, images, networks, system, volumes
+from api.routers import archive, attach, commit, containers, execs, images, networks, system, volumes
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError
 

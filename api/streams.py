@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import struct
@@ -184,3 +185,18 @@ async def framed(chunks: AsyncIterable[tuple[int, bytes]]) -> AsyncIterator[byte
     async for stream, data in chunks:
         if data:
             yield frame(stream, data)
+
+
+async def relay(src: asyncio.StreamReader | None, dst: asyncio.StreamWriter, stream: int | None = None,
+                chunk: int = 1 << 16) -> None:
+    """Copies a container's output to a hijacked client until EOF, with back-pressure; framed
+    as `stream` when given. EIO from a pty master whose command is gone, or a client that
+    left, end it like EOF."""
+    if src is None:
+        return
+    try:
+        while data := await src.read(chunk):
+            dst.write(data if stream is None else frame(stream, data))
+            await dst.drain()
+    except (ConnectionError, OSError):
+        pass

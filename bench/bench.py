@@ -20,72 +20,22 @@ from __future__ import annotations
 import argparse
 import http.client
 import os
-import socket
-import statistics
-import subprocess
 import sys
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+
+import common
+from common import Result, connect
 
 
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 30) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
-
-
-def connect(host: str) -> http.client.HTTPConnection:
-    u = urllib.parse.urlparse(host)
-    if u.scheme == "unix":
-        return UnixHTTPConnection(u.path)
-    if u.scheme in ("tcp", "http"):
-        return http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 2375, timeout=30)
-    raise SystemExit(f"unsupported host {host!r} (unix:// or plain tcp://)")
-
-
-@dataclass
-class Result:
-    name: str
-    unit: str  # "s" for durations, "req/s" for rates
-    samples: list[float] = field(default_factory=list)
-
-    def stats(self) -> tuple[float, float, float]:
-        return statistics.median(self.samples), min(self.samples), max(self.samples)
-
-
-class Engine:
-    def __init__(self, host: str, label: str) -> None:
-        self.host = host
-        self.label = label
-        self.env = dict(os.environ, DOCKER_HOST=host, DOCKER_CLI_HINTS="false")
-        self.env.pop("DOCKER_CONTEXT", None)
-
-    def docker(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=timeout)
-        if check and p.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)} on {self.host}: exit {p.returncode}: {p.stderr.strip()}")
-        return p
-
+class Engine(common.Engine):
     def timed(self, *args: str) -> tuple[float, str]:
         t0 = time.perf_counter()
         p = self.docker(*args)
         return time.perf_counter() - t0, p.stdout.strip()
 
-    def cleanup(self) -> None:
-        ids = self.docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()
-        for i in range(0, len(ids), 50):
-            self.docker("rm", "-f", *ids[i:i + 50], check=False, timeout=300)
 
 
 def bench_run_rm(e: Engine, runs: int) -> Result:

@@ -32,38 +32,13 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import common
+from common import Result
 
-@dataclass
-class Result:
-    name: str
-    unit: str  # "ms" or "MB/s"
-    samples: list[float] = field(default_factory=list)
+Engine = common.Engine
 
-    def stats(self) -> tuple[float, float, float]:
-        return statistics.median(self.samples), min(self.samples), max(self.samples)
-
-
-class Engine:
-    def __init__(self, host: str, label: str) -> None:
-        self.host = host
-        self.label = label
-        self.env = dict(os.environ, DOCKER_HOST=host, DOCKER_CLI_HINTS="false")
-        self.env.pop("DOCKER_CONTEXT", None)
-
-    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=timeout)
-        if check and p.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)} on {self.host}: exit {p.returncode}: {p.stderr.strip()}")
-        return p
-
-    def cleanup(self) -> None:
-        ids = self.docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()
-        if ids:
-            self.docker("rm", "-f", *ids, check=False)
 
 
 def bench_exec(e: Engine, runs: int) -> Result:

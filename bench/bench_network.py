@@ -24,15 +24,15 @@ published-port throughput at least dockerd's.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+
+from common import UnixHTTPConnection
 
 SINK = r"""
 import socket, sys
@@ -61,18 +61,6 @@ s.shutdown(socket.SHUT_WR); got = int(s.recv(64) or b"0"); el = time.perf_counte
 assert got == total, (got, total)
 print(f"{total / el / 1e6:.1f}")
 """
-
-
-class UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: str, timeout: float = 60) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.unix_path = path
-
-    def connect(self) -> None:
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        s.settimeout(self.timeout)
-        s.connect(self.unix_path)
-        self.sock = s
 
 
 class Engine:

@@ -163,6 +163,12 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     return config, host_config
 
 
+def validate_terminal_size(height: int, width: int) -> None:
+    """Resize requests: a tty's rows and columns are 16-bit (struct winsize)."""
+    if not (0 <= height <= 65535 and 0 <= width <= 65535):
+        raise InvalidParameter(f"invalid terminal size {height}x{width}")
+
+
 def validate_resources(hc: dict) -> None:
     """dockerd's checks (and wording) for the cgroup limits a container asks for."""
     ncpu = os.cpu_count() or 1

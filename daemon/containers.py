@@ -677,8 +677,7 @@ class ContainerService:
 
     async def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
-        if height < 0 or width < 0 or height > 65535 or width > 65535:
-            raise InvalidParameter(f"invalid terminal size {height}x{width}")
+        container_config.validate_terminal_size(height, width)
         if not c.running or c.monitor is None:
             raise Conflict(f"Container {c.id} is not running")
         if c.tty:

@@ -167,8 +167,7 @@ class ExecService:
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ex = self.get(exec_id)
-        if height < 0 or width < 0 or height > 65535 or width > 65535:
-            raise InvalidParameter(f"invalid terminal size {height}x{width}")
+        container_config.validate_terminal_size(height, width)
         if not ex.running or ex.process is None:
             raise Conflict(f"Exec {ex.id} is not running")
         if ex.tty:

@@ -13,7 +13,7 @@ from typing import Any
 
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
-from api.streams import STDERR, STDOUT, frame, stream_content_type
+from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
 from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.attach")
@@ -62,7 +62,7 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
     # the session, and the container keeps its stdin (and pty) open.
     close_stdin = stdin and bool(c.config.get("StdinOnce")) and not c.tty
     in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin, matcher, close_stdin))
-    out_task = asyncio.create_task(_pump_output(m_reader, writer))
+    out_task = asyncio.create_task(relay(m_reader, writer, chunk=_CHUNK))
     try:
         await asyncio.wait([out_task, in_task], return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -72,15 +72,6 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
             await in_task
         m_writer.close()
         await close_gracefully(writer, reader)
-
-
-async def _pump_output(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-    try:
-        while data := await src.read(_CHUNK):
-            dst.write(data)
-            await dst.drain()
-    except (ConnectionError, OSError):
-        pass
 
 
 async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdin: bool,

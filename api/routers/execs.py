@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import json_body, qint
-from api.streams import STDERR, STDOUT, frame, stream_content_type
+from api.streams import STDERR, STDOUT, relay, stream_content_type
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.execs import ExecInstance, ExecService
 
@@ -119,10 +119,10 @@ async def handle_start(svc: ExecService, req: HijackRequest, reader: asyncio.Str
     detached = asyncio.Event()
     if proc.master is not None:
         out_reader, in_writer = await proc.tty_streams()
-        outputs = [_pump_out(out_reader, writer, None)]
+        outputs = [relay(out_reader, writer, None)]
     else:
         in_writer = proc.proc.stdin  # type: ignore[assignment]
-        outputs = [_pump_out(proc.proc.stdout, writer, STDOUT), _pump_out(proc.proc.stderr, writer, STDERR)]
+        outputs = [relay(proc.proc.stdout, writer, STDOUT), relay(proc.proc.stderr, writer, STDERR)]
     in_task = asyncio.create_task(_pump_in(reader, in_writer, ex, keys, detached))
     out_task = asyncio.gather(*outputs)
     try:
@@ -162,17 +162,6 @@ async def _drain_tty(src: asyncio.StreamReader, sink: asyncio.StreamWriter, proc
             pass
     sink.close()
     proc.close()
-
-
-async def _pump_out(src: asyncio.StreamReader | None, dst: asyncio.StreamWriter, stream: int | None) -> None:
-    if src is None:
-        return
-    try:
-        while data := await src.read(_CHUNK):
-            dst.write(data if stream is None else frame(stream, data))
-            await dst.drain()
-    except (ConnectionError, OSError):
-        pass  # EIO on the pty master once the command is gone, or the client left
 
 
 async def _pump_in(src: asyncio.StreamReader, dst: asyncio.StreamWriter | None, ex: ExecInstance, keys: bytes,

@@ -1,0 +1,65 @@
+"""What the benchmark scripts share: an engine handle (CLI + raw HTTP) and result rows."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import urllib.parse
+from dataclasses import dataclass, field
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float = 60) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self) -> None:
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def connect(host: str, timeout: float = 30) -> http.client.HTTPConnection:
+    """An HTTP connection to a DOCKER_HOST-style address (unix:// or plain tcp://)."""
+    u = urllib.parse.urlparse(host)
+    if u.scheme == "unix":
+        return UnixHTTPConnection(u.path, timeout)
+    if u.scheme in ("tcp", "http"):
+        return http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 2375, timeout=timeout)
+    raise SystemExit(f"unsupported host {host!r} (unix:// or plain tcp://)")
+
+
+@dataclass
+class Result:
+    name: str
+    unit: str
+    samples: list[float] = field(default_factory=list)
+
+    def stats(self) -> tuple[float, float, float]:
+        return statistics.median(self.samples), min(self.samples), max(self.samples)
+
+
+class Engine:
+    """The engine at one DOCKER_HOST, driven with the stock CLI; `label` marks what a run made."""
+
+    def __init__(self, host: str, label: str) -> None:
+        self.host = host
+        self.label = label
+        self.env = dict(os.environ, DOCKER_HOST=host, DOCKER_CLI_HINTS="false")
+        self.env.pop("DOCKER_CONTEXT", None)
+
+    def docker(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=timeout)
+        if check and p.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args)} on {self.host}: exit {p.returncode}: {p.stderr.strip()}")
+        return p
+
+    def cleanup(self) -> None:
+        ids = self.docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()
+        for i in range(0, len(ids), 50):
+            self.docker("rm", "-f", *ids[i:i + 50], check=False, timeout=300)

@@ -7,6 +7,7 @@ master stays with the daemon for the stream and for resizes.
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import json
 import os
@@ -19,11 +20,23 @@ _EXECPROC = str(Path(__file__).with_name("execproc.py"))
 _TIOCSWINSZ = 0x5414
 
 
+class _PtyReaderProtocol(asyncio.StreamReaderProtocol):
+    """EIO on a pty master means the terminal's other side is gone: end of output. As an
+    exception it would reach the reader before the output still buffered (StreamReader
+    raises a pending exception first), and fast commands would lose all their output."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if isinstance(exc, OSError) and exc.errno == errno.EIO:
+            exc = None
+        super().connection_lost(exc)
+
+
 class ExecProcess:
     def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.master = master
+        self._tty: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
 
     async def wait(self) -> int:
         rc = await self.proc.wait()
@@ -37,16 +50,21 @@ class ExecProcess:
             fcntl.ioctl(self.master, _TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
 
     async def tty_streams(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Reader/writer on the pty master (tty execs only)."""
+        """Reader/writer on the pty master (tty execs only), opened once, at spawn: reading
+        must start at once, because the exit of the command (the session leader) hangs the
+        terminal up and the kernel drops output nobody has read yet."""
+        if self._tty is not None:
+            return self._tty
         assert self.master is not None
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 20)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+        await loop.connect_read_pipe(lambda: _PtyReaderProtocol(reader),
                                      os.fdopen(os.dup(self.master), "rb", buffering=0))
         wtransport, wproto = await loop.connect_write_pipe(
             lambda: asyncio.streams.FlowControlMixin(), os.fdopen(os.dup(self.master), "wb", buffering=0))
         writer = asyncio.StreamWriter(wtransport, wproto, None, loop)
-        return reader, writer
+        self._tty = (reader, writer)
+        return self._tty
 
     def close(self) -> None:
         if self.master is not None:
@@ -74,7 +92,9 @@ async def spawn_exec(spec: dict, python: str = sys.executable) -> ExecProcess:
             raise OSError(err or "exec failed: no terminal from the exec process")
         master = fds[0]
         os.set_blocking(master, False)
-        return ExecProcess(proc, master)
+        exec_proc = ExecProcess(proc, master)
+        await exec_proc.tty_streams()
+        return exec_proc
     proc = await asyncio.create_subprocess_exec(
         python, "-S", "-I", _EXECPROC, json.dumps(spec),
         stdin=asyncio.subprocess.PIPE if spec.get("open_stdin") else asyncio.subprocess.DEVNULL,

@@ -7,10 +7,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.hijack import HijackRoutes
+from api.responses import JSONResponse
 from api.routers import archive, attach, commit, containers, execs, images, networks, system, volumes
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError

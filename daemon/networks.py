@@ -597,9 +597,16 @@ class NetworkService(EndpointsMixin):
         return ports.summary_ports(None, c.config.get("ExposedPorts"), sb.published if sb else None)
 
     def public_networks(self, c: Container) -> dict:
-        return {k: {f: v for f, v in ep.items() if not f.startswith("_")} for k, ep in c.networks.items()}
+        return {k: _public(ep) for k, ep in c.networks.items()}
 
 
+
+
+def _public(ep: dict) -> dict:
+    """An endpoint without our private ("_"-prefixed) fields; most have none, so no copy."""
+    if not any(f[0] == "_" for f in ep):
+        return ep
+    return {f: v for f, v in ep.items() if f[0] != "_"}
 
 
 def _sandbox_id(cid: str) -> str:

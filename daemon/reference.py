@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -59,6 +60,7 @@ def familiar_name(name: str) -> str:
     return name
 
 
+@functools.lru_cache(maxsize=4096)  # pure; `docker ps` resolves every container's image name
 def parse(ref: str, default_tag: bool = True) -> Reference:
     """Parses NAME[:TAG][@DIGEST]; adds `latest` when neither a tag nor a digest is given."""
     if not ref or ref != ref.strip():

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
 
 from api.params import json_body, qbool, qstr
+from api.responses import JSONResponse
 from daemon import distribution
 from daemon.commit import commit as do_commit
 

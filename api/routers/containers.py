@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.params import json_body, qbool, qint, qstr
+from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type
 from api.versioning import request_version
 from daemon.containers import ContainerService

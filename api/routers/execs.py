@@ -8,11 +8,12 @@ import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import json_body, qint
+from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, relay, stream_content_type
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.execs import ExecInstance, ExecService

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from api.params import qbool, qstr
+from api.responses import JSONResponse
 from api.streams import json_stream, json_stream_first
 from daemon import distribution, imagefiles, push
 from daemon.errors import DaemonError

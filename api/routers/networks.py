@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.params import json_body, qstr
+from api.responses import JSONResponse
 from daemon.networks import NetworkService
 
 router = APIRouter(prefix="/networks")

@@ -6,9 +6,10 @@ import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 
 from api.params import qstr
+from api.responses import JSONResponse
 from api.streams import json_stream
 from api.versioning import API_VERSION, MIN_API_VERSION
 from daemon.filters import Filters

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.params import json_body, qbool, qstr
+from api.responses import JSONResponse
 from api.versioning import request_version
 from daemon.volumes import VolumeService
 

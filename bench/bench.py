@@ -162,12 +162,7 @@ def print_table(hosts: list[str], per_host: list[list[Result]]) -> None:
             a, b = per_host[0][i].stats()[0], per_host[1][i].stats()[0]
             row.append(f"{a / b:.2f}" if b else "-")
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    common.print_rows(head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

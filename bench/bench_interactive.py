@@ -168,12 +168,7 @@ def print_table(hosts: list[str], per_host: list[list[Result]]) -> None:
         for res in per_host:
             row += [f"{v:.1f}" for v in res[i].stats()]
         rows.append(row)
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
-    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
-    print(line)
-    print("-" * len(line))
-    for row in rows:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+    common.print_rows(head, rows)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,3 +63,13 @@ class Engine:
         ids = self.docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()
         for i in range(0, len(ids), 50):
             self.docker("rm", "-f", *ids[i:i + 50], check=False, timeout=300)
+
+
+def print_rows(head: list[str], rows: list[list[object]]) -> None:
+    """A plain-text table, columns as wide as their widest cell."""
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows, strict=True)]
+    line = "  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))
+    print(line)
+    print("-" * len(line))
+    for row in rows:
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))

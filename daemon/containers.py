@@ -788,7 +788,7 @@ class ContainerService:
         return [{"Path": path, "Kind": kind} for path, kind in items]
 
     # -- views -------------------------------------------------------------------------------
-    def inspect(self, ref: str, size: bool = False) -> dict:
+    def inspect(self, ref: str) -> dict:
         c = self.get(ref)
         p = paths(self.data_root, c.id)
         state = dict(c.state)
@@ -819,11 +819,17 @@ class ContainerService:
             "Config": c.config,
             "NetworkSettings": self._network_settings(c),
         }
-        if size:
-            data["SizeRw"] = self._size_rw(c)
-            img = self.images.images.get(c.image_id)
-            data["SizeRootFs"] = data["SizeRw"] + (img.size if img else 0)
         return data
+
+    async def add_sizes(self, docs: list[dict]) -> None:
+        """SizeRw/SizeRootFs for `ps -s` and `inspect -s`: a walk of each container's own
+        layer, so off the event loop."""
+        found = [(doc, self.containers.get(doc["Id"])) for doc in docs]
+        sizes = await asyncio.to_thread(lambda: [self._size_rw(c) if c else 0 for _, c in found])
+        for (doc, c), size in zip(found, sizes, strict=True):
+            img = self.images.images.get(c.image_id) if c else None
+            doc["SizeRw"] = size
+            doc["SizeRootFs"] = size + (img.size if img else 0)
 
     def _graph_driver(self, c: Container) -> dict:
         base = Path(getattr(self.driver, "root", self.data_root)) / c.id
@@ -846,7 +852,7 @@ class ContainerService:
             "Networks": c.networks,
         }
 
-    def list(self, all_: bool, limit: int, size: bool, filters_raw: str | None, before_ref: str = "",
+    def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
              since_ref: str = "") -> list[dict]:
         f = Filters.parse(filters_raw, PS_FILTERS)
         for st in f.get("status"):
@@ -898,12 +904,12 @@ class ContainerService:
                 continue
             if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
                 continue
-            out.append(self._summary(c, size))
+            out.append(self._summary(c))
             if limit > 0 and len(out) >= limit:
                 break
         return out
 
-    def _summary(self, c: Container, size: bool) -> dict:
+    def _summary(self, c: Container) -> dict:
         row: dict[str, Any] = {
             "Id": c.id,
             "Names": [c.name],
@@ -920,10 +926,6 @@ class ContainerService:
                                 else c.networks},
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
         }
-        if size:
-            row["SizeRw"] = self._size_rw(c)
-            img = self.images.images.get(c.image_id)
-            row["SizeRootFs"] = row["SizeRw"] + (img.size if img else 0)
         return row
 
     def counts(self) -> dict[str, int]:

@@ -22,8 +22,11 @@ def _svc(request: Request) -> ContainerService:
 
 @router.get("/json")
 async def list_containers(request: Request) -> JSONResponse:
-    rows = _svc(request).list(qbool(request, "all"), qint(request, "limit", 0) or 0, qbool(request, "size"),
-                              qstr(request, "filters") or None, qstr(request, "before"), qstr(request, "since"))
+    svc = _svc(request)
+    rows = svc.list(qbool(request, "all"), qint(request, "limit", 0) or 0, qstr(request, "filters") or None,
+                    qstr(request, "before"), qstr(request, "since"))
+    if qbool(request, "size"):
+        await svc.add_sizes(rows)
     return JSONResponse(rows)
 
 
@@ -41,7 +44,10 @@ async def prune(request: Request) -> JSONResponse:
 
 @router.get("/{name}/json")
 async def inspect(name: str, request: Request) -> JSONResponse:
-    return JSONResponse(_svc(request).inspect(name, size=qbool(request, "size")))
+    doc = _svc(request).inspect(name)
+    if qbool(request, "size"):
+        await _svc(request).add_sizes([doc])
+    return JSONResponse(doc)
 
 
 @router.post("/{name}/start", status_code=204)

@@ -83,7 +83,8 @@ async def events(request: Request) -> Response:
 async def system_df(request: Request) -> JSONResponse:
     daemon = request.app.state.daemon
     imgs = daemon.images.list(False, None)
-    ctrs = daemon.containers.list(True, 0, True, None)
+    ctrs = daemon.containers.list(True, 0, None)
+    await daemon.containers.add_sizes(ctrs)
     counts: dict[str, int] = {}
     for c in ctrs:
         counts[c["ImageID"]] = counts.get(c["ImageID"], 0) + 1

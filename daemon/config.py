@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from runtime import cgroups
+
 DEFAULT_HOST = "unix:///run/pydockerd.sock"
 STORAGE_DRIVERS = ("overlay2", "vfs")
 # dockerd's `overlay` was removed; we accept it as a synonym because users type it.
@@ -40,6 +42,7 @@ class Config:
     insecure_registries: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     init_path: str | None = None
+    cgroup_parent: str = "pydockerd"
 
     @property
     def pidfile_path(self) -> Path:
@@ -66,6 +69,7 @@ _JSON_KEYS = {
     "insecure-registries": "insecure_registries",
     "labels": "labels",
     "init-path": "init_path",
+    "cgroup-parent": "cgroup_parent",
 }
 
 
@@ -99,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--insecure-registry", action="append", dest="insecure_registries")
     p.add_argument("--label", action="append", dest="labels")
     p.add_argument("--init-path")
+    p.add_argument("--cgroup-parent", help="parent cgroup of the containers' cgroups: relative to the "
+                   "daemon's own cgroup, or absolute (default pydockerd)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -127,7 +133,7 @@ def load(argv: list[str] | None = None) -> Config:
     # Flags win over the file, as in dockerd (which refuses conflicts; we let flags override).
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "log_level", "bridge", "bip", "storage_driver",
                  "ip_masq", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "insecure_registries",
-                 "labels", "init_path"):
+                 "labels", "init_path", "cgroup_parent"):
         value = getattr(args, attr, None)
         if value is not None:
             _set(cfg, attr, value)
@@ -175,6 +181,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"invalid --bip {cfg.bip!r}: {e}") from e
     if not 1 <= len(cfg.bridge) <= 15:
         raise ConfigError(f"invalid --bridge {cfg.bridge!r}: interface names are 1 to 15 characters")
+    try:
+        cgroups.check_parent(cfg.cgroup_parent)
+    except ValueError as e:
+        raise ConfigError(f"invalid --cgroup-parent: {e}") from e
     if cfg.log_level == "warn":
         cfg.log_level = "warning"
     if cfg.log_level == "fatal":

@@ -64,7 +64,7 @@ def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> in
 
 class ContainerService:
     def __init__(self, *, store: Store, images: ImageService, events: EventBus, driver: Any, data_root: Path,
-                 exec_root: Path, init_path: str | None) -> None:
+                 exec_root: Path, init_path: str | None, cgroup_parent: str = cgroups.GROUP) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -77,7 +77,7 @@ class ContainerService:
         self.shutting_down = False
         self.volumes: Any = None  # the VolumeService, set by the engine
         self.networks: Any = None  # the NetworkService, set by the engine
-        self.cgroups = cgroups.detect()
+        self.cgroups = cgroups.detect(cgroup_parent)
         images.containers_using = self.containers_using_image
         images.layers_in_use = lambda: {img_chain for c in self.containers.values()
                                         for img_chain in self._chain_ids(c)}

@@ -52,7 +52,7 @@ class Daemon:
         self.images.sources = LayerSources(root / "layer-sources", self.blobs)
         self.containers = ContainerService(store=self.store, images=self.images, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg))
+                                           init_path=find_init(cfg), cgroup_parent=cfg.cgroup_parent)
         self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events)
         self.containers.volumes = self.volumes
         self.volumes.users = self.containers.volume_users
@@ -107,6 +107,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.shutdown()
+        await asyncio.to_thread(self.containers.cgroups.release)
         await self.networks.shutdown()
         self.store.close()
 

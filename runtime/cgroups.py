@@ -1,8 +1,10 @@
 """Per-container cgroups behind one interface, with cgroup v1 and v2 drivers.
 
-Each container's cgroup nests under the daemon's own cgroup (read from /proc/self/cgroup),
-never at a hierarchy's root: limits and accounting of whatever runs the daemon keep
-covering its containers. Blocking file I/O; the daemon calls this from a thread.
+Container cgroups live in `<parent>/<container id>`. A relative parent (the default,
+"pydockerd", as dockerd's `--cgroup-parent`) nests under the daemon's own cgroup (read from
+/proc/self/cgroup), never at a hierarchy's root: limits and accounting of whatever runs the
+daemon keep covering its containers. An absolute parent is taken from the hierarchy's root.
+Blocking file I/O; the daemon calls this from a thread.
 
 v1 (seen here): one directory per controller; OOM kills are counted in
 memory.oom_control's `oom_kill` (memory.failcnt stays 0). v2: one directory, the
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
-GROUP = "pydockerd"  # container cgroups: <daemon cgroup>/pydockerd/<container id>
+GROUP = "pydockerd"  # default parent: <daemon cgroup>/pydockerd/<container id>
 _V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
 
 
@@ -50,6 +52,31 @@ def _own_paths() -> dict[str, str]:
     return out
 
 
+def check_parent(parent: str) -> None:
+    """Refuses a --cgroup-parent that could leave the hierarchy or is not one path."""
+    parts = parent.strip("/").split("/")
+    if not parent.strip("/") or any(p in ("", ".", "..") for p in parts) or "\0" in parent:
+        raise ValueError(f"invalid cgroup parent {parent!r}: a path such as pydockerd or /pydockerd")
+
+
+def _base(own: str, parent: str) -> Path:
+    rel = parent.lstrip("/") if parent.startswith("/") else f"{own.strip('/')}/{parent}".lstrip("/")
+    return ROOT / rel
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    """Removes a parent cgroup once no container cgroup is left in it; busy means in use.
+
+    Only for a relative parent, which the daemon made inside its own cgroup: an absolute one
+    may be the administrator's (as dockerd, which never removes its /docker parent).
+    """
+    try:
+        if not any(p.is_dir() for p in path.iterdir()):
+            path.rmdir()
+    except OSError:
+        pass
+
+
 def _write(path: Path, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)
@@ -72,9 +99,10 @@ def _rmdir(path: Path) -> None:
 class CgroupV1:
     version = "1"
 
-    def __init__(self) -> None:
+    def __init__(self, parent: str = GROUP) -> None:
+        self.owned = not parent.startswith("/")
         own = _own_paths()
-        self.bases = {c: ROOT / c / own.get(c, "/").lstrip("/") / GROUP for c in _V1_CONTROLLERS
+        self.bases = {c: ROOT / c / _base(own.get(c, "/"), parent).relative_to(ROOT) for c in _V1_CONTROLLERS
                       if (ROOT / c).is_dir()}
 
     def dirs(self, cid: str) -> dict[str, Path]:
@@ -170,13 +198,18 @@ class CgroupV1:
                 out.update(p.name for p in base.iterdir() if p.is_dir())
         return out
 
+    def release(self) -> None:
+        if self.owned:
+            for base in self.bases.values():
+                _rmdir_if_empty(base)
+
 
 class CgroupV2:
     version = "2"
 
-    def __init__(self) -> None:
-        own = _own_paths().get("", "/")
-        self.base = ROOT / own.lstrip("/") / GROUP
+    def __init__(self, parent: str = GROUP) -> None:
+        self.owned = not parent.startswith("/")
+        self.base = _base(_own_paths().get("", "/"), parent)
 
     def dirs(self, cid: str) -> dict[str, Path]:
         return {"": self.base / cid}
@@ -259,6 +292,10 @@ class CgroupV2:
     def list(self) -> set[str]:
         return {p.name for p in self.base.iterdir() if p.is_dir()} if self.base.is_dir() else set()
 
+    def release(self) -> None:
+        if self.owned:
+            _rmdir_if_empty(self.base)
+
 
 def _oom_kills(path: Path) -> int:
     """The `oom_kill` counter of memory.oom_control (v1) or memory.events (v2)."""
@@ -277,8 +314,9 @@ def _int(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def detect() -> CgroupV1 | CgroupV2:
+def detect(parent: str = GROUP) -> CgroupV1 | CgroupV2:
     """v2 when the unified hierarchy is mounted at /sys/fs/cgroup itself, else v1."""
+    check_parent(parent)
     if (ROOT / "cgroup.controllers").exists():
-        return CgroupV2()
-    return CgroupV1()
+        return CgroupV2(parent)
+    return CgroupV1(parent)

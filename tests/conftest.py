@@ -233,6 +233,8 @@ class Daemon:
             "--bip", self.bip,
             "--ip-masq=false",
             "--log-level", self.log_level,
+            # Its own parent cgroup, which it removes when it stops empty: daemons never share one.
+            "--cgroup-parent", f"pydockerd-test-{self.base.name}-{os.getpid()}",
         ]
         if self.storage_driver:
             args += ["--storage-driver", self.storage_driver]

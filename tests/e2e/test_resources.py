@@ -98,3 +98,19 @@ def test_stats(d: Daemon, uname) -> None:
     assert doc["memory_stats"]["limit"] == 64 * 1024 * 1024
     assert doc["cpu_stats"]["cpu_usage"]["total_usage"] > doc["precpu_stats"]["cpu_usage"]["total_usage"] > 0
     assert doc["pids_stats"]["current"] >= 1
+
+
+def test_cgroup_parent_is_the_daemons_and_removed_when_it_stops(new_daemon, busybox_rootfs: Path) -> None:
+    """Containers' cgroups sit under --cgroup-parent; a stopping daemon leaves no empty parent
+    behind (CI runs the suite inside its own cgroup, where a leftover would be a leak)."""
+    from tests.conftest import import_busybox
+
+    dm = new_daemon(extra_args=["--cgroup-parent", "pydockerd-cgparent-test"])
+    import_busybox(dm, busybox_rootfs)
+    cid = dm.docker("run", "-d", "--memory", "32m", "busybox", "sleep", "300").stdout.strip()
+    dirs = _cgroup_dirs(cid)
+    assert dirs and all(p.parent.name == "pydockerd-cgparent-test" for p in dirs), dirs
+    parents = [p.parent for p in dirs]
+    dm.docker("rm", "-f", cid)
+    assert dm.stop() == 0
+    assert not [p for p in parents if p.exists()], "empty parent cgroup left after the daemon stopped"

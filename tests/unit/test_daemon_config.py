@@ -15,6 +15,7 @@ from daemon.errors import InvalidParameter
 from daemon.filters import Filters
 from daemon.store import Store
 from daemon.timeutil import format_time, parse_time_filter, parse_timestamp
+from runtime import cgroups
 
 
 @pytest.mark.parametrize(("ref", "expected"), [
@@ -121,3 +122,17 @@ def test_store_unique_names_and_reopen(tmp_path: Path) -> None:
     assert again.load_containers() == [{"id": "a"}]
     assert again.load_tags() == {"busybox:latest": "sha256:1"}
     again.close()
+
+
+@pytest.mark.parametrize("parent", ["", "/", "../escape", "a/../../b", "a//b"])
+def test_cgroup_parent_refused(tmp_path: Path, parent: str) -> None:
+    with pytest.raises(ConfigError, match="cgroup"):
+        load(["--config-file", str(tmp_path / "none.json"), "--cgroup-parent", parent])
+
+
+def test_cgroup_parent_relative_nests_under_own_cgroup(tmp_path: Path) -> None:
+    cfg = load(["--config-file", str(tmp_path / "none.json"), "--cgroup-parent", "mine/sub"])
+    assert cfg.cgroup_parent == "mine/sub"
+    assert str(cgroups._base("/user.slice/x", "mine/sub")) == "/sys/fs/cgroup/user.slice/x/mine/sub"
+    assert str(cgroups._base("/", "mine")) == "/sys/fs/cgroup/mine"
+    assert str(cgroups._base("/user.slice/x", "/top")) == "/sys/fs/cgroup/top"

@@ -11,8 +11,9 @@ other request goes through the ASGI app untouched.
 uvicorn internals relied on (uvicorn and httptools are pinned for this):
 `HttpToolsProtocol.{parser, url, headers, transport, loop, connections, cycle,
 on_headers_complete, on_body, on_message_complete, data_received,
-_get_upgrade, _unset_keepalive_if_required, send_400_response, flow}` and
-`RequestResponseCycle.keep_alive`, and httptools raising `HttpParserUpgrade(offset)`.
+_get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response, flow}` and
+`RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and httptools
+raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """
 
@@ -23,6 +24,7 @@ import http
 import json
 import logging
 import re
+import socket
 import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -361,6 +363,10 @@ async def _run_hijack(
             await close_gracefully(writer, reader)
 
 
+_BODY_HIGH_WATER = 1 << 20  # unread request body per connection before reading pauses
+_SEND_BUFFER = 1 << 20  # SO_SNDBUF of each connection (the kernel doubles it)
+
+
 def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
     """The uvicorn protocol class for `uvicorn.Config(http=..., ws="none")`."""
 
@@ -368,6 +374,17 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         _hijack_routes = routes
         _hijack: _Pending | None = None
         _plain_body_left = 0
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
+            # ping-pong with the client: measured 0.29 s -> 0.24 s for a 200 MB docker export.
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                try:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
+                except OSError:
+                    pass
+            super().connection_made(transport)
 
         def on_message_begin(self) -> None:
             self._hijack = None
@@ -428,7 +445,16 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if self._hijack is not None:
                 self._hijack.body += body
                 return
-            super().on_body(body)
+            # HttpToolsProtocol.on_body with a higher mark: uvicorn pauses reading above 64 KiB
+            # of unread body, i.e. after every socket read of an upload (two epoll_ctl calls
+            # per read, a fifth of the event loop's time in a 200 MB docker import).
+            cycle = self.cycle
+            if (self.parser.should_upgrade() and self._should_upgrade()) or cycle.response_complete:
+                return
+            cycle.body += body
+            if len(cycle.body) > _BODY_HIGH_WATER:
+                self.flow.pause_reading()
+            cycle.message_event.set()
 
         def on_message_complete(self) -> None:
             if self._hijack is not None or self._plain_body_left:

@@ -26,7 +26,7 @@ class ThreadReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+    def _fill(self) -> None:
         while self._pos >= len(self._buf) and not self._eof:
             item = self._q.get()
             if isinstance(item, BaseException):
@@ -35,6 +35,23 @@ class ThreadReader(io.RawIOBase):
                 self._eof = True
             self._buf = memoryview(item)
             self._pos = 0
+
+    def read(self, size: int = -1, /) -> bytes:
+        # RawIOBase.read would copy twice (into a bytearray, then into bytes); a whole chunk
+        # goes out as the very object that came in.
+        if size is None or size < 0:
+            return self.readall()
+        self._fill()
+        buf, pos = self._buf, self._pos
+        if pos == 0 and size >= len(buf):
+            self._pos = len(buf)
+            return buf.obj if isinstance(buf.obj, bytes) else bytes(buf)
+        n = min(size, len(buf) - pos)
+        self._pos = pos + n
+        return bytes(buf[pos : pos + n])
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        self._fill()
         n = min(len(b), len(self._buf) - self._pos)
         b[:n] = self._buf[self._pos : self._pos + n]
         self._pos += n

@@ -49,7 +49,7 @@ class Daemon:
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.images = ImageService(self.store, self.blobs, self.layers, self.events, self.driver.name)
-        self.images.sources = LayerSources(root / "layer-sources", self.blobs)
+        self.images.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
         self.containers = ContainerService(store=self.store, images=self.images, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroup_parent=cfg.cgroup_parent)
@@ -109,6 +109,7 @@ class Daemon:
         await self.containers.shutdown()
         await asyncio.to_thread(self.containers.cgroups.release)
         await self.networks.shutdown()
+        await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
 
     # -- system views ------------------------------------------------------------------------

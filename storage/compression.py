@@ -40,6 +40,17 @@ class _Prefixed(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int = -1, /) -> bytes:
+        # Straight through once the prefix is gone: no copy into a caller's buffer.
+        if not self._prefix:
+            return self._source.read(size)
+        if size < 0:
+            data, self._prefix = self._prefix + self._source.read(), b""
+            return data
+        n = min(size, len(self._prefix))
+        data, self._prefix = self._prefix[:n], self._prefix[n:]
+        return data
+
     def readinto(self, b: memoryview | bytearray) -> int:  # type: ignore[override]
         if self._prefix:
             n = min(len(b), len(self._prefix))
@@ -174,14 +185,22 @@ class _Checked(io.RawIOBase):
         return len(data)
 
 
+def peek(fileobj: Readable) -> tuple[str, Readable]:
+    """The compression of a stream (see detect) and the stream itself, its first bytes put back."""
+    magic = _read_magic(fileobj)
+    return detect(magic), _Prefixed(magic, fileobj)
+
+
 def decompress(fileobj: Readable) -> BinaryIO:
     """A streaming reader of the decompressed content of `fileobj` (returned as is if not compressed).
 
     Corrupt or truncated compressed data raises ArchiveError when read.
     """
     magic = _read_magic(fileobj)
-    raw = io.BufferedReader(_Prefixed(magic, fileobj), buffer_size=_READ_SIZE)
     kind = detect(magic)
+    if kind == "none":  # the tar reader buffers by itself
+        return cast(BinaryIO, _Prefixed(magic, fileobj))
+    raw = io.BufferedReader(_Prefixed(magic, fileobj), buffer_size=_READ_SIZE)
     inner: Readable
     if kind == "gzip":
         inner = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -194,6 +213,4 @@ def decompress(fileobj: Readable) -> BinaryIO:
         inner = zstandard.ZstdDecompressor().stream_reader(
             cast(BinaryIO, _ZstdFrames(raw)), read_size=_READ_SIZE, read_across_frames=True, closefd=False
         )
-    else:
-        return cast(BinaryIO, raw)
     return cast(BinaryIO, _Checked(inner, kind))

@@ -62,13 +62,13 @@ def layer_tar(layers: LayerStore, sources: LayerSources, chain_id: str, spool_di
     layer = layers.get(chain_id)
     src = sources.get(layer.diff_id)
     if src is not None and src.media_type.endswith("tar"):  # stored uncompressed: use the blob as is
-        f = sources.blobs.open(src.digest)
+        f = sources.open(src)
         return f, src.size
     fd, name = _spool_file(spool_dir)
     f = os.fdopen(fd, "w+b")
     try:
         if src is not None:
-            with sources.blobs.open(src.digest) as blob:
+            with sources.open(src) as blob:
                 shutil.copyfileobj(decompress(blob), f, _COPY)
         else:
             tar_directory(layers.diff_path(chain_id), f, layer=True)

@@ -14,14 +14,17 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import tempfiles
 from .archive import extract_tar
 from .compression import Readable, decompress
-from .digest import ALGORITHM, DigestMismatch, hex_of
+from .digest import ALGORITHM, BackgroundDigest, DigestMismatch, hex_of
 from .rmtree import remove_tree
+from .tarsplit import SplitRecorder
 
 _DRAIN_CHUNK = 1 << 20
 
@@ -50,22 +53,26 @@ def chain_id(parent_chain_id: str | None, diff_id: str) -> str:
 
 
 class _Digesting:
-    """Hashes everything read through it: the diff id is the digest of the uncompressed tar."""
+    """Hashes everything read through it (in the background, alongside the extraction's writes):
+    the diff id is the digest of the uncompressed tar."""
 
     def __init__(self, inner: Readable) -> None:
         self._inner = inner
-        self._hash = hashlib.sha256()
+        self._digest = BackgroundDigest()
 
     def read(self, size: int = -1, /) -> bytes:
         data = self._inner.read(size)
-        self._hash.update(data)
+        self._digest.update(data)
         return data
 
     def finish(self) -> str:
         # tar readers stop at the end-of-archive blocks; the digest covers the stream to its end.
         while self.read(_DRAIN_CHUNK):
             pass
-        return f"{ALGORITHM}:{self._hash.hexdigest()}"
+        return self._digest.digest()
+
+    def close(self) -> None:
+        self._digest.close()
 
 
 class LayerStore:
@@ -75,6 +82,7 @@ class LayerStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._durable = durable
+        self._discards: list[threading.Thread] = []
         tempfiles.remove_stale(self.root)
 
     def _dir(self, chain: str) -> Path:
@@ -119,7 +127,12 @@ class LayerStore:
         return out
 
     def import_tar(
-        self, fileobj: Readable, parent_chain_id: str | None = None, *, expected_diff_id: str | None = None
+        self,
+        fileobj: Readable,
+        parent_chain_id: str | None = None,
+        *,
+        expected_diff_id: str | None = None,
+        split_dir: Path | None = None,
     ) -> Layer:
         """Unpack a (possibly compressed) layer tar on top of `parent_chain_id`.
 
@@ -127,6 +140,8 @@ class LayerStore:
         existing layer. With `expected_diff_id` (from an image config), a layer already present is
         returned without reading the stream, and different content raises DigestMismatch.
         Invalid or hostile archives raise ArchiveError; nothing is left behind on any error.
+        split_dir: an empty directory on the same filesystem that receives the tar-split of the
+        (uncompressed) stream, so that the exact tar can be produced again (see tarsplit).
         """
         if parent_chain_id is not None and not self.exists(parent_chain_id):
             raise LayerNotFound(parent_chain_id)
@@ -138,13 +153,25 @@ class LayerStore:
             diff = tmp / "diff"
             os.mkdir(diff)
             os.chmod(diff, 0o755)  # the layer root's mode if the tar has no "./" entry
-            reader = _Digesting(decompress(fileobj))
-            size = extract_tar(reader, diff, layer=True)
-            diff_id = reader.finish()
+            stream: Readable = decompress(fileobj)
+            split = SplitRecorder(stream, split_dir) if split_dir is not None else None
+            try:
+                reader = _Digesting(split or stream)
+                try:
+                    size = extract_tar(reader, diff, layer=True, recorder=split, writeback=self._durable)
+                    diff_id = reader.finish()
+                finally:
+                    reader.close()
+                if split is not None:
+                    split.finish(diff)  # before the syncfs below, which then covers the split too
+            finally:
+                if split is not None:
+                    split.close()
             if expected_diff_id is not None and diff_id != expected_diff_id:
                 raise DigestMismatch(f"layer diff id mismatch: expected {expected_diff_id}, got {diff_id}")
             chain = chain_id(parent_chain_id, diff_id)
             if self.exists(chain):
+                self._discard(tmp)
                 return self.get(chain)
             (tmp / "diff-id").write_text(diff_id)
             (tmp / "parent").write_text(parent_chain_id or "")
@@ -160,6 +187,21 @@ class LayerStore:
             if self._durable:
                 tempfiles.fsync_dir(self.root)
             return Layer(chain_id=chain, diff_id=diff_id, parent=parent_chain_id, size=size)
+
+    def _discard(self, tmp: Path) -> None:
+        """Removes an unpacked copy of a layer already stored, after the caller has its answer:
+        deleting a big tree takes as long as writing it. Renamed to an unlocked temporary first,
+        which the next start removes should the daemon stop before the thread is done."""
+        trash = Path(tempfile.mkdtemp(prefix=tempfiles.PREFIX, dir=self.root))
+        os.rename(tmp / "diff", trash / "diff")
+        t = threading.Thread(target=remove_tree, args=(trash,), name="layer-discard", daemon=True)
+        t.start()
+        self._discards = [d for d in self._discards if d.is_alive()] + [t]
+
+    def wait_discards(self) -> None:
+        """Returns once the copies handed to _discard are gone (tests, shutdown)."""
+        for t in list(self._discards):
+            t.join()
 
     def remove(self, chain_id: str) -> None:
         """Delete a layer (the caller knows it is unused). Removing a missing layer is not an error."""

@@ -2,10 +2,13 @@
 
 An unpacked layer cannot be turned back into the very tar it came from (mtimes of the tar headers,
 order, padding...), yet save and push must produce tars whose digest is the image config's diff id.
-So the tar stream a layer was made from (as downloaded: gzip, zstd or plain) stays in the blob
-store, and a small record per diff id points to it:
+So the tar stream a layer was made from, as downloaded (gzip, zstd), stays in the blob store, and a
+small record per diff id points to it. An uncompressed stream (docker import, docker load) is kept
+as a tar-split instead (see tarsplit): its headers, and hard links to the extracted files, which
+spares writing and hashing every byte twice.
 
-<root>/<diff-hex>.json   {"digest": blob digest, "mediaType": ..., "size": n,
+<root>/<diff-hex>.json   {"digest": blob digest (or the diff id), "mediaType": ..., "size": n,
+                          "split": true for a tar-split in <root>/<diff-hex>.split/,
                           "pushed": {"<registry>/<repo>": "<compressed digest>", ...}}
 
 "pushed" remembers under which digest a layer exists in which repository: a later push checks or
@@ -14,17 +17,21 @@ mounts it there instead of uploading it again.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from . import tempfiles
 from .blobs import BlobStore, BlobWriter
-from .compression import Readable, detect
+from .compression import Readable, detect, peek
 from .digest import hex_of
-from .layers import Layer, LayerStore
+from .layers import Layer, LayerStore, chain_id
+from .rmtree import remove_tree
+from .tarsplit import SplitReader, stream_size
 
 MEDIA_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 MEDIA_GZIP = "application/vnd.docker.image.rootfs.diff.tar.gzip"
@@ -54,28 +61,58 @@ class LayerSource:
     media_type: str
     size: int
     pushed: dict[str, str] = field(default_factory=dict)
+    split: bool = False
 
 
 class LayerSources:
-    def __init__(self, root: str | os.PathLike[str], blobs: BlobStore) -> None:
+    def __init__(self, root: str | os.PathLike[str], blobs: BlobStore, layers: LayerStore) -> None:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs = blobs
+        self.layers = layers
         tempfiles.remove_stale(self.root)
+        for name in os.listdir(self.root):  # a crash between a split's rename and its record
+            if name.endswith(".split") and not (self.root / f"{name[:-6]}.json").exists():
+                remove_tree(self.root / name)
 
     def _path(self, diff_id: str) -> Path:
         return self.root / f"{hex_of(diff_id)}.json"
+
+    def split_dir(self, diff_id: str) -> Path:
+        return self.root / f"{hex_of(diff_id)}.split"
 
     def get(self, diff_id: str) -> LayerSource | None:
         try:
             doc = json.loads(self._path(diff_id).read_text())
         except (FileNotFoundError, ValueError):
             return None
-        src = LayerSource(diff_id, doc["digest"], doc["mediaType"], doc["size"], doc.get("pushed") or {})
+        src = LayerSource(diff_id, doc["digest"], doc["mediaType"], doc["size"], doc.get("pushed") or {},
+                          bool(doc.get("split")))
+        if src.split:
+            return src if self._split_usable(diff_id) else None
         return src if self.blobs.exists(src.digest) else None
 
+    def _split_usable(self, diff_id: str) -> bool:
+        d = self.split_dir(diff_id)
+        try:
+            chain = (d / "layer").read_text().strip()
+            paths = (d / "paths").stat().st_size
+        except OSError:
+            return False
+        return (d / "index").is_file() and (paths == 0 or self.layers.exists(chain))
+
+    def open(self, src: LayerSource) -> BinaryIO:
+        """The source's bytes exactly as they came in (compressed if they were)."""
+        if src.split:
+            d = self.split_dir(src.diff_id)
+            chain = (d / "layer").read_text().strip()
+            root = self.layers.diff_path(chain) if self.layers.exists(chain) else None
+            return cast(BinaryIO, io.BufferedReader(SplitReader(d, src.diff_id, root), 1 << 20))
+        return self.blobs.open(src.digest)
+
     def put(self, src: LayerSource) -> None:
-        doc = {"digest": src.digest, "mediaType": src.media_type, "size": src.size, "pushed": src.pushed}
+        doc = {"digest": src.digest, "mediaType": src.media_type, "size": src.size, "pushed": src.pushed,
+               "split": src.split}
         # Written aside and renamed: a crash leaves the old record or the new one, never half.
         with tempfiles.locked_file(self.root) as (fd, tmp):
             os.write(fd, json.dumps(doc).encode())
@@ -104,13 +141,28 @@ class LayerSources:
             diff_id = "sha256:" + name[:-5]
             if diff_id in used_diff_ids or candidates is not None and diff_id not in candidates:
                 continue
-            src = self.get(diff_id)
+            # The record as written, usable or not: its layer may be gone already.
+            try:
+                doc = json.loads((self.root / name).read_text())
+            except (OSError, ValueError):
+                doc = {}
             try:
                 os.unlink(self.root / name)
             except FileNotFoundError:
                 pass
-            if src is not None:
-                self.blobs.delete(src.digest)
+            if doc.get("split"):
+                self._remove_split(diff_id)
+            elif doc.get("digest") and self.blobs.exists(doc["digest"]):
+                self.blobs.delete(doc["digest"])
+
+    def _remove_split(self, diff_id: str) -> None:
+        # Renamed aside first: a crash mid-way leaves a temporary, removed at the next start.
+        with tempfiles.locked_dir(self.root) as tmp:
+            try:
+                os.rename(self.split_dir(diff_id), tmp / "old")
+            except FileNotFoundError:
+                return
+            remove_tree(tmp / "old")
 
 
 class _Tee:
@@ -137,7 +189,13 @@ def import_layer(
     parent: str | None,
     expected_diff_id: str | None = None,
 ) -> Layer:
-    """LayerStore.import_tar that also keeps the tar stream as the layer's source blob."""
+    """LayerStore.import_tar that also keeps the tar stream as the layer's source (blob or tar-split)."""
+    if expected_diff_id is not None and layers.exists(chain_id(parent, expected_diff_id)) \
+            and sources.get(expected_diff_id) is not None:
+        return layers.get(chain_id(parent, expected_diff_id))
+    kind, fileobj = peek(fileobj)
+    if kind == "none" and os.stat(sources.root).st_dev == os.stat(layers.root).st_dev:
+        return _import_split(layers, sources, fileobj, parent, expected_diff_id)
     with sources.blobs.writer() as w:
         tee = _Tee(fileobj, w)
         layer = layers.import_tar(tee, parent, expected_diff_id=expected_diff_id)
@@ -145,6 +203,25 @@ def import_layer(
             pass
     assert w.digest is not None
     sources.record(layer.diff_id, w.digest, media_type_of(tee.magic), w.size)
+    return layer
+
+
+def _import_split(layers: LayerStore, sources: LayerSources, fileobj: Readable, parent: str | None,
+                  expected_diff_id: str | None) -> Layer:
+    with tempfiles.locked_dir(sources.root) as tmp:
+        layer = layers.import_tar(fileobj, parent, expected_diff_id=expected_diff_id, split_dir=tmp)
+        index = tmp / "index"
+        if index.exists() and sources.get(layer.diff_id) is None:
+            size = stream_size(index)
+            with open(tmp / "layer", "w") as f:  # after the layer's syncfs: made durable here
+                f.write(layer.chain_id)
+                f.flush()
+                os.fsync(f.fileno())
+            sources._remove_split(layer.diff_id)  # a leftover without its record
+            # The layer import's syncfs made the index and links durable; the rename is the commit.
+            os.rename(tmp, sources.split_dir(layer.diff_id))
+            tempfiles.fsync_dir(sources.root)
+            sources.put(LayerSource(layer.diff_id, layer.diff_id, MEDIA_TAR, size, split=True))
     return layer
 
 

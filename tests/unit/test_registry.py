@@ -105,7 +105,8 @@ def _tar(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
 @pytest.fixture
 def stores(tmp_path: Path) -> tuple[LayerStore, LayerSources]:
     blobs = BlobStore(tmp_path / "blobs")
-    return LayerStore(tmp_path / "layers", durable=False), LayerSources(tmp_path / "sources", blobs)
+    layers = LayerStore(tmp_path / "layers", durable=False)
+    return layers, LayerSources(tmp_path / "sources", blobs, layers)
 
 
 def test_layer_source_kept_and_collected(stores: tuple[LayerStore, LayerSources]) -> None:
@@ -113,7 +114,7 @@ def test_layer_source_kept_and_collected(stores: tuple[LayerStore, LayerSources]
     data = _tar({"a": b"1"})
     layer = import_layer(layers, sources, io.BytesIO(data), None)
     src = sources.get(layer.diff_id)
-    assert src is not None and src.media_type == MEDIA_TAR and sources.blobs.get(src.digest) == data
+    assert src is not None and src.media_type == MEDIA_TAR and sources.open(src).read() == data
     sources.collect({layer.diff_id})
     assert sources.get(layer.diff_id) is not None
     sources.collect(set())

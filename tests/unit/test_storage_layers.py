@@ -68,6 +68,7 @@ def test_same_layer_is_stored_once_whatever_the_compression(store: LayerStore) -
     gz = store.import_tar(io.BytesIO(gzip.compress(BASE)), None)
     zst = store.import_tar(io.BytesIO(zstandard.ZstdCompressor().compress(BASE)), None)
     assert first == again == gz == zst
+    store.wait_discards()
     assert _layer_dirs(store.root) == [first.chain_id[7:]]
     assert os.listdir(store.root) == [first.chain_id[7:]]  # no temporaries left either
 
@@ -177,4 +178,5 @@ def test_concurrent_imports_of_one_layer(store: LayerStore) -> None:
     for t in threads:
         t.join()
     assert len(results) == 4 and len(set(results)) == 1
+    store.wait_discards()
     assert os.listdir(store.root) == [results[0].chain_id[7:]]

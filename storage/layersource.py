@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,7 @@ class LayerSources:
         self.root.mkdir(parents=True, exist_ok=True)
         self.blobs = blobs
         self.layers = layers
+        self.commit_lock = threading.Lock()
         tempfiles.remove_stale(self.root)
         for name in os.listdir(self.root):  # a crash between a split's rename and its record
             if name.endswith(".split") and not (self.root / f"{name[:-6]}.json").exists():
@@ -211,17 +213,20 @@ def _import_split(layers: LayerStore, sources: LayerSources, fileobj: Readable, 
     with tempfiles.locked_dir(sources.root) as tmp:
         layer = layers.import_tar(fileobj, parent, expected_diff_id=expected_diff_id, split_dir=tmp)
         index = tmp / "index"
-        if index.exists() and sources.get(layer.diff_id) is None:
-            size = stream_size(index)
-            with open(tmp / "layer", "w") as f:  # after the layer's syncfs: made durable here
-                f.write(layer.chain_id)
-                f.flush()
-                os.fsync(f.fileno())
-            sources._remove_split(layer.diff_id)  # a leftover without its record
-            # The layer import's syncfs made the index and links durable; the rename is the commit.
-            os.rename(tmp, sources.split_dir(layer.diff_id))
-            tempfiles.fsync_dir(sources.root)
-            sources.put(LayerSource(layer.diff_id, layer.diff_id, MEDIA_TAR, size, split=True))
+        # One check-and-commit at a time: two imports of the same tar must not take each
+        # other's split for a leftover.
+        with sources.commit_lock:
+            if index.exists() and sources.get(layer.diff_id) is None:
+                size = stream_size(index)
+                with open(tmp / "layer", "w") as f:  # after the layer's syncfs: made durable here
+                    f.write(layer.chain_id)
+                    f.flush()
+                    os.fsync(f.fileno())
+                sources._remove_split(layer.diff_id)  # a leftover without its record
+                # The layer import's syncfs made the index and links durable; the rename commits.
+                os.rename(tmp, sources.split_dir(layer.diff_id))
+                tempfiles.fsync_dir(sources.root)
+                sources.put(LayerSource(layer.diff_id, layer.diff_id, MEDIA_TAR, size, split=True))
     return layer
 
 

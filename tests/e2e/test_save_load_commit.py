@@ -198,3 +198,35 @@ def test_load_refuses_bad_archives(d: Daemon, busybox_rootfs: Path) -> None:
 def test_save_unknown_image(d: Daemon, tmp_path: Path) -> None:
     r = d.docker("save", "-o", tmp_path / "x.tar", "no-such-image:nope", check=False)
     assert r.returncode == 1 and "No such image" in r.stderr
+
+
+def test_imported_tar_saved_byte_for_byte(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
+                                          busybox_rootfs: Path) -> None:
+    """An imported layer is kept as headers plus references to its files (tar-split): save gives
+    the very tar back, also when a path appears twice, and the files keep their link counts."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        with tarfile.open(busybox_rootfs) as src:
+            for m in src:
+                tf.addfile(m, src.extractfile(m) if m.isreg() else None)
+        for name, data in (("dup", b"first" * 5000), ("solo", b"s" * 9000), ("dup", b"second")):
+            ti = tarfile.TarInfo(name)
+            ti.size, ti.mode, ti.mtime = len(data), 0o644, 1_700_000_000
+            tf.addfile(ti, io.BytesIO(data))
+        ti = tarfile.TarInfo("solo-link")
+        ti.type, ti.linkname = tarfile.LNKTYPE, "solo"
+        tf.addfile(ti)
+    data = buf.getvalue() + b"\0" * 4096  # trailing padding is part of the layer too
+    src_tar = tmp_path / "in.tar"
+    src_tar.write_bytes(data)
+    ref = f"{uname('split')}:v1"
+    d.docker("import", "-c", 'CMD ["sh"]', src_tar, ref)
+    try:
+        out = d.docker("run", "--rm", ref, "sh", "-c", "cat /dup; echo; stat -c %h /dup /solo /bin/busybox").stdout
+        assert out.split() == ["second", "1", "2", "1"]
+        d.docker("save", "-o", tmp_path / "out.tar", ref)
+        files = _tar_members((tmp_path / "out.tar").read_bytes())
+        manifest = json.loads(files["manifest.json"])
+        assert files[manifest[0]["Layers"][0]] == data
+    finally:
+        d.docker("rmi", ref)

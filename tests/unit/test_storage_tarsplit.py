@@ -161,3 +161,22 @@ def test_same_layer_twice_keeps_one_split(stores: tuple[LayerStore, LayerSources
     assert [p.name for p in sources.root.iterdir() if p.name.endswith(".split")] == [
         hashlib.sha256(data).hexdigest() + ".split"]
     assert not [p for p in sources.root.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_concurrent_imports_of_one_tar_keep_a_usable_split(stores: tuple[LayerStore, LayerSources]) -> None:
+    import threading
+
+    layers, sources = stores
+    data = tar_bytes(*(reg(f"f{i}", os.urandom(4096)) for i in range(40)))
+    threads = [threading.Thread(target=import_layer, args=(layers, sources, io.BytesIO(data), None))
+               for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    layers.wait_discards()
+    src = sources.get(chain_id_of(data))
+    assert src is not None and src.split
+    with sources.open(src) as f:
+        assert f.read() == data
+    assert not [p for p in sources.root.iterdir() if p.name.startswith(".tmp-")]

@@ -17,7 +17,6 @@ import base64
 import json
 import os
 import posixpath
-import queue
 import stat
 import threading
 import weakref
@@ -287,22 +286,35 @@ async def _coalesce(body: AsyncIterator[bytes], size: int = 256 << 10) -> AsyncI
 
 
 class _QueueWriter:
-    """A file object for a writer thread, handing its chunks to the event loop through a queue."""
+    """A file object for a writer thread, handing its chunks to the event loop.
 
-    def __init__(self) -> None:
-        self.q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=_CHUNKS)
+    The loop side awaits an asyncio.Queue, never a thread blocked on a queue: a client that
+    goes away mid-stream cancels that await, and a thread waiting for an item that would never
+    come was a worker of the default executor lost for good (six of them hung the daemon).
+    Back-pressure is a semaphore the writer takes per chunk and the reader gives back.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
+        self.room = threading.Semaphore(_CHUNKS)
         self.cancelled = threading.Event()
+
+    def _hand(self, item: bytes | BaseException | None) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.q.put_nowait, item)
+        except RuntimeError:  # the loop is closed: nobody is reading any more
+            self.cancelled.set()
 
     def write(self, data: bytes) -> int:
         data = bytes(data)
-        while True:
+        while not self.room.acquire(timeout=0.5):
             if self.cancelled.is_set():
                 raise BrokenPipeError("the client went away")
-            try:
-                self.q.put(data, timeout=0.5)
-                return len(data)
-            except queue.Full:
-                continue
+        if self.cancelled.is_set():
+            raise BrokenPipeError("the client went away")
+        self._hand(data)
+        return len(data)
 
     def flush(self) -> None:
         pass
@@ -310,35 +322,29 @@ class _QueueWriter:
 
 async def _thread_stream(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
     """Run `produce(fileobj)` in a thread and yield what it writes, with back-pressure."""
-    w = _QueueWriter()
+    w = _QueueWriter(asyncio.get_running_loop())
 
     def run() -> None:
         try:
             produce(w)
-            w.q.put(None)
+            w._hand(None)
         except BaseException as e:  # noqa: BLE001 - handed to the loop below
             if not w.cancelled.is_set():
-                w.q.put(e)
+                w._hand(e)
 
     t = threading.Thread(target=run, daemon=True, name="tar-writer")
     t.start()
     try:
         while True:
-            try:
-                item = w.q.get_nowait()
-            except queue.Empty:
-                item = await asyncio.to_thread(w.q.get)
+            item = await w.q.get()
             if item is None:
                 return
             if isinstance(item, BaseException):
                 # Headers are gone already: cutting the stream is all that is left (as dockerd).
                 raise DaemonError(f"archive stream failed: {item}")
+            w.room.release()
             yield item
     finally:
         w.cancelled.set()
-        while True:  # unblock a writer waiting on a full queue
-            try:
-                w.q.get_nowait()
-            except queue.Empty:
-                break
+        w.room.release()  # a writer waiting for room wakes, sees the cancel and stops
         await asyncio.to_thread(t.join)

@@ -309,3 +309,19 @@ def test_export_import_round_trip(d: Daemon, uname: Callable[[str], str], tmp_pa
         assert tf.getmember("rt/x").pax_headers.get("SCHILY.xattr.user.k") == "v1"
     d.docker("rm", c2)
     d.docker("rmi", img)
+
+
+def test_abandoned_downloads_free_their_threads(d: Daemon, ctr: str) -> None:
+    """Clients that stop reading an export or a cp download half-way (`| head`) must not each keep
+    a daemon thread waiting forever: a handful of them used to hang every blocking operation."""
+    assert d.proc is not None
+    pid = d.proc.pid
+    before = len(os.listdir(f"/proc/{pid}/task"))
+    for _ in range(10):
+        for cmd in (f"docker export {ctr} | head -c 1000 >/dev/null",
+                    f"docker cp {ctr}:/bin - | head -c 100 >/dev/null"):
+            subprocess.run(["sh", "-c", cmd], env=d.env, timeout=60, check=False)
+    assert d.docker("run", "--rm", "busybox", "echo", "alive", timeout=30).stdout == "alive\n"
+    assert d.docker("exec", ctr, "true", timeout=30).returncode == 0
+    # Threads come and go with work; twenty abandoned streams must not leave twenty behind.
+    assert len(os.listdir(f"/proc/{pid}/task")) < before + 8

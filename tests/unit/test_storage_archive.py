@@ -232,6 +232,17 @@ def test_relative_symlink_escape_is_rejected(box: tuple[Path, Path]) -> None:
     _untouched(outside)
 
 
+def test_layer_symlink_climbing_above_root_is_kept_and_contained(box: tuple[Path, Path]) -> None:
+    """In a layer (a root filesystem) such a link resolves to "/": kept, and writes through it
+    stay inside the root."""
+    dest, outside = box
+    data = tar_bytes(sym("usr/lib/x", "../../../../lib/x"), sym("a/evil", "../../outside"), reg("a/evil/pwned", b"x"))
+    extract_tar(io.BytesIO(data), dest, layer=True)
+    assert os.readlink(dest / "usr/lib/x") == "../../../../lib/x"
+    assert (dest / "outside/pwned").read_bytes() == b"x"
+    _untouched(outside)
+
+
 def test_hardlink_to_host_file_is_rejected(box: tuple[Path, Path]) -> None:
     dest, outside = box
     nlink = os.lstat("/etc/passwd").st_nlink

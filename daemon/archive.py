@@ -145,7 +145,12 @@ class ArchiveService:
     def _stat(self, c: Container, rootfs: Path, ref: str, path: str) -> tuple[Located, dict]:
         # Like dockerd's ResolvePath: the last component is not followed unless the path ends
         # in "/" or "/." (then it names the directory a symlink points to).
-        loc, st = self._find(c, rootfs, ref, path, path.endswith("/") or path.endswith("/."))
+        as_dir = path.endswith("/") or path.endswith("/.")
+        loc, st = self._find(c, rootfs, ref, path, as_dir)
+        if as_dir and not stat.S_ISDIR(st.st_mode):
+            # "file/" names nothing (lstat: not a directory); the CLI then says "no such
+            # directory" for a copy into it, instead of overwriting the file.
+            raise NotFound(f"Could not find the file {path} in container {ref}: not a directory")
         link = ""
         if stat.S_ISLNK(st.st_mode):
             link = self._locate(c, rootfs, loc.cpath, follow_last=True).cpath

@@ -142,6 +142,13 @@ def test_cp_errors(d: Daemon, ctr: str, tmp_path: Path) -> None:
     assert _exec(d, ctr, "test -d /tmp && test -f /etc/passwd && echo ok") == "ok\n"
     status, msg = _put(d, ctr, "/etc/passwd", _tar(("x", b"x", {})))
     assert status == 400 and msg == "extraction point is not a directory"
+    # "file/" and "file/." name no directory: not the file itself
+    for path in ("/etc/passwd/", "/etc/passwd/."):
+        r = d.docker("cp", f"{ctr}:{path}", "-", check=False)
+        assert r.returncode == 1 and "not a directory" in r.stderr, r
+    r = d.docker("cp", f, f"{ctr}:/etc/passwd/", check=False)
+    assert r.returncode == 1 and "no such directory" in r.stderr, r
+    assert _exec(d, ctr, "head -c 5 /etc/passwd") == "root:"
 
 
 def test_cp_read_only_targets(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:

@@ -311,10 +311,20 @@ def copy_image_content(rootfs: Path, dest: str, data: Path) -> None:
         return
     src = resolve_in_root(rootfs, dest)
     try:
-        if not src.is_dir() or src.is_symlink() or not any(os.scandir(src)):
+        if not src.is_dir() or src.is_symlink():
             return
+        empty = not any(os.scandir(src))
     except OSError:
         return
+    if not empty:
+        _copy_tree(src, data)
+    # Also for an empty directory, as dockerd: a data dir owned by a service user stays its own.
+    st = os.stat(src)
+    os.chown(data, st.st_uid, st.st_gid)
+    os.chmod(data, st.st_mode & 0o7777)
+
+
+def _copy_tree(src: Path, data: Path) -> None:
     r, w = os.pipe()
     errors: list[BaseException] = []
 
@@ -334,9 +344,6 @@ def copy_image_content(rootfs: Path, dest: str, data: Path) -> None:
         raise DaemonError(f"copying image content into the volume: {e}") from e
     finally:
         t.join()
-    st = os.stat(src)
-    os.chown(data, st.st_uid, st.st_gid)
-    os.chmod(data, st.st_mode & 0o7777)
     if errors:
         raise DaemonError(f"copying image content into the volume: {errors[0]}")
 

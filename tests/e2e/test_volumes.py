@@ -46,6 +46,9 @@ def _image_with_data(d: Daemon, ref: str, busybox_rootfs: Path) -> None:
         di = tarfile.TarInfo("data")
         di.type, di.mode, di.uid, di.gid = tarfile.DIRTYPE, 0o750, 1234, 5678
         tf.addfile(di)
+        ei = tarfile.TarInfo("empty")  # an empty data dir of a service user
+        ei.type, ei.mode, ei.uid, ei.gid = tarfile.DIRTYPE, 0o1777, 7, 8
+        tf.addfile(ei)
         fi = tarfile.TarInfo("data/file")
         fi.size, fi.mode, fi.uid, fi.gid = 6, 0o640, 1234, 5678
         tf.addfile(fi, io.BytesIO(b"image\n"))
@@ -220,6 +223,10 @@ def test_image_volume_and_first_use_copy(v: Daemon, uname: Callable[[str], str],
     out = v.docker("run", "--rm", "--mount", f"type=volume,src={nocopy},dst=/data,volume-nocopy", img,
                    "ls", "-A", "/data").stdout
     assert out == ""
+    # an empty image directory still gives the volume its owner and mode
+    empty = uname("empty")
+    out = v.docker("run", "--rm", "-v", f"{empty}:/empty", img, "stat", "-c", "%u %g %a", "/empty").stdout
+    assert out == "7 8 1777\n"
 
 
 def test_bind_mounts(v: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:

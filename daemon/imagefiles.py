@@ -62,24 +62,38 @@ def save_items(daemon: Any, names: list[str]) -> list[SaveItem]:
     """Resolve the names first: an unknown one is a 404 before any byte of the archive."""
     images = daemon.images
     by_id: dict[str, SaveItem] = {}
-    for name in names:
-        img = images.get(name)
+    for img, tags in [found for name in names for found in _resolve(images, name)]:
         item = by_id.get(img.id)
         if item is None:
             item = by_id[img.id] = SaveItem(images.blobs.get(img.id), list(img.chain_ids), [])
-        tags: list[str] = []
-        try:
-            ref = reference.parse(name)
-            if str(ref) in img.tags and not name.startswith("sha256:"):
-                tags = [str(ref)]
-        except InvalidParameter:
-            pass
         for t in tags:
             if t not in item.repo_tags:
                 item.repo_tags.append(t)
                 r = reference.parse(t)
                 item.full_names.append(f"{r.full_name}:{r.tag}")
     return list(by_id.values())
+
+
+def _resolve(images: Any, name: str) -> list[tuple[Any, list[str]]]:
+    """(image, tags to record) for one name of `docker save`: a repository without a tag
+    stands for all its tags, as in dockerd; anything else for one image."""
+    try:
+        bare = reference.parse(name, default_tag=False)
+    except InvalidParameter:
+        bare = None
+    if bare is not None and bare.tag is None and bare.digest is None:
+        tagged = sorted(t for t in images.tags if reference.parse(t).name == bare.name)
+        if tagged:
+            return [(images.get(t), [t]) for t in tagged]
+    img = images.get(name)
+    tags: list[str] = []
+    try:
+        ref = reference.parse(name)
+        if str(ref) in img.tags and not name.startswith("sha256:"):
+            tags = [str(ref)]
+    except InvalidParameter:
+        pass
+    return [(img, tags)]
 
 
 async def save_stream(daemon: Any, items: list[SaveItem]) -> AsyncIterator[bytes]:

@@ -230,3 +230,18 @@ def test_imported_tar_saved_byte_for_byte(d: Daemon, uname: Callable[[str], str]
         assert files[manifest[0]["Layers"][0]] == data
     finally:
         d.docker("rmi", ref)
+
+
+def test_save_repository_without_tag_saves_all_its_tags(d: Daemon, uname: Callable[[str], str],
+                                                        tmp_path: Path) -> None:
+    repo = uname("repo")
+    d.docker("tag", "busybox:latest", f"{repo}:a")
+    d.docker("tag", "busybox:latest", f"{repo}:b")
+    try:
+        d.docker("save", "-o", tmp_path / "r.tar", repo)
+        manifest = json.loads(_tar_members((tmp_path / "r.tar").read_bytes())["manifest.json"])
+        assert sorted(t for m in manifest for t in m["RepoTags"]) == [f"{repo}:a", f"{repo}:b"]
+        r = d.docker("save", "-o", tmp_path / "x.tar", f"{repo}-none", check=False)
+        assert r.returncode == 1 and "No such image" in r.stderr
+    finally:
+        d.docker("rmi", f"{repo}:a", f"{repo}:b")

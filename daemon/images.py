@@ -342,6 +342,7 @@ class ImageService:
                 if len(img.tags) > 1 or (force and users):
                     await self._untag(ref, out)
                     if img.tags or users:
+                        await self._untag_repo_digests(img, reference.parse(ref).name, out)
                         return out
                 elif users and not force:
                     raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
@@ -360,6 +361,7 @@ class ImageService:
                 await self._untag(ref, out)
             if running:
                 return out
+            out.extend({"Untagged": rd} for rd in img.repo_digests)
             await self.store.delete_image(img.id)
             del self.images[img.id]
         out.append({"Deleted": img.id})
@@ -381,6 +383,20 @@ class ImageService:
             await self.store.put_image(img.id, img.doc(), [])
         self.events.publish("image", "untag", img.id, {"name": want})
         return True
+
+    async def _untag_repo_digests(self, img: Image, repo: str, out: list[dict]) -> None:
+        """After its last tag in `repo` went, the image's digest references in `repo` go too (as
+        dockerd): `docker images` would otherwise keep listing `repo <none>`."""
+        if any(reference.parse(t).name == repo for t in img.tags):
+            return
+        gone = [rd for rd in img.repo_digests if rd.split("@", 1)[0] == repo]
+        if not gone:
+            return
+        img.repo_digests = [rd for rd in img.repo_digests if rd not in gone]
+        await self.store.put_image(img.id, img.doc(), [])
+        for rd in gone:
+            out.append({"Untagged": rd})
+            self.events.publish("image", "untag", img.id, {"name": rd})
 
     def _is_reference(self, name: str, img: Image) -> bool:
         if name.startswith("sha256:") or img.id[7:].startswith(name):

@@ -99,6 +99,15 @@ def test_push_pull_by_tag_and_digest(d: Daemon, registry: str, uname: Callable[[
     assert d.docker("rmi", f"{repo}@{digest}").stdout.strip() == f"Untagged: {repo}@{digest}"
     assert image_inspect(d, f"{repo}:v1")["RepoDigests"] == []
     d.docker("rmi", f"{repo}:v1")
+    # the last tag of a repository takes that repository's digest references along (as dockerd);
+    # the image stays under its other name
+    d.docker("pull", f"{repo}:v1")
+    d.docker("tag", f"{repo}:v1", f"{repo}-keep:v1")
+    out = d.docker("rmi", f"{repo}:v1").stdout.split("\n")
+    assert out[:2] == [f"Untagged: {repo}:v1", f"Untagged: {repo}@{digest}"], out
+    assert image_inspect(d, f"{repo}-keep:v1")["RepoDigests"] == []
+    assert repo not in d.docker("images", "--format", "{{.Repository}}").stdout.split()
+    d.docker("rmi", f"{repo}-keep:v1")
 
     out = d.docker("pull", f"{repo}@{digest}").stdout
     assert f"Status: Downloaded newer image for {repo}@{digest}" in out, out

@@ -75,7 +75,7 @@ async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str,
     if comment:
         config["comment"] = comment
     img = await images._register(config, [*base.chain_ids, layer.chain_id], base.size + layer.size,
-                                 [str(ref)] if ref else [])
+                                 [str(ref)] if ref else [], parent=base.id)
     daemon.events.publish("container", "commit", c.id,
                           {"comment": comment, "imageID": img.id, "imageRef": str(ref) if ref else img.id,
                            "name": c.name.lstrip("/")})

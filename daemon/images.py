@@ -43,6 +43,7 @@ class Image:
     tags: list[str] = field(default_factory=list)
     last_tag_time: str = ""
     repo_digests: list[str] = field(default_factory=list)  # "name@sha256:..." it was pulled/pushed as
+    parent: str = ""  # the local image a commit was made from (dockerd's Parent; not in the config)
 
     @property
     def created(self) -> str:
@@ -67,7 +68,7 @@ class Image:
 
     def doc(self) -> dict:
         return {"id": self.id, "config": self.config, "chain_ids": self.chain_ids, "size": self.size,
-                "last_tag_time": self.last_tag_time, "repo_digests": self.repo_digests}
+                "last_tag_time": self.last_tag_time, "repo_digests": self.repo_digests, "parent": self.parent}
 
 
 class ImageService:
@@ -90,7 +91,8 @@ class ImageService:
         for doc in self.store.load_images():
             self.images[doc["id"]] = Image(doc["id"], doc["config"], doc["chain_ids"], doc["size"],
                                            last_tag_time=doc.get("last_tag_time", ""),
-                                           repo_digests=doc.get("repo_digests") or [])
+                                           repo_digests=doc.get("repo_digests") or [],
+                                           parent=doc.get("parent") or "")
         self.tags = self.store.load_tags()
         for ref, iid in self.tags.items():
             if iid in self.images:
@@ -191,13 +193,14 @@ class ImageService:
         return self.layers.import_tar(reader, None)
 
     async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str],
-                        repo_digests: list[str] | None = None, raw: bytes | None = None) -> Image:
+                        repo_digests: list[str] | None = None, raw: bytes | None = None,
+                        parent: str = "") -> Image:
         # raw: the config exactly as pulled/loaded (its digest is the image id everywhere else)
         raw = raw if raw is not None else json.dumps(config, separators=(",", ":")).encode()
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
         await asyncio.to_thread(self.blobs.put, raw)
         async with self._lock:
-            img = self.images.get(image_id) or Image(image_id, config, chain_ids, size)
+            img = self.images.get(image_id) or Image(image_id, config, chain_ids, size, parent=parent)
             for rd in repo_digests or []:
                 name = rd.split("@", 1)[0]
                 img.repo_digests = [d for d in img.repo_digests if d.split("@", 1)[0] != name] + [rd]
@@ -225,7 +228,10 @@ class ImageService:
         since = [self.get(n).created_ts for n in f.get("since")]
         until = [parse_time_filter(u) for u in f.get("until")]
         out = []
+        parents = self._parents()
         for img in self.images.values():
+            if not all_ and not img.tags and img.id in parents:
+                continue  # an intermediate image: only `docker images -a` shows it, as dockerd
             if dangling is True and img.tags or dangling is False and not img.tags:
                 continue
             if not f.match_labels(img.labels):
@@ -246,7 +252,7 @@ class ImageService:
                                 if any(_ref_match(p, r.split("@")[0]) for p in f.get("reference"))]
             out.append((img.created_ts, {
                 "Id": img.id,
-                "ParentId": img.config.get("parent", ""),
+                "ParentId": img.parent or img.config.get("parent", ""),
                 "RepoTags": sorted(tags) if tags else [],
                 "RepoDigests": list(repo_digests),
                 "Created": img.created_unix,
@@ -267,7 +273,7 @@ class ImageService:
             "Id": img.id,
             "RepoTags": sorted(img.tags),
             "RepoDigests": list(img.repo_digests),
-            "Parent": cfg.get("parent", ""),
+            "Parent": img.parent or cfg.get("parent", ""),
             "Comment": cfg.get("comment", ""),
             "Created": cfg.get("created", ""),
             "Container": cfg.get("container", ""),
@@ -290,6 +296,14 @@ class ImageService:
     def history(self, name: str) -> list[dict]:
         img = self.get(name)
         hist = img.config.get("history") or []
+        # Rows an ancestor made carry its id and tags, as in dockerd (the rest: <missing>).
+        owners: dict[int, Image] = {len(hist) - 1: img}
+        p = self.images.get(img.parent)
+        while p is not None:
+            n = len(p.config.get("history") or [])
+            if 0 < n <= len(hist):
+                owners.setdefault(n - 1, p)
+            p = self.images.get(p.parent) if p.parent != p.id else None
         out = []
         layer_index = 0
         diff_ids = img.config.get("rootfs", {}).get("diff_ids", [])
@@ -302,10 +316,10 @@ class ImageService:
                     size = 0
                 layer_index += 1
             out.append({
-                "Id": img.id if i == len(hist) - 1 else "<missing>",
+                "Id": owners[i].id if i in owners else "<missing>",
                 "Created": int(parse_timestamp(h["created"])) if h.get("created") else 0,
                 "CreatedBy": h.get("created_by", ""),
-                "Tags": sorted(img.tags) if i == len(hist) - 1 else None,
+                "Tags": sorted(owners[i].tags) if i in owners else None,
                 "Size": size,
                 "Comment": h.get("comment", ""),
             })
@@ -348,6 +362,9 @@ class ImageService:
                     raise Conflict(f'conflict: unable to remove repository reference "{name}" (must force) - '
                                    f"container {users[0][0][:12]} is using its referenced image {img.id[7:19]}")
             else:
+                if img.id in self._parents():
+                    raise Conflict(f"conflict: unable to delete {img.id[7:19]} (cannot be forced) - image has "
+                                   "dependent child images")
                 if running:
                     raise Conflict(f"conflict: unable to delete {img.id[7:19]} (cannot be forced) - image is "
                                    f"being used by running container {running[0][:12]}")
@@ -359,14 +376,19 @@ class ImageService:
                                    f"being used by stopped container {users[0][0][:12]}")
             for ref in list(img.tags):
                 await self._untag(ref, out)
-            if running:
-                return out
+            if running or img.id in self._parents():
+                return out  # untagged; an image others were committed from stays for them
             out.extend({"Untagged": rd} for rd in img.repo_digests)
             await self.store.delete_image(img.id)
             del self.images[img.id]
         out.append({"Deleted": img.id})
         self.events.publish("image", "delete", img.id, {"name": img.id})
         await self._collect_layers(img.chain_ids)
+        parent = self.images.get(img.parent)
+        if prune and parent is not None and not parent.tags and not parent.repo_digests \
+                and parent.id not in self._parents() and not self.containers_using(parent.id):
+            # An untagged parent nothing else needs goes too (`docker rmi --no-prune` keeps it).
+            out += await self.remove(parent.id, prune=True)
         return out
 
     async def _untag_digest(self, name: str, img: Image, out: list[dict]) -> bool:
@@ -383,6 +405,9 @@ class ImageService:
             await self.store.put_image(img.id, img.doc(), [])
         self.events.publish("image", "untag", img.id, {"name": want})
         return True
+
+    def _parents(self) -> set[str]:
+        return {i.parent for i in self.images.values() if i.parent}
 
     async def _untag_repo_digests(self, img: Image, repo: str, out: list[dict]) -> None:
         """After its last tag in `repo` went, the image's digest references in `repo` go too (as

@@ -245,3 +245,26 @@ def test_save_repository_without_tag_saves_all_its_tags(d: Daemon, uname: Callab
         assert r.returncode == 1 and "No such image" in r.stderr
     finally:
         d.docker("rmi", f"{repo}:a", f"{repo}:b")
+
+
+def test_commit_records_parent_for_history_and_rmi(d: Daemon, uname: Callable[[str], str]) -> None:
+    c1, c2 = uname("p1"), uname("p2")
+    parent, child = f"{uname('parent')}:v1", f"{uname('child')}:v1"
+    d.docker("run", "--name", c1, "busybox:latest", "sh", "-c", "echo 1 > /one")
+    d.docker("commit", c1, parent)
+    d.docker("run", "--name", c2, parent, "sh", "-c", "echo 2 > /two")
+    d.docker("commit", c2, child)
+    d.docker("rm", c1, c2)
+    pid, cid = image_inspect(d, parent)["Id"], image_inspect(d, child)["Id"]
+    assert image_inspect(d, child)["Parent"] == pid
+    ids = d.docker("history", "-q", "--no-trunc", child).stdout.split()
+    assert ids[:2] == [cid, pid], ids  # the parent's own row carries its id, not <missing>
+    r = d.docker("rmi", "-f", pid, check=False)
+    assert r.returncode == 1 and "image has dependent child images" in r.stderr, r.stderr
+    # untagging the parent leaves it for its child, hidden from `docker images` but not from -a
+    assert d.docker("rmi", parent).stdout.strip() == f"Untagged: {parent}"
+    assert pid[7:19] not in d.docker("images", "-q").stdout
+    assert pid[7:19] in d.docker("images", "-aq").stdout
+    # removing the child takes the untagged parent along
+    out = d.docker("rmi", child).stdout
+    assert f"Deleted: {cid}" in out and f"Deleted: {pid}" in out, out

@@ -43,7 +43,8 @@ from storage.registry import (
     decode_auth_header,
     describe_error,
 )
-from storage.registryplatform import select
+from storage.registryplatform import InvalidPlatform, select
+from storage.registryplatform import parse as parse_platform
 
 MAX_CONCURRENT_DOWNLOADS = 3
 _TICK = 0.1  # seconds between two progress records of one layer
@@ -129,6 +130,10 @@ def pull_reference(from_image: str, tag: str) -> tuple[Reference, bool]:
 async def pull(daemon: Any, from_image: str, tag: str, platform: str, auth_header: str | None
                ) -> AsyncIterator[dict]:
     ref, all_tags = pull_reference(from_image, tag)
+    try:
+        parse_platform(platform)
+    except InvalidPlatform as e:
+        raise InvalidParameter(str(e)) from None
     client = _client(daemon, ref.domain, auth_header)
     try:
         if all_tags:

@@ -11,11 +11,28 @@ LOCAL_ARCH = _ARCH.get(_platform.machine(), _platform.machine())
 LOCAL_VARIANT = {"arm64": "v8", "arm": "v7"}.get(LOCAL_ARCH, "")
 
 
+# containerd's platforms package: what it knows, and so what dockerd accepts.
+_KNOWN_OS = {"aix", "android", "darwin", "dragonfly", "freebsd", "hurd", "illumos", "ios", "js", "linux", "nacl",
+             "netbsd", "openbsd", "plan9", "solaris", "wasip1", "windows", "zos"}
+_KNOWN_ARCH = {"386", "amd64", "amd64p32", "arm", "armbe", "arm64", "arm64be", "loong64", "mips", "mipsle",
+               "mips64", "mips64le", "mips64p32", "mips64p32le", "ppc", "ppc64", "ppc64le", "riscv", "riscv64",
+               "s390", "s390x", "sparc", "sparc64", "wasm"}
+
+
+class InvalidPlatform(ValueError):
+    pass
+
+
 def parse(spec: str) -> tuple[str, str, str]:
-    """"os/arch[/variant]" -> (os, arch, variant); '' means this host's."""
+    """"os/arch[/variant]" -> (os, arch, variant); '' means this host's. InvalidPlatform for a
+    platform containerd would not know, with its message."""
     if not spec:
         return "linux", LOCAL_ARCH, LOCAL_VARIANT
     parts = spec.lower().split("/")
+    known = parts[0] in _KNOWN_OS if len(parts) > 1 else parts[0] in _KNOWN_OS | _KNOWN_ARCH
+    if not known or len(parts) > 3 or len(parts) > 1 and _ARCH.get(parts[1], parts[1]) not in _KNOWN_ARCH:
+        raise InvalidPlatform(f"{spec!r}: unknown operating system or architecture: invalid argument"
+                              .replace("'", '"'))
     if len(parts) == 1:  # "amd64" alone is an architecture, as in containerd's platforms.Parse
         return ("linux", parts[0], "") if parts[0] != "linux" else ("linux", LOCAL_ARCH, LOCAL_VARIANT)
     arch = _ARCH.get(parts[1], parts[1])

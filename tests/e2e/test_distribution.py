@@ -176,6 +176,9 @@ def test_pull_errors_leave_nothing(d: Daemon, registry: str, uname: Callable[[st
     d.docker("rmi", f"{registry}/e/{uname('bb')}:t")
     r = d.docker("pull", f"{registry}/e/{uname('bb')}:nosuchtag", check=False)
     assert r.returncode == 1 and "manifest unknown" in r.stderr
+    for bad in ("bogus", "linux/bogus", "bogus/amd64"):
+        r = d.docker("pull", "--platform", bad, f"{registry}/e/{uname('bb')}:t", check=False)
+        assert r.returncode == 1 and "unknown operating system or architecture" in r.stderr, r.stderr
     zero = "sha256:" + "0" * 64
     r = d.docker("pull", f"{registry}/e/{uname('bb')}@{zero}", check=False)
     assert r.returncode == 1 and "manifest unknown" in r.stderr

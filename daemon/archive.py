@@ -29,8 +29,9 @@ from daemon.bodyreader import ThreadReader
 from daemon.container import Container, paths
 from daemon.ctrpath import Located, Mount, locate
 from daemon.errors import DaemonError, InvalidParameter, NotFound
-from storage.archive import ArchiveError, extract_tar, resolve_in_root
+from storage.archive import ArchiveError, MountTarget, extract_tar, resolve_in_root
 from storage.fsmeta import proc_path
+from storage.rootpath import split
 from storage.tarwriter import tar_directory, tar_entry
 
 # Go's os.FileMode type bits, which X-Docker-Container-Path-Stat carries.
@@ -114,17 +115,28 @@ class ArchiveService:
         return gen
 
     # -- resolution --------------------------------------------------------------------------
-    def _locate(self, c: Container, rootfs: Path, path: str, follow_last: bool) -> Located:
-        """Resolve `path` inside the container's filesystem (rootfs plus volumes and binds)."""
+    def _mounts(self, c: Container) -> list[Mount]:
+        """The container's volumes and binds, and the files the daemon bind-mounts into every
+        container, seen as the container sees them."""
         points = [m for m in c.mount_points if m["Type"] != "tmpfs"]
         mounts = [Mount(m["Destination"], Path(self.volumes.source(m)), m) for m in points]
         taken = {m["Destination"] for m in points}
         files = paths(self.containers.data_root, c.id)
-        # The files the daemon bind-mounts into every container, seen as the container sees them.
         mounts += [Mount(dest, files[key], {"Type": "bind", "Destination": dest, "RW": True})
                    for key, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                                      ("resolv", "/etc/resolv.conf")) if dest not in taken]
-        return locate(rootfs, mounts, path, follow_last=follow_last)
+        return mounts
+
+    def _locate(self, c: Container, rootfs: Path, path: str, follow_last: bool) -> Located:
+        """Resolve `path` inside the container's filesystem (rootfs plus volumes and binds)."""
+        return locate(rootfs, self._mounts(c), path, follow_last=follow_last)
+
+    def _below(self, c: Container, cpath: str) -> dict[tuple[str, ...], Mount]:
+        """The mounts strictly below the container directory `cpath`, by their path relative to it:
+        a copy of that directory goes through them, not into what they hide."""
+        top = split(cpath)
+        return {tuple(m.parts[len(top):]): m for m in self._mounts(c)
+                if m.parts[: len(top)] == top and len(m.parts) > len(top)}
 
     def _find(self, c: Container, rootfs: Path, ref: str, path: str, follow_last: bool
               ) -> tuple[Located, os.stat_result]:
@@ -183,7 +195,8 @@ class ArchiveService:
         arcname = "." if path.endswith("/.") else info["name"].strip("/") or "."
         self.containers.events.publish("container", "archive-path", c.id, self.containers._attrs(c))
 
-        return info, self._leased(c, lambda out: _write_tar(loc, arcname, out))
+        below = {rel: m.source for rel, m in self._below(c, loc.cpath).items()}
+        return info, self._leased(c, lambda out: _write_tar(loc, arcname, out, below))
 
     async def put(self, ref: str, path: str, body: AsyncIterator[bytes], *, no_overwrite_dir_nondir: bool,
                   copy_uid_gid: bool) -> None:
@@ -213,8 +226,10 @@ class ArchiveService:
         if loc.mount is None and c.host_config.get("ReadonlyRootfs"):
             raise InvalidParameter("container rootfs is marked read-only")
         owner = _container_user(rootfs, c.config.get("User") or "") if copy_uid_gid else None
+        mounts = {rel: MountTarget(m.source, not m.point["RW"], m.destination)
+                  for rel, m in self._below(c, loc.cpath).items()}
         extract_tar(reader, loc.root, subdir="/" + "/".join(loc.rel), no_overwrite_dir_nondir=no_overwrite,
-                    owner=owner)
+                    owner=owner, mounts=mounts)
 
     async def export(self, ref: str) -> AsyncIterator[bytes]:
         c = self.containers.get(ref)
@@ -229,18 +244,18 @@ def _check_path(path: str) -> None:
         raise InvalidParameter("Path cannot be empty")
 
 
-def _write_tar(loc: Located, arcname: str, out: Any) -> None:
+def _write_tar(loc: Located, arcname: str, out: Any, below: dict[tuple[str, ...], Path]) -> None:
     root_fd, parent = loc.open_parent()
     try:
         if not loc.rel:
             # The root itself (rootfs or a mount's source) is the daemon's own path, no symlink.
-            tar_directory(loc.root, out, prefix=arcname)
+            tar_directory(loc.root, out, prefix=arcname, mounts=below)
             return
         name = loc.rel[-1]
         st = os.stat(name, dir_fd=parent, follow_symlinks=False)
         if stat.S_ISDIR(st.st_mode):
             # proc_path(parent, name) is opened with O_NOFOLLOW: a swapped-in symlink fails.
-            tar_directory(proc_path(parent, name), out, prefix=arcname)
+            tar_directory(proc_path(parent, name), out, prefix=arcname, mounts=below)
         else:
             tar_entry(parent, name, out, arcname)
     finally:

@@ -21,6 +21,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
@@ -90,6 +91,7 @@ def extract_tar(
     owner: tuple[int, int] | None = None,
     recorder: SplitRecorder | None = None,
     writeback: bool = False,
+    mounts: dict[tuple[str, ...], MountTarget] | None = None,
 ) -> int:
     """Extract the (uncompressed) tar stream `fileobj` into `root`/`subdir`; return the bytes of
     regular file content written.
@@ -102,14 +104,22 @@ def extract_tar(
     `docker cp` PUT flag). owner: (uid, gid) for every entry instead of the archive's. recorder: the
     tar-split recorder `fileobj` reads through, told where each file's data lies (see tarsplit).
     writeback: start writing big files to disk as they complete (for a caller that syncs at the end).
+    mounts: what is mounted where below `subdir` (relative components): entries there go into the
+    mount, as they would in the container, not into the directory the mount hides.
     Raises ArchiveError for invalid or hostile archives; OSError for host trouble (ENOSPC...).
     On error, what was already extracted stays: extract into a fresh directory to be atomic.
     """
-    ex = _Extractor(Path(root), subdir, layer=layer, same_owner=same_owner, devices=devices)
-    ex.no_overwrite_dir_nondir = no_overwrite_dir_nondir
-    ex.owner = owner
-    ex.split = recorder
-    ex.writeback = writeback
+    def make(target: Path, sub: str) -> _Extractor:
+        ex = _Extractor(target, sub, layer=layer, same_owner=same_owner, devices=devices)
+        ex.no_overwrite_dir_nondir = no_overwrite_dir_nondir
+        ex.owner = owner
+        ex.split = recorder
+        ex.writeback = writeback
+        return ex
+
+    ex: _Extractor | _Routed = make(Path(root), subdir)
+    if mounts:
+        ex = _Routed(ex, mounts, lambda target: make(target, "/"))
     try:
         try:
             tf = tarfile.open(fileobj=fileobj, mode="r|", bufsize=_TAR_BUFSIZE, tarinfo=_StrictTarInfo)  # type: ignore[call-overload]
@@ -124,6 +134,72 @@ def extract_tar(
     finally:
         ex.close()
     return ex.size
+
+
+@dataclass(frozen=True)
+class MountTarget:
+    path: Path  # host directory, or the file of a file bind-mounted on its own
+    read_only: bool
+    name: str  # where it is mounted in the container, for messages
+
+
+class _Routed:
+    """An extraction across mount points: each entry goes to the extractor of the mount it lies
+    in (the longest matching mount point), as writing through the container's view would."""
+
+    def __init__(self, main: _Extractor, mounts: dict[tuple[str, ...], MountTarget],
+                 make: Callable[[Path], _Extractor]) -> None:
+        self.main = main
+        self.mounts = mounts
+        self.make = make
+        self.subs: dict[tuple[str, ...], _Extractor] = {}
+
+    @property
+    def size(self) -> int:
+        return self.main.size + sum(s.size for s in self.subs.values())
+
+    def _mount_of(self, parts: list[str]) -> tuple[str, ...] | None:
+        best = None
+        for point in self.mounts:
+            if tuple(parts[: len(point)]) == point and (best is None or len(point) > len(best)):
+                best = point
+        return best
+
+    def add(self, tf: tarfile.TarFile, m: tarfile.TarInfo) -> None:
+        parts = _Extractor._parts(m.name)
+        point = self._mount_of(parts)
+        link_point = self._mount_of(_Extractor._parts(m.linkname, "hardlink target of")) if m.islnk() else point
+        if link_point != point:
+            raise ArchiveError(f"hardlink {m.name!r} -> {m.linkname!r}: invalid cross-device link")
+        if point is None:
+            self.main.add(tf, m)
+            return
+        target = self.mounts[point]
+        if len(parts) == len(point):
+            if m.isdir() and target.path.is_dir():
+                return  # a directory over the mounted one: its content merges into the mount
+            raise ArchiveError(f"cannot replace {target.name}: it is a mount point (device or resource busy)")
+        if target.read_only:
+            raise ArchiveError(f"mounted volume is marked read-only: {target.name}")
+        if not target.path.is_dir():
+            raise ArchiveError(f"{target.name} is not a directory")
+        sub = self.subs.get(point)
+        if sub is None:
+            sub = self.subs[point] = self.make(target.path)
+        m.name = "/".join(parts[len(point):])
+        if m.islnk():
+            m.linkname = "/".join(_Extractor._parts(m.linkname)[len(point):])
+        sub.add(tf, m)
+
+    def finish(self) -> None:
+        self.main.finish()
+        for s in self.subs.values():
+            s.finish()
+
+    def close(self) -> None:
+        self.main.close()
+        for s in self.subs.values():
+            s.close()
 
 
 def _plain_stream(src: object) -> Any:

@@ -13,6 +13,7 @@ import os
 import stat
 import tarfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import BinaryIO, Protocol
 
 from . import whiteout
@@ -29,16 +30,20 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> int | None: ...
 
 
-def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: bool = False, prefix: str = "") -> None:
+def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: bool = False, prefix: str = "",
+                  mounts: dict[tuple[str, ...], Path] | None = None) -> None:
     """Write the tree at `path` as a PAX tar stream to `fileobj` (which stays open).
 
     Entry names are relative to `path`, under `prefix` when given (then the top directory itself is
     an entry named `prefix`, as `docker cp` sends it; without a prefix it is not, as in `docker
     export`). Sockets are skipped. layer: `path` is an overlay upper dir; 0/0 character devices
     become `.wh.NAME` entries and opaque directories get a `.wh..wh..opq` entry. overlayfs' own
-    xattrs (trusted.overlay.*) are never written.
+    xattrs (trusted.overlay.*) are never written. mounts: what is mounted where below `path`
+    (relative components -> host path), written in place of what the mount hides, as the
+    container sees it (docker cp of a directory holding volumes or binds).
     """
     prefix = prefix.strip("/")
+    skip = len(prefix) + 1 if prefix else 0
     out = _Output(fileobj)
     tf = _open(out)
     w = _Writer(tf, layer)
@@ -55,7 +60,8 @@ def tar_directory(path: str | os.PathLike[str], fileobj: Writable, *, layer: boo
                 os.close(stack.pop()[0])
                 continue
             name = _join(rel, entry.name)
-            sub = w.entry(dfd, name, entry)
+            source = mounts.get(tuple(name[skip:].split("/"))) if mounts else None
+            sub = w.mounted(name, source) if source is not None else w.entry(dfd, name, entry)
             if sub is not None:
                 stack.append((sub, name, _sorted(sub)))
         tf.close()
@@ -162,6 +168,20 @@ class _Writer:
             marker = self._info(_join(name, whiteout.OPAQUE_MARKER), st, {})
             marker.type = tarfile.REGTYPE
             self.tf.addfile(marker)
+
+    def mounted(self, name: str, source: Path) -> int | None:
+        """The mount at `name` instead of the mount point: its directory (fd returned, to descend)
+        or, for a file bind-mounted on its own, that file."""
+        if source.is_dir():
+            sub = os.open(source, _OPEN_DIR)
+            self.directory(sub, name)
+            return sub
+        parent = os.open(source.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._file(parent, name, source.name)
+        finally:
+            os.close(parent)
+        return None
 
     def entry(self, dfd: int, name: str, entry: os.DirEntry[str]) -> int | None:
         """Write one entry; for a directory, return its fd so that the walk descends into it."""

@@ -332,3 +332,28 @@ def test_abandoned_downloads_free_their_threads(d: Daemon, ctr: str) -> None:
     assert d.docker("exec", ctr, "true", timeout=30).returncode == 0
     # Threads come and go with work; twenty abandoned streams must not leave twenty behind.
     assert len(os.listdir(f"/proc/{pid}/task")) < before + 8
+
+
+def test_cp_of_a_tree_goes_through_its_mounts(d: Daemon, ctr: str, tmp_path: Path) -> None:
+    """A directory copied in or out across mount points goes through the volumes and binds, as
+    the container sees them, never into (or out of) what they hide; a mounted file is not replaced."""
+    tree = tmp_path / "tree"
+    for rel, data in (("vol/tv", "tv\n"), ("bind/tb", "tb\n"), ("top", "top\n")):
+        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tree / rel).write_text(data)
+    d.docker("cp", f"{tree}/.", f"{ctr}:/")
+    assert _exec(d, ctr, "cat /vol/tv /bind/tb /top") == "tv\ntb\ntop\n"
+    assert (tmp_path / "bind" / "tb").read_text() == "tb\n"  # the host side of the bind
+    out = subprocess.run(["docker", "cp", f"{ctr}:/", "-"], env=d.env, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(out)) as tf:
+        names = set(tf.getnames())
+        hosts = tf.extractfile("./etc/hosts").read()  # type: ignore[union-attr]
+    assert {"./vol/tv", "./bind/tb"} <= names, sorted(n for n in names if "vol" in n or "bind" in n)
+    assert b"localhost" in hosts  # the daemon's file, not the empty mount point under it
+    evil = tmp_path / "evil"
+    (evil / "etc").mkdir(parents=True)
+    (evil / "etc" / "hosts").write_text("evil\n")
+    r = d.docker("cp", f"{evil}/.", f"{ctr}:/", check=False)
+    assert r.returncode == 1 and "mount point" in r.stderr, r
+    assert "localhost" in _exec(d, ctr, "cat /etc/hosts")
+    assert _exec(d, ctr, "grep -c ' /etc/hosts ' /proc/self/mountinfo") == "1\n"

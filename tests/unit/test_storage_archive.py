@@ -481,3 +481,23 @@ def test_deep_trees_need_no_fd_per_level(tmp_path: Path) -> None:
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard_limit))
     assert os.listdir(tmp_path) == []
+
+
+def test_extraction_across_mount_points(tmp_path: Path) -> None:
+    from storage.archive import MountTarget
+
+    root, vol, ro = tmp_path / "root", tmp_path / "vol", tmp_path / "ro"
+    for p in (root / "data" / "v", root / "data" / "r", vol, ro):
+        p.mkdir(parents=True)
+    mounts = {("v",): MountTarget(vol, False, "/data/v"), ("r",): MountTarget(ro, True, "/data/r")}
+    extract_tar(io.BytesIO(tar_bytes(dir_("v"), reg("v/a", b"A"), hard("v/b", "v/a"), reg("c", b"C"))), root,
+                subdir="/data", mounts=mounts)
+    assert (vol / "a").read_bytes() == b"A" and os.stat(vol / "b").st_ino == os.stat(vol / "a").st_ino
+    assert (root / "data" / "c").read_bytes() == b"C" and not (root / "data" / "v" / "a").exists()
+    with pytest.raises(ArchiveError, match="read-only"):
+        extract_tar(io.BytesIO(tar_bytes(reg("r/x", b"x"))), root, subdir="/data", mounts=mounts)
+    with pytest.raises(ArchiveError, match="cross-device"):
+        extract_tar(io.BytesIO(tar_bytes(reg("c2", b"C"), hard("v/c2", "c2"))), root, subdir="/data", mounts=mounts)
+    with pytest.raises(ArchiveError, match="mount point"):
+        extract_tar(io.BytesIO(tar_bytes(reg("v", b"file over a mount"))), root, subdir="/data", mounts=mounts)
+    assert sorted(os.listdir(ro)) == []

@@ -103,6 +103,8 @@ def _daemon_error(e: Exception, ref: Reference | None = None) -> DaemonError:
         # Not a 401: the CLI answers a 401 to a pull or push by prompting for a login.
         return DaemonError(e.message)
     if isinstance(e, RegistryError):
+        if e.code == "MANIFEST_UNKNOWN" and ref is not None:
+            return NotFound(f"manifest for {ref} not found: manifest unknown: {e.message}")
         if e.status == 404 or e.code in ("MANIFEST_UNKNOWN", "NAME_UNKNOWN", "BLOB_UNKNOWN"):
             return NotFound(e.message)
         return DaemonError(e.message)

@@ -37,6 +37,7 @@ class ExecProcess:
         self.pid = proc.pid
         self.master = master
         self._tty: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
+        self._tty_read: asyncio.BaseTransport | None = None
 
     async def wait(self) -> int:
         rc = await self.proc.wait()
@@ -58,8 +59,8 @@ class ExecProcess:
         assert self.master is not None
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader(limit=1 << 20)
-        await loop.connect_read_pipe(lambda: _PtyReaderProtocol(reader),
-                                     os.fdopen(os.dup(self.master), "rb", buffering=0))
+        self._tty_read, _ = await loop.connect_read_pipe(lambda: _PtyReaderProtocol(reader),
+                                                         os.fdopen(os.dup(self.master), "rb", buffering=0))
         wtransport, wproto = await loop.connect_write_pipe(
             lambda: asyncio.streams.FlowControlMixin(), os.fdopen(os.dup(self.master), "wb", buffering=0))
         writer = asyncio.StreamWriter(wtransport, wproto, None, loop)
@@ -67,6 +68,12 @@ class ExecProcess:
         return self._tty
 
     def close(self) -> None:
+        # The streams hold duplicates of the master: closing only the master kept the pty (and a
+        # /dev/pts/N in the container) alive for good, one per `docker exec -t`.
+        if self._tty is not None:
+            self._tty[1].close()
+            if self._tty_read is not None:
+                self._tty_read.close()
         if self.master is not None:
             os.close(self.master)
             self.master = None

@@ -103,6 +103,21 @@ def test_exec_detached(d: Daemon, ctr: str) -> None:
     wait_for(lambda: _exec_inspect(d, eid)["ExitCode"] == 0, what="the detached exec to finish (output drained)")
 
 
+def test_exec_t_releases_its_pty(d: Daemon, ctr: str) -> None:
+    """Each `docker exec -t` gets its terminal back to the container: no pty master stays open in
+    the daemon and the next exec gets /dev/pts/0 again, as with dockerd."""
+    assert d.proc is not None
+    for _ in range(5):
+        d.docker("exec", "-t", ctr, "true")
+
+    def ptmx() -> int:
+        fds = f"/proc/{d.proc.pid}/fd"  # type: ignore[union-attr]
+        return sum(1 for fd in os.listdir(fds) if os.path.realpath(f"{fds}/{fd}") == "/dev/ptmx")
+
+    wait_for(lambda: ptmx() == 0, what="the daemon to close every pty master")
+    assert d.docker("exec", "-t", ctr, "tty").stdout.strip() == "/dev/pts/0"
+
+
 def test_exec_env_workdir_user(d: Daemon, ctr: str, tmp_path: Path) -> None:
     env_file = tmp_path / "env"
     env_file.write_text("FROMFILE=ff\n# comment\n")

@@ -245,6 +245,8 @@ class AttachHub:
 
     def client_gone(self, client: AttachClient) -> None:
         self.clients.discard(client)
+        if client.stdin and client.registered:
+            self.client_stdin_eof()  # a vanished stdin client ends StdinOnce input as its EOF would
         self._on_congestion_change()
         self._check_finished()
 

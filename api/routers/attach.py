@@ -18,6 +18,7 @@ from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.attach")
 _CHUNK = 1 << 18
+_STDIN_FLUSH_TIMEOUT = 1.0
 
 
 def register(routes: HijackRoutes, daemon: Any) -> None:
@@ -70,6 +71,17 @@ async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamR
         in_task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await in_task
+        if close_stdin:
+            # However the client went (half-close, reset, killed mid-upload), StdinOnce means
+            # its stdin ends with it: `yes | docker run -i` killed must not leave cat waiting.
+            # Input still queued for a container that stopped reading is dropped (abort: the
+            # monitor then closes the container's stdin); a clean EOF goes after what is queued.
+            try:
+                if m_writer.can_write_eof():
+                    m_writer.write_eof()
+                await asyncio.wait_for(m_writer.drain(), _STDIN_FLUSH_TIMEOUT)
+            except (TimeoutError, ConnectionError, OSError):
+                m_writer.transport.abort()
         m_writer.close()
         await close_gracefully(writer, reader)
 

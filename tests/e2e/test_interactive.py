@@ -338,6 +338,26 @@ def test_client_disconnect_mid_stream(d: Daemon, uname: Name) -> None:
         h.read_until(b"tick")
 
 
+def test_killed_client_ends_stdin_once_input(d: Daemon, uname: Name) -> None:
+    """`yes | docker run -i … cat` whose CLI is killed mid-upload: the container's stdin closes
+    with the client (StdinOnce), so cat ends, as with dockerd, instead of waiting forever."""
+    n = uname("once")
+    p = subprocess.Popen(f"yes | docker run -i --name {n} busybox cat > /dev/null", shell=True, env=d.env,
+                         start_new_session=True)
+    def state() -> str:
+        return d.docker("ps", "-a", "--filter", f"name=^{n}$", "--format", "{{.State}}").stdout.strip()
+
+    try:
+        wait_for(lambda: state() == "running", what="the container to run")
+        time.sleep(0.5)
+    finally:
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+    wait_for(lambda: state() == "exited", timeout=15, what="cat to see the end of its stdin")
+    assert inspect(d, n)["State"]["ExitCode"] == 0
+    d.docker("rm", n)
+
+
 def test_back_pressure_client_never_reads(d: Daemon, uname: Name) -> None:
     n = uname("bp")
     _run_bg(d, "--name", n, "busybox", "sh", "-c",

@@ -122,11 +122,15 @@ class ExecService:
         if tty is not None:
             ex.tty = ex.tty or tty
         ex.started = True
-        env = list(c.config.get("Env") or [])
-        keys = {e.split("=", 1)[0] for e in ex.env}
-        env = [e for e in env if e.split("=", 1)[0] not in keys] + ex.env
-        if ex.tty and not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
+        # As dockerd's CreateDaemonEnvironment: HOSTNAME (and TERM with a tty) first, then the
+        # container's environment, then the exec's own; "NAME" alone (unset on the client) is no
+        # variable at all.
+        base = [f"HOSTNAME={c.config.get('Hostname') or c.id[:12]}"] + (["TERM=xterm"] if ex.tty else [])
+        merged: dict[str, str] = {}  # a later value replaces an earlier one in its place
+        for e in [*base, *(c.config.get("Env") or []), *ex.env]:
+            if "=" in e:
+                merged[e.split("=", 1)[0]] = e
+        env = list(merged.values())
         hc = c.host_config
         privileged = ex.privileged or bool(hc.get("Privileged"))
         spec = {

@@ -207,9 +207,8 @@ def normalize(spec: Mapping[str, Any]) -> ContainerSpec:
     args = _str_list(spec, "args", [])
     if not args or not args[0]:
         raise SpecError("args: no command specified")
-    env = _str_list(spec, "env", [])
-    if not all("=" in e for e in env):
-        raise SpecError("env: every entry must be KEY=VALUE")
+    # "NAME" alone (`docker run -e NAME` with NAME unset on the client) sets nothing, as dockerd.
+    env = [e for e in _str_list(spec, "env", []) if "=" in e]
 
     network = _str(spec, "network", "new")
     if network not in ("new", "host"):

@@ -130,6 +130,21 @@ def test_exec_env_workdir_user(d: Daemon, ctr: str, tmp_path: Path) -> None:
     assert r.returncode == 126 and "nosuchuser" in r.stderr
 
 
+def test_exec_environment_as_dockerd(d: Daemon, uname: Name) -> None:
+    """HOSTNAME comes first, as dockerd's exec environment; `-e NAME` with NAME unset on the
+    client sets nothing (in run and in exec) instead of failing."""
+    assert "PYD_UNSET_VAR" not in os.environ
+    n = uname("envh")
+    d.docker("run", "-d", "--name", n, "-h", "myhost", "-e", "PYD_UNSET_VAR", "busybox", "sleep", "60")
+    try:
+        r = d.docker("exec", "-e", "PYD_UNSET_VAR", n, "sh", "-c", 'echo "$HOSTNAME ${PYD_UNSET_VAR-unset}"')
+        assert r.stdout == "myhost unset\n"
+        assert d.docker("run", "--rm", "-e", "PYD_UNSET_VAR", "busybox", "sh", "-c",
+                        'echo "${PYD_UNSET_VAR-unset}"').stdout == "unset\n"
+    finally:
+        d.docker("rm", "-f", n)
+
+
 def test_exec_privileged(d: Daemon, ctr: str) -> None:
     def cap_eff(*opts: str) -> str:
         out = d.docker("exec", *opts, ctr, "grep", "CapEff", "/proc/self/status").stdout

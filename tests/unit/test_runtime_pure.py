@@ -52,6 +52,10 @@ def test_normalize_mounts() -> None:
     assert cfg["mounts"][1]["source"] == "tmpfs" and cfg["mounts"][1]["options"] == "size=1m"
 
 
+def test_normalize_drops_env_names_without_value() -> None:
+    assert spec.normalize(_spec(env=["A=1", "UNSET"]))["env"] == ["A=1"]
+
+
 @pytest.mark.parametrize("bad, text", [
     ({"id": "xyz"}, "id"),
     ({"args": []}, "args"),
@@ -60,7 +64,7 @@ def test_normalize_mounts() -> None:
     ({"capabilities": ["CAP_NOPE"]}, "capability"),
     ({"mounts": [{"type": "bind", "source": "rel", "destination": "/x"}]}, "mounts[0].source"),
     ({"mounts": [{"type": "tmpfs"}]}, "mounts[0].destination"),
-    ({"env": ["NOEQUALS"]}, "env"),
+    ({"env": "A=1"}, "env"),
     ({"shm_size": 0}, "shm_size"),
     ({"tty": "yes"}, "tty"),
     ({"bogus": 1}, "bogus"),

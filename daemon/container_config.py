@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal as signal_mod
 from typing import Any
 
 from daemon.container import MASKED_PATHS, READONLY_PATHS
@@ -28,6 +29,26 @@ _HOST_TYPES: dict[str, tuple[type, ...]] = {
     "PortBindings": (dict, type(None)), "Links": (list, type(None)), "ExtraHosts": (list, type(None)),
     "Dns": (list, type(None)), "DnsSearch": (list, type(None)), "DnsOptions": (list, type(None)),
 }
+
+
+def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
+    if sig is None or sig == "":
+        return int(default)
+    if isinstance(sig, int):
+        value = sig
+    elif sig.isdigit():
+        value = int(sig)
+    else:
+        name = sig.upper()
+        if not name.startswith("SIG"):
+            name = "SIG" + name
+        try:
+            value = int(getattr(signal_mod.Signals, name))
+        except AttributeError:
+            raise InvalidParameter(f"Invalid signal: {sig}") from None
+    if not 0 < value < 65:
+        raise InvalidParameter(f"Invalid signal: {sig}")
+    return value
 
 
 def validate_name(name: str) -> str:
@@ -141,6 +162,7 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
         del config["ExposedPorts"]
     stop_signal = cfg.get("StopSignal") or img.get("StopSignal")
     if stop_signal:
+        parse_signal(stop_signal)  # refused at create, as dockerd: else every `docker stop` would fail
         config["StopSignal"] = stop_signal
     if cfg.get("StopTimeout") is not None:
         config["StopTimeout"] = cfg["StopTimeout"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from daemon import container_config, mounts, reference
 from daemon.container import Container, paths
+from daemon.container_config import parse_signal
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
 from daemon.filters import Filters
@@ -40,26 +41,6 @@ PS_FILTERS = {"id", "name", "label", "label!", "status", "exited", "ancestor", "
 PRUNE_FILTERS = {"label", "label!", "until"}
 STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 DEFAULT_STOP_TIMEOUT = 10
-
-
-def parse_signal(sig: str | int | None, default: int = signal_mod.SIGKILL) -> int:
-    if sig is None or sig == "":
-        return int(default)
-    if isinstance(sig, int):
-        value = sig
-    elif sig.isdigit():
-        value = int(sig)
-    else:
-        name = sig.upper()
-        if not name.startswith("SIG"):
-            name = "SIG" + name
-        try:
-            value = int(getattr(signal_mod.Signals, name))
-        except AttributeError:
-            raise InvalidParameter(f"Invalid signal: {sig}") from None
-    if not 0 < value < 65:
-        raise InvalidParameter(f"Invalid signal: {sig}")
-    return value
 
 
 class ContainerService:
@@ -184,7 +165,10 @@ class ContainerService:
         if self.networks is None and net not in ("default", "bridge", "none", "host") \
                 and not net.startswith("container:"):
             raise NotFound(f"network {net} not found")
-        if net.startswith("container:"):
+        warnings: list[str] = []
+        if self.networks is not None:
+            warnings = self.networks.check_mode(body, host_config)
+        elif net.startswith("container:"):
             self.get(net.split(":", 1)[1])
             if config.get("Hostname"):
                 raise InvalidParameter("conflicting options: hostname and the network mode")
@@ -201,7 +185,10 @@ class ContainerService:
                            f'"{self.names[cname]}". You have to remove (or rename) that container to be '
                            "able to reuse that name.")
         if not config["Hostname"]:
-            config["Hostname"] = cid[:12]
+            # dockerd: the host's name with --net=host (its UTS namespace stays private, so
+            # -h still applies), the short id otherwise; container mode takes the other
+            # container's at start.
+            config["Hostname"] = os.uname().nodename if net == "host" else cid[:12]
         entry = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
         c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
                       host_config=host_config, image_id=img.id, driver=self.driver.name)
@@ -227,7 +214,7 @@ class ContainerService:
             raise
         self.containers[cid] = c
         self.events.publish("container", "create", cid, self._attrs(c))
-        return {"Id": cid, "Warnings": []}
+        return {"Id": cid, "Warnings": warnings}
 
     def _create_files(self, c: Container, p: dict[str, Path]) -> None:
         p["dir"].mkdir(parents=True, exist_ok=False)
@@ -308,25 +295,23 @@ class ContainerService:
         rootfs = self.driver.mount(c.id, self._lowers(c))
         mode = c.network_mode
         host_net = mode == "host"
-        hostname = c.config["Hostname"]
-        if host_net:
-            hostname = os.uname().nodename
-        hosts.write_hostname(p["hostname"], hostname)
-        extra = []
-        for item in c.host_config.get("ExtraHosts") or []:
-            name, _, addr = item.partition(":")
-            extra.append((name, addr))
-        hosts.write_hosts(p["hosts"], hostname, c.config.get("Domainname", ""), None, extra, host_network=host_net)
-        hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
-                                search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"))
         network: str = "new"
-        if host_net:
-            network = "host"
-        elif mode.startswith("container:"):
+        files = p
+        if mode.startswith("container:"):
             other = self.get(mode.split(":", 1)[1])
             if not other.running:
                 raise DaemonError(f"cannot join network of a non running container: {other.id}")
             network = f"/proc/{other.state['Pid']}/ns/net"
+            # dockerd: the joiner is the other container as far as names go, its hostname and
+            # its hosts/resolv.conf files (kept up to date for both).
+            c.config["Hostname"] = other.config["Hostname"]
+            c.config["Domainname"] = other.config.get("Domainname", "")
+            files = paths(self.data_root, other.id)
+        hostname = c.config["Hostname"]
+        if files is p:
+            self._write_name_files(c, p, host_net)
+        if host_net:
+            network = "host"
         env = list(c.config.get("Env") or [])
         if not any(e.startswith("HOSTNAME=") for e in env):
             env.insert(1, f"HOSTNAME={hostname}")
@@ -347,9 +332,9 @@ class ContainerService:
             "stdin_once": bool(c.config.get("StdinOnce")),
             "network": network,
             "mounts": [
-                {"type": "bind", "source": str(p["resolv"]), "destination": "/etc/resolv.conf", "readonly": False},
-                {"type": "bind", "source": str(p["hostname"]), "destination": "/etc/hostname", "readonly": False},
-                {"type": "bind", "source": str(p["hosts"]), "destination": "/etc/hosts", "readonly": False},
+                {"type": "bind", "source": str(files["resolv"]), "destination": "/etc/resolv.conf", "readonly": False},
+                {"type": "bind", "source": str(files["hostname"]), "destination": "/etc/hostname", "readonly": False},
+                {"type": "bind", "source": str(files["hosts"]), "destination": "/etc/hosts", "readonly": False},
             ],
             "capabilities": container_config.capabilities(hc),
             "privileged": bool(hc.get("Privileged")),
@@ -370,6 +355,31 @@ class ContainerService:
         if hc.get("Init") and not self.init_path:
             raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
         return spec
+
+    def _write_name_files(self, c: Container, p: dict[str, Path], host_net: bool) -> None:
+        """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
+        /etc/resolv.conf of a container with its own network or the host's."""
+        hosts.write_hostname(p["hostname"], c.config["Hostname"])
+        nets = self.networks
+        if nets is not None:
+            extra = nets.extra_hosts(c)
+        else:
+            extra = [(n, a) for n, _, a in (item.partition(":") for item in c.host_config.get("ExtraHosts") or [])]
+        hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra,
+                          host_network=host_net)
+        hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
+                                search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"),
+                                ipv6=nets is not None and nets.ipv6_enabled(c))
+
+    def _name_files(self, c: Container) -> dict[str, Path]:
+        """Where a container's hostname/hosts/resolv.conf live: the other container's with
+        --net=container: once started, as dockerd shows them."""
+        mode = c.network_mode
+        if mode.startswith("container:") and c.state["StartedAt"] != ZERO_TIME:
+            other = self.find(mode.split(":", 1)[1])
+            if other is not None:
+                return paths(self.data_root, other.id)
+        return paths(self.data_root, c.id)
 
     async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
@@ -749,6 +759,8 @@ class ContainerService:
             del self.names[new]
             raise
         del self.names[old]
+        if self.networks is not None:
+            await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
         self.events.publish("container", "rename", c.id, self._attrs(c, oldName=old))
 
     async def top(self, ref: str, ps_args: str) -> dict:
@@ -791,6 +803,7 @@ class ContainerService:
     def inspect(self, ref: str) -> dict:
         c = self.get(ref)
         p = paths(self.data_root, c.id)
+        names = self._name_files(c)
         state = dict(c.state)
         if c.removing:
             state["Status"] = "removing"
@@ -801,9 +814,9 @@ class ContainerService:
             "Args": c.args,
             "State": state,
             "Image": c.image_id,
-            "ResolvConfPath": str(p["resolv"]),
-            "HostnamePath": str(p["hostname"]),
-            "HostsPath": str(p["hosts"]),
+            "ResolvConfPath": str(names["resolv"]),
+            "HostnamePath": str(names["hostname"]),
+            "HostsPath": str(names["hosts"]),
             "LogPath": str(p["log"]),
             "Name": c.name,
             "RestartCount": c.restart_count,

@@ -72,6 +72,8 @@ def test_malformed_json(d: Daemon, body: bytes) -> None:
         {"Image": "busybox", "HostConfig": {"RestartPolicy": "always"}},
         {"Image": "busybox", "HostConfig": {"Binds": "/a:/b"}},
         {"Image": "busybox", "ExposedPorts": ["80/tcp"]},
+        {"Image": "busybox", "StopSignal": "BOGUS"},
+        {"Image": "busybox", "StopSignal": "99"},
     ],
 )
 def test_wrong_field_types(d: Daemon, body: dict[str, Any]) -> None:

@@ -534,12 +534,23 @@ class ContainerService:
                 return
         except TimeoutError:
             pass
-        if c.monitor is not None:
-            try:
-                await c.monitor.kill(signal_mod.SIGKILL, all=True)
-            except Exception as e:  # noqa: BLE001
-                log.debug("SIGKILL to %s: %s", c.id, e)
+        await self._sigkill(c)
         await fut
+
+    async def _sigkill(self, c: Container) -> None:
+        """SIGKILL to everything in the container. A paused one is thawed as well, as containerd
+        does: frozen processes never die, and stop, kill and rm -f would wait forever."""
+        if c.monitor is None:
+            return
+        try:
+            await c.monitor.kill(signal_mod.SIGKILL, all=True)
+        except Exception as e:  # noqa: BLE001 - already exiting
+            log.debug("SIGKILL to %s: %s", c.id, e)
+        if c.state["Paused"]:
+            try:
+                await asyncio.to_thread(self.cgroups.freeze, c.id, False)
+            except OSError as e:
+                log.warning("thawing %s to kill it: %s", c.id, e)
 
     def _exit_future(self, c: Container) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
@@ -554,7 +565,10 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
             await self._persist(c)
-        await c.monitor.kill(signum, all=signum == signal_mod.SIGKILL)
+        if signum == signal_mod.SIGKILL:
+            await self._sigkill(c)
+        else:  # to a paused container it stays pending until unpause, as with dockerd
+            await c.monitor.kill(signum)
         self.events.publish("container", "kill", c.id, self._attrs(c, signal=str(signum)))
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
@@ -590,11 +604,11 @@ class ContainerService:
             if c.running and c.monitor is not None:
                 fut = self._exit_future(c)
                 c.manually_stopped = True
+                await self._sigkill(c)
                 try:
-                    await c.monitor.kill(signal_mod.SIGKILL, all=True)
-                except Exception as e:  # noqa: BLE001
-                    log.debug("kill for removal of %s: %s", c.id, e)
-                await asyncio.wait_for(fut, 30)
+                    await asyncio.wait_for(fut, 30)
+                except TimeoutError:
+                    raise DaemonError(f"could not kill container {c.id}: it did not exit within 30s") from None
             await asyncio.to_thread(self._remove_files, c)
             await self.store.delete_container(c.id)
         except BaseException:

@@ -86,6 +86,19 @@ def test_pause_unpause(d: Daemon, uname) -> None:
     assert d.docker("exec", name, "cat", "/tmp/t").stdout != first
 
 
+@pytest.mark.parametrize("op", [["rm", "-f"], ["stop", "-t", "1"], ["kill"]])
+def test_paused_container_can_be_stopped_killed_removed(d: Daemon, uname, op: list[str]) -> None:
+    """A frozen container is thawed when it gets SIGKILL, as containerd does (it hung before)."""
+    name = uname("pz")
+    d.docker("run", "-d", "--name", name, "busybox", "sleep", "100")
+    d.docker("pause", name)
+    d.docker(*op, name, timeout=20)
+    if op[0] != "rm":
+        assert fmt(d, name, "{{.State.Status}} {{.State.ExitCode}} {{.State.Paused}}") == "exited 137 false"
+        d.docker("rm", name)
+    assert d.docker("ps", "-aq", "--filter", f"name={name}").stdout.strip() == ""
+
+
 def test_stats(d: Daemon, uname) -> None:
     name = uname("stats")
     d.docker("run", "-d", "--name", name, "--memory", "64m", "busybox", "sh", "-c", "while :; do :; done")

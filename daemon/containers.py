@@ -56,6 +56,7 @@ class ContainerService:
         self.containers: dict[str, Container] = {}
         self.names: dict[str, str] = {}  # "/name" -> id
         self.shutting_down = False
+        self.booted = asyncio.Event()  # set by the engine once start-up clean-up is done
         self.volumes: Any = None  # the VolumeService, set by the engine
         self.networks: Any = None  # the NetworkService, set by the engine
         self.cgroups = cgroups.detect(cgroup_parent)
@@ -458,6 +459,9 @@ class ContainerService:
 
     async def _restart_after(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
+        # Restarts scheduled while the daemon starts wait for its clean-up of what a crash left
+        # (mounts, network namespaces): it ran after them and took their rootfs and netns away.
+        await self.booted.wait()
         # Once begun, a restart is not cancelled halfway (that would orphan a created monitor);
         # stop() and remove() wait for the lock and then see the container running.
         await asyncio.shield(self._restart_now(c))

@@ -80,11 +80,13 @@ class Daemon:
         self.volumes.load()
         await self.networks.load()
         await self.containers.load()
-        # Synchronous on purpose: load() has scheduled restart-on-boot tasks, which run at the
-        # next await; cleaning up after them would unmount the rootfs they just mounted.
+        # load() has scheduled the restarts of policy containers; they wait for this clean-up
+        # of what a crash left, which would otherwise take away the rootfs and network
+        # namespace they had just set up.
         self._reconcile_mounts()
         self.volumes.reconcile()
         await self.networks.reconcile()
+        self.containers.booted.set()
 
     def _reconcile_mounts(self) -> None:
         """Unmounts the rootfs and removes the cgroups of containers that are not running (left

@@ -22,7 +22,7 @@ log = logging.getLogger("pydockerd.api")
 def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.daemon = daemon
-    for module in (system, containers, images, commit, execs, volumes, archive, networks):
+    for module in (system, containers, images, commit, execs, attach, volumes, archive, networks):
         app.include_router(module.router)
 
     @app.exception_handler(DaemonError)

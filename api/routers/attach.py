@@ -1,7 +1,9 @@
 """POST /containers/{id}/attach over a hijacked connection: the client's stream <-> the monitor's.
 
 The monitor already speaks the wire format (stdcopy frames without a TTY, raw bytes with
-one), so this only connects the two sockets, with back-pressure in both directions.
+one), so this only connects the two sockets, with back-pressure in both directions. A request
+without the upgrade headers (curl, dockerode) gets the output as a plain response body, as
+dockerd gives it (no stdin then).
 """
 
 from __future__ import annotations
@@ -9,16 +11,66 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import StreamingResponse
 
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
+from api.params import qbool
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
-from daemon.errors import DaemonError
+from api.versioning import request_version
+from daemon.errors import Conflict, DaemonError
 
 log = logging.getLogger("pydockerd.attach")
 _CHUNK = 1 << 18
 _STDIN_FLUSH_TIMEOUT = 1.0
+
+
+router = APIRouter()
+
+
+@router.post("/containers/{name}/attach")
+async def attach_plain(name: str, request: Request) -> StreamingResponse:
+    svc = request.app.state.daemon.containers
+    c = svc.get(name)
+    if c.state["Paused"]:
+        raise Conflict(f"container {c.id} is paused, unpause the container before attach")
+    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    logs, stream = qbool(request, "logs"), qbool(request, "stream")
+
+    async def body() -> AsyncIterator[bytes]:
+        if logs:
+            _, records = svc.logs(c.id, follow=False, tail="all", since="", until="",
+                                  stdout=stdout or not stderr, stderr=stderr)
+            async for rec in records:
+                if chunk := _log_chunk(c, rec, stdout, stderr):
+                    yield chunk
+        if not stream:
+            return
+        try:
+            m_reader, m_writer = await svc.attach_streams(c, False, stdout, stderr)
+        except (DaemonError, OSError, ConnectionError) as e:
+            log.debug("attach to %s ended before start: %s", c.id, e)
+            return
+        try:
+            while data := await m_reader.read(_CHUNK):
+                yield data
+        finally:
+            m_writer.close()
+
+    return StreamingResponse(body(), media_type=stream_content_type(c.tty, request_version(request)))
+
+
+def _log_chunk(c: Any, rec: dict, stdout: bool, stderr: bool) -> bytes:
+    """A log record as the attach stream carries it, or b"" for a stream not asked for."""
+    is_err = rec.get("stream") == "stderr"
+    if is_err and not stderr or not is_err and not stdout:
+        return b""
+    data = rec.get("log", "").encode()
+    return data if c.tty else frame(STDERR if is_err else STDOUT, data)
 
 
 def register(routes: HijackRoutes, daemon: Any) -> None:
@@ -114,8 +166,6 @@ async def _replay_logs(svc: Any, c: Any, writer: asyncio.StreamWriter, stdout: b
     _, records = svc.logs(c.id, follow=False, tail="all", since="", until="", stdout=stdout or not stderr,
                           stderr=stderr)
     async for rec in records:
-        data = rec.get("log", "").encode()
-        if rec.get("stream") == "stderr" and not stderr or rec.get("stream") != "stderr" and not stdout:
-            continue
-        writer.write(data if c.tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data))
-        await writer.drain()
+        if chunk := _log_chunk(c, rec, stdout, stderr):
+            writer.write(chunk)
+            await writer.drain()

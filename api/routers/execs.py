@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import json_body, qint
 from api.responses import JSONResponse
-from api.streams import STDERR, STDOUT, relay, stream_content_type
+from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
+from api.versioning import request_version
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.execs import ExecInstance, ExecService
 
@@ -47,14 +49,61 @@ async def resize(exec_id: str, request: Request) -> Response:
 
 
 @router.post("/exec/{exec_id}/start")
-async def start_detached(exec_id: str, request: Request) -> Response:
-    """A start without the upgrade headers (`docker exec -d`, docker-py's detach=True)."""
+async def start_plain(exec_id: str, request: Request) -> Response:
+    """A start without the upgrade headers: detached (`docker exec -d`, docker-py's
+    detach=True) answers at once; otherwise (curl, dockerode) the output is the response body,
+    framed as on a hijacked connection, as dockerd does. No stdin without a hijack."""
     body = await json_body(request) or {}
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: expected an object")
     ex = await _svc(request).start(exec_id, body.get("Tty"))
-    _discard_output(ex)
-    return Response(status_code=200)
+    if body.get("Detach"):
+        _discard_output(ex)
+        return Response(status_code=200)
+    return StreamingResponse(_output(ex), media_type=stream_content_type(ex.tty, request_version(request)))
+
+
+async def _output(ex: ExecInstance) -> AsyncIterator[bytes]:
+    proc = ex.process
+    if proc is None:
+        return
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=8)  # bounded: back-pressure
+
+    async def pump(src: asyncio.StreamReader | None, stream: int | None) -> None:
+        try:
+            while src is not None and (data := await src.read(_CHUNK)):
+                await queue.put(data if stream is None else frame(stream, data))
+        except OSError:
+            pass  # EIO from a pty whose command is gone: the end of its output
+        finally:
+            await queue.put(None)
+
+    if proc.master is not None:
+        reader, _ = await proc.tty_streams()
+        sources = [pump(reader, None)]
+    else:
+        if proc.proc.stdin is not None:
+            proc.proc.stdin.close()  # nobody can write to it: EOF, as dockerd without a hijack
+        sources = [pump(proc.proc.stdout, STDOUT), pump(proc.proc.stderr, STDERR)]
+    tasks = [asyncio.create_task(s) for s in sources]
+    complete = False
+    try:
+        ended = 0
+        while ended < len(tasks):
+            item = await queue.get()
+            if item is None:
+                ended += 1
+            else:
+                yield item
+        await ex.done.wait()  # the client may ask for the exit code as soon as the body ends
+        complete = True
+    finally:
+        for t in tasks:
+            t.cancel()
+        if not complete:
+            _discard_output(ex)  # the client left: the command must not block on its output
+        elif proc.master is not None:
+            proc.close()
 
 
 def _discard_output(ex: ExecInstance) -> None:

@@ -103,6 +103,21 @@ def test_exec_detached(d: Daemon, ctr: str) -> None:
     wait_for(lambda: _exec_inspect(d, eid)["ExitCode"] == 0, what="the detached exec to finish (output drained)")
 
 
+def test_exec_start_without_upgrade_streams_the_output(d: Daemon, ctr: str) -> None:
+    """curl and dockerode start an exec without the upgrade headers: the output is the body."""
+    eid = d.api("POST", f"/v1.50/containers/{ctr}/exec", {
+        "AttachStdout": True, "AttachStderr": True, "Cmd": ["sh", "-c", "echo out; echo err >&2; exit 3"],
+    }).json()["Id"]
+    r = d.api("POST", f"/v1.50/exec/{eid}/start", {"Detach": False})
+    assert r.status == 200 and r.headers["Content-Type"] == "application/vnd.docker.multiplexed-stream"
+    assert sorted(demux(r.body)) == [(1, b"out\n"), (2, b"err\n")]
+    assert _exec_inspect(d, eid)["ExitCode"] == 3
+    eid = d.api("POST", f"/v1.50/containers/{ctr}/exec", {"AttachStdout": True, "Tty": True,
+                                                         "Cmd": ["echo", "tty"]}).json()["Id"]
+    r = d.api("POST", f"/v1.50/exec/{eid}/start", {"Detach": False, "Tty": True})
+    assert r.status == 200 and r.body == b"tty\r\n"
+
+
 def test_exec_t_releases_its_pty(d: Daemon, ctr: str) -> None:
     """Each `docker exec -t` gets its terminal back to the container: no pty master stays open in
     the daemon and the next exec gets /dev/pts/0 again, as with dockerd."""

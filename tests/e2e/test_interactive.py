@@ -338,6 +338,18 @@ def test_client_disconnect_mid_stream(d: Daemon, uname: Name) -> None:
         h.read_until(b"tick")
 
 
+def test_attach_without_upgrade_answers_with_the_output(d: Daemon, uname: Name) -> None:
+    """A plain POST .../attach (curl, dockerode) gets logs and live output as the body."""
+    n = uname("plain")
+    d.docker("run", "-d", "--name", n, "busybox", "sh", "-c", "echo one; echo two >&2; sleep 1; echo three")
+    wait_for(lambda: "two" in d.docker("logs", n).stderr, what="the first lines")
+    r = d.api("POST", f"/v1.50/containers/{n}/attach?logs=1&stdout=1&stderr=1")
+    assert r.status == 200 and demux(r.body) == [(1, b"one\n"), (2, b"two\n")]
+    r = d.api("POST", f"/v1.50/containers/{n}/attach?stream=1&stdout=1", timeout=10)
+    assert r.status == 200 and demux(r.body) == [(1, b"three\n")]
+    d.docker("rm", "-f", n)
+
+
 def test_killed_client_ends_stdin_once_input(d: Daemon, uname: Name) -> None:
     """`yes | docker run -i … cat` whose CLI is killed mid-upload: the container's stdin closes
     with the client (StdinOnce), so cat ends, as with dockerd, instead of waiting forever."""

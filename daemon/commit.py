@@ -55,7 +55,8 @@ async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str,
     config = {k: v for k, v in base.config.items() if k not in ("history", "rootfs", "config", "container",
                                                                  "container_config", "comment", "author")}
     history = list(base.config.get("history") or [])
-    entry: dict[str, Any] = {"created": created, "created_by": c.command_text}
+    # dockerd: the container's Cmd joined by spaces (no quoting, no entrypoint)
+    entry: dict[str, Any] = {"created": created, "created_by": " ".join(c.config.get("Cmd") or [])}
     if author:
         entry["author"] = author
     if comment:

@@ -722,7 +722,7 @@ class ContainerService:
             try:
                 tail_n = int(tail)
             except ValueError:
-                raise InvalidParameter(f"invalid value for \"tail\": {tail!r}") from None
+                tail_n = -1  # as dockerd: what is not a number means all of it
             if tail_n < 0:
                 tail_n = None
         since_t = parse_time_filter(since) if since and since != "0" else 0.0

@@ -71,8 +71,8 @@ class ExecService:
         if c.state["Restarting"]:
             raise Conflict(f"Container {c.id} is restarting, wait until the container is running")
         cmd = body.get("Cmd")
-        if isinstance(cmd, str):
-            cmd = [cmd]
+        if isinstance(cmd, str):  # ExecConfig.Cmd is a plain []string in dockerd, not a StrSlice
+            raise InvalidParameter("json: cannot unmarshal string into Go struct field ExecConfig.Cmd of type []string")
         if not cmd or not isinstance(cmd, list) or not all(isinstance(a, str) for a in cmd):
             raise InvalidParameter("No exec command specified")
         env = body.get("Env") or []

@@ -436,6 +436,7 @@ def test_logs_basic_and_json_file(d: Daemon, uname: Name) -> None:
     r = d.docker("logs", "--tail", "1", n)
     assert (r.stdout, r.stderr) == ("out2\n", "")
     assert d.docker("logs", "--tail", "0", n).stdout == ""
+    assert d.docker("logs", "--tail", "abc", n).stdout == "out1\nout2\n"  # not a number: all, as dockerd
     stamped = d.docker("logs", "-t", n).stdout.splitlines()
     assert len(stamped) == 2
     for ln, want in zip(stamped, ("out1", "out2"), strict=True):

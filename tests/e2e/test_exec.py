@@ -212,6 +212,8 @@ def test_exec_api_errors(d: Daemon, ctr: str) -> None:
         assert h.status == 404 and "No such exec instance" in h.json()["message"]
     r = d.api("POST", f"/containers/{ctr}/exec", {"Cmd": []})
     assert r.status == 400
+    r = d.api("POST", f"/containers/{ctr}/exec", {"Cmd": "echo hi"})  # a string: dockerd says 400
+    assert r.status == 400
     r = d.api("POST", "/containers/no-such-ctr-xyz/exec", {"Cmd": ["true"]})
     assert r.status == 404
     r = d.api("POST", f"/containers/{ctr}/exec", {"Cmd": ["true"], "DetachKeys": "nonsense-key"})

@@ -42,11 +42,15 @@ class Sandbox:
     interfaces: dict[str, str] = field(default_factory=dict)  # network id -> ethN
     published: list[ports.Published] = field(default_factory=list)
     bindings: list[proxy.Binding] = field(default_factory=list)
-    port_ip: str = ""  # the address published ports lead to
+    port_ip: str = ""  # the address published ports lead to: the gateway endpoint's
+    gateway: str = ""  # id of the network giving the default route and carrying the ports
+
+
+HOST_BINDING_OPT = "com.docker.network.bridge.host_binding_ipv4"
 
 
 _RUNTIME_FIELDS = {"EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "DNSNames": None,
-                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0}
+                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "_IfName": ""}
 
 
 class EndpointsMixin:
@@ -77,7 +81,7 @@ class EndpointsMixin:
         self.sandboxes[c.id] = sb
         try:
             await netns.create(sb.path)
-            commands, routes = ["link set lo up"], {}
+            commands = ["link set lo up"]
             for i, name in enumerate(list(c.networks)):
                 n = self._by_name(name)
                 if n is None:
@@ -85,15 +89,12 @@ class EndpointsMixin:
                 ifname = f"eth{i}"
                 ep = await self._plug(c, sb, n, ifname)
                 commands += self._addr_commands(n, ep, ifname)
-                if not n.internal:
-                    # The first network with a way out gives the default route (per family).
-                    routes.setdefault(4, f"route add default via {n.gateway} dev {ifname}")
-                    if ep.get("GlobalIPv6Address"):
-                        routes.setdefault(6, f"route add default via {n.gateway6} dev {ifname}")
-            commands += list(routes.values())
+            ways_out = self._ways_out(c)
+            commands += _route_commands(ways_out)
             v6 = any(ep.get("GlobalIPv6Address") for ep in c.networks.values())
             await netns.configure(sb.path, commands, disable_ipv6=not v6)
-            await self._publish(c, sb)
+            if ways_out:
+                await self._publish(c, sb, *ways_out[0])
             env = await asyncio.to_thread(self._write_hosts, c)
             await self._refresh_peers(c)
         except BaseException as e:
@@ -112,7 +113,8 @@ class EndpointsMixin:
 
     @staticmethod
     def _addr_commands(n: Network, ep: dict, ifname: str) -> list[str]:
-        cmds = [f"addr add {ep['IPAddress']}/{n.prefixlen} dev {ifname}"]
+        # brd +: the broadcast address dockerd's interfaces show (`brd 10.x.y.255`).
+        cmds = [f"addr add {ep['IPAddress']}/{n.prefixlen} brd + dev {ifname}"]
         if ep.get("GlobalIPv6Address"):
             # nodad: the address is this endpoint's alone and must work at once.
             cmds.append(f"addr add {ep['GlobalIPv6Address']}/{n.prefixlen6} dev {ifname} nodad")
@@ -163,31 +165,102 @@ class EndpointsMixin:
         sb.interfaces[n.id] = ifname
         endpoint_id = secrets.token_hex(32)
         mac = ep.get("_UserMac") or ipam.mac_for(ip)
+        # The interface name is kept with the endpoint (persisted): after a daemon restart
+        # it cannot be guessed from the order of the networks.
         ep.update(NetworkID=n.id, EndpointID=endpoint_id, Gateway=n.gateway, IPAddress=ip,
-                  IPPrefixLen=n.prefixlen, MacAddress=mac,
-                  DNSNames=None if n.name == "bridge" else [c.name.lstrip("/"), c.id[:12], *(ep.get("Aliases") or [])])
-        if not sb.port_ip:
-            sb.port_ip = ip
+                  IPPrefixLen=n.prefixlen, MacAddress=mac, _IfName=ifname,
+                  DNSNames=None if n.name == "bridge" else dns_names(c, ep))
         await links.add_veth(_host_if(endpoint_id), n.bridge, sb.path, ifname, mac, n.mtu, c.id)
         return ep
 
-    async def _publish(self, c: Container, sb: Sandbox) -> None:
+    def _ways_out(self, c: Container) -> list[tuple[Network, dict]]:
+        """Connected endpoints that can be the gateway one, best first: dockerd orders them by
+        GwPriority (higher first), then by network name; an internal network never is one."""
+        found = []
+        for name, ep in c.networks.items():
+            n = self._by_name(name)
+            if n is not None and n.driver == "bridge" and not n.internal and ep.get("IPAddress"):
+                found.append((n, ep))
+        found.sort(key=lambda t: (-int(t[1].get("GwPriority") or 0), t[0].name))
+        return found
+
+    async def _follow_gateway(self, c: Container, sb: Sandbox, routes: bool = False) -> None:
+        """After a connect or disconnect: the default route and the published ports move to
+        the best remaining gateway endpoint, as dockerd moves them (a disconnected address can
+        be handed to another container, which must not receive this one's traffic)."""
+        ways_out = self._ways_out(c)
+        best = ways_out[0] if ways_out else None
+        if (best[0].id if best else "") != sb.gateway:
+            await self._move_ports(c, sb, best)
+            routes = True
+        if routes and ways_out:
+            await netns.configure(sb.path, _route_commands(ways_out))
+
+    async def _move_ports(self, c: Container, sb: Sandbox, best: tuple[Network, dict] | None) -> None:
+        if best is None:
+            await self._unpublish(c, sb)
+            sb.gateway = sb.port_ip = ""
+            return
+        n, ep = best
+        if not sb.published:
+            await self._publish(c, sb, n, ep)
+            return
+        sb.gateway, sb.port_ip = n.id, ep["IPAddress"]
+        for b, p in zip(sb.bindings, sb.published, strict=True):
+            if b.target[0]:
+                proxy.retarget(b, sb.port_ip, p.container_port)
+        await self._sync_firewall()
+        await self._save_ports(sb)
+
+    async def _publish(self, c: Container, sb: Sandbox, n: Network, ep: dict) -> None:
+        """Publishes the container's ports on its gateway endpoint `ep` (all or nothing)."""
+        sb.gateway, sb.port_ip = n.id, ep["IPAddress"]
         hc = c.host_config
         want = ports.wanted(hc.get("PortBindings"), c.config.get("ExposedPorts"), bool(hc.get("PublishAllPorts")))
         if not want:
             return
-        ep_id = next(iter(c.networks.values())).get("EndpointID", "")
-        for w in want:
-            host_ips = [w.host_ip] if w.host_ip else (["0.0.0.0", "::"] if self.ipv6 else ["0.0.0.0"])
-            port = self._pick_port(c, sb, w, host_ips, ep_id)
-            for hip in host_ips:
-                sb.published.append(ports.Published(w.proto, w.container_port, hip, port))
-        for b, p in zip(sb.bindings, sb.published, strict=True):
-            if ":" in p.host_ip or not self.nft_ok:
-                await proxy.start_proxy(b, sb.port_ip, p.container_port)
-        await self._sync_firewall()
-        await asyncio.to_thread(sb.path.with_suffix(".ports").write_text,
-                                json.dumps([p.__dict__ for p in sb.published]))
+        default_ips = ["0.0.0.0", "::"] if self.ipv6 else ["0.0.0.0"]
+        bind_ip = n.options.get(HOST_BINDING_OPT, "")
+        if bind_ip and bind_ip != "0.0.0.0":
+            # A network's own default host address (dockerd: no [::] then, unless it is IPv6).
+            default_ips = [bind_ip]
+        try:
+            for w in want:
+                host_ips = [w.host_ip] if w.host_ip else default_ips
+                port = self._pick_port(c, sb, w, host_ips, ep.get("EndpointID", ""))
+                for hip in host_ips:
+                    sb.published.append(ports.Published(w.proto, w.container_port, hip, port))
+            for b, p in zip(sb.bindings, sb.published, strict=True):
+                if ":" in p.host_ip or not self.nft_ok:
+                    await proxy.start_proxy(b, sb.port_ip, p.container_port)
+            await self._sync_firewall()
+            await self._save_ports(sb)
+        except BaseException:
+            await self._unpublish(c, sb)
+            raise
+
+    async def _unpublish(self, c: Container, sb: Sandbox) -> None:
+        for b in sb.bindings:
+            b.close()
+        had = bool(sb.published)
+        sb.bindings.clear()
+        sb.published.clear()
+        for key, owner in list(self._taken_ports.items()):
+            if owner == c.id:
+                del self._taken_ports[key]
+        if had:
+            with contextlib.suppress(DaemonError):
+                await self._sync_firewall()
+            await self._save_ports(sb)
+
+    async def _save_ports(self, sb: Sandbox) -> None:
+        """What is published survives a daemon restart in a file beside the netns."""
+        path = sb.path.with_suffix(".ports")
+        if sb.published:
+            await asyncio.to_thread(path.write_text, json.dumps([p.__dict__ for p in sb.published]))
+        else:
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(path.unlink)
 
     def _pick_port(self, c: Container, sb: Sandbox, w: ports.Wanted, host_ips: list[str], ep_id: str) -> int:
         name = c.name.lstrip("/")
@@ -202,8 +275,9 @@ class EndpointsMixin:
             candidates = range(lo, hi + 1)
         last_err = ""
         for port in candidates:
-            if (w.proto, port) in self._taken_ports:
-                last_err = f"Bind for {host_ips[0]}:{port} failed: port is already allocated"
+            taken = next((hip for hip in host_ips if self._port_taken(w.proto, hip, port)), None)
+            if taken is not None:
+                last_err = f"Bind for {taken}:{port} failed: port is already allocated"
                 continue
             held = []
             try:
@@ -219,11 +293,18 @@ class EndpointsMixin:
                     b.close()
                 raise fail(f"Error starting userland proxy: {e}") from None
             sb.bindings.extend(held)
-            self._taken_ports[(w.proto, port)] = c.id
+            for hip in host_ips:
+                self._taken_ports[(w.proto, hip, port)] = c.id
             return port
         if not w.host_lo:
             raise fail("no free host port in the ephemeral range")
         raise fail(last_err)
+
+    def _port_taken(self, proto: str, host_ip: str, port: int) -> bool:
+        """Whether one of our containers holds the port on an overlapping address: the same
+        port on two different host addresses is fine, as with dockerd."""
+        return any(p == proto and hp == port and _addresses_overlap(ip, host_ip)
+                   for p, ip, hp in self._taken_ports)
 
     async def teardown(self, c: Container) -> None:
         """Undoes setup (idempotent, never raises for what is already gone)."""
@@ -233,14 +314,7 @@ class EndpointsMixin:
             if path.exists():
                 sb = Sandbox(path)
         if sb is not None:
-            for b in sb.bindings:
-                b.close()
-            for key, owner in list(self._taken_ports.items()):
-                if owner == c.id:
-                    del self._taken_ports[key]
-            if sb.published:
-                with contextlib.suppress(DaemonError):
-                    await self._sync_firewall()
+            await self._unpublish(c, sb)
         for name, ep in c.networks.items():
             n = self._by_name(name)
             if ep.get("EndpointID"):
@@ -287,9 +361,12 @@ class EndpointsMixin:
                     await self._plug(c, sb, n, ifname)
                     await netns.configure(sb.path, self._addr_commands(n, ep, ifname),
                                           enable_ipv6_on=(ifname,) if ep.get("GlobalIPv6Address") else ())
+                    await self._follow_gateway(c, sb)
                 except BaseException as e:
                     await self._unplug(c, n)
                     del c.networks[n.name]
+                    with contextlib.suppress(Exception):
+                        await self._follow_gateway(c, sb, routes=True)
                     if isinstance(e, DaemonError):
                         raise
                     raise DaemonError(f"failed to connect {c.id[:12]} to {n.name}: {e}") from e
@@ -304,7 +381,8 @@ class EndpointsMixin:
         c = self.containers.find(body.get("Container") or "")
         if c is None:
             if body.get("Force"):
-                return
+                # dockerd then looks for a stale endpoint of that name, and finds none here.
+                raise NotFound(f"endpoint {body.get('Container')} not found")
             raise NotFound(f"No such container: {body.get('Container')}")
         if n.driver != "bridge":
             raise Forbidden(f"container cannot be disconnected from host network or connected to {n.name} network")
@@ -314,6 +392,9 @@ class EndpointsMixin:
             if c.running:
                 await self._unplug(c, n)
             del c.networks[n.name]
+            sb = self.sandboxes.get(c.id)
+            if c.running and sb is not None:
+                await self._follow_gateway(c, sb)
             if c.running:
                 await asyncio.to_thread(self._write_hosts, c, True)
                 await self._refresh_peers(c, extra=[n])
@@ -334,29 +415,33 @@ class EndpointsMixin:
 
     # -- hosts files -------------------------------------------------------------------------
     def _peers(self, c: Container) -> list[tuple[str, str]]:
-        """(address, names) of running containers sharing a user-defined network with c."""
+        """(address, names) of c itself and of the running containers sharing a user-defined
+        network with it: dockerd's resolver answers all of them there."""
         out, seen = [], set()
         for name, ep in c.networks.items():
             if name == "bridge" or not ep.get("IPAddress"):
                 continue
+            out.append((ep["IPAddress"], " ".join(ep.get("DNSNames") or dns_names(c, ep))))
             for other in self._containers().values():
                 if other.id == c.id or other.id in seen or other.id not in self.sandboxes:
                     continue
                 oep = other.networks.get(name)
                 if oep and oep.get("IPAddress"):
                     seen.add(other.id)
-                    names = [other.name.lstrip("/"), *(oep.get("Aliases") or []), other.id[:12]]
-                    out.append((oep["IPAddress"], " ".join(dict.fromkeys(names))))
+                    out.append((oep["IPAddress"], " ".join(oep.get("DNSNames") or dns_names(other, oep))))
         return out
 
     def _links(self, c: Container) -> tuple[list[tuple[str, str]], list[str]]:
         """--link: hosts entries (alias shortid name) and the legacy environment variables."""
         entries: list[tuple[str, str]] = []
         env: list[str] = []
+        # Only the default bridge has legacy links; on a user network a link is just a name
+        # (dockerd adds no environment there).
+        legacy = c.network_mode in ("default", "bridge")
         for link in c.host_config.get("Links") or []:
             target, _, alias = link.partition(":")
             other = self.containers.find(target.lstrip("/"))
-            if other is None or not other.running:
+            if other is None or other.id not in self.sandboxes:
                 continue
             alias = alias.rsplit("/", 1)[-1] or other.name.lstrip("/")
             ip = next((ep["IPAddress"] for name, ep in other.networks.items()
@@ -364,36 +449,51 @@ class EndpointsMixin:
             if not ip:
                 continue
             entries.append((f"{alias} {other.id[:12]} {other.name.lstrip('/')}", ip))
-            env += _link_env(alias, c.name, ip, other)
+            if legacy:
+                env += _link_env(alias, c.name, ip, other)
         # `network connect --link` (and links in EndpointsConfig): on a user network a link is
         # only a name for the other container, visible to this one, without the legacy env.
         for name, ep in c.networks.items():
             for link in ep.get("Links") or []:
                 target, _, alias = link.partition(":")
                 other = self.containers.find(target.lstrip("/"))
-                oep = other.networks.get(name) if other is not None and other.running else None
+                oep = other.networks.get(name) if other is not None and other.id in self.sandboxes else None
                 if oep and oep.get("IPAddress"):
                     entries.append((alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), oep["IPAddress"]))
         return entries, env
 
-    def _write_hosts(self, c: Container, in_place: bool = False) -> list[str]:
-        p = paths(self.data_root, c.id)
-        extra = []
+    def host_gateway_ip(self) -> str:
+        """What `--add-host NAME:host-gateway` means: the default bridge's address, as dockerd."""
+        n = self._by_name("bridge")
+        return n.gateway if n is not None else ""
+
+    def extra_hosts(self, c: Container) -> list[tuple[str, str]]:
+        """--add-host entries as (name, address), host-gateway resolved."""
+        out = []
         for item in c.host_config.get("ExtraHosts") or []:
             name, _, addr = item.partition(":")
-            extra.append((name, addr))
+            out.append((name, self.host_gateway_ip() if addr == "host-gateway" else addr))
+        return out
+
+    def _write_hosts(self, c: Container, in_place: bool = False) -> list[str]:
+        p = paths(self.data_root, c.id)
         link_entries, env = self._links(c)
         ip = next((ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")), None)
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), ip,
-                          extra + link_entries, peers=self._peers(c), in_place=in_place)
+                          self.extra_hosts(c) + link_entries, peers=self._peers(c), in_place=in_place)
         return env
 
+    def _links_to(self, o: Container, c: Container) -> bool:
+        refs = list(o.host_config.get("Links") or [])
+        refs += [link for ep in o.networks.values() for link in ep.get("Links") or []]
+        return any(self.containers.find(link.partition(":")[0].lstrip("/")) is c for link in refs)
+
     async def _refresh_peers(self, c: Container, extra: list[Network] | None = None) -> None:
+        """Rewrites the hosts files that name c: its peers on user networks, and containers
+        linked to it (dockerd updates a parent's entry when the linked container moves)."""
         nets = {name for name in c.networks if name != "bridge"} | {n.name for n in extra or []}
-        if not nets:
-            return
         others = [o for o in self._containers().values()
-                  if o.id != c.id and o.id in self.sandboxes and nets & set(o.networks)]
+                  if o.id != c.id and o.id in self.sandboxes and (nets & set(o.networks) or self._links_to(o, c))]
 
         def rewrite() -> None:
             for o in others:
@@ -402,6 +502,46 @@ class EndpointsMixin:
 
         if others:
             await asyncio.to_thread(rewrite)
+
+    async def renamed(self, c: Container, old_name: str) -> None:
+        """A container's new name replaces the old one in its DNS names and in the hosts files
+        of the containers that resolve it."""
+        old = old_name.lstrip("/")
+        for name, ep in c.networks.items():
+            if name != "bridge" and ep.get("DNSNames"):
+                ep["DNSNames"] = list(dict.fromkeys(c.name.lstrip("/") if x == old else x for x in ep["DNSNames"]))
+        await self.containers._persist(c)
+        if c.id in self.sandboxes:
+            await asyncio.to_thread(self._write_hosts, c, True)
+            await self._refresh_peers(c)
+
+
+def dns_names(c: Container, ep: dict) -> list[str]:
+    """The names an endpoint answers to on a user network, in dockerd's order: name,
+    aliases, short id, hostname."""
+    names = [c.name.lstrip("/"), *(ep.get("Aliases") or []), c.id[:12], c.config.get("Hostname") or ""]
+    return [n for n in dict.fromkeys(names) if n]
+
+
+def _addresses_overlap(a: str, b: str) -> bool:
+    """Two host addresses one port cannot be held on at once: equal, or one is the wildcard
+    of the other's family ([::] is IPv6-only here, as docker-proxy binds it)."""
+    if a == b:
+        return True
+    v6a, v6b = ":" in a, ":" in b
+    return v6a == v6b and ((a in ("0.0.0.0", "::")) or (b in ("0.0.0.0", "::")))
+
+
+def _route_commands(ways_out: list[tuple[Network, dict]]) -> list[str]:
+    """The default routes through the gateway endpoint (per family: the first with IPv6)."""
+    cmds = []
+    if ways_out:
+        n, ep = ways_out[0]
+        cmds.append(f"route replace default via {n.gateway} dev {ep['_IfName']}")
+    v6 = next(((n, ep) for n, ep in ways_out if ep.get("GlobalIPv6Address")), None)
+    if v6 is not None:
+        cmds.append(f"route replace default via {v6[0].gateway6} dev {v6[1]['_IfName']}")
+    return cmds
 
 
 def _host_if(endpoint_id: str) -> str:

@@ -39,6 +39,7 @@ LIST_FILTERS = {"driver", "id", "label", "name", "scope", "type", "dangling"}
 PRUNE_FILTERS = {"label", "label!", "until"}
 BRIDGE_NAME_OPT = "com.docker.network.bridge.name"
 MTU_OPT = "com.docker.network.driver.mtu"
+ICC_OPT = "com.docker.network.bridge.enable_icc"
 
 
 @dataclass
@@ -114,7 +115,7 @@ class NetworkService(EndpointsMixin):
         self.allocators6: dict[str, ipam.SubnetAllocator] = {}
         self.sandboxes: dict[str, Sandbox] = {}  # container id -> sandbox
         self.containers: Any = None  # the ContainerService, wired by the engine
-        self._taken_ports: dict[tuple[str, int], str] = {}  # (proto, port) -> container id
+        self._taken_ports: dict[tuple[str, str, int], str] = {}  # (proto, host ip, port) -> container id
         # Creates are serialised: picking a free subnet awaits `ip`, and two concurrent
         # creates must not both pick the same one.
         self._create_lock = asyncio.Lock()
@@ -191,6 +192,9 @@ class NetworkService(EndpointsMixin):
         if n.subnet6:
             await links.add_address(n.bridge, n.gateway6, n.prefixlen6)
         await asyncio.to_thread(links.bridge_sysctls, n.bridge)
+        if n.options.get(ICC_OPT, "true") == "false" and not await asyncio.to_thread(links.bridge_netfilter):
+            log.warning("br_netfilter is not loaded: containers on %s can still reach each other "
+                        "(enable_icc=false)", n.name)
         await self.firewall.allow_forward(n.bridge)
 
     async def reconcile(self) -> None:
@@ -216,7 +220,8 @@ class NetworkService(EndpointsMixin):
     async def _restore(self, c: Container) -> None:
         """Rebuilds the runtime view of a container that kept running while we were down."""
         sb = Sandbox(self.netns_dir / c.id[:12])
-        for i, (name, ep) in enumerate(c.networks.items()):
+        inside: dict[str, str] | None = None
+        for name, ep in c.networks.items():
             n = self._by_name(name)
             if n is None or not ep.get("IPAddress"):
                 continue
@@ -225,9 +230,16 @@ class NetworkService(EndpointsMixin):
             if ep.get("GlobalIPv6Address") and n.id in self.allocators6:
                 with contextlib.suppress(ValueError):
                     self.allocators6[n.id].reserve(ep["GlobalIPv6Address"])
-            sb.interfaces[n.id] = f"eth{i}"
-            if not sb.port_ip and n.driver == "bridge":
-                sb.port_ip = ep["IPAddress"]
+            if not ep.get("_IfName"):
+                # Started by a version that did not record it: ask the namespace, since the
+                # order of the networks says nothing after a disconnect.
+                if inside is None:
+                    inside = await netns.addresses(sb.path)
+                ep["_IfName"] = inside.get(ep["IPAddress"]) or f"eth{len(sb.interfaces)}"
+            sb.interfaces[n.id] = ep["_IfName"]
+        ways_out = self._ways_out(c)
+        if ways_out:
+            sb.gateway, sb.port_ip = ways_out[0][0].id, ways_out[0][1]["IPAddress"]
         try:
             saved = json.loads(sb.path.with_suffix(".ports").read_text())
             sb.published = [ports.Published(**p) for p in saved]
@@ -235,7 +247,7 @@ class NetworkService(EndpointsMixin):
             sb.published = []
         self.sandboxes[c.id] = sb
         for p in sb.published:
-            self._taken_ports[(p.proto, p.host_port)] = c.id
+            self._taken_ports[(p.proto, p.host_ip, p.host_port)] = c.id
             try:
                 b = proxy.reserve(p.proto, p.host_ip, p.host_port)
             except (proxy.PortInUse, OSError) as e:
@@ -266,7 +278,8 @@ class NetworkService(EndpointsMixin):
     def _model(self) -> tuple[list[BridgeSpec], list[PortRule]]:
         bridges = [BridgeSpec(n.bridge, n.subnet, n.internal,
                               self.ip_masq and n.options.get("com.docker.network.bridge.enable_ip_masquerade",
-                                                             "true") == "true")
+                                                             "true") == "true",
+                              icc=n.options.get(ICC_OPT, "true") != "false")
                    for n in self.networks.values() if n.driver == "bridge"]
         rules = [PortRule(p.proto, p.host_ip, p.host_port, sb.port_ip, p.container_port)
                  for sb in self.sandboxes.values() for p in sb.published
@@ -393,15 +406,21 @@ class NetworkService(EndpointsMixin):
             if not rng.subnet_of(net):
                 raise InvalidParameter(f"ip-range {ip_range} is not in subnet {net}")
         gw = c.get("Gateway") or ""
+        shown = {"Subnet": str(net)}
         if gw:
             try:
                 if ipaddress.IPv4Address(gw) not in net:
                     raise InvalidParameter(f"gateway {gw} is not in subnet {net}")
             except ValueError:
                 raise InvalidParameter(f"invalid gateway {gw}") from None
+            if gw in (str(net.network_address), str(net.broadcast_address)):
+                raise DaemonError(f"failed to allocate gateway ({gw}): Address already in use")
+            shown["Gateway"] = gw  # dockerd shows the gateway only when it was given
         else:
-            gw = str(net.network_address + 1)
-        shown = {"Subnet": str(net), "Gateway": gw}
+            try:
+                gw = ipam.first_address(str(net), ip_range)
+            except LookupError as e:
+                raise DaemonError(f"failed to allocate gateway (): {e}") from None
         if ip_range:
             shown["IPRange"] = ip_range
         return str(net), gw, ip_range, [shown]
@@ -504,14 +523,42 @@ class NetworkService(EndpointsMixin):
         }
 
     # -- container create --------------------------------------------------------------------
+    def check_mode(self, requested: dict, host_config: dict) -> list[str]:
+        """The network mode's conflicts in a create request, checked on the request itself
+        (before the image's config is merged) and in the order of dockerd's
+        validateNetContainerMode. Returns the create response's warnings."""
+        mode = host_config.get("NetworkMode") or "default"
+        if not mode.startswith("container:"):
+            if mode == "host" and host_config.get("PortBindings"):
+                return ["Published ports are discarded when using host network mode"]
+            return []
+        ref = mode.split(":", 1)[1]
+        if not ref:
+            raise InvalidParameter("Invalid network mode: invalid container format container:<name|id>")
+        conflicts = (
+            (requested.get("Hostname"), "conflicting options: hostname and the network mode"),
+            (host_config.get("Links"), "conflicting options: container type network can't be used with links. "
+                                       "This would result in undefined behavior"),
+            (host_config.get("Dns"), "conflicting options: dns and the network mode"),
+            (host_config.get("ExtraHosts"), "conflicting options: custom host-to-IP mapping and the network mode"),
+            (host_config.get("PortBindings") or host_config.get("PublishAllPorts"),
+             "conflicting options: port publishing and the container type network mode"),
+            (requested.get("ExposedPorts"), "conflicting options: port exposing and the container type network mode"),
+        )
+        for present, message in conflicts:
+            if present:
+                raise InvalidParameter(message)
+        if self.containers.find(ref) is None:
+            # Not 404: the CLI takes any 404 from create for a missing image and pulls.
+            raise InvalidParameter(f"No such container: {ref}")
+        return []
+
     def endpoints_for_create(self, config: dict, host_config: dict, networking: dict | None) -> dict:
         """Validates the network side of a create request; returns the container's
         NetworkSettings.Networks (not yet connected: no address)."""
         mode = host_config.get("NetworkMode") or "default"
         eps_in = ((networking or {}).get("EndpointsConfig") or {}) if isinstance(networking, dict) else {}
         if mode.startswith("container:"):
-            if host_config.get("PortBindings") or host_config.get("PublishAllPorts"):
-                raise InvalidParameter("conflicting options: port publishing and the container type network mode")
             return {}
         if mode in ("host", "none") and host_config.get("Links"):
             raise InvalidParameter("conflicting options: host type networking can't be used with links. "
@@ -520,15 +567,33 @@ class NetworkService(EndpointsMixin):
             ports.validate(host_config.get("PortBindings"), config.get("ExposedPorts"))
         except ports.PortSpecError as e:
             raise InvalidParameter(str(e)) from None
+        if mode not in ("host", "none") and any(
+                w.proto == "sctp" for w in ports.wanted(host_config.get("PortBindings"), config.get("ExposedPorts"),
+                                                       bool(host_config.get("PublishAllPorts")))):
+            # No SCTP sockets to hold the port with, and no proxy for it: refuse rather than
+            # publish something that does not carry sctp.
+            raise InvalidParameter("publishing sctp ports is not supported by pydockerd")
+        if mode in ("default", "bridge"):
+            for link in host_config.get("Links") or []:
+                target = link.partition(":")[0].lstrip("/")
+                if self.containers.find(target) is None:
+                    raise InvalidParameter(f"could not get container for {target}: No such container: {target}")
         primary = "bridge" if mode == "default" else mode
-        n = self.get(primary)
+        n = self._for_create(primary)
         out: dict[str, dict] = {}
         names = [primary] + [k for k in eps_in if k not in (primary, "default")]
         for name in names:
-            net = n if name == primary else self.get(name)
+            net = n if name == primary else self._for_create(name)
             src = eps_in.get(name) or (eps_in.get("default") if name == primary else None) or {}
             out[net.name] = self._endpoint_config(net, src)
         return out
+
+    def _for_create(self, ref: str) -> Network:
+        n = self.find(ref)
+        if n is None:
+            # Not 404: the CLI takes any 404 from create for a missing image and pulls.
+            raise InvalidParameter(f"network {ref} not found")
+        return n
 
     def _endpoint_config(self, n: Network, src: dict) -> dict:
         ep = empty_endpoint()
@@ -565,7 +630,8 @@ class NetworkService(EndpointsMixin):
         ipam_shown = src.get("IPAMConfig") if isinstance(src.get("IPAMConfig"), dict) else None
         opts = src.get("DriverOpts") if isinstance(src.get("DriverOpts"), dict) else None
         ep.update(IPAMConfig=ipam_shown if n.name != "bridge" else None, Aliases=aliases or None, MacAddress=mac,
-                  NetworkID=n.id, Links=src.get("Links") or None, DriverOpts=opts)
+                  NetworkID=n.id, Links=src.get("Links") or None, DriverOpts=opts,
+                  GwPriority=src.get("GwPriority") if isinstance(src.get("GwPriority"), int) else 0)
         ep["_UserMac"] = mac
         return ep
 
@@ -574,16 +640,23 @@ class NetworkService(EndpointsMixin):
         sb = self.sandboxes.get(c.id)
         return sb.published if sb else []
 
+    def _port_view(self, c: Container) -> Sandbox | None:
+        """The sandbox whose ports are shown: only a running container with a gateway endpoint
+        has any (dockerd shows none for host, none, container and internal-only modes)."""
+        sb = self.sandboxes.get(c.id)
+        return sb if c.running and sb is not None and sb.gateway else None
+
     def settings(self, c: Container) -> dict:
         """NetworkSettings of `docker inspect`."""
         sb = self.sandboxes.get(c.id)
         nets = {k: {f: v for f, v in ep.items() if not f.startswith("_")} for k, ep in c.networks.items()}
         main = nets.get("bridge") or {}
+        shown = self._port_view(c)
         return {
             "Bridge": "", "SandboxID": _sandbox_id(c.id) if c.running else "", "HairpinMode": False,
             "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "Ports": ports.settings_ports(c.host_config.get("PortBindings"), c.config.get("ExposedPorts"),
-                                          sb.published if sb else None) if c.running else {},
+                                          shown.published) if shown else {},
             "SandboxKey": str(sb.path) if sb else "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
             "EndpointID": main.get("EndpointID", ""), "Gateway": main.get("Gateway", ""),
@@ -593,8 +666,13 @@ class NetworkService(EndpointsMixin):
         }
 
     def summary_ports(self, c: Container) -> list[dict]:
-        sb = self.sandboxes.get(c.id)
-        return ports.summary_ports(None, c.config.get("ExposedPorts"), sb.published if sb else None)
+        sb = self._port_view(c)
+        return ports.summary_ports(None, c.config.get("ExposedPorts"), sb.published) if sb else []
+
+    def ipv6_enabled(self, c: Container) -> bool:
+        """Whether one of the container's networks gives it IPv6 (its resolv.conf keeps IPv6
+        name servers then)."""
+        return any(n is not None and n.subnet6 for n in map(self._by_name, c.networks))
 
     def public_networks(self, c: Container) -> dict:
         return {k: _public(ep) for k, ep in c.networks.items()}

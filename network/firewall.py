@@ -32,6 +32,7 @@ class BridgeSpec:
     subnet: str
     internal: bool = False
     masquerade: bool = False
+    icc: bool = True  # com.docker.network.bridge.enable_icc
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ def render(table: str, bridges: list[BridgeSpec], ports: list[PortRule]) -> str:
               "    ct status dnat accept"]
     names = [b.name for b in bridges]
     for b in bridges:
+        if not b.icc:
+            # Bridged traffic between two ports of one bridge reaches this hook through
+            # br_netfilter with the bridge as both devices (dockerd's `-i br -o br -j DROP`);
+            # published ports still work, their DNAT was accepted above.
+            lines.append(f"    iifname {_q(b.name)} oifname {_q(b.name)} drop")
         if b.internal:
             lines.append(f"    iifname {_q(b.name)} oifname != {_q(b.name)} drop")
             lines.append(f"    oifname {_q(b.name)} iifname != {_q(b.name)} drop")

@@ -39,19 +39,34 @@ def mac_for(ip: str) -> str:
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
+def first_address(subnet: str, ip_range: str = "") -> str:
+    """The default gateway: dockerd takes the first address of the range addresses are handed
+    out from (the ip-range when given, so `--ip-range 10.0.0.128/25` gives a .128 gateway).
+    LookupError when the pool has no usable address (a /31 or /32)."""
+    a = SubnetAllocator(subnet, "", ip_range)
+    try:
+        return a.allocate()
+    except ValueError:
+        raise LookupError("No available addresses on this pool") from None
+
+
 class SubnetAllocator:
     """Addresses of one subnet: the gateway and every assigned address are reserved.
 
     Allocation picks the lowest free address of the range (dockerd hands them out in
-    order too, so the first container gets .2).
+    order too, so the first container gets .2). Only the subnet's own network and
+    broadcast addresses are never handed out: a range's first address is usable.
     """
 
     def __init__(self, subnet: str, gateway: str, ip_range: str = "") -> None:
         # IPv4 or IPv6 (an IPv6 network's addresses are handed out the same way).
         self.subnet: Any = ipaddress.ip_network(subnet, strict=False)
-        self.gateway: Any = ipaddress.ip_address(gateway)
+        self.gateway: Any = ipaddress.ip_address(gateway) if gateway else None
         self.range: Any = ipaddress.ip_network(ip_range, strict=False) if ip_range else self.subnet
-        self.used: set[Any] = {self.gateway}
+        self.used: set[Any] = {self.gateway} if self.gateway is not None else set()
+
+    def _edges(self) -> tuple[Any, Any]:
+        return self.subnet.network_address, self.subnet.broadcast_address
 
     def reserve(self, ip: str) -> None:
         """Marks a specific address used; ValueError when it is taken or outside the subnet."""
@@ -59,8 +74,7 @@ class SubnetAllocator:
             addr = ipaddress.ip_address(ip)
         except ValueError:
             raise ValueError(f"invalid address {ip}") from None
-        edges = (self.subnet.network_address, self.subnet.broadcast_address)
-        if addr.version != self.subnet.version or addr not in self.subnet or addr in edges:
+        if addr.version != self.subnet.version or addr not in self.subnet or addr in self._edges():
             raise ValueError(f"no available IPv4 address on network for {ip}: address out of range")
         if addr in self.used:
             raise ValueError(f"Address already in use: {ip}")
@@ -68,13 +82,11 @@ class SubnetAllocator:
 
     def allocate(self) -> str:
         net = self.range
-        first, last = int(net.network_address), int(net.broadcast_address)
-        if net.prefixlen < 31:
-            first, last = first + 1, last - 1
-        for n in range(first, last + 1):
-            addr = ipaddress.ip_address(n) if self.subnet.version == 4 else ipaddress.IPv6Address(n)
-            if addr not in self.used and addr != self.subnet.network_address \
-                    and addr != self.subnet.broadcast_address:
+        edges = self._edges()
+        make = ipaddress.IPv4Address if self.subnet.version == 4 else ipaddress.IPv6Address
+        for n in range(int(net.network_address), int(net.broadcast_address) + 1):
+            addr = make(n)
+            if addr not in self.used and addr not in edges:
                 self.used.add(addr)
                 return str(addr)
         raise ValueError("no available IPv4 addresses on this network's address pools")

@@ -142,6 +142,19 @@ def bridge_sysctls(bridge: str) -> None:
         fwd.write_text("1")
 
 
+def bridge_netfilter() -> bool:
+    """Makes bridged IPv4 traffic go through the IP hooks, which `enable_icc=false` filters
+    in (dockerd turns it on for the same reason). False when br_netfilter is not loaded."""
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    try:
+        if knob.read_text().strip() != "1":
+            log.info("enabling net.bridge.bridge-nf-call-iptables, as dockerd does for enable_icc=false")
+            knob.write_text("1")
+    except OSError:
+        return False
+    return True
+
+
 async def routed_subnets() -> list[ipaddress.IPv4Network]:
     """IPv4 subnets routed (any table) or addressed on the host: a new network's subnet must
     overlap none of them. The default route is not a subnet."""

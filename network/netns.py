@@ -13,6 +13,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import errno
+import json
 import os
 from pathlib import Path
 
@@ -66,6 +67,23 @@ async def configure(path: Path, commands: list[str], disable_ipv6: bool = False,
         script += f"echo 0 > /proc/sys/net/ipv6/conf/{ifname}/disable_ipv6; "
     argv = ["sh", "-c", script + "exec ip -batch -"] if script else ["ip", "-batch", "-"]
     await _run("nsenter", f"--net={path}", *argv, stdin=("\n".join(commands) + "\n").encode())
+
+
+async def addresses(path: Path) -> dict[str, str]:
+    """IPv4 address -> interface name inside the namespace (empty when it cannot be read)."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "nsenter", f"--net={path}", "ip", "-j", "-4", "addr", "show", stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    except FileNotFoundError:
+        return {}
+    out, _ = await proc.communicate()
+    try:
+        links = json.loads(out or b"[]")
+    except ValueError:
+        return {}
+    return {a["local"]: link["ifname"] for link in links for a in link.get("addr_info", [])
+            if "local" in a and "ifname" in link}
 
 
 def is_mounted(path: Path) -> bool:

@@ -117,6 +117,7 @@ class Binding:
     server: asyncio.AbstractServer | None = None
     live: set[_Inbound] = field(default_factory=set)
     udp: _UdpFront | None = None
+    target: tuple[str, int] = ("", 0)  # where a proxying binding forwards to
 
     def close(self) -> None:
         # The server stops watching the socket before it is closed: closing an fd the loop
@@ -212,10 +213,13 @@ class _UdpFront(asyncio.DatagramProtocol):
                 tr.close()
                 del self.flows[key]
 
-    def close(self) -> None:
+    def drop_flows(self) -> None:
         for tr, _ in self.flows.values():
             tr.close()
         self.flows.clear()
+
+    def close(self) -> None:
+        self.drop_flows()
         if self.transport is not None:
             self.transport.close()
 
@@ -223,11 +227,24 @@ class _UdpFront(asyncio.DatagramProtocol):
 async def start_proxy(b: Binding, target_ip: str, target_port: int) -> None:
     """Makes a reservation a proxy to target_ip:target_port."""
     loop = asyncio.get_running_loop()
+    b.target = (target_ip, target_port)
     if b.proto == "udp":
-        _, proto = await loop.create_datagram_endpoint(lambda: _UdpFront((target_ip, target_port)), sock=b.sock)
+        _, proto = await loop.create_datagram_endpoint(lambda: _UdpFront(b.target), sock=b.sock)
         b.udp = proto
         return
     if b.proto != "tcp":
         return
     b.sock.listen(128)
-    b.server = await loop.create_server(lambda: _Inbound((target_ip, target_port), b.live), sock=b.sock)
+    # The target is read per connection: retarget() can move it while the port stays held.
+    b.server = await loop.create_server(lambda: _Inbound(b.target, b.live), sock=b.sock)
+
+
+def retarget(b: Binding, target_ip: str, target_port: int) -> None:
+    """Points a proxying binding at a new container address (the container's network
+    changed). Flows to the old address cannot survive the move, so they are closed."""
+    b.target = (target_ip, target_port)
+    for conn in list(b.live):
+        conn.close()
+    if b.udp is not None:
+        b.udp.drop_flows()
+        b.udp.target = b.target

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daemon, allocate_subnet, import_busybox
-from tests.e2e.helpers import inspect, wait_for
+from tests.e2e.helpers import inspect, nothing_created, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -295,7 +295,8 @@ def test_network_create_ls_inspect_rm_prune(d: Daemon, uname) -> None:
     q = d.docker("network", "ls", "-q", "--filter", "label=k=v").stdout.split()
     assert q == [info["Id"][:12]]
     out = d.docker("run", "--rm", "--network", n2, "busybox", "ip", "-o", "-4", "addr", "show", "eth0").stdout
-    assert f"inet {list(sub.subnets(new_prefix=28))[1].network_address + 1}/24" in out, out
+    # With a gateway given, the range's first address is the first container's (as dockerd).
+    assert f"inet {list(sub.subnets(new_prefix=28))[1].network_address}/24" in out, out
     r = d.docker("network", "rm", "bridge", check=False)
     assert r.returncode != 0 and "pre-defined network" in r.stderr
     d.docker("network", "rm", n1)
@@ -475,3 +476,293 @@ def test_ipv6_network_addresses_ip6_and_routes(d: Daemon, uname) -> None:
     finally:
         d.docker("rm", "-f", uname("a"), check=False)
         d.docker("network", "rm", n)
+
+
+# --------------------------------------------------------------------------- gateway endpoint
+
+
+def _routes(d: Daemon, name: str) -> str:
+    return d.docker("exec", name, "ip", "route").stdout
+
+
+def _refused(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        http_get(port, host, timeout=1)
+    except OSError:
+        return True
+    return False
+
+
+def test_default_route_and_published_ports_follow_the_gateway_endpoint(d: Daemon, uname) -> None:
+    sub = allocate_subnet()
+    n1, pd, other = uname("n1"), uname("pd"), uname("other")
+    d.docker("network", "create", "--subnet", str(sub), n1)
+    try:
+        port = _free_port_range(1)
+        d.docker("run", "-d", "--name", pd, "-p", f"{port}:80", "busybox", "sh", "-c", HTTPD)
+        me = f"hello-{inspect(d, pd)['Config']['Hostname']}"
+        assert wait_http(port) == me
+        old_ip = inspect(d, pd)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        d.docker("network", "connect", n1, pd)
+        n1_ip = inspect(d, pd)["NetworkSettings"]["Networks"][n1]["IPAddress"]
+        assert f"default via {bridge_net(d)[0]} dev eth0" in _routes(d, pd), "bridge sorts before n1: it stays"
+        d.docker("network", "disconnect", "bridge", pd)
+        assert f"default via {sub.network_address + 1} dev eth1" in _routes(d, pd)
+        # The freed address goes to the next container: it must not get pd's published port.
+        d.docker("run", "-d", "--name", other, "busybox", "sh", "-c", HTTPD)
+        assert inspect(d, other)["NetworkSettings"]["IPAddress"] == old_ip
+        assert wait_http(port) == me
+        assert http_get(port, "::1") == me, "the [::] proxy moved too"
+        assert f"dnat to {n1_ip}:80" in nft_table(d) and f"dnat to {old_ip}:80" not in nft_table(d)
+        # Reconnecting the default bridge makes it the gateway again (dockerd orders by name).
+        d.docker("network", "connect", "bridge", pd)
+        new_ip = inspect(d, pd)["NetworkSettings"]["Networks"]["bridge"]["IPAddress"]
+        assert f"default via {bridge_net(d)[0]} dev eth0" in _routes(d, pd)
+        assert f"dnat to {new_ip}:80" in nft_table(d)
+        assert wait_http(port) == me
+        # No network with a way out left: nothing is published; a new one publishes again.
+        d.docker("network", "disconnect", "bridge", pd)
+        d.docker("network", "disconnect", n1, pd)
+        assert inspect(d, pd)["NetworkSettings"]["Ports"] == {}
+        assert d.docker("port", pd).stdout.strip() == "" and _refused(port)
+        d.docker("network", "connect", n1, pd)
+        assert f"default via {sub.network_address + 1} dev " in _routes(d, pd)
+        assert wait_http(port) == me
+    finally:
+        d.docker("rm", "-f", pd, other, check=False)
+        d.docker("network", "rm", n1, check=False)
+
+
+def test_restart_then_connect_uses_the_real_interface_names(new_daemon, busybox_rootfs: Path) -> None:
+    dm = new_daemon()
+    import_busybox(dm, busybox_rootfs)
+    subs = [allocate_subnet() for _ in range(3)]
+    try:
+        for i, sub in enumerate(subs):
+            dm.docker("network", "create", "--subnet", str(sub), f"n{i}")
+        dm.docker("run", "-d", "--name", "cc", "--network", "n0", "busybox", "sleep", "300")
+        dm.docker("network", "connect", "n1", "cc")
+        dm.docker("network", "disconnect", "n0", "cc")  # n1 stays on eth1, eth0 is free
+        dm.restart()
+        dm.docker("network", "connect", "n2", "cc")
+        out = dm.docker("exec", "cc", "ip", "-o", "-4", "addr").stdout
+        assert f"eth1    inet {subs[1].network_address + 2}/24" in out, out
+        assert f"eth0    inet {subs[2].network_address + 2}/24" in out, out
+    finally:
+        # A daemon keeps its networks' bridges when it stops (as dockerd): remove them here.
+        dm.docker("rm", "-f", "cc", check=False)
+        for i in range(3):
+            dm.docker("network", "rm", f"n{i}", check=False)
+
+
+# --------------------------------------------------------------------------- container mode, names
+
+
+def test_container_mode_shares_hostname_and_name_files(d: Daemon, uname) -> None:
+    base, j = uname("base"), uname("j")
+    d.docker("run", "-d", "--name", base, "-h", "basehost", "--add-host", "extra.example:10.1.2.3",
+             "busybox", "sleep", "60")
+    out = d.docker("run", "--rm", f"--net=container:{base}", "busybox", "sh", "-c",
+                   "hostname; cat /etc/hostname; grep extra.example /etc/hosts").stdout.splitlines()
+    assert out == ["basehost", "basehost", "10.1.2.3\textra.example"], out
+    d.docker("create", "--name", j, f"--net=container:{base}", "busybox", "sleep", "60")
+    d.docker("start", j)
+    b, jj = inspect(d, base), inspect(d, j)
+    assert jj["Config"]["Hostname"] == "basehost"
+    for key in ("HostsPath", "ResolvConfPath", "HostnamePath"):
+        assert jj[key] == b[key], key
+    refusals = ((("--dns", "10.9.9.9"), "dns and the network mode"),
+                (("--add-host", "a:10.0.0.1"), "custom host-to-IP mapping and the network mode"),
+                (("--expose", "80"), "port exposing and the container type network mode"))
+    for flag, msg in refusals:
+        msg = "conflicting options: " + msg
+        r = d.docker("run", "--rm", f"--net=container:{base}", *flag, "busybox", "true", check=False)
+        assert r.returncode != 0 and msg in r.stderr, (flag, r.stderr)
+
+
+def test_add_host_host_gateway(d: Daemon, uname) -> None:
+    gw, _ = bridge_net(d)
+    out = d.docker("run", "--rm", "--add-host", "gw.example:host-gateway", "busybox", "cat", "/etc/hosts").stdout
+    assert f"{gw}\tgw.example\n" in out, out
+    sub, n = allocate_subnet(), uname("hg")
+    d.docker("network", "create", "--subnet", str(sub), n)
+    try:
+        out = d.docker("run", "--rm", "--network", n, "--add-host", "gw.example:host-gateway", "busybox",
+                       "cat", "/etc/hosts").stdout
+        assert f"{gw}\tgw.example\n" in out, out
+        out = d.docker("run", "--rm", "--net=host", "--add-host", "gw.example:host-gateway", "busybox",
+                       "cat", "/etc/hosts").stdout
+        assert f"{gw}\tgw.example\n" in out, out
+    finally:
+        d.docker("network", "rm", n)
+
+
+def test_unknown_network_container_or_link_at_create_is_not_a_404(d: Daemon, uname) -> None:
+    for args, msg in (
+        (("--net", "nosuch-net"), "network nosuch-net not found"),
+        (("--net", "container:nosuch-ctr"), "No such container: nosuch-ctr"),
+        (("--link", "nosuch-ctr:db"), "could not get container for nosuch-ctr: No such container: nosuch-ctr"),
+    ):
+        with nothing_created(d):
+            r = d.docker("run", "--rm", *args, "busybox", "true", check=False)
+        assert r.returncode != 0 and msg in r.stderr, (args, r.stderr)
+        assert "Unable to find image" not in r.stderr, "a 404 made the CLI try to pull"
+        resp = d.api("POST", "/containers/create", {"Image": "busybox", "HostConfig": {"NetworkMode": "nosuch-net"}})
+        assert resp.status == 400, resp.text
+
+
+# --------------------------------------------------------------------------- publishing per network
+
+
+def test_internal_network_publishes_nothing(d: Daemon, uname) -> None:
+    sub, n, name = allocate_subnet(), uname("int"), uname("c")
+    d.docker("network", "create", "--internal", "--subnet", str(sub), n)
+    try:
+        port = _free_port_range(1)
+        d.docker("run", "-d", "--name", name, "--network", n, "-p", f"{port}:80", "busybox", "sh", "-c", HTTPD)
+        assert inspect(d, name)["NetworkSettings"]["Ports"] == {}
+        assert d.docker("port", name).stdout.strip() == ""
+        assert d.docker("ps", "--filter", f"name={name}", "--format", "{{.Ports}}").stdout.strip() == ""
+        assert f"dport {port} " not in nft_table(d)
+        assert _refused(port) and _refused(port, "::1")
+    finally:
+        d.docker("rm", "-f", name, check=False)
+        d.docker("network", "rm", n, check=False)
+
+
+def test_bridge_options_host_binding_ipv4_and_icc(d: Daemon, uname) -> None:
+    s1, s2, n1, n2 = allocate_subnet(), allocate_subnet(), uname("hb"), uname("noicc")
+    d.docker("network", "create", "--subnet", str(s1), "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.2",
+             n1)
+    d.docker("network", "create", "--subnet", str(s2), "-o", "com.docker.network.bridge.enable_icc=false", n2)
+    try:
+        port = _free_port_range(1)
+        d.docker("run", "-d", "--name", uname("web"), "--network", n1, "-p", f"{port}:80", "busybox", "sh", "-c",
+                 HTTPD)
+        ports = inspect(d, uname("web"))["NetworkSettings"]["Ports"]
+        assert ports["80/tcp"] == [{"HostIp": "127.0.0.2", "HostPort": str(port)}], ports
+        assert wait_http(port, "127.0.0.2").startswith("hello-")
+        assert _refused(port, "127.0.0.1")
+        d.docker("run", "-d", "--name", uname("a"), "--network", n2, "busybox", "sh", "-c", HTTPD)
+        ip_a = inspect(d, uname("a"))["NetworkSettings"]["Networks"][n2]["IPAddress"]
+        out = d.docker("run", "--rm", "--network", n2, "busybox", "sh", "-c",
+                       f"ping -c1 -W1 {ip_a} >/dev/null && echo REACHED || echo BLOCKED; "
+                       f"ping -c1 -W1 {s2.network_address + 1} >/dev/null && echo GW").stdout
+        assert "BLOCKED" in out and "GW" in out, out
+    finally:
+        d.docker("rm", "-f", uname("web"), uname("a"), check=False)
+        d.docker("network", "rm", n1, n2, check=False)
+
+
+def test_same_host_port_on_two_host_addresses(d: Daemon, uname) -> None:
+    port = _free_port_range(1)
+    d.docker("run", "-d", "--name", uname("two"), "-p", f"127.0.0.2:{port}:80", "-p", f"127.0.0.3:{port}:80",
+             "busybox", "sh", "-c", HTTPD)
+    assert wait_http(port, "127.0.0.2").startswith("hello-") and wait_http(port, "127.0.0.3").startswith("hello-")
+    r = d.docker("run", "-d", "--name", uname("dup"), "-p", f"{port}:80", "busybox", "sleep", "60", check=False)
+    assert r.returncode != 0 and f"Bind for 0.0.0.0:{port} failed: port is already allocated" in r.stderr, r.stderr
+    r = d.docker("run", "--rm", "-p", f"{port}:80/sctp", "busybox", "true", check=False)
+    assert r.returncode != 0 and "sctp" in r.stderr and "Unable to find image" not in r.stderr, r.stderr
+
+
+def test_ps_shows_no_ports_for_containers_not_running(d: Daemon, uname) -> None:
+    port = _free_port_range(1)
+    d.docker("create", "--name", uname("cr"), "-p", f"{port}:80", "busybox", "true")
+    d.docker("run", "--name", uname("ex"), "-p", f"{port + 1}:80", "busybox", "true")
+    for name in (uname("cr"), uname("ex")):
+        assert d.docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Ports}}").stdout.strip() == ""
+        assert inspect(d, name)["NetworkSettings"]["Ports"] == {}
+
+
+# --------------------------------------------------------------------------- names and hosts files
+
+
+def test_user_network_names_hosts_lines_rename_and_links(d: Daemon, uname) -> None:
+    sub, n = allocate_subnet(), uname("names")
+    d.docker("network", "create", "--subnet", str(sub), n)
+    a, b, c = uname("a"), uname("b"), uname("c")
+    try:
+        d.docker("run", "-d", "--name", a, "--network", n, "--network-alias", "alpha", "busybox", "sleep", "60")
+        d.docker("run", "-d", "--name", b, "--network", n, "-h", "myhost", "--link", f"{a}:zz", "busybox",
+                 "sleep", "60")
+        ping = "ping -c1 -W2 {} >/dev/null && echo OK-{}"
+        out = d.docker("exec", a, "sh", "-c", "; ".join(ping.format(x, x) for x in (a, "alpha", "myhost"))).stdout
+        assert out.split() == [f"OK-{a}", "OK-alpha", "OK-myhost"], out
+        assert "myhost" in inspect(d, b)["NetworkSettings"]["Networks"][n]["DNSNames"]
+        # A legacy link on a user network is a name only: no ZZ_ variables.
+        out = d.docker("exec", b, "sh", "-c", "env | grep ^ZZ_ ; " + ping.format("zz", "zz")).stdout
+        assert out.split() == ["OK-zz"], out
+        # Lines added to /etc/hosts survive a peer starting and stopping.
+        d.docker("exec", a, "sh", "-c", "echo '10.77.0.1 mine.example' >> /etc/hosts")
+        d.docker("run", "-d", "--name", c, "--network", n, "busybox", "sleep", "60")
+        d.docker("rm", "-f", c)
+        hosts = d.docker("exec", a, "cat", "/etc/hosts").stdout
+        assert "10.77.0.1 mine.example" in hosts and c not in hosts, hosts
+        # A rename reaches the peers' hosts files and DNSNames.
+        d.docker("rename", b, uname("b2"))
+        out = d.docker("exec", a, "sh", "-c", ping.format(uname("b2"), "renamed")).stdout
+        assert "OK-renamed" in out
+        assert inspect(d, uname("b2"))["NetworkSettings"]["Networks"][n]["DNSNames"][0] == uname("b2")
+    finally:
+        d.docker("rm", "-f", a, b, c, uname("b2"), check=False)
+        d.docker("network", "rm", n, check=False)
+
+
+def test_link_entry_follows_the_linked_container_to_its_new_address(d: Daemon, uname) -> None:
+    srv, parent, filler = uname("srv"), uname("parent"), uname("filler")
+    d.docker("run", "-d", "--name", srv, "busybox", "sleep", "300")
+    d.docker("run", "-d", "--name", parent, "--link", f"{srv}:db", "busybox", "sleep", "300")
+    d.docker("stop", "-t", "0", srv)
+    d.docker("run", "-d", "--name", filler, "busybox", "sleep", "300")  # takes srv's old address
+    d.docker("start", srv)
+    ip = inspect(d, srv)["NetworkSettings"]["IPAddress"]
+    assert ip != inspect(d, filler)["NetworkSettings"]["IPAddress"]
+    hosts = d.docker("exec", parent, "cat", "/etc/hosts").stdout
+    assert f"{ip}\tdb " in hosts, hosts
+
+
+def test_host_mode_hostname_and_port_warning(d: Daemon, uname) -> None:
+    assert d.docker("run", "--rm", "--net=host", "-h", "foo", "busybox", "hostname").stdout.strip() == "foo"
+    d.docker("create", "--name", uname("h"), "--net=host", "busybox", "true")
+    assert inspect(d, uname("h"))["Config"]["Hostname"] == socket.gethostname()
+    r = d.docker("create", "--name", uname("hp"), "--net=host", "-p", "18899:80", "busybox", "true")
+    assert "Published ports are discarded when using host network mode" in r.stderr, r.stderr
+
+
+def test_eth0_broadcast_and_disconnect_of_unknown_container(d: Daemon, uname) -> None:
+    gw, _ = bridge_net(d)
+    out = d.docker("run", "--rm", "busybox", "ip", "-o", "-4", "addr", "show", "eth0").stdout
+    assert f"brd {gw.rsplit('.', 1)[0]}.255 " in out, out
+    sub, n = allocate_subnet(), uname("dis")
+    d.docker("network", "create", "--subnet", str(sub), n)
+    try:
+        r = d.docker("network", "disconnect", "-f", n, "nosuch-ctr", check=False)
+        assert r.returncode == 1 and "endpoint nosuch-ctr not found" in r.stderr, r.stderr
+    finally:
+        d.docker("network", "rm", n)
+
+
+def test_ipam_range_gateway_and_tiny_subnets(d: Daemon, uname) -> None:
+    sub, n = allocate_subnet(), uname("rng")
+    base = sub.network_address
+    d.docker("network", "create", "--subnet", str(sub), "--ip-range", f"{base + 128}/25", n)
+    try:
+        info = json.loads(d.docker("network", "inspect", n).stdout)[0]
+        assert info["IPAM"]["Config"] == [{"Subnet": str(sub), "IPRange": f"{base + 128}/25"}]
+        # As dockerd: the gateway is the range's first address, the first container the next.
+        out = d.docker("run", "--rm", "--network", n, "busybox", "sh", "-c", "ip -o -4 addr show eth0; ip route").stdout
+        assert f"inet {base + 129}/24" in out and f"default via {base + 128} " in out, out
+    finally:
+        d.docker("network", "rm", n)
+    d.docker("network", "create", "--subnet", str(sub), n)
+    try:
+        info = json.loads(d.docker("network", "inspect", n).stdout)[0]
+        assert info["IPAM"]["Config"] == [{"Subnet": str(sub)}]
+    finally:
+        d.docker("network", "rm", n)
+    for gw in (base, sub.broadcast_address):
+        r = d.docker("network", "create", "--subnet", str(sub), "--gateway", str(gw), n, check=False)
+        assert r.returncode != 0 and f"failed to allocate gateway ({gw}): Address already in use" in r.stderr
+    r = d.docker("network", "create", "--subnet", f"{base}/31", n, check=False)
+    assert r.returncode != 0 and "failed to allocate gateway (): No available addresses on this pool" in r.stderr
+    assert d.docker("network", "ls", "-q", "--filter", f"name={n}").stdout.strip() == ""

@@ -28,3 +28,11 @@ def test_render_dnat_localhost_hairpin_isolation_internal() -> None:
     assert 'ip saddr 10.3.0.0/24 oifname != "br-i"' not in text
     assert 'iifname "pyd0" oifname { "br-a", "br-i" } drop' in text
     assert 'iifname "br-i" oifname != "br-i" drop' in text
+
+
+def test_render_icc_disabled_drops_traffic_within_the_bridge() -> None:
+    text = render("T", [BridgeSpec("br-n", "10.4.0.0/24", icc=False), BridgeSpec("br-y", "10.5.0.0/24")], [])
+    assert 'iifname "br-n" oifname "br-n" drop' in text
+    assert 'iifname "br-y" oifname "br-y" drop' not in text
+    # Published ports keep working: their DNAT is accepted before the drop.
+    assert text.index("ct status dnat accept") < text.index('iifname "br-n" oifname "br-n" drop')

@@ -35,8 +35,9 @@ def test_allocator_lowest_free_and_release() -> None:
 
 
 def test_allocator_static_and_range() -> None:
+    # As dockerd: a range's first address is handed out (only the subnet's edges are not).
     a = ipam.SubnetAllocator("10.5.0.0/24", "10.5.0.1", "10.5.0.16/28")
-    assert a.allocate() == "10.5.0.17"
+    assert a.allocate() == "10.5.0.16"
     a.reserve("10.5.0.200")
     with pytest.raises(ValueError, match="already in use"):
         a.reserve("10.5.0.200")
@@ -66,3 +67,14 @@ def test_allocator_ipv6() -> None:
         a.reserve("10.0.0.1")
     a.release("fd42::2")
     assert a.allocate() == "fd42::2"
+
+
+def test_default_gateway_is_the_first_address_of_the_range() -> None:
+    assert ipam.first_address("10.5.0.0/24") == "10.5.0.1"
+    assert ipam.first_address("10.5.0.0/24", "10.5.0.128/25") == "10.5.0.128"
+    assert ipam.first_address("10.5.0.0/24", "10.5.0.0/25") == "10.5.0.1"
+    a = ipam.SubnetAllocator("10.5.0.0/24", "10.5.0.128", "10.5.0.128/25")
+    assert a.allocate() == "10.5.0.129"
+    for tiny in ("10.5.0.0/31", "10.5.0.0/32"):
+        with pytest.raises(LookupError, match="No available addresses on this pool"):
+            ipam.first_address(tiny)

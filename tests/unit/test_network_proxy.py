@@ -72,3 +72,35 @@ def test_reserve_conflict_message_like_docker_proxy() -> None:
             proxy.reserve("tcp", "127.0.0.1", port)
     finally:
         b.close()
+
+
+def test_retarget_moves_new_connections_to_the_new_address() -> None:
+    async def main() -> None:
+        async def serve(tag: bytes) -> tuple[asyncio.AbstractServer, int]:
+            async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+                w.write(tag)
+                await w.drain()
+                w.close()
+
+            srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+            return srv, srv.sockets[0].getsockname()[1]
+
+        (old, old_port), (new, new_port) = await serve(b"old"), await serve(b"new")
+        b = proxy.reserve("tcp", "::", 0)
+        await proxy.start_proxy(b, "127.0.0.1", old_port)
+        port = b.sock.getsockname()[1]
+
+        async def fetch() -> bytes:
+            r, w = await asyncio.open_connection("::1", port)
+            data = await asyncio.wait_for(r.read(), 5)
+            w.close()
+            return data
+
+        assert await fetch() == b"old"
+        proxy.retarget(b, "127.0.0.1", new_port)
+        assert await fetch() == b"new"
+        b.close()
+        old.close()
+        new.close()
+
+    asyncio.run(main())

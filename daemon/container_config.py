@@ -7,6 +7,7 @@ import re
 import signal as signal_mod
 from typing import Any
 
+from daemon import runtime_options
 from daemon.container import MASKED_PATHS, READONLY_PATHS
 from daemon.errors import InvalidParameter
 
@@ -182,6 +183,7 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
         raise InvalidParameter("SHM size can not be less than 0")
     host_config["ShmSize"] = shm or 64 * 1024 * 1024
     validate_resources(host_config)
+    runtime_options.validate(host_config)
     return config, host_config
 
 

@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon import container_config, mounts, reference
+from daemon import container_config, mounts, reference, runtime_options
 from daemon.container import Container, paths
 from daemon.container_config import parse_signal
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
@@ -248,7 +248,13 @@ class ContainerService:
             await self._start_locked(c)
 
     async def _start_locked(self, c: Container) -> None:
-        spec = await asyncio.to_thread(self._prepare, c)
+        try:
+            spec = await asyncio.to_thread(self._prepare, c)
+        except DaemonError as e:
+            # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
+            # removal), and an AutoRemove container removed.
+            await self._start_failed(c, e.message, 128, None)
+            raise
         if self.networks is not None:
             try:
                 netns_path, link_env = await self.networks.setup(c)
@@ -319,6 +325,7 @@ class ContainerService:
         if c.tty and not any(e.startswith("TERM=") for e in env):
             env.append("TERM=xterm")
         hc = c.host_config
+        ro = bool(hc.get("ReadonlyRootfs"))  # dockerd: the name files follow --read-only
         spec = {
             "id": c.id,
             "rootfs": str(rootfs),
@@ -333,9 +340,9 @@ class ContainerService:
             "stdin_once": bool(c.config.get("StdinOnce")),
             "network": network,
             "mounts": [
-                {"type": "bind", "source": str(files["resolv"]), "destination": "/etc/resolv.conf", "readonly": False},
-                {"type": "bind", "source": str(files["hostname"]), "destination": "/etc/hostname", "readonly": False},
-                {"type": "bind", "source": str(files["hosts"]), "destination": "/etc/hosts", "readonly": False},
+                {"type": "bind", "source": str(files["resolv"]), "destination": "/etc/resolv.conf", "readonly": ro},
+                {"type": "bind", "source": str(files["hostname"]), "destination": "/etc/hostname", "readonly": ro},
+                {"type": "bind", "source": str(files["hosts"]), "destination": "/etc/hosts", "readonly": ro},
             ],
             "capabilities": container_config.capabilities(hc),
             "privileged": bool(hc.get("Privileged")),
@@ -346,6 +353,9 @@ class ContainerService:
             "shm_size": hc.get("ShmSize") or 64 * 1024 * 1024,
         }
         try:
+            # Inside the try: a failure here (--pid container:X not running) must not leave the
+            # rootfs mounted.
+            spec.update(runtime_options.spec_fields(hc, self.get))
             user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(hc, c.mount_points)
         except BaseException:
             self.volumes.release(c.mount_points)
@@ -715,6 +725,7 @@ class ContainerService:
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
              stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
         c = self.get(ref)
+        runtime_options.check_logs_readable(c.host_config)
         if not stdout and not stderr:
             raise InvalidParameter("Bad parameters: you must choose at least one stream")
         tail_n: int | None = None
@@ -785,7 +796,11 @@ class ContainerService:
         c = self.get(ref)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
-        pids = await asyncio.to_thread(_pids_in_pidns, c.state["Pid"])
+        if (c.host_config.get("PidMode") or "").startswith(("host", "container:")):
+            # No pid namespace of its own to tell its processes by: its cgroup has them.
+            pids = await asyncio.to_thread(self.cgroups.pids, c.id)
+        else:
+            pids = await asyncio.to_thread(_pids_in_pidns, c.state["Pid"])
         args = (ps_args or "-ef").split()
         proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE)

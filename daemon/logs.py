@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import BinaryIO
 
 from daemon.timeutil import parse_timestamp
 
@@ -37,19 +39,91 @@ def _tail_offset(path: Path, n: int) -> int:
         return 0
 
 
+def _rotated(path: Path) -> list[Path]:
+    """The json-file driver's rotated files (``<log>.1`` is the newest), oldest first."""
+    files = []
+    i = 1
+    while (older := path.with_name(f"{path.name}.{i}")).exists():
+        files.append(older)
+        i += 1
+    return files[::-1]
+
+
+def _tail_start(chain: list[Path], n: int) -> tuple[int, int]:
+    """(index in chain, byte offset) where the last n lines of the files in chain start."""
+    for idx in range(len(chain) - 1, -1, -1):
+        try:
+            with open(chain[idx], "rb") as f:
+                lines = f.read().count(b"\n")
+        except FileNotFoundError:
+            continue
+        if lines >= n:
+            return idx, _tail_offset(chain[idx], n)
+        n -= lines
+    return 0, 0
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+class _Filter:
+    def __init__(self, since: float, until: float | None, stdout: bool, stderr: bool) -> None:
+        self.since, self.until, self.stdout, self.stderr = since, until, stdout, stderr
+        self.done = False  # a record after `until` was seen
+
+    def records(self, lines: list[bytes]) -> list[dict]:
+        out = []
+        for line in lines:
+            rec = _decode(line)
+            if rec is None:
+                continue
+            ts = parse_timestamp(rec["time"]) if rec.get("time") else 0
+            if ts < self.since:
+                continue
+            if self.until is not None and ts > self.until:
+                self.done = True
+                break
+            if (rec.get("stream") == "stderr" and self.stderr) or (rec.get("stream") != "stderr" and self.stdout):
+                out.append(rec)
+        return out
+
+
+def _rotated_away(path: Path, f: BinaryIO) -> bool:
+    try:
+        return os.stat(path).st_ino != os.fstat(f.fileno()).st_ino
+    except FileNotFoundError:
+        return False
+
+
 async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, until: float | None,
                    stdout: bool, stderr: bool, is_running: Callable[[], bool]) -> AsyncIterator[dict]:
-    """Yields {"log","stream","time"} records. With follow, keeps reading until the container
-    stops (and the rest of the file has been read) or the client goes away."""
+    """Yields {"log","stream","time"} records, the rotated files' first. With follow, keeps
+    reading until the container stops (and the rest of the file has been read) or the
+    client goes away."""
     if tail == 0 and not follow:
         return
-    offset = 0
-    if tail is not None and tail > 0 and path.exists():
-        offset = await asyncio.to_thread(_tail_offset, path, tail)
-    elif tail == 0 and path.exists():
-        offset = path.stat().st_size
+    flt = _Filter(since, until, stdout, stderr)
+    chain = [*await asyncio.to_thread(_rotated, path), path]
+    first, offset = 0, 0
+    if tail is not None and tail > 0:
+        first, offset = await asyncio.to_thread(_tail_start, chain, tail)
+    elif tail == 0:
+        first, offset = len(chain) - 1, path.stat().st_size if path.exists() else 0
+    for older in chain[first:-1]:
+        data = await asyncio.to_thread(_read_from, older, offset)
+        offset = 0
+        for rec in flt.records(data.split(b"\n")):
+            yield rec
+        if flt.done:
+            return
     pending = b""
-    f = None
+    f: BinaryIO | None = None
     try:
         while True:
             if f is None:
@@ -65,20 +139,18 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
             if data:
                 pending += data
                 *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    rec = _decode(line)
-                    if rec is None:
-                        continue
-                    ts = parse_timestamp(rec["time"]) if rec.get("time") else 0
-                    if ts < since:
-                        continue
-                    if until is not None and ts > until:
-                        return
-                    if (rec.get("stream") == "stderr" and stderr) or (rec.get("stream") != "stderr" and stdout):
-                        yield rec
+                for rec in flt.records(lines):
+                    yield rec
+                if flt.done:
+                    return
                 continue
             if not follow:
                 return
+            if _rotated_away(path, f):
+                # The monitor rotated the file: what we have is complete, go on with the new one.
+                f.close()
+                f, offset = None, 0
+                continue
             if not is_running():
                 # one more read: the monitor may have written the last lines after we looked
                 data = f.read()

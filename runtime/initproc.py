@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import resource
 import select
 import struct
 
@@ -78,17 +79,26 @@ def _loopback_up() -> None:
         sock.close()
 
 
+def _join(path: str, nstype: int) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        libc.setns(fd, nstype)
+    finally:
+        os.close(fd)
+
+
 def _namespaces(cfg: dict) -> None:
     network = cfg["network"]
-    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | libc.CLONE_NEWIPC
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS
     if network == "new":
         flags |= libc.CLONE_NEWNET
     elif network != "host":
-        fd = os.open(network, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            libc.setns(fd, libc.CLONE_NEWNET)
-        finally:
-            os.close(fd)
+        _join(network, libc.CLONE_NEWNET)
+    ipc = cfg.get("ipc_ns", "new")
+    if ipc == "new":
+        flags |= libc.CLONE_NEWIPC
+    elif ipc != "host":
+        _join(ipc, libc.CLONE_NEWIPC)
     libc.unshare(flags)
     if network == "new":
         _loopback_up()
@@ -120,6 +130,28 @@ def _become(ident: users.Identity, cap_mask: int, no_new_privs: bool) -> None:
         libc.prctl(libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def _set_limits(cfg: dict) -> None:
+    """oom_score_adj and rlimits: before the capabilities go (lowering the score and raising
+    a hard limit need CAP_SYS_RESOURCE), inherited by the command."""
+    if cfg.get("oom_score_adj") is not None:
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(cfg["oom_score_adj"]))
+        except OSError as e:  # lowering it needs CAP_SYS_RESOURCE, which the host may lack
+            raise OSError(f"cannot set oom_score_adj to {cfg['oom_score_adj']}: "
+                          f"{(e.strerror or str(e)).lower()}") from e
+    for rl in cfg.get("rlimits") or []:
+        number = getattr(resource, "RLIMIT_" + rl["type"].upper())
+        soft = resource.RLIM_INFINITY if rl["soft"] < 0 else rl["soft"]
+        hard = resource.RLIM_INFINITY if rl["hard"] < 0 else rl["hard"]
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as e:
+            # Python turns EPERM/EINVAL into ValueErrors with its own words: say it as runc does.
+            reason = "operation not permitted" if "not allowed" in str(e) else "invalid argument"
+            raise OSError(f"error setting rlimit type {number}: {reason}") from e
+
+
 def _monitor_gone(chan: lean.Socket) -> bool:
     poller = select.poll()
     poller.register(chan, select.POLLHUP)
@@ -144,7 +176,7 @@ def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
     libc.sethostname(cfg["hostname"])
     if cfg["domainname"]:
         libc.setdomainname(cfg["domainname"])
-    ident = users.resolve(cfg["user"])
+    ident = users.resolve(cfg["user"], extra_groups=cfg.get("group_add") or [])
     if console is not None:
         os.fchown(console.slave, ident.uid, -1)
         fcntl.ioctl(console.slave, _TIOCSCTTY, 0)
@@ -152,8 +184,11 @@ def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
             os.dup2(console.slave, target)
         os.close(console.slave)
     cwd = cfg["cwd"]
-    os.makedirs(cwd, 0o755, exist_ok=True)
+    os.makedirs(cwd, 0o755, exist_ok=True)  # before --read-only takes effect, as runc
     os.chdir(cwd)
+    if cfg.get("readonly_rootfs"):
+        rootfs.make_root_readonly()
+    _set_limits(cfg)
     env = list(cfg["env"])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={ident.home}")

@@ -32,11 +32,35 @@ def rfc3339nano(ns: int | None = None) -> str:
     return text + "Z"
 
 
+_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+
+
 class JsonLog:
-    def __init__(self, path: str) -> None:
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640) if path else -1
+    """``max_size`` > 0 rotates as dockerd's json-file driver does (max-size / max-file): once
+    the file has reached it, the next write first renames ``<log>.N-2`` .. ``<log>`` to
+    ``<log>.N-1`` .. ``<log>.1`` and starts an empty ``<log>`` (with one file: truncates)."""
+
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+        self._path = path
+        self._max_size = max_size
+        self._max_file = max(1, max_file)
+        self._fd = os.open(path, _FLAGS, 0o640) if path else -1
+        self._size = os.fstat(self._fd).st_size if self._fd >= 0 else 0
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._failed = False
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        for i in range(self._max_file - 1, 1, -1):
+            try:
+                os.rename(f"{self._path}.{i - 1}", f"{self._path}.{i}")
+            except FileNotFoundError:
+                pass
+        if self._max_file > 1:
+            os.rename(self._path, f"{self._path}.1")
+        self._fd = os.open(self._path, _FLAGS | os.O_TRUNC, 0o640)
+        self._size = 0
 
     def _record(self, stream: str, line: bytes, stamp: str) -> bytes:
         text = encode_string(line.decode("utf-8", "replace"))
@@ -45,15 +69,31 @@ class JsonLog:
     def _emit(self, records: list[bytes]) -> None:
         if not records or self._fd < 0:
             return
-        data = memoryview(b"".join(records))
+        data = b"".join(records)
         try:
-            while data:
-                data = data[os.write(self._fd, data):]
+            if not self._max_size:
+                self._write_all(data)
+                return
+            # Records are checked one by one, as dockerd does: a file ends up at most one
+            # record over max-size, however large the chunk of output was.
+            start = 0
+            while start < len(data):
+                if self._size >= self._max_size:
+                    self._rotate()
+                end = data.find(b"\n", start + max(0, self._max_size - self._size - 1)) + 1 or len(data)
+                self._write_all(memoryview(data)[start:end])
+                self._size += end - start
+                start = end
         except OSError as e:
             # A full disk must not take the container down: report once, keep running.
             if not self._failed:
                 print(f"monitor: cannot write log: {e}", file=sys.stderr, flush=True)
                 self._failed = True
+
+    def _write_all(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
 
     def write(self, stream: str, data: bytes) -> None:
         buf = self._partial[stream]

@@ -259,8 +259,41 @@ def _standard_mounts(root: str, cfg: dict) -> None:
     _populate_dev(dev)
     libc.mount("devpts", f"{dev}/pts", "devpts", MS_NOSUID | MS_NOEXEC,
                "newinstance,ptmxmode=0666,mode=0620,gid=5")
-    libc.mount("shm", f"{dev}/shm", "tmpfs", nse, f"mode=1777,size={cfg['shm_size']}")
+    if cfg.get("ipc_ns") == "host":
+        # dockerd shares the host's /dev/shm along with its IPC namespace.
+        libc.mount("/dev/shm", f"{dev}/shm", None, MS_BIND | MS_REC, None)
+    else:
+        libc.mount("shm", f"{dev}/shm", "tmpfs", nse, f"mode=1777,size={cfg['shm_size']}")
     libc.mount("mqueue", f"{dev}/mqueue", "mqueue", nse, None)
+
+
+def _add_devices(root: str, devices: list[dict]) -> None:
+    """``--device``: a node like the host's (type, numbers, mode, owner), as runc creates it."""
+    for device in devices:
+        source, dest = device["source"], device["destination"]
+        try:
+            st = os.stat(source)
+        except OSError as e:
+            raise MountError(f'error gathering device information while adding custom device "{source}": '
+                             f"{os.strerror(e.errno or errno.EIO).lower()}") from e
+        if not (stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+            raise MountError(f'error gathering device information while adding custom device "{source}": '
+                             "not a device node")
+        host = resolve(root, dest)
+        os.makedirs(os.path.dirname(host), 0o755, exist_ok=True)
+        try:
+            os.unlink(host)  # runc replaces whatever the image has there
+        except FileNotFoundError:
+            pass
+        os.mknod(host, st.st_mode, st.st_rdev)
+        fd = os.open(host, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            if not _inside(root, fd):
+                raise MountError(f"{dest} resolves outside the rootfs")
+        finally:
+            os.close(fd)
+        os.chown(host, st.st_uid, st.st_gid, follow_symlinks=False)
+        os.chmod(host, stat.S_IMODE(st.st_mode))  # mknod's mode went through the umask
 
 
 def _console(root: str, cfg: dict) -> Console:
@@ -331,7 +364,16 @@ def setup(cfg: dict) -> Console | None:
             _other(root, mount)
     if cfg.get("init"):
         _bind(root, {"source": cfg["init"], "destination": INIT_PATH, "readonly": True, "options": ""})
+    _add_devices(root, cfg.get("devices") or [])
     _pivot(root)
     _mask(cfg["masked_paths"])
     _readonly(cfg["readonly_paths"])
     return console
+
+
+def make_root_readonly() -> None:
+    """``--read-only``: after pivot, only the root mount itself; the mounts on it keep their flags."""
+    try:
+        libc.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | _remount_flags("/"), None)
+    except OSError as e:
+        raise MountError(f"cannot make the rootfs read-only: {e.strerror}") from e

@@ -115,7 +115,7 @@ class Shim:
         except (OSError, ValueError) as e:
             raise StartFailure(f"cannot read config.json: {e}") from e
         try:
-            self.log = JsonLog(cfg["log_path"])
+            self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
         except OSError as e:
             raise StartFailure(f"cannot open log {cfg['log_path']}: {e.strerror}") from e
 
@@ -131,7 +131,7 @@ class Shim:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _noop)
 
-        libc.unshare(libc.CLONE_NEWPID)
+        self._enter_pid_namespace(cfg.get("pid_ns", "new"))
         pid = os.fork()
         if pid == 0:
             self.chan.close()  # so the child sees EOF if the monitor dies before start
@@ -148,6 +148,21 @@ class Shim:
         self._listeners.append(ATTACH_SOCK)
         self._wait_ready()
         self._wire(cfg, mine, control, attach)
+
+    @staticmethod
+    def _enter_pid_namespace(mode: str) -> None:
+        # Both only affect children: the init forked next is the first process inside.
+        if mode == "new":
+            libc.unshare(libc.CLONE_NEWPID)
+        elif mode != "host":
+            try:
+                fd = os.open(mode, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as e:
+                raise StartFailure(f"cannot join pid namespace {mode}: {e.strerror}") from e
+            try:
+                libc.setns(fd, libc.CLONE_NEWPID)
+            finally:
+                os.close(fd)
 
     def _write_pid_file(self) -> None:
         fd = os.open(".monitor.pid.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
@@ -324,6 +339,13 @@ class Shim:
         self.exit_code = code
         self.finished_at = rfc3339nano()
         self.status = "exited"
+        if self._shared_pid_ns:
+            # No pid namespace dies with the init here: end its leftovers as runc does.
+            for pid in self._descendants():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         self._fail_starts()
         if self.stdin is not None:
             self.stdin.close(now=True)
@@ -412,7 +434,7 @@ class Shim:
         if self.status == "exited":
             return {"ok": False, "error": "container is not running"}
         try:
-            if all_processes and sig != signal.SIGKILL:
+            if all_processes and (sig != signal.SIGKILL or self._shared_pid_ns):
                 for pid in self._namespace_pids():
                     try:
                         os.kill(pid, sig)
@@ -425,7 +447,14 @@ class Shim:
             return {"ok": False, "error": "container is not running"}
         return {"ok": True}
 
+    @property
+    def _shared_pid_ns(self) -> bool:
+        return self.cfg.get("pid_ns", "new") != "new"
+
     def _namespace_pids(self) -> list[int]:
+        if self._shared_pid_ns:
+            # The namespace is the host's or another container's: only what we started is ours.
+            return self._descendants()
         ns = os.readlink(f"/proc/{self.pid}/ns/pid")
         pids = [self.pid]
         for entry in os.listdir("/proc"):
@@ -436,6 +465,28 @@ class Shim:
                 except OSError:
                     pass
         return pids
+
+    def _descendants(self) -> list[int]:
+        """The container's processes without a pid namespace of its own: the monitor is a
+        subreaper, so everything the init started (orphans too) descends from it."""
+        me = os.getpid()
+        parent: dict[int, int] = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat", "rb") as f:
+                        stat = f.read()
+                except OSError:
+                    continue
+                parent[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
+        found: list[int] = []
+        frontier = [me]
+        while frontier:
+            pid = frontier.pop()
+            kids = [p for p, pp in parent.items() if pp == pid]
+            found.extend(kids)
+            frontier.extend(kids)
+        return found
 
     def _op_resize(self, height: int, width: int) -> dict:
         if self.master < 0 or self.status == "exited":

@@ -60,6 +60,25 @@ Fields (defaults in brackets):
     *args]`` [null].
 ``shm_size``
     size of the /dev/shm tmpfs in bytes [64 MiB].
+``readonly_rootfs``
+    remount the rootfs read-only once everything is mounted on it (``--read-only``);
+    the mounts on top of it keep their own flags [false].
+``rlimits``
+    ``[{"type": "nofile", "soft": 1024, "hard": 2048}, ...]`` set before exec; -1 is
+    unlimited [``[]``].
+``group_add``
+    extra supplementary groups, numbers or names from the container's /etc/group [``[]``].
+``oom_score_adj``
+    written to the init's /proc/self/oom_score_adj, or null to inherit [null].
+``pid_ns``, ``ipc_ns``
+    ``"new"``, ``"host"`` (stay in the host's), or the absolute path of a namespace file
+    to join (``--pid container:X``) [``"new"``].
+``devices``
+    ``[{"source": "/dev/null", "destination": "/dev/mynull"}, ...]``: nodes created in the
+    container with the host device's type, numbers, mode and owner, as runc does [``[]``].
+``log_max_size``, ``log_max_file``
+    json-file rotation: the log moves to ``<log>.1`` (and up to ``.N-1``) once it reaches
+    ``log_max_size`` bytes (0 = never) [0, 1].
 """
 
 from __future__ import annotations
@@ -99,6 +118,22 @@ class MountSpec(TypedDict, total=False):
     options: str
 
 
+class RlimitSpec(TypedDict):
+    type: str
+    soft: int
+    hard: int
+
+
+class DeviceSpec(TypedDict):
+    source: str
+    destination: str
+
+
+# Docker's --ulimit names (RLIMIT_<NAME>).
+RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+
+
 class ContainerSpec(TypedDict):
     id: str
     rootfs: str
@@ -122,6 +157,15 @@ class ContainerSpec(TypedDict):
     log_path: str
     init: str | None
     shm_size: int
+    readonly_rootfs: bool
+    rlimits: list[RlimitSpec]
+    group_add: list[str]
+    oom_score_adj: int | None
+    pid_ns: str
+    ipc_ns: str
+    devices: list[DeviceSpec]
+    log_max_size: int
+    log_max_file: int
 
 
 class SpecError(ValueError):
@@ -178,6 +222,43 @@ def _mount(raw: Any, index: int) -> MountSpec:
     else:
         mount["source"] = _str(raw, "source", mtype)
     return mount
+
+
+def _int(spec: Mapping[str, Any], key: str, default: int, low: int, high: int) -> int:
+    value = spec.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise SpecError(f"{key}: expected an integer in [{low}, {high}]")
+    return value
+
+
+def _namespace(spec: Mapping[str, Any], key: str) -> str:
+    value = _str(spec, key, "new")
+    if value not in ("new", "host"):
+        _abs(value, key)
+    return value
+
+
+def _rlimits(raw: Any) -> list[RlimitSpec]:
+    if not isinstance(raw, list):
+        raise SpecError("rlimits: expected a list")
+    out: list[RlimitSpec] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, Mapping) or item.get("type") not in RLIMIT_NAMES:
+            raise SpecError(f"rlimits[{i}]: expected {{type, soft, hard}} with a known type")
+        soft = _int(item, "soft", -1, -1, 2**63 - 1)
+        hard = _int(item, "hard", -1, -1, 2**63 - 1)
+        if (hard != -1 and soft > hard) or (soft == -1 and hard != -1):
+            raise SpecError(f"rlimits[{i}]: soft limit {soft} is above the hard limit {hard}")
+        out.append({"type": item["type"], "soft": soft, "hard": hard})
+    return out
+
+
+def _devices(raw: Any) -> list[DeviceSpec]:
+    if not isinstance(raw, list):
+        raise SpecError("devices: expected a list")
+    return [{"source": _abs(d.get("source") if isinstance(d, Mapping) else None, f"devices[{i}].source"),
+             "destination": _abs(d.get("destination"), f"devices[{i}].destination")}
+            for i, d in enumerate(raw)]
 
 
 def _capabilities(names: list[str]) -> list[str]:
@@ -273,4 +354,14 @@ def normalize(spec: Mapping[str, Any]) -> ContainerSpec:
         "log_path": log_path,
         "init": init,
         "shm_size": shm_size,
+        "readonly_rootfs": _bool(spec, "readonly_rootfs"),
+        "rlimits": _rlimits(spec.get("rlimits") or []),
+        "group_add": _str_list(spec, "group_add", []),
+        "oom_score_adj": (None if spec.get("oom_score_adj") is None
+                          else _int(spec, "oom_score_adj", 0, -1000, 1000)),
+        "pid_ns": _namespace(spec, "pid_ns"),
+        "ipc_ns": _namespace(spec, "ipc_ns"),
+        "devices": _devices(spec.get("devices") or []),
+        "log_max_size": _int(spec, "log_max_size", 0, 0, 2**63 - 1),
+        "log_max_file": _int(spec, "log_max_file", 1, 1, 2**31 - 1),
     }

@@ -49,7 +49,9 @@ def _int(text: str) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def resolve(user: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -> Identity:
+def resolve(user: str, passwd: str = "/etc/passwd", group: str = "/etc/group",
+            extra_groups: list[str] | tuple[str, ...] = ()) -> Identity:
+    """``extra_groups`` is ``--group-add``: appended to the user's supplementary groups."""
     user_arg, _, group_arg = user.partition(":")
     uid_arg = _int(user_arg)
     if uid_arg is not None and uid_arg > _MAX_ID:
@@ -88,5 +90,18 @@ def resolve(user: str, passwd: str = "/etc/passwd", group: str = "/etc/group") -
                 members = r[3].split(",") if len(r) > 3 else []
                 if pw_name in members and (g := _int(r[2])) is not None and g not in groups:
                     groups.append(g)
+    if extra_groups:
+        gr_rows = _entries(group, 3)
+        for name in extra_groups:
+            g = _int(name)
+            if g is None:
+                found = next((r for r in gr_rows if r[0] == name), None)
+                if found is None or _int(found[2]) is None:
+                    raise UserError(f"Unable to find group {name}: no matching entries in group file")
+                g = _int(found[2])
+            elif g > _MAX_ID:
+                raise UserError(f"uids and gids must be in range 0-{_MAX_ID}")
+            if g is not None and g not in groups:
+                groups.append(g)
     # dockerd puts the primary group first in the supplementary list (AdditionalGids).
     return Identity(uid, gid, [gid] + [g for g in groups if g != gid], home)

@@ -1,0 +1,200 @@
+"""HostConfig options that the runtime applies to the container's process: --read-only,
+--security-opt, --ulimit, --group-add, --oom-score-adj, --pid/--ipc, --device, --log-driver.
+
+``validate`` runs at create (dockerd's wording); ``spec_fields`` turns a stored HostConfig
+into the runtime spec's fields at start.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from daemon.errors import DaemonError, InvalidParameter
+
+RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
+                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
+LOG_DRIVERS = ("json-file", "none")
+JSON_FILE_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag")
+IPC_MODES = ("", "private", "shareable", "host", "none")
+_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
+_DEVICE_PERMS_RE = re.compile(r"^[rwm]{1,3}$")
+_BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
+          "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
+
+
+class LogsNotSupported(DaemonError):
+    """dockerd's ErrReadLogsNotSupported: a NotImplemented error."""
+
+    status = 501
+
+    def __init__(self) -> None:
+        super().__init__("configured logging driver does not support reading")
+
+
+def no_new_privileges(hc: dict) -> bool:
+    """Parses --security-opt as dockerd's parseSecurityOpt does; other known options
+    (label, apparmor, seccomp) have nothing to apply to here and are accepted."""
+    nnp = False
+    for opt in hc.get("SecurityOpt") or []:
+        if not isinstance(opt, str):
+            raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.SecurityOpt of type string")
+        if opt == "no-new-privileges":
+            nnp = True
+            continue
+        if opt == "disable":
+            continue
+        sep = "=" if "=" in opt else ":" if ":" in opt else ""
+        if not sep:
+            raise InvalidParameter(f'invalid --security-opt 1: "{opt}"')
+        key, value = opt.split(sep, 1)
+        if key == "no-new-privileges":
+            if value not in _BOOLS:
+                raise InvalidParameter(f'invalid --security-opt 2: "{opt}"')
+            nnp = _BOOLS[value]
+        elif key not in ("label", "apparmor", "seccomp", "writable-cgroups"):
+            raise InvalidParameter(f'invalid --security-opt 2: "{opt}"')
+    return nnp
+
+
+def _int64(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise InvalidParameter(f"json: cannot unmarshal into Go struct field {what} of type int64")
+    return value
+
+
+def rlimits(hc: dict) -> list[dict]:
+    out = []
+    for ul in hc.get("Ulimits") or []:
+        if not isinstance(ul, dict):
+            raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.Ulimits")
+        name = ul.get("Name")
+        if name not in RLIMIT_NAMES:
+            raise InvalidParameter(f"invalid ulimit type: {name}")
+        soft = _int64(ul.get("Soft", 0), "Ulimit.Soft")
+        hard = _int64(ul.get("Hard", 0), "Ulimit.Hard")
+        # -1 is "unlimited" (the CLI's `--ulimit nofile=unlimited`).
+        if hard != -1 and (soft == -1 or soft > hard) or soft < -1 or hard < -1:
+            raise InvalidParameter(f"ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}")
+        out.append({"type": name, "soft": soft, "hard": hard})
+    return out
+
+
+def parse_size(text: str) -> int:
+    """go-units RAMInBytes: binary multiples, "10m" is 10 MiB."""
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise InvalidParameter(f"failed to initialize logging driver: invalid size: '{text}'")
+    power = " kmgtp".index((m.group(2) or " ").lower())
+    return int(float(m.group(1)) * 1024**power)
+
+
+def log_config(hc: dict) -> dict:
+    """The stored LogConfig, validated: {"Type": ..., "Config": {...}}."""
+    lc = hc.get("LogConfig") or {}
+    if not isinstance(lc, dict):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.LogConfig")
+    driver = lc.get("Type") or "json-file"
+    opts = lc.get("Config") or {}
+    if not isinstance(driver, str) or not isinstance(opts, dict) \
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in opts.items()):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.LogConfig")
+    if driver not in LOG_DRIVERS:
+        raise InvalidParameter(f"logger: no log driver named '{driver}' is registered")
+    for key in opts:
+        if driver == "none" or key not in JSON_FILE_OPTS:
+            raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
+    if "max-size" in opts:
+        parse_size(opts["max-size"])
+    if "max-file" in opts:
+        try:
+            max_file = int(opts["max-file"])
+        except ValueError:
+            raise InvalidParameter(f"failed to initialize logging driver: strconv.Atoi: parsing "
+                                   f"\"{opts['max-file']}\": invalid syntax") from None
+        if max_file < 1:
+            raise InvalidParameter("failed to initialize logging driver: max-file cannot be less than 1")
+    return {"Type": driver, "Config": opts}
+
+
+def _namespace_mode(value: Any, what: str, allowed: tuple[str, ...]) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidParameter(f"json: cannot unmarshal into Go struct field HostConfig.{what}Mode of type string")
+    if value in allowed or (value.startswith("container:") and value.split(":", 1)[1]):
+        return value
+    raise InvalidParameter(f"Invalid {what} mode: {value}")
+
+
+def devices(hc: dict) -> list[dict]:
+    out = []
+    for dev in hc.get("Devices") or []:
+        if not isinstance(dev, dict) or not isinstance(dev.get("PathOnHost"), str):
+            raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.Devices")
+        source = dev["PathOnHost"]
+        dest = dev.get("PathInContainer") or source
+        perms = dev.get("CgroupPermissions") or "rwm"
+        if not source.startswith("/") or not isinstance(dest, str) or not dest.startswith("/"):
+            raise InvalidParameter(f"invalid device path: {source}:{dest}")
+        if not isinstance(perms, str) or not _DEVICE_PERMS_RE.match(perms):
+            raise InvalidParameter(f"invalid device mode: {perms}")
+        out.append({"source": source, "destination": dest})
+    return out
+
+
+def validate(hc: dict) -> None:
+    """Create-time checks; also fills in LogConfig's default type, as dockerd stores it."""
+    if not isinstance(hc.get("ReadonlyRootfs", False), bool):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.ReadonlyRootfs of type bool")
+    no_new_privileges(hc)
+    rlimits(hc)
+    oom = hc.get("OomScoreAdj") or 0
+    _int64(oom, "HostConfig.OomScoreAdj")
+    if not -1000 <= oom <= 1000:
+        raise InvalidParameter(f"Invalid value {oom}, range for oom score adj is [-1000, 1000]")
+    groups = hc.get("GroupAdd") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) and g for g in groups):
+        raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.GroupAdd of type string")
+    _namespace_mode(hc.get("PidMode"), "PID", ("", "host"))
+    _namespace_mode(hc.get("IpcMode"), "IPC", IPC_MODES)
+    devices(hc)
+    hc["LogConfig"] = log_config(hc)
+
+
+def _join_path(mode: str, kind: str, lookup: Callable[[str], Any]) -> str:
+    if mode == "host":
+        return "host"
+    if not mode.startswith("container:"):
+        return "new"
+    other = lookup(mode.split(":", 1)[1])
+    if not other.running:
+        raise DaemonError(f"cannot join {kind} of a non running container: {other.id}")
+    return f"/proc/{other.state['Pid']}/ns/{kind}"
+
+
+def spec_fields(hc: dict, lookup: Callable[[str], Any]) -> dict:
+    """The runtime spec's fields for these options; ``lookup`` finds a container by name/id."""
+    lc = hc.get("LogConfig") or {}
+    opts = lc.get("Config") or {}
+    fields: dict[str, Any] = {
+        "readonly_rootfs": bool(hc.get("ReadonlyRootfs")),
+        "no_new_privileges": no_new_privileges(hc),
+        "rlimits": rlimits(hc),
+        "group_add": list(hc.get("GroupAdd") or []),
+        "oom_score_adj": hc.get("OomScoreAdj") or None,
+        "pid_ns": _join_path(hc.get("PidMode") or "", "pid", lookup),
+        "ipc_ns": _join_path(hc.get("IpcMode") or "", "ipc", lookup),
+        "devices": devices(hc),
+        "log_max_size": parse_size(opts["max-size"]) if opts.get("max-size") else 0,
+        "log_max_file": int(opts.get("max-file") or 1),
+    }
+    if lc.get("Type") == "none":
+        fields["log_path"] = ""
+    return fields
+
+
+def check_logs_readable(hc: dict) -> None:
+    if (hc.get("LogConfig") or {}).get("Type") == "none":
+        raise LogsNotSupported()

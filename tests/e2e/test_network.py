@@ -632,6 +632,10 @@ def test_internal_network_publishes_nothing(d: Daemon, uname) -> None:
 
 def test_bridge_options_host_binding_ipv4_and_icc(d: Daemon, uname) -> None:
     s1, s2, n1, n2 = allocate_subnet(), allocate_subnet(), uname("hb"), uname("noicc")
+    # enable_icc=false turns on bridge-nf-call-iptables (as dockerd): a host-wide knob, put
+    # back as it was when the test ends.
+    knob = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
+    before = knob.read_text() if knob.exists() else None
     d.docker("network", "create", "--subnet", str(s1), "-o", "com.docker.network.bridge.host_binding_ipv4=127.0.0.2",
              n1)
     d.docker("network", "create", "--subnet", str(s2), "-o", "com.docker.network.bridge.enable_icc=false", n2)
@@ -652,6 +656,8 @@ def test_bridge_options_host_binding_ipv4_and_icc(d: Daemon, uname) -> None:
     finally:
         d.docker("rm", "-f", uname("web"), uname("a"), check=False)
         d.docker("network", "rm", n1, n2, check=False)
+        if before is not None and knob.read_text() != before:
+            knob.write_text(before)
 
 
 def test_same_host_port_on_two_host_addresses(d: Daemon, uname) -> None:

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon import container_config
+from daemon import container_config, runtime_options
 from daemon.containers import ContainerService
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from runtime.execclient import ExecProcess, spawn_exec
@@ -145,6 +145,10 @@ class ExecService:
             "capabilities": container_config.capabilities({**hc, "Privileged": privileged}),
             "privileged": privileged,
             "cgroup_procs": self.containers.cgroups.procs_files(c.id),
+            # What dockerd's exec process inherits from the container's spec.
+            "no_new_privileges": runtime_options.no_new_privileges(hc),
+            "rlimits": runtime_options.rlimits(hc),
+            "group_add": list(hc.get("GroupAdd") or []),
         }
         try:
             ex.process = await spawn_exec(spec)

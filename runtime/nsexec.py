@@ -59,7 +59,7 @@ def _child(spec: dict) -> None:
     if spec.get("tty"):
         fcntl.ioctl(0, _TIOCSCTTY, 0)
     try:
-        ident = users.resolve(spec.get("user") or "")
+        ident = users.resolve(spec.get("user") or "", extra_groups=spec.get("group_add") or ())
     except Exception as e:  # noqa: BLE001 - unknown user: reported like runc
         _fail(str(e), 126)
     if spec.get("tty"):
@@ -72,7 +72,12 @@ def _child(spec: dict) -> None:
         os.chdir(cwd)
     except OSError as e:
         _fail(f"chdir to cwd (\"{cwd}\") set in config.json failed: {os.strerror(e.errno or 0).lower()}", 126)
-    initproc._become(ident, initproc._cap_mask(spec["capabilities"], spec["privileged"]), False)
+    try:
+        initproc._set_limits({"rlimits": spec.get("rlimits")})
+    except OSError as e:
+        _fail(str(e), 126)
+    initproc._become(ident, initproc._cap_mask(spec["capabilities"], spec["privileged"]),
+                     bool(spec.get("no_new_privileges")))
     args = spec["args"]
     path_env = next((e[5:] for e in env if e.startswith("PATH=")), initproc.DEFAULT_PATH)
     try:

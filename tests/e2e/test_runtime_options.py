@@ -51,6 +51,19 @@ def test_no_new_privileges(d: Daemon, uname) -> None:
         assert code == 400 and msg in text, (opt, code, text)
 
 
+def test_exec_inherits_privileges_limits_and_groups(d: Daemon, uname) -> None:
+    """As dockerd's exec process: the container's no-new-privileges, ulimits and --group-add."""
+    n = uname("execinh")
+    d.docker("run", "-d", "--name", n, "--security-opt", "no-new-privileges", "--ulimit", "nofile=1024:2048",
+             "--group-add", "1234", "busybox", "sleep", "60")
+    try:
+        out = d.docker("exec", "-u", "nobody", n, "sh", "-c",
+                       "grep NoNewPrivs /proc/self/status; ulimit -n; ulimit -Hn; id -G").stdout.split()
+        assert out == ["NoNewPrivs:", "1", "1024", "2048", "65534", "1234"], out
+    finally:
+        d.docker("rm", "-f", n)
+
+
 def test_ulimits(d: Daemon, uname) -> None:
     out = d.docker("run", "--rm", "--ulimit", "nofile=1024:2048", "--ulimit", "core=0", "--ulimit",
                    "stack=-1", "busybox", "sh", "-c",

@@ -7,12 +7,14 @@ then find and exec the command. Everything the monitor must learn goes over ``ch
 means the execve succeeded):
 
 * ``{"ready": true}`` once set up (with the pty master attached for tty=True),
-* ``{"exec": true}`` right before execve,
+* ``{"exec": true}`` right before execve (an execve that fails after it is the command's
+  failure, reported on its stderr with exit code 1, as runc does),
 * ``{"error": "...", "exit_code": N, "stage": "setup" | "exec"}`` on failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import resource
@@ -212,9 +214,13 @@ def _exec(cfg: dict, env: list[str], chan: lean.Socket) -> NoReturn:
     try:
         os.execve(path, args, environ)
     except OSError as exc:
+        # The file was found and is executable; what the kernel refuses now (a binary for another
+        # architecture, a script whose interpreter is missing) is the command's own failure, as
+        # with runc: the container has started, says why on its stderr and exits 1.
         err = lookpath.execve_error(path, exc)
-        _send(chan, {"error": err.message, "exit_code": err.exit_code, "stage": "exec"})
-        os._exit(err.exit_code)
+        with contextlib.suppress(OSError):
+            os.write(2, f"{err.message}\n".encode())
+        os._exit(1)
 
 
 def run(cfg: dict, stdio: tuple[int, int, int] | None, chan: lean.Socket) -> NoReturn:

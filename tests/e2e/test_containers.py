@@ -640,6 +640,19 @@ def test_exit_code_126(d: Daemon, uname: Name) -> None:
     assert st["Status"] == "created" and st["ExitCode"] == 126 and "permission denied" in st["Error"]
 
 
+def test_exec_format_errors_are_the_commands_failure(d: Daemon, tmp_path: Path) -> None:
+    """A file that exists and is executable but that the kernel will not run (another
+    architecture's binary, a missing interpreter): started, the reason on stderr, exit 1, as
+    with runc (`exec /x: exec format error`), not a failed start."""
+    (tmp_path / "noshebang").write_text("echo no shebang\n")
+    (tmp_path / "badinterp").write_text("#!/nonexistent/interp\necho x\n")
+    for f in ("noshebang", "badinterp"):
+        (tmp_path / f).chmod(0o755)
+    for f, reason in (("noshebang", "exec format error"), ("badinterp", "no such file or directory")):
+        r = _run(d, "--rm", "-v", f"{tmp_path}:/f", "busybox", f"/f/{f}", check=False)
+        assert r.returncode == 1 and f"exec /f/{f}: {reason}" in r.stderr, r
+
+
 def test_exit_code_125(d: Daemon) -> None:
     r = _run(d, "--name", "bad name!", "busybox", "true", check=False)
     assert r.returncode == 125, r

@@ -175,6 +175,16 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     host_config["RestartPolicy"] = validate_restart_policy(hc)
     if not host_config.get("NetworkMode"):
         host_config["NetworkMode"] = "default"
+    # What the CLI sends empty, dockerd fills with its defaults (and -1 swappiness means unset).
+    defaults = default_host_config()
+    for key in ("IpcMode", "CgroupnsMode"):
+        if not host_config.get(key):
+            host_config[key] = defaults[key]
+    if not (host_config.get("LogConfig") or {}).get("Type"):
+        host_config["LogConfig"] = {"Type": "json-file", "Config": (host_config.get("LogConfig") or {}).get("Config")
+                                    or {}}
+    if host_config.get("MemorySwappiness") == -1:
+        host_config["MemorySwappiness"] = None
     if host_config.get("Privileged"):
         host_config["MaskedPaths"] = None
         host_config["ReadonlyPaths"] = None

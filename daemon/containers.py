@@ -57,6 +57,8 @@ class ContainerService:
         self.names: dict[str, str] = {}  # "/name" -> id
         self.shutting_down = False
         self.booted = asyncio.Event()  # set by the engine once start-up clean-up is done
+        # The ids of a container's running execs (inspect's ExecIDs); the exec service sets it.
+        self.exec_ids: Any = lambda cid: []
         self.volumes: Any = None  # the VolumeService, set by the engine
         self.networks: Any = None  # the NetworkService, set by the engine
         self.cgroups = cgroups.detect(cgroup_parent)
@@ -858,7 +860,7 @@ class ContainerService:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": None,
+            "ExecIDs": self.exec_ids(c.id) or None,
             "HostConfig": c.host_config,
             "GraphDriver": self._graph_driver(c),
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),

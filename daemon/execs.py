@@ -59,6 +59,7 @@ class ExecService:
     def __init__(self, containers: ContainerService) -> None:
         self.containers = containers
         self.execs: dict[str, ExecInstance] = {}
+        containers.exec_ids = lambda cid: [e.id for e in self.execs.values() if e.container_id == cid and e.running]
 
     def create(self, ref: str, body: Any) -> str:
         c = self.containers.get(ref)

@@ -393,6 +393,11 @@ def test_inspect_fields(d: Daemon, uname: Name, busybox: str) -> None:
     hc = info["HostConfig"]
     assert hc["RestartPolicy"]["Name"] in ("no", "")
     assert hc["AutoRemove"] is False
+    # what the CLI leaves empty, dockerd fills in
+    assert (hc["IpcMode"], hc["LogConfig"]["Type"], hc["MemorySwappiness"]) == ("private", "json-file", None)
+    assert info["ExecIDs"] is None
+    d.docker("exec", "-d", n, "sleep", "5")
+    assert len(inspect(d, n)["ExecIDs"]) == 1
     assert "NetworkMode" in hc
     assert info["Mounts"] == []
     assert "Networks" in info["NetworkSettings"]

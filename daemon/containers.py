@@ -852,7 +852,7 @@ class ContainerService:
             "ResolvConfPath": str(names["resolv"]),
             "HostnamePath": str(names["hostname"]),
             "HostsPath": str(names["hosts"]),
-            "LogPath": str(p["log"]),
+            "LogPath": "" if (c.host_config.get("LogConfig") or {}).get("Type") == "none" else str(p["log"]),
             "Name": c.name,
             "RestartCount": c.restart_count,
             "Driver": c.driver,

@@ -148,7 +148,7 @@ def test_log_driver_none(d: Daemon, uname) -> None:
     r = d.docker("logs", name, check=False)
     assert r.returncode != 0 and "configured logging driver does not support reading" in r.stderr, r
     assert d.api("GET", f"/containers/{name}/logs?stdout=1").status == 501
-    assert not Path(info["LogPath"]).exists() or Path(info["LogPath"]).stat().st_size == 0
+    assert info["LogPath"] == ""  # as dockerd: no log file with the none driver
     d.docker("rm", name)
     default = uname("logdef")
     d.docker("create", "--name", default, "busybox", "true")

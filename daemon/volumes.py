@@ -150,7 +150,7 @@ class VolumeService:
                      opts: dict[str, str] | None = None) -> Volume:
         """The volume `name`, created if it does not exist (as dockerd: an existing one is returned)."""
         if driver != "local":
-            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found')
+            raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
         if not NAME_RE.match(name):
             raise InvalidParameter(f'create {name}: "{name}" includes invalid characters for a local volume '
                                    'name, only "[a-zA-Z0-9][a-zA-Z0-9_.-]" are allowed. If you intended to '

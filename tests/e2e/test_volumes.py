@@ -99,7 +99,8 @@ def test_volume_bad_input(v: Daemon) -> None:
     assert r.status == 400
     assert '"bad/name" includes invalid characters for a local volume name' in r.message()
     r = v.api("POST", "/volumes/create", {"Name": "ok-name-x", "Driver": "nosuchdriver"})
-    assert r.status == 404 and "nosuchdriver" in r.message()
+    assert r.status == 404 and r.message() == ('create ok-name-x: error looking up volume plugin nosuchdriver: '
+                                               'plugin "nosuchdriver" not found')
     r = v.api("POST", "/volumes/create", {"Name": "ok-name-y", "DriverOpts": {"bogus": "1"}})
     assert r.status == 400
     assert not ({"ok-name-x", "ok-name-y"} & _volume_names(v))

@@ -144,13 +144,13 @@ async def load(daemon: Any, body: AsyncIterator[bytes]) -> AsyncIterator[dict]:
         reader.close()
         feeder.cancel()
     images = daemon.images
-    for item in loaded:
-        tags = []
-        for t in item.repo_tags:
-            try:
-                tags.append(str(reference.parse(t)))
-            except InvalidParameter:
-                continue  # a bad name in the archive: the image still loads, untagged
+    try:
+        # Every name first: a bad one fails the load (as dockerd) before any image is recorded.
+        all_tags = [[str(reference.parse(t)) for t in item.repo_tags] for item in loaded]
+    except InvalidParameter:
+        await daemon.images._collect_layers(created)
+        raise
+    for item, tags in zip(loaded, all_tags, strict=True):
         size = sum(layer.size for layer in item.layers)
         img = await images._register(item.config, [layer.chain_id for layer in item.layers], size, tags,
                                      raw=item.config_raw)

@@ -191,6 +191,12 @@ def test_load_refuses_bad_archives(d: Daemon, busybox_rootfs: Path) -> None:
     r = d.docker("load", input=_make_tar({"c.json": cfg2, "1.tar": first, "2.tar": good, "manifest.json": json.dumps(
         [{"Config": "c.json", "Layers": ["1.tar", "2.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
     assert r.returncode == 1 and "mismatch" in r.stderr
+    # a name that is no reference: refused (as dockerd), and nothing of the image stays
+    ok_layer = _make_tar({"only-in-badname-layer": b"x"})
+    cfg3 = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(ok_layer).hexdigest()]}})
+    r = d.docker("load", input=_make_tar({"c.json": cfg3.encode(), "l.tar": ok_layer, "manifest.json": json.dumps(
+        [{"Config": "c.json", "RepoTags": ["Bad Name:x"], "Layers": ["l.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
+    assert r.returncode == 1 and "invalid reference format" in r.stderr, r.stderr
     assert _state(d) == before
     assert not [n for n in os.listdir(d.data_root / "tmp") if not n.startswith(".")]
 

@@ -165,7 +165,7 @@ def parse_mount(spec: Any) -> dict:
         if source:
             _check_volume_name(source)
         nocopy = bool((vol_opts or {}).get("NoCopy"))
-        mp = _point("volume", dest, name=source, rw=not ro, copy_data=not nocopy)
+        mp = _point("volume", dest, name=source, rw=not ro, mode="z", copy_data=not nocopy)
         driver_cfg = (vol_opts or {}).get("DriverConfig") or {}
         # For the volume's creation if it does not exist yet (--mount volume-label=, volume-opt=).
         mp["Driver"] = driver_cfg.get("Name") or "local"

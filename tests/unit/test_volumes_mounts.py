@@ -58,7 +58,7 @@ def test_mounts_spec(tmp_path: Path) -> None:
     ])
     by = {p["Destination"]: p for p in pts}
     assert by["/b"]["Propagation"] == "rshared" and by["/b"]["Create"] is False and by["/b"]["Mode"] == ""
-    assert by["/v"]["RW"] is False and by["/v"]["CopyData"] is False
+    assert by["/v"]["RW"] is False and by["/v"]["CopyData"] is False and by["/v"]["Mode"] == "z"  # as dockerd
     assert by["/t"]["TmpfsOptions"] == "mode=700,size=2m"
     with pytest.raises(InvalidParameter, match="bind source path does not exist"):
         _parse(mnts=[{"Type": "bind", "Source": str(tmp_path / "nope"), "Target": "/b"}])

@@ -23,6 +23,7 @@ from daemon.events import EventBus
 from daemon.filters import Filters
 from daemon.store import Store
 from storage.archive import ArchiveError, extract_tar, resolve_in_root, tar_directory
+from storage.mounts import propagation
 from storage.volumes import NAME_RE, LocalDriver, VolumeDriverError, validate_options
 
 log = logging.getLogger("pydockerd.volumes")
@@ -282,6 +283,7 @@ class VolumeService:
             else:
                 if mp["Create"] and not os.path.lexists(mp["Source"]):
                     os.makedirs(mp["Source"], 0o755, exist_ok=True)
+                _check_propagation(mp["Source"], mp["Propagation"])
                 options = ",".join(["rbind", mp["Propagation"] or "rprivate"])
             specs.append({"type": "bind", "source": self.source(mp), "destination": mp["Destination"],
                           "readonly": not mp["RW"], "options": options})
@@ -346,6 +348,18 @@ def _copy_tree(src: Path, data: Path) -> None:
         t.join()
     if errors:
         raise DaemonError(f"copying image content into the volume: {errors[0]}")
+
+
+def _check_propagation(source: str, wanted: str) -> None:
+    """dockerd's check: shared (or slave) propagation needs a source on a shared (or slave)
+    mount, else the container's mount would silently be private."""
+    if wanted not in ("shared", "rshared", "slave", "rslave"):
+        return
+    point, kind = propagation(source)
+    if wanted.endswith("shared") and kind != "shared":
+        raise DaemonError(f"linux mounts: path {source} is mounted on {point} but it is not a shared mount")
+    if wanted.endswith("slave") and kind == "private":
+        raise DaemonError(f"linux mounts: path {source} is mounted on {point} but it is not a shared or slave mount")
 
 
 def _no_labels(conds: list[str], labels: dict[str, str] | None) -> bool:

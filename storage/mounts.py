@@ -178,6 +178,25 @@ def mount_points() -> list[Path]:
         return [Path(_unescape(line.split(" ", 5)[4])) for line in f if line.strip()]
 
 
+def propagation(path: str | os.PathLike[str]) -> tuple[Path, str]:
+    """(mount point, "shared" | "slave" | "private") of the mount that holds `path`."""
+    real = Path(os.path.realpath(path))
+    found: tuple[Path, str] = (Path("/"), "private")
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            fields = line.split(" ")
+            point = Path(_unescape(fields[4]))
+            if point != real and point not in real.parents:
+                continue
+            optional = fields[6:fields.index("-")] if "-" in fields else []
+            kind = ("shared" if any(o.startswith("shared:") for o in optional)
+                    else "slave" if any(o.startswith("master:") for o in optional) else "private")
+            # Later lines are mounted later: a mount over the same point hides the earlier one.
+            if len(point.parts) >= len(found[0].parts):
+                found = (point, kind)
+    return found
+
+
 def mounted_under(root: str | os.PathLike[str]) -> list[Path]:
     """Mount points at or below `root`, innermost first (the order to unmount them in)."""
     base = Path(os.path.realpath(root))

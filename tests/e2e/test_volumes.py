@@ -7,6 +7,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import tarfile
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -240,9 +241,23 @@ def test_bind_mounts(v: Daemon, uname: Callable[[str], str], tmp_path: Path) -> 
     assert r.returncode != 0 and not (host / "x").exists()
     v.docker("run", "--rm", "-v", f"{host}:/host:rw", "busybox", "sh", "-c", "echo w > /host/w")
     assert (host / "w").read_text() == "w\n"
-    out = v.docker("run", "--rm", "--mount", f"type=bind,src={host},dst=/h,bind-propagation=rslave", "busybox",
-                   "ls", "/h").stdout
-    assert "hello.txt" in out
+    # shared/slave propagation needs a source on a shared (or slave) mount, as dockerd checks
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "pydtest", str(shared)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(shared)], check=True)
+        (shared / "s.txt").write_text("s\n")
+        for prop in ("rslave", "rshared"):
+            out = v.docker("run", "--rm", "--mount", f"type=bind,src={shared},dst=/h,bind-propagation={prop}",
+                           "busybox", "ls", "/h").stdout
+            assert "s.txt" in out, prop
+        subprocess.run(["mount", "--make-private", str(shared)], check=True)
+        r = v.docker("run", "--rm", "--mount", f"type=bind,src={shared},dst=/h,bind-propagation=rshared",
+                     "busybox", "true", check=False)
+        assert r.returncode == 125 and f"is mounted on {shared} but it is not a shared mount" in r.stderr, r
+    finally:
+        subprocess.run(["umount", str(shared)], check=True)
     name = uname("bind")
     v.docker("create", "--name", name, "-v", f"{host}:/host:ro", "busybox", "true")
     m = inspect(v, name)["Mounts"]

@@ -27,6 +27,16 @@ def qint(request: Request, name: str, default: int | None = None) -> int | None:
         raise InvalidParameter(f"invalid value for {name}: {value!r}: not an integer") from None
 
 
+def qint_required(request: Request, name: str) -> int:
+    """An integer query parameter dockerd parses with strconv.Atoi (resize's h and w): missing or
+    not a number is a 400 in its words."""
+    value = request.query_params.get(name, "")
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f'strconv.Atoi: parsing "{value}": invalid syntax') from None
+
+
 def qstr(request: Request, name: str, default: str = "") -> str:
     return request.query_params.get(name, default)
 

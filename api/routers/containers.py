@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.params import json_body, qbool, qint, qstr
+from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type
 from api.versioning import request_version
@@ -162,5 +162,5 @@ async def rename(name: str, request: Request) -> Response:
 
 @router.post("/{name}/resize")
 async def resize(name: str, request: Request) -> Response:
-    await _svc(request).resize(name, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+    await _svc(request).resize(name, qint_required(request, "h"), qint_required(request, "w"))
     return Response(status_code=200)

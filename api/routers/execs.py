@@ -13,7 +13,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
-from api.params import json_body, qint
+from api.params import json_body, qint_required
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
 from api.versioning import request_version
@@ -44,7 +44,7 @@ async def inspect(exec_id: str, request: Request) -> JSONResponse:
 
 @router.post("/exec/{exec_id}/resize")
 async def resize(exec_id: str, request: Request) -> Response:
-    await _svc(request).resize(exec_id, qint(request, "h", 0) or 0, qint(request, "w", 0) or 0)
+    await _svc(request).resize(exec_id, qint_required(request, "h"), qint_required(request, "w"))
     return Response(status_code=200)
 
 

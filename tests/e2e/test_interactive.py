@@ -299,7 +299,7 @@ def test_docker_py_attach_socket_non_tty_frames(d: Daemon, uname: Name) -> None:
 def test_resize_nonsense(d: Daemon, uname: Name) -> None:
     n = uname("rs")
     _run_bg(d, "-it", "--name", n, "busybox", "sh")
-    for q in ("h=-1&w=10", "h=10&w=70000", "h=abc&w=10", "h=1e3&w=5"):
+    for q in ("h=-1&w=10", "h=10&w=70000", "h=abc&w=10", "h=1e3&w=5", "w=10", "h=10", ""):  # missing: 400
         r = d.api("POST", f"/containers/{n}/resize?{q}")
         assert r.status == 400, (q, r.status, r.text)
         assert r.message()

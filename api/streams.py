@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import struct
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi.responses import StreamingResponse
 
@@ -16,6 +17,7 @@ from daemon.errors import DaemonError
 from .versioning import version_at_least
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 STDIN = 0
 STDOUT = 1
@@ -29,6 +31,33 @@ MULTIPLEXED_STREAM = "application/vnd.docker.multiplexed-stream"
 _HEADER = struct.Struct(">BxxxL")
 HEADER_SIZE = _HEADER.size
 MAX_FRAME = 0xFFFFFFFF
+
+
+async def until_stopping(request: Any, items: AsyncIterable[T]) -> AsyncIterator[T]:
+    """`items` until the daemon starts stopping. Responses that only end with a container or
+    the client (wait, logs -f, events, stats) then end cleanly, as dockerd cuts them, instead of
+    holding the shutdown for uvicorn's graceful timeout and being cancelled with a traceback."""
+    stopping: asyncio.Event = getattr(request.app.state.daemon, "stopping", None) or asyncio.Event()
+    it = aiter(items)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(anext(it))
+            await asyncio.wait([nxt, stop], return_when=asyncio.FIRST_COMPLETED)
+            if not nxt.done():
+                nxt.cancel()
+                with contextlib.suppress(BaseException):
+                    await nxt
+                return
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stop.cancel()
+        if hasattr(it, "aclose"):
+            with contextlib.suppress(Exception):
+                await it.aclose()
 
 
 def frame(stream: int, data: bytes) -> bytes:

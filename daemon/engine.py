@@ -64,6 +64,9 @@ class Daemon:
         self.execs = ExecService(self.containers)
         self.stats = StatsService(self.containers)
         self.id = self._engine_id()
+        # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
+        # daemon (wait, logs -f, events, stats) end then.
+        self.stopping = asyncio.Event()
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"

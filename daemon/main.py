@@ -76,8 +76,12 @@ async def _run(cfg: Config) -> None:
     app, routes = create_app(daemon)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    def on_signal() -> None:
+        daemon.stopping.set()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     log.info("pydockerd ready, API listening on %s", ", ".join(cfg.hosts))
     try:
         await serve(app, listeners, routes, shutdown_event=stop)

@@ -20,7 +20,7 @@ from fastapi.responses import StreamingResponse
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import qbool
-from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
+from api.streams import STDERR, STDOUT, frame, relay, stream_content_type, until_stopping
 from api.versioning import request_version
 from daemon.errors import Conflict, DaemonError
 
@@ -55,8 +55,12 @@ async def attach_plain(name: str, request: Request) -> StreamingResponse:
         except (DaemonError, OSError, ConnectionError) as e:
             log.debug("attach to %s ended before start: %s", c.id, e)
             return
-        try:
+        async def chunks() -> AsyncIterator[bytes]:
             while data := await m_reader.read(_CHUNK):
+                yield data
+
+        try:
+            async for data in until_stopping(request, chunks()):
                 yield data
         finally:
             m_writer.close()

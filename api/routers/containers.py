@@ -9,7 +9,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
-from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type
+from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type, until_stopping
 from api.versioning import request_version
 from daemon.containers import ContainerService
 
@@ -98,9 +98,12 @@ async def wait(name: str, request: Request) -> StreamingResponse:
     # headers, and only then sends /start.
     fut = await _svc(request).wait_future(name, qstr(request, "condition"))
 
+    async def outcome() -> AsyncIterator[tuple[int, str | None]]:
+        yield await fut
+
     async def body() -> AsyncIterator[bytes]:
-        code, error = await fut
-        yield json_line({"Error": {"Message": error} if error else None, "StatusCode": code})
+        async for code, error in until_stopping(request, outcome()):
+            yield json_line({"Error": {"Message": error} if error else None, "StatusCode": code})
 
     return StreamingResponse(body(), media_type="application/json")
 
@@ -116,7 +119,7 @@ async def logs(name: str, request: Request) -> StreamingResponse:
     tty = container.tty
 
     async def body() -> AsyncIterator[bytes]:
-        async for rec in records:
+        async for rec in until_stopping(request, records):
             data = rec.get("log", "").encode()
             prefix = ""
             if timestamps:
@@ -137,7 +140,7 @@ async def stats(name: str, request: Request) -> Response:
     svc = request.app.state.daemon.stats
     samples = svc.stream(name, qbool(request, "stream", True), qbool(request, "one-shot"))
     if qbool(request, "stream", True):
-        return json_stream(samples)
+        return json_stream(until_stopping(request, samples))
     # Not streamed: one document with a Content-Length, as dockerd answers `stats --no-stream`.
     async for doc in samples:
         return JSONResponse(doc)

@@ -10,7 +10,7 @@ from fastapi.responses import PlainTextResponse, Response
 
 from api.params import qstr
 from api.responses import JSONResponse
-from api.streams import json_stream
+from api.streams import json_stream, until_stopping
 from api.versioning import API_VERSION, MIN_API_VERSION
 from daemon.filters import Filters
 from daemon.timeutil import parse_time_filter
@@ -76,7 +76,7 @@ async def events(request: Request) -> Response:
             if match(ev):
                 yield ev
 
-    return json_stream(stream())
+    return json_stream(until_stopping(request, stream()))
 
 
 @router.get("/system/df")

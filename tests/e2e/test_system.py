@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Daemon, free_tcp_port
+from tests.conftest import REPO, Daemon, free_tcp_port, import_busybox
 from tests.e2e.helpers import assert_clear_refusal, run_refusal
 
 pytestmark = pytest.mark.e2e
@@ -344,6 +344,34 @@ def test_signal_exits_cleanly(new_daemon: Callable[..., Daemon], sig: int) -> No
     # And it comes back on the same roots.
     dm.start()
     assert dm.docker("info", "-f", "{{.DockerRootDir}}").stdout.strip() == str(dm.data_root)
+
+
+def test_shutdown_ends_long_lived_responses(new_daemon: Callable[..., Daemon], busybox_rootfs: Path) -> None:
+    """wait, logs -f, events and stats last as long as the daemon: a SIGTERM ends them at once
+    (the clients see their stream end), without waiting out the graceful timeout."""
+    dm = new_daemon()
+    import_busybox(dm, busybox_rootfs)
+    cid = dm.docker("run", "-d", "busybox", "sh", "-c", "while :; do echo tick; sleep 0.2; done").stdout.strip()
+    clients = [subprocess.Popen(["docker", *args], env=dm.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+               for args in (["wait", cid], ["logs", "-f", cid], ["events"], ["stats", cid])]
+    try:
+        time.sleep(1.5)
+        since = dm.log_size()
+        t0 = time.monotonic()
+        assert dm.stop(timeout=20) == 0
+        took = time.monotonic() - t0
+        for c in clients[:3]:  # `docker stats` itself keeps polling a daemon that went away
+            c.wait(timeout=10)
+        log_tail = dm.log_text(since)
+        assert "graceful shutdown exceeded" not in log_tail and "Traceback" not in log_tail, log_tail
+        assert took < 1.8, f"shutdown took {took:.1f}s with long-lived responses open"
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+                c.wait()
+        dm.start()
+        dm.docker("rm", "-f", cid)
 
 
 def test_console_script_and_help() -> None:

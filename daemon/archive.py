@@ -18,7 +18,6 @@ import json
 import os
 import posixpath
 import stat
-import threading
 import weakref
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
@@ -29,6 +28,7 @@ from daemon.bodyreader import ThreadReader
 from daemon.container import Container, paths
 from daemon.ctrpath import Located, Mount, locate
 from daemon.errors import DaemonError, InvalidParameter, NotFound
+from daemon.threadstream import thread_stream
 from storage.archive import ArchiveError, MountTarget, extract_tar, resolve_in_root
 from storage.fsmeta import proc_path
 from storage.rootpath import split
@@ -103,8 +103,13 @@ class ArchiveService:
 
         async def body() -> AsyncIterator[bytes]:
             try:
-                async for chunk in _thread_stream(produce):
+                async for chunk in thread_stream(produce, name="tar-writer", maxchunks=_CHUNKS):
                     yield chunk
+            except DaemonError:
+                raise
+            except Exception as e:
+                # Headers are gone already: cutting the stream is all that is left (as dockerd).
+                raise DaemonError(f"archive stream failed: {e}") from e
             finally:
                 await release()
 
@@ -303,68 +308,3 @@ async def _coalesce(body: AsyncIterator[bytes], size: int = 256 << 10) -> AsyncI
             buf.clear()
     if buf:
         yield bytes(buf)
-
-
-class _QueueWriter:
-    """A file object for a writer thread, handing its chunks to the event loop.
-
-    The loop side awaits an asyncio.Queue, never a thread blocked on a queue: a client that
-    goes away mid-stream cancels that await, and a thread waiting for an item that would never
-    come was a worker of the default executor lost for good (six of them hung the daemon).
-    Back-pressure is a semaphore the writer takes per chunk and the reader gives back.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        self.room = threading.Semaphore(_CHUNKS)
-        self.cancelled = threading.Event()
-
-    def _hand(self, item: bytes | BaseException | None) -> None:
-        try:
-            self.loop.call_soon_threadsafe(self.q.put_nowait, item)
-        except RuntimeError:  # the loop is closed: nobody is reading any more
-            self.cancelled.set()
-
-    def write(self, data: bytes) -> int:
-        data = bytes(data)
-        while not self.room.acquire(timeout=0.5):
-            if self.cancelled.is_set():
-                raise BrokenPipeError("the client went away")
-        if self.cancelled.is_set():
-            raise BrokenPipeError("the client went away")
-        self._hand(data)
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-async def _thread_stream(produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
-    """Run `produce(fileobj)` in a thread and yield what it writes, with back-pressure."""
-    w = _QueueWriter(asyncio.get_running_loop())
-
-    def run() -> None:
-        try:
-            produce(w)
-            w._hand(None)
-        except BaseException as e:  # noqa: BLE001 - handed to the loop below
-            if not w.cancelled.is_set():
-                w._hand(e)
-
-    t = threading.Thread(target=run, daemon=True, name="tar-writer")
-    t.start()
-    try:
-        while True:
-            item = await w.q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                # Headers are gone already: cutting the stream is all that is left (as dockerd).
-                raise DaemonError(f"archive stream failed: {item}")
-            w.room.release()
-            yield item
-    finally:
-        w.cancelled.set()
-        w.room.release()  # a writer waiting for room wakes, sees the cancel and stops
-        await asyncio.to_thread(t.join)

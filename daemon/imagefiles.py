@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -11,44 +10,12 @@ from typing import Any
 from daemon import reference
 from daemon.bodyreader import ThreadReader
 from daemon.errors import InvalidParameter, NotFound
+from daemon.threadstream import thread_stream
 from storage import tempfiles
 from storage.archive import ArchiveError
 from storage.imagearchive import SaveItem, read_archive, write_archive
 
-_CHUNK = 1 << 20
-
-
-class _Cancelled(Exception):
-    pass
-
-
-class ThreadWriter:
-    """A file object a worker thread writes into, drained on the event loop.
-
-    Bounded (the writer waits for free slots: backpressure from a slow client) and using no
-    executor thread on the loop side, so that many concurrent saves cannot starve each other.
-    """
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, maxchunks: int = 8) -> None:
-        self.loop = loop
-        self.q: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
-        self.slots = threading.Semaphore(maxchunks)
-        self.cancelled = threading.Event()
-
-    def write(self, data: bytes) -> int:
-        while not self.slots.acquire(timeout=0.5):
-            if self.cancelled.is_set():
-                raise _Cancelled("client went away")
-        if self.cancelled.is_set():
-            raise _Cancelled("client went away")
-        self.loop.call_soon_threadsafe(self.q.put_nowait, bytes(data))
-        return len(data)
-
-    def end(self, item: BaseException | None) -> None:
-        self.loop.call_soon_threadsafe(self.q.put_nowait, item)
-
-    def flush(self) -> None:
-        pass
+_SAVE_CHUNKS = 8  # queued tar chunks between the writer thread and the response
 
 
 def spool_dir(daemon: Any) -> Path:
@@ -97,32 +64,14 @@ def _resolve(images: Any, name: str) -> list[tuple[Any, list[str]]]:
 
 
 async def save_stream(daemon: Any, items: list[SaveItem]) -> AsyncIterator[bytes]:
-    out = ThreadWriter(asyncio.get_running_loop())
     spool = spool_dir(daemon)
 
-    def work() -> None:
-        try:
-            write_archive(items, daemon.layers, daemon.images.sources, out, spool)
-            out.end(None)
-        except _Cancelled:
-            return
-        except BaseException as e:  # noqa: BLE001 - handed to the loop, which ends the response
-            out.end(e)
+    def work(out: Any) -> None:
+        write_archive(items, daemon.layers, daemon.images.sources, out, spool)
 
-    # Its own thread: it may wait on a slow client for as long as the download lasts.
-    threading.Thread(target=work, name="image-save", daemon=True).start()
-    try:
-        while True:
-            item = await out.q.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                # The 200 and part of the tar are out: cutting the stream is the only signal left.
-                raise item
-            yield item
-            out.slots.release()
-    finally:
-        out.cancelled.set()
+    # An error once the 200 and part of the tar are out: cutting the stream is the only signal left.
+    async for chunk in thread_stream(work, name="image-save", maxchunks=_SAVE_CHUNKS):
+        yield chunk
 
 
 async def load(daemon: Any, body: AsyncIterator[bytes]) -> AsyncIterator[dict]:

@@ -196,11 +196,10 @@ def decompress(fileobj: Readable) -> BinaryIO:
 
     Corrupt or truncated compressed data raises ArchiveError when read.
     """
-    magic = _read_magic(fileobj)
-    kind = detect(magic)
+    kind, stream = peek(fileobj)
     if kind == "none":  # the tar reader buffers by itself
-        return cast(BinaryIO, _Prefixed(magic, fileobj))
-    raw = io.BufferedReader(_Prefixed(magic, fileobj), buffer_size=_READ_SIZE)
+        return cast(BinaryIO, stream)
+    raw = io.BufferedReader(cast(io.RawIOBase, stream), buffer_size=_READ_SIZE)
     inner: Readable
     if kind == "gzip":
         inner = gzip.GzipFile(fileobj=raw, mode="rb")

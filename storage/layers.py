@@ -206,11 +206,4 @@ class LayerStore:
     def remove(self, chain_id: str) -> None:
         """Delete a layer (the caller knows it is unused). Removing a missing layer is not an error."""
         d = self._dir(chain_id)
-        # Rename first: the layer disappears at once, and an interrupted delete leaves only a
-        # temporary that the next start removes.
-        with tempfiles.locked_dir(self.root) as tmp:
-            try:
-                os.rename(d, tmp / "old")
-            except FileNotFoundError:
-                return
-            remove_tree(tmp / "old")
+        tempfiles.remove_aside(d)

@@ -158,13 +158,7 @@ class LayerSources:
                 self.blobs.delete(doc["digest"])
 
     def _remove_split(self, diff_id: str) -> None:
-        # Renamed aside first: a crash mid-way leaves a temporary, removed at the next start.
-        with tempfiles.locked_dir(self.root) as tmp:
-            try:
-                os.rename(self.split_dir(diff_id), tmp / "old")
-            except FileNotFoundError:
-                return
-            remove_tree(tmp / "old")
+        tempfiles.remove_aside(self.split_dir(diff_id))
 
 
 class _Tee:

@@ -53,6 +53,18 @@ def locked_file(parent: Path) -> Iterator[tuple[int, Path]]:
             os.close(fd)
 
 
+def remove_aside(path: Path) -> None:
+    """Delete the tree at `path` (missing is fine): renamed into a temporary of its parent first,
+    so that it disappears at once and an interrupted delete leaves only what the next start's
+    remove_stale clears."""
+    with locked_dir(path.parent) as tmp:
+        try:
+            os.rename(path, tmp / "old")
+        except FileNotFoundError:
+            return
+        remove_tree(tmp / "old")
+
+
 def remove_stale(parent: Path) -> None:
     """Remove the temporaries under `parent` that no live holder has locked."""
     try:

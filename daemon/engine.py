@@ -11,17 +11,17 @@ import socket
 import uuid
 from pathlib import Path
 
-from daemon.archive import ArchiveService
 from daemon.config import Config
-from daemon.containers import ContainerService
+from daemon.containers.archive import ArchiveService
+from daemon.containers.service import ContainerService
+from daemon.containers.stats import StatsService
 from daemon.events import EventBus
-from daemon.execs import ExecService
-from daemon.images import ImageService
-from daemon.networks import NetworkService
-from daemon.stats import StatsService
+from daemon.execs.service import ExecService
+from daemon.images.service import ImageService
+from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.version import GIT_COMMIT, VERSION
-from daemon.volumes import VolumeService
+from daemon.volumes.service import VolumeService
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources

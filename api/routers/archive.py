@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.params import qbool, qstr
-from daemon.archive import ArchiveService, stat_header
+from daemon.containers.archive import ArchiveService, stat_header
 
 router = APIRouter(prefix="/containers")
 

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Request
 
 from api.params import json_body, qbool, qstr
 from api.responses import JSONResponse
-from daemon import distribution
-from daemon.commit import commit as do_commit
+from daemon.distribution import pull as distribution
+from daemon.images.commit import commit as do_commit
 
 router = APIRouter()
 

@@ -11,7 +11,7 @@ from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type, until_stopping
 from api.versioning import request_version
-from daemon.containers import ContainerService
+from daemon.containers.service import ContainerService
 
 router = APIRouter(prefix="/containers")
 

@@ -18,7 +18,7 @@ from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
 from api.versioning import request_version
 from daemon.errors import DaemonError, InvalidParameter
-from daemon.execs import ExecInstance, ExecService
+from daemon.execs.service import ExecInstance, ExecService
 
 log = logging.getLogger("pydockerd.exec")
 router = APIRouter()

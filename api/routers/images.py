@@ -10,9 +10,11 @@ from fastapi.responses import Response, StreamingResponse
 from api.params import qbool, qstr
 from api.responses import JSONResponse
 from api.streams import json_stream, json_stream_first
-from daemon import distribution, imagefiles, push
+from daemon.distribution import pull as distribution
+from daemon.distribution import push
 from daemon.errors import DaemonError
-from daemon.images import ImageService
+from daemon.images import imagefiles
+from daemon.images.service import ImageService
 
 router = APIRouter(prefix="/images")
 

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from api.params import json_body, qstr
 from api.responses import JSONResponse
-from daemon.networks import NetworkService
+from daemon.networks.service import NetworkService
 
 router = APIRouter(prefix="/networks")
 

@@ -12,8 +12,8 @@ from api.params import qstr
 from api.responses import JSONResponse
 from api.streams import json_stream, until_stopping
 from api.versioning import API_VERSION, MIN_API_VERSION
-from daemon.filters import Filters
-from daemon.timeutil import parse_time_filter
+from daemon.util.filters import Filters
+from daemon.util.timeutil import parse_time_filter
 
 router = APIRouter()
 

@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from api.params import json_body, qbool, qstr
 from api.responses import JSONResponse
 from api.versioning import request_version
-from daemon.volumes import VolumeService
+from daemon.volumes.service import VolumeService
 
 router = APIRouter(prefix="/volumes")
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from daemon import container_config, dockerfile_changes, reference
 from daemon.config import ConfigError, load
+from daemon.containers import container_config
 from daemon.errors import InvalidParameter
-from daemon.filters import Filters
+from daemon.images import dockerfile_changes, reference
 from daemon.store import Store
-from daemon.timeutil import format_time, parse_time_filter, parse_timestamp
+from daemon.util.filters import Filters
+from daemon.util.timeutil import format_time, parse_time_filter, parse_timestamp
 from runtime import cgroups
 
 

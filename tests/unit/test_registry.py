@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.distribution import human_size, progress, pull_reference, registry_domain, remote_path
-from daemon.reference import parse
+from daemon.distribution.pull import human_size, progress, pull_reference, registry_domain, remote_path
+from daemon.images.reference import parse
 from storage.blobs import BlobStore
 from storage.errors import ArchiveError
 from storage.imagearchive import read_archive

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import runtime_options
+from daemon.containers import runtime_options
+from daemon.containers.logs import read_log
 from daemon.errors import InvalidParameter
-from daemon.logs import read_log
 from runtime import jsonlog, spec, users
 
 BASE = {"id": "a" * 64, "rootfs": "/r", "args": ["sh"]}

@@ -1,4 +1,4 @@
-"""daemon.ctrpath: container paths across the rootfs and its mounts, never leaving them."""
+"""daemon.containers.ctrpath: container paths across the rootfs and its mounts, never leaving them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.ctrpath import Mount, locate
+from daemon.containers.ctrpath import Mount, locate
 
 
 @pytest.fixture

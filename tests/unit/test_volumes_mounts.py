@@ -1,4 +1,4 @@
-"""daemon.mounts (parsing -v/--mount/--tmpfs/--volumes-from like dockerd) and the archive helpers."""
+"""daemon.volumes.mounts (parsing -v/--mount/--tmpfs/--volumes-from like dockerd) and the archive helpers."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon import mounts
-from daemon.archive import _go_time, go_file_mode
+from daemon.containers.archive import _go_time, go_file_mode
 from daemon.errors import InvalidParameter, NotFound
+from daemon.volumes import mounts
 
 
 def _parse(binds: list[str] | None = None, mnts: list[dict] | None = None, volumes: dict | None = None,

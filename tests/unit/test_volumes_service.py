@@ -12,7 +12,7 @@ import pytest
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.store import Store
-from daemon.volumes import ANONYMOUS_LABEL, VolumeService, copy_image_content
+from daemon.volumes.service import ANONYMOUS_LABEL, VolumeService, copy_image_content
 from storage.volumes import LocalDriver
 
 

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon.container import Container
-from daemon.endpoints import EndpointsMixin, Sandbox
+from daemon.containers.container import Container
 from daemon.errors import Conflict, DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
-from daemon.filters import Filters
+from daemon.networks.sandbox import EndpointsMixin, Sandbox
 from daemon.store import Store
-from daemon.timeutil import now_rfc3339, parse_time_filter, parse_timestamp
+from daemon.util.filters import Filters
+from daemon.util.timeutil import now_rfc3339, parse_time_filter, parse_timestamp
 from network import firewall, ipam, links, netns, ports, proxy
 from network.firewall import BridgeSpec, Firewall, PortRule
 

@@ -20,16 +20,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon import container_config, mounts, reference, runtime_options
-from daemon.container import Container, paths
-from daemon.container_config import parse_signal
+from daemon.containers import container_config, runtime_options
+from daemon.containers.container import Container, paths
+from daemon.containers.container_config import parse_signal
+from daemon.containers.logs import read_log
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
-from daemon.filters import Filters
-from daemon.images import ImageService
-from daemon.logs import read_log
+from daemon.images import reference
+from daemon.images.service import ImageService
 from daemon.store import Store
-from daemon.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
+from daemon.util.filters import Filters
+from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
+from daemon.volumes import mounts
 from network import hosts, ports
 from runtime import cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status

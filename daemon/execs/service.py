@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon import container_config, runtime_options
-from daemon.containers import ContainerService
+from daemon.containers import container_config, runtime_options
+from daemon.containers.service import ContainerService
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from runtime.execclient import ExecProcess, spawn_exec
 

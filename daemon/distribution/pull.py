@@ -24,9 +24,9 @@ from typing import Any
 
 import urllib3
 
-from daemon import reference
 from daemon.errors import DaemonError, InvalidParameter, NotFound
-from daemon.reference import Reference
+from daemon.images import reference
+from daemon.images.reference import Reference
 from storage.digest import DigestMismatch
 from storage.layers import chain_id
 from storage.layersource import LAYER_MEDIA_TYPES, import_blob

@@ -21,11 +21,11 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from daemon import reference
-from daemon.distribution import _client, _daemon_error, _status, progress, remote_path
+from daemon.distribution.pull import _client, _daemon_error, _status, progress, remote_path
 from daemon.errors import DaemonError, NotFound
-from daemon.imagefiles import spool_dir
-from daemon.reference import Reference
+from daemon.images import reference
+from daemon.images.imagefiles import spool_dir
+from daemon.images.reference import Reference
 from storage import tempfiles
 from storage.imagearchive import layer_tar
 from storage.layersource import MEDIA_GZIP, MEDIA_OCI_GZIP, MEDIA_OCI_ZSTD

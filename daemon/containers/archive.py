@@ -24,11 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from daemon.bodyreader import ThreadReader
-from daemon.container import Container, paths
-from daemon.ctrpath import Located, Mount, locate
+from daemon.containers.container import Container, paths
+from daemon.containers.ctrpath import Located, Mount, locate
 from daemon.errors import DaemonError, InvalidParameter, NotFound
-from daemon.threadstream import thread_stream
+from daemon.util.bodyreader import ThreadReader
+from daemon.util.threadstream import thread_stream
 from storage.archive import ArchiveError, MountTarget, extract_tar, resolve_in_root
 from storage.fsmeta import proc_path
 from storage.rootpath import split

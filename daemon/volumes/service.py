@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from daemon import mounts
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound
 from daemon.events import EventBus
-from daemon.filters import Filters
 from daemon.store import Store
+from daemon.util.filters import Filters
+from daemon.volumes import mounts
 from storage.archive import ArchiveError, extract_tar, resolve_in_root, tar_directory
 from storage.mounts import propagation
 from storage.volumes import NAME_RE, LocalDriver, VolumeDriverError, validate_options

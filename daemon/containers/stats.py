@@ -7,9 +7,9 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from daemon.containers import ContainerService
+from daemon.containers.service import ContainerService
 from daemon.errors import Conflict
-from daemon.timeutil import ZERO_TIME, now_rfc3339
+from daemon.util.timeutil import ZERO_TIME, now_rfc3339
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 INTERVAL = 1.0  # dockerd's collector period: the CLI computes CPU % from two samples this far apart

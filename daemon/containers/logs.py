@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from daemon.timeutil import parse_timestamp
+from daemon.util.timeutil import parse_timestamp
 
 _POLL = 0.05
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from daemon import dockerfile_changes, reference
-from daemon.bodyreader import ThreadReader
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
-from daemon.filters import Filters
+from daemon.images import dockerfile_changes, reference
 from daemon.store import Store
-from daemon.timeutil import format_time, now_rfc3339, parse_time_filter, parse_timestamp
+from daemon.util.bodyreader import ThreadReader
+from daemon.util.filters import Filters
+from daemon.util.timeutil import format_time, now_rfc3339, parse_time_filter, parse_timestamp
 from storage.archive import ArchiveError
 from storage.blobs import BlobStore
 from storage.layers import LayerStore

@@ -7,8 +7,8 @@ import re
 import signal as signal_mod
 from typing import Any
 
-from daemon import runtime_options
-from daemon.container import MASKED_PATHS, READONLY_PATHS
+from daemon.containers import runtime_options
+from daemon.containers.container import MASKED_PATHS, READONLY_PATHS
 from daemon.errors import InvalidParameter
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")

@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from daemon.container import Container, paths
+from daemon.containers.container import Container, paths
 from daemon.errors import DaemonError, Forbidden, NotFound
 from network import hosts, ipam, links, netns, ports, proxy
 
 if TYPE_CHECKING:
-    from daemon.networks import Network
+    from daemon.networks.service import Network
 
 log = logging.getLogger("pydockerd.networks")
 

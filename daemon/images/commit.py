@@ -16,9 +16,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from daemon import dockerfile_changes, reference
 from daemon.errors import InvalidParameter
-from daemon.timeutil import now_rfc3339
+from daemon.images import dockerfile_changes, reference
+from daemon.util.timeutil import now_rfc3339
 from daemon.version import VERSION
 from storage.layers import Layer
 from storage.layersource import MEDIA_TAR, import_blob

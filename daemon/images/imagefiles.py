@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon import reference
-from daemon.bodyreader import ThreadReader
 from daemon.errors import InvalidParameter, NotFound
-from daemon.threadstream import thread_stream
+from daemon.images import reference
+from daemon.util.bodyreader import ThreadReader
+from daemon.util.threadstream import thread_stream
 from storage import tempfiles
 from storage.archive import ArchiveError
 from storage.imagearchive import SaveItem, read_archive, write_archive

@@ -1,0 +1,1 @@
+"""Images between this engine and registries: pull, push, login."""

@@ -1,0 +1,1 @@
+"""docker exec: exec instances inside running containers."""

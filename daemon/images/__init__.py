@@ -1,0 +1,1 @@
+"""Images: the image store's service, references, save/load, commit, import changes."""

@@ -1,0 +1,1 @@
+"""Networks (CRUD, IPAM, firewall) and the per-container sandbox (netns, veths, ports, name files)."""

@@ -1,0 +1,1 @@
+"""Volumes and a container's mounts (binds, volumes, tmpfs)."""

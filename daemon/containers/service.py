@@ -649,9 +649,7 @@ class ContainerService:
         for c in list(self.containers.values()):
             if c.running or c.state["Restarting"] or c.removing:
                 continue
-            if not f.match_labels(c.labels):
-                continue
-            if "label!" in f and not _not_labels(f.get("label!"), c.labels):
+            if not f.match_label_filters(c.labels):
                 continue
             if until and not all(parse_timestamp(c.created) <= u for u in until):
                 continue
@@ -1019,14 +1017,6 @@ def _network_entries(mode: str) -> dict:
     return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
                    "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
                    "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}}
-
-
-def _not_labels(conds: list[str], labels: dict[str, str]) -> bool:
-    for cond in conds:
-        k, _, v = cond.partition("=")
-        if k in labels and (not v or labels[k] == v):
-            return False
-    return True
 
 
 def _pids_in_pidns(init_pid: int) -> set[int]:

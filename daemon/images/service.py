@@ -466,7 +466,7 @@ class ImageService:
         for img in list(self.images.values()):
             if img.id in used_ids or (dangling_only and img.tags):
                 continue
-            if not f.match_labels(img.labels) or ("label!" in f and _labels_hit(f.get("label!"), img.labels)):
+            if not f.match_label_filters(img.labels):
                 continue
             if until and not all(img.created_unix <= u for u in until):
                 continue
@@ -479,14 +479,6 @@ class ImageService:
 
     def total_size(self) -> int:
         return sum(img.size for img in self.images.values())
-
-
-def _labels_hit(conds: list[str], labels: dict[str, str]) -> bool:
-    for cond in conds:
-        k, _, v = cond.partition("=")
-        if k in labels and (not v or labels[k] == v):
-            return True
-    return False
 
 
 def _ref_match(pattern: str, ref: str) -> bool:

@@ -459,9 +459,7 @@ class NetworkService(EndpointsMixin):
         until = [parse_time_filter(u) for u in f.get("until")]
         deleted = []
         for n in list(self.networks.values()):
-            if n.builtin or self._active(n) or not f.match_labels(n.labels):
-                continue
-            if any(_label_matches(cond, n.labels) for cond in f.get("label!")):
+            if n.builtin or self._active(n) or not f.match_label_filters(n.labels):
                 continue
             if until and not all(parse_timestamp(n.created) <= u for u in until):
                 continue
@@ -696,11 +694,6 @@ def _sandbox_id(cid: str) -> str:
 def _valid_mac(mac: str) -> bool:
     parts = mac.split(":")
     return len(parts) == 6 and all(len(p) == 2 and all(ch in "0123456789abcdefABCDEF" for ch in p) for p in parts)
-
-
-def _label_matches(cond: str, labels: dict) -> bool:
-    k, _, v = cond.partition("=")
-    return k in labels and (not v or labels[k] == v)
 
 
 def raise_if_bad_type(values: list[str]) -> None:

@@ -63,6 +63,14 @@ class Filters:
                 return False
         return True
 
+    def match_label_filters(self, labels: dict[str, str] | None) -> bool:
+        """`label` and `label!` together, as dockerd's prune and list filters: every `label`
+        condition holds, and not every `label!` condition does (moby's MatchKVList on
+        "label!": `k` means the key is present, `k=v` and `k=` an exact value)."""
+        if not self.match_labels(labels):
+            return False
+        return "label!" not in self or not self.match_labels(labels, "label!")
+
     def match_any(self, key: str, value: str) -> bool:
         vals = self.get(key)
         return not vals or value in vals

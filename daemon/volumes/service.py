@@ -113,7 +113,7 @@ class VolumeService:
                 continue
             if f.get("driver") and v.driver not in f.get("driver"):
                 continue
-            if not f.match_labels(v.labels) or not _no_labels(f.get("label!"), v.labels):
+            if not f.match_label_filters(v.labels):
                 continue
             out.append(self.view(v))
         return {"Volumes": out, "Warnings": None}
@@ -208,7 +208,7 @@ class VolumeService:
         for v in list(self.volumes.values()):
             if not all_ and not v.anonymous:
                 continue
-            if not f.match_labels(v.labels) or not _no_labels(f.get("label!"), v.labels):
+            if not f.match_label_filters(v.labels):
                 continue
             if self.users(v.name):
                 continue
@@ -360,12 +360,3 @@ def _check_propagation(source: str, wanted: str) -> None:
         raise DaemonError(f"linux mounts: path {source} is mounted on {point} but it is not a shared mount")
     if wanted.endswith("slave") and kind == "private":
         raise DaemonError(f"linux mounts: path {source} is mounted on {point} but it is not a shared or slave mount")
-
-
-def _no_labels(conds: list[str], labels: dict[str, str] | None) -> bool:
-    labels = labels or {}
-    for cond in conds:
-        k, sep, val = cond.partition("=")
-        if k in labels and (not sep or labels[k] == val):
-            return False
-    return True

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
+from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
 from daemon.events import EventBus
@@ -22,6 +23,7 @@ from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.version import GIT_COMMIT, VERSION
 from daemon.volumes.service import VolumeService
+from runtime import cgroups
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources
@@ -48,20 +50,22 @@ class Daemon:
         self.blobs = BlobStore(root / "blobs")
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
-        self.images = ImageService(self.store, self.blobs, self.layers, self.events, self.driver.name)
-        self.images.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
-        self.containers = ContainerService(store=self.store, images=self.images, events=self.events,
+        self.cgroups = cgroups.detect(cfg.cgroup_parent)
+        # Built first: every subsystem finds containers (and who uses an image or a volume) here.
+        self.registry = ContainerRegistry(self.store)
+        self.images = ImageService(self.store, self.blobs, self.layers,
+                                   LayerSources(root / "layer-sources", self.blobs, self.layers),
+                                   self.registry, self.events, self.driver.name)
+        self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events, self.registry)
+        self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
+                                       exec_root=cfg.exec_root, data_root=root, default_bridge=cfg.bridge,
+                                       bip=cfg.bip, ip_masq=cfg.ip_masq)
+        self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
+                                           volumes=self.volumes, networks=self.networks, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroup_parent=cfg.cgroup_parent)
-        self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events)
-        self.containers.volumes = self.volumes
-        self.volumes.users = self.containers.volume_users
-        self.networks = NetworkService(store=self.store, events=self.events, exec_root=cfg.exec_root,
-                                       data_root=root, default_bridge=cfg.bridge, bip=cfg.bip, ip_masq=cfg.ip_masq)
-        self.networks.containers = self.containers
-        self.containers.networks = self.networks
+                                           init_path=find_init(cfg), cgroups=self.cgroups)
         self.archive = ArchiveService(self.containers, self.volumes)
-        self.execs = ExecService(self.containers)
+        self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.containers)
         self.id = self._engine_id()
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
@@ -94,11 +98,10 @@ class Daemon:
     def _reconcile_mounts(self) -> None:
         """Unmounts the rootfs and removes the cgroups of containers that are not running (left
         by a crash). Only our own containers: other daemons may share the cgroup parent."""
-        running = {c.id for c in self.containers.containers.values() if c.running}
-        cgroups = self.containers.cgroups
-        for cid in cgroups.list() & (set(self.containers.containers) - running):
+        running = {c.id for c in self.registry if c.running}
+        for cid in self.cgroups.list() & (self.registry.ids() - running):
             try:
-                cgroups.remove(cid)
+                self.cgroups.remove(cid)
             except OSError as e:
                 log.warning("cannot remove the cgroup of %s: %s", cid, e)
         for mnt in mounted_under(self.cfg.data_root / "rootfs"):
@@ -112,7 +115,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.shutdown()
-        await asyncio.to_thread(self.containers.cgroups.release)
+        await asyncio.to_thread(self.cgroups.release)
         await self.networks.shutdown()
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()

@@ -314,7 +314,10 @@ def _int(text: str) -> int:
     return int(text) if text.isdigit() else 0
 
 
-def detect(parent: str = GROUP) -> CgroupV1 | CgroupV2:
+Cgroups = CgroupV1 | CgroupV2
+
+
+def detect(parent: str = GROUP) -> Cgroups:
     """v2 when the unified hierarchy is mounted at /sys/fs/cgroup itself, else v1."""
     check_parent(parent)
     if (ROOT / "cgroup.controllers").exists():

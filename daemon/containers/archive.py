@@ -87,7 +87,7 @@ class ArchiveService:
                 self._leases[c.id] = left
                 return
             self._leases.pop(c.id, None)
-            if not c.running and not c.state["Restarting"] and c.id in self.containers.containers:
+            if not c.running and not c.state["Restarting"] and c.id in self.containers.registry:
                 await asyncio.to_thread(self.containers._unmount_quietly, c)
 
     def _leased(self, c: Container, produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
@@ -198,7 +198,7 @@ class ArchiveService:
             await self._release(c)
             raise
         arcname = "." if path.endswith("/.") else info["name"].strip("/") or "."
-        self.containers.events.publish("container", "archive-path", c.id, self.containers._attrs(c))
+        self.containers.events.publish("container", "archive-path", c.id, c.event_attrs())
 
         below = {rel: m.source for rel, m in self._below(c, loc.cpath).items()}
         return info, self._leased(c, lambda out: _write_tar(loc, arcname, out, below))
@@ -219,7 +219,7 @@ class ArchiveService:
             reader.close()
             feeder.cancel()
             await self._release(c)
-        self.containers.events.publish("container", "extract-to-dir", c.id, self.containers._attrs(c))
+        self.containers.events.publish("container", "extract-to-dir", c.id, c.event_attrs())
 
     def _put(self, c: Container, rootfs: Path, ref: str, path: str, reader: BinaryIO, no_overwrite: bool,
              copy_uid_gid: bool) -> None:
@@ -239,7 +239,7 @@ class ArchiveService:
     async def export(self, ref: str) -> AsyncIterator[bytes]:
         c = self.containers.get(ref)
         rootfs = await self._acquire(c)
-        self.containers.events.publish("container", "export", c.id, self.containers._attrs(c))
+        self.containers.events.publish("container", "export", c.id, c.event_attrs())
 
         return self._leased(c, lambda out: tar_directory(rootfs, out))
 

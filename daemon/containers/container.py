@@ -45,11 +45,19 @@ class Container:
     removed_waiters: list[asyncio.Future] = field(default_factory=list)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     removing: bool = False
+    exec_ids: list[str] = field(default_factory=list)  # running execs, in start order (inspect's ExecIDs)
     restart_task: asyncio.Task | None = None
     watch_task: asyncio.Task | None = None
 
     _PERSISTED = ("id", "name", "created", "path", "args", "config", "host_config", "image_id", "state",
                   "restart_count", "manually_stopped", "driver", "networks", "mount_points")
+
+    def event_attrs(self, **extra: str) -> dict[str, str]:
+        """The Actor attributes of this container's events: image, name, labels, then `extra`."""
+        attrs = {"image": self.config.get("Image", ""), "name": self.name.lstrip("/")}
+        attrs.update(self.labels)
+        attrs.update(extra)
+        return attrs
 
     def doc(self) -> dict:
         return {k: getattr(self, k) for k in self._PERSISTED}

@@ -11,11 +11,9 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import shutil
 import signal as signal_mod
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -24,16 +22,19 @@ from daemon.containers import container_config, runtime_options
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
 from daemon.containers.logs import read_log
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
 from daemon.images import reference
 from daemon.images.service import ImageService
+from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
+from daemon.volumes.service import VolumeService
 from network import hosts, ports
-from runtime import cgroups
+from runtime.cgroups import Cgroups, Resources
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
@@ -46,8 +47,9 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 class ContainerService:
-    def __init__(self, *, store: Store, images: ImageService, events: EventBus, driver: Any, data_root: Path,
-                 exec_root: Path, init_path: str | None, cgroup_parent: str = cgroups.GROUP) -> None:
+    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ImageService, volumes: VolumeService,
+                 networks: NetworkService, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
+                 init_path: str | None, cgroups: Cgroups) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -55,48 +57,19 @@ class ContainerService:
         self.data_root = data_root
         self.exec_root = exec_root
         self.init_path = init_path
-        self.containers: dict[str, Container] = {}
-        self.names: dict[str, str] = {}  # "/name" -> id
+        self.registry = registry
         self.shutting_down = False
         self.booted = asyncio.Event()  # set by the engine once start-up clean-up is done
-        # The ids of a container's running execs (inspect's ExecIDs); the exec service sets it.
-        self.exec_ids: Any = lambda cid: []
-        self.volumes: Any = None  # the VolumeService, set by the engine
-        self.networks: Any = None  # the NetworkService, set by the engine
-        self.cgroups = cgroups.detect(cgroup_parent)
-        images.containers_using = self.containers_using_image
-        images.layers_in_use = lambda: {img_chain for c in self.containers.values()
-                                        for img_chain in self._chain_ids(c)}
+        self.volumes = volumes
+        self.networks = networks
+        self.cgroups = cgroups
 
     # -- look-up -----------------------------------------------------------------------------
     def find(self, ref: str) -> Container | None:
-        if not ref:
-            return None
-        c = self.containers.get(ref)
-        if c is not None:
-            return c
-        cid = self.names.get(ref if ref.startswith("/") else "/" + ref)
-        if cid is not None:
-            return self.containers[cid]
-        matches = [c for cid, c in self.containers.items() if cid.startswith(ref)]
-        if len(matches) > 1:
-            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
-        return matches[0] if matches else None
+        return self.registry.find(ref)
 
     def get(self, ref: str) -> Container:
-        c = self.find(ref)
-        if c is None:
-            raise NotFound(f"No such container: {ref}")
-        return c
-
-    def volume_users(self, name: str) -> list[tuple[str, bool]]:
-        """(id, running) of the containers whose mount points use the volume `name`."""
-        return [(c.id, c.running) for c in self.containers.values()
-                if any(mp["Type"] == "volume" and mp["Name"] == name for mp in c.mount_points)]
-
-    def containers_using_image(self, image_id: str) -> list[tuple[str, bool]]:
-        users = [(c.id, c.running) for c in self.containers.values() if c.image_id == image_id]
-        return sorted(users, key=lambda u: not u[1])
+        return self.registry.get(ref)
 
     def _chain_ids(self, c: Container) -> list[str]:
         img = self.images.images.get(c.image_id)
@@ -115,11 +88,7 @@ class ContainerService:
     # -- start-up ----------------------------------------------------------------------------
     async def load(self) -> None:
         """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon."""
-        for doc in self.store.load_containers():
-            c = Container.from_doc(doc)
-            self.containers[c.id] = c
-            self.names[c.name] = c.id
-        for c in list(self.containers.values()):
+        for c in self.registry.load():
             if c.state["Running"] or c.state["Restarting"]:
                 monitor = await Monitor.connect(self._bundle(c))
                 if monitor is not None:
@@ -179,16 +148,11 @@ class ContainerService:
                 raise InvalidParameter("conflicting options: hostname and the network mode")
         container_config.capabilities(host_config)  # validates cap names now, not at start
         mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
-        cid = secrets.token_hex(32)
-        # The 12-char short id names the runtime bundle (unix socket paths must stay short).
-        while any(other.startswith(cid[:12]) for other in self.containers):
-            cid = secrets.token_hex(32)
+        cid = self.registry.new_id()
         if cname is None:
-            cname = "/" + _random_name(self.names)
-        elif cname in self.names:
-            raise Conflict(f'Conflict. The container name "{cname}" is already in use by container '
-                           f'"{self.names[cname]}". You have to remove (or rename) that container to be '
-                           "able to reuse that name.")
+            cname = "/" + self.registry.random_name()
+        elif self.registry.name_owner(cname) is not None:
+            self.registry.reserve(cname, cid)  # raises dockerd's name conflict
         if not config["Hostname"]:
             # dockerd: the host's name with --net=host (its UTS namespace stays private, so
             # -h still applies), the short id otherwise; container mode takes the other
@@ -201,24 +165,24 @@ class ContainerService:
         if self.networks is not None:
             c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
-        self.names[cname] = cid  # reserve before the first await: two creates cannot both win
+        self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
         p = paths(self.data_root, cid)
         try:
             await self.volumes.attach(c.mount_points)
             await asyncio.to_thread(self._create_files, c, p)
             await self.store.put_container(cid, cname, c.doc())
         except sqlite3.IntegrityError:
-            self.names.pop(cname, None)
+            self.registry.release(cname, cid)
             await asyncio.to_thread(self._remove_files, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise Conflict(f'Conflict. The container name "{cname}" is already in use.') from None
         except BaseException:
-            self.names.pop(cname, None)
+            self.registry.release(cname, cid)
             await asyncio.to_thread(self._remove_files, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise
-        self.containers[cid] = c
-        self.events.publish("container", "create", cid, self._attrs(c))
+        self.registry.add(c)
+        self.events.publish("container", "create", cid, c.event_attrs())
         return {"Id": cid, "Warnings": warnings}
 
     def _create_files(self, c: Container, p: dict[str, Path]) -> None:
@@ -233,12 +197,6 @@ class ContainerService:
             pass
         shutil.rmtree(paths(self.data_root, c.id)["dir"], ignore_errors=True)
         shutil.rmtree(self._bundle(c), ignore_errors=True)
-
-    def _attrs(self, c: Container, **extra: str) -> dict[str, str]:
-        attrs = {"image": c.config.get("Image", ""), "name": c.name.lstrip("/")}
-        attrs.update(c.labels)
-        attrs.update(extra)
-        return attrs
 
     # -- start -------------------------------------------------------------------------------
     async def start(self, ref: str) -> None:
@@ -271,7 +229,7 @@ class ContainerService:
         bundle = self._bundle(c)
         monitor = None
         try:
-            await asyncio.to_thread(self.cgroups.create, c.id, cgroups.Resources.from_host_config(c.host_config))
+            await asyncio.to_thread(self.cgroups.create, c.id, Resources.from_host_config(c.host_config))
             monitor = await Monitor.spawn(bundle, spec)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
@@ -298,7 +256,7 @@ class ContainerService:
             pass
         await self._persist(c)
         c.watch_task = asyncio.create_task(self._watch(c))
-        self.events.publish("container", "start", c.id, self._attrs(c))
+        self.events.publish("container", "start", c.id, c.event_attrs())
 
     def _prepare(self, c: Container) -> dict:
         """Blocking part of start: mounts the rootfs, writes the hosts files, builds the spec."""
@@ -402,7 +360,7 @@ class ContainerService:
         await self._release(c)
         self._fail_pending_attaches(c)
         await self._persist(c)
-        self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(exit_code)))
+        self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
         self._wake(c.exit_waiters, exit_code, message)
         if c.host_config.get("AutoRemove"):
             asyncio.create_task(self._auto_remove(c))
@@ -450,7 +408,7 @@ class ContainerService:
             c.state.update(Status="restarting", Restarting=True)
         await self._persist(c)
         await asyncio.to_thread(shutil.rmtree, self._bundle(c), True)
-        self.events.publish("container", "die", c.id, self._attrs(c, exitCode=str(status.exit_code)))
+        self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
         self._wake(c.exit_waiters, status.exit_code, None)
         if restart:
             started = parse_timestamp(c.state["StartedAt"])
@@ -482,7 +440,7 @@ class ContainerService:
 
     async def _restart_now(self, c: Container) -> None:
         async with c.lock:
-            if c.running or c.removing or c.manually_stopped or c.id not in self.containers:
+            if c.running or c.removing or c.manually_stopped or c.id not in self.registry:
                 return
             if c.state["FinishedAt"] != ZERO_TIME:
                 c.restart_count += 1
@@ -493,7 +451,7 @@ class ContainerService:
                 c.state["Restarting"] = False
                 await self._persist(c)
             else:
-                self.events.publish("container", "restart", c.id, self._attrs(c))
+                self.events.publish("container", "restart", c.id, c.event_attrs())
 
     async def _auto_remove(self, c: Container) -> None:
         try:
@@ -510,8 +468,7 @@ class ContainerService:
         waiters.clear()
 
     async def _persist(self, c: Container) -> None:
-        if c.id in self.containers or c.name in self.names:
-            await self.store.put_container(c.id, c.name, c.doc())
+        await self.registry.persist(c)
 
     # -- stop / kill / restart ---------------------------------------------------------------
     async def stop(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
@@ -587,7 +544,7 @@ class ContainerService:
             await self._sigkill(c)
         else:  # to a paused container it stays pending until unpause, as with dockerd
             await c.monitor.kill(signum)
-        self.events.publish("container", "kill", c.id, self._attrs(c, signal=str(signum)))
+        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(signum)))
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -599,7 +556,7 @@ class ContainerService:
                 return
             c.manually_stopped = False
             await self._start_locked(c)
-        self.events.publish("container", "restart", c.id, self._attrs(c))
+        self.events.publish("container", "restart", c.id, c.event_attrs())
 
     # -- remove ------------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
@@ -632,13 +589,11 @@ class ContainerService:
         except BaseException:
             c.removing = False
             raise
-        self.containers.pop(c.id, None)
+        self.registry.discard(c)
         if volumes:
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
-        if self.names.get(c.name) == c.id:
-            del self.names[c.name]
         self._fail_pending_attaches(c)
-        self.events.publish("container", "destroy", c.id, self._attrs(c))
+        self.events.publish("container", "destroy", c.id, c.event_attrs())
         self._wake(c.removed_waiters, c.state["ExitCode"], None)
         self._wake(c.exit_waiters, c.state["ExitCode"], None)
 
@@ -646,7 +601,7 @@ class ContainerService:
         f = Filters.parse(filters_raw, PRUNE_FILTERS)
         until = [parse_time_filter(u) for u in f.get("until")]
         deleted, reclaimed = [], 0
-        for c in list(self.containers.values()):
+        for c in self.registry:
             if c.running or c.state["Restarting"] or c.removing:
                 continue
             if not f.match_label_filters(c.labels):
@@ -756,7 +711,7 @@ class ContainerService:
             await asyncio.to_thread(self.cgroups.freeze, c.id, True)
             c.state.update(Paused=True, Status="paused")
             await self._persist(c)
-        self.events.publish("container", "pause", c.id, self._attrs(c))
+        self.events.publish("container", "pause", c.id, c.event_attrs())
 
     async def unpause(self, ref: str) -> None:
         c = self.get(ref)
@@ -766,7 +721,7 @@ class ContainerService:
             await asyncio.to_thread(self.cgroups.freeze, c.id, False)
             c.state.update(Paused=False, Status="running")
             await self._persist(c)
-        self.events.publish("container", "unpause", c.id, self._attrs(c))
+        self.events.publish("container", "unpause", c.id, c.event_attrs())
 
     # -- rename / top / diff -----------------------------------------------------------------
     async def rename(self, ref: str, new_name: str) -> None:
@@ -776,23 +731,19 @@ class ContainerService:
         new = container_config.validate_name(new_name)
         if new == c.name:
             raise Conflict("Renaming a container with the same name as its current name")
-        if new in self.names:
-            raise Conflict(f'Conflict. The container name "{new}" is already in use by container '
-                           f'"{self.names[new]}". You have to remove (or rename) that container to be '
-                           "able to reuse that name.")
         old = c.name
-        self.names[new] = c.id
+        self.registry.reserve(new, c.id)
         c.name = new
         try:
             await self._persist(c)
         except BaseException:
             c.name = old
-            del self.names[new]
+            self.registry.release(new, c.id)
             raise
-        del self.names[old]
+        self.registry.release(old, c.id)
         if self.networks is not None:
             await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
-        self.events.publish("container", "rename", c.id, self._attrs(c, oldName=old))
+        self.events.publish("container", "rename", c.id, c.event_attrs(oldName=old))
 
     async def top(self, ref: str, ps_args: str) -> dict:
         c = self.get(ref)
@@ -860,7 +811,7 @@ class ContainerService:
             "MountLabel": "",
             "ProcessLabel": "",
             "AppArmorProfile": "",
-            "ExecIDs": self.exec_ids(c.id) or None,
+            "ExecIDs": list(c.exec_ids) or None,
             "HostConfig": c.host_config,
             "GraphDriver": self._graph_driver(c),
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
@@ -872,7 +823,7 @@ class ContainerService:
     async def add_sizes(self, docs: list[dict]) -> None:
         """SizeRw/SizeRootFs for `ps -s` and `inspect -s`: a walk of each container's own
         layer, so off the event loop."""
-        found = [(doc, self.containers.get(doc["Id"])) for doc in docs]
+        found = [(doc, self.registry.find(doc["Id"])) for doc in docs]
         sizes = await asyncio.to_thread(lambda: [self._size_rw(c) if c else 0 for _, c in found])
         for (doc, c), size in zip(found, sizes, strict=True):
             img = self.images.images.get(c.image_id) if c else None
@@ -922,7 +873,7 @@ class ContainerService:
             else:
                 ancestors.add("<none>")
         show_all = all_ or bool(f.get("status")) or bool(exited) or limit > 0 or bool(before) or bool(since)
-        rows = sorted(self.containers.values(), key=lambda c: c.created, reverse=True)
+        rows = sorted(self.registry, key=lambda c: c.created, reverse=True)
         out = []
         for c in rows:
             status = "removing" if c.removing else ("paused" if c.state["Paused"] else c.state["Status"])
@@ -977,15 +928,15 @@ class ContainerService:
         return row
 
     def counts(self) -> dict[str, int]:
-        running = sum(1 for c in self.containers.values() if c.running and not c.state["Paused"])
-        paused = sum(1 for c in self.containers.values() if c.state["Paused"])
-        return {"Containers": len(self.containers), "ContainersRunning": running, "ContainersPaused": paused,
-                "ContainersStopped": len(self.containers) - running - paused}
+        running = sum(1 for c in self.registry if c.running and not c.state["Paused"])
+        paused = sum(1 for c in self.registry if c.state["Paused"])
+        return {"Containers": len(self.registry), "ContainersRunning": running, "ContainersPaused": paused,
+                "ContainersStopped": len(self.registry) - running - paused}
 
     async def shutdown(self) -> None:
         """Daemon shutdown: containers keep running under their monitors (live restore)."""
         self.shutting_down = True
-        for c in self.containers.values():
+        for c in self.registry:
             for task in (c.watch_task, c.restart_task):
                 if task and not task.done():
                     task.cancel()
@@ -1036,20 +987,3 @@ def _pids_in_pidns(init_pid: int) -> set[int]:
     return pids
 
 
-_ADJECTIVES = ["admiring", "brave", "clever", "dazzling", "eager", "focused", "gallant", "happy", "jolly",
-               "keen", "loving", "modest", "nifty", "optimistic", "peaceful", "quirky", "relaxed", "serene",
-               "tender", "upbeat", "vibrant", "wizardly", "youthful", "zealous"]
-_NAMES = ["albattani", "babbage", "curie", "darwin", "euclid", "feynman", "galileo", "hopper", "jepsen",
-          "knuth", "lovelace", "meitner", "noether", "pasteur", "ritchie", "shannon", "tesla", "turing",
-          "wozniak", "yalow"]
-
-
-def _random_name(taken: dict[str, str]) -> str:
-    for _ in range(100):
-        name = f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}"
-        if "/" + name not in taken:
-            return name
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_NAMES)}{secrets.randbelow(1000)}"
-
-
-__all__ = ["ContainerService", "parse_signal", "time"]

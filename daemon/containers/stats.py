@@ -91,7 +91,7 @@ class StatsService:
             return
         while True:
             await asyncio.sleep(INTERVAL)
-            if c.id not in self.containers.containers:
+            if c.id not in self.containers.registry:
                 return
             cur = await asyncio.to_thread(self._sample, c.id)
             cur["precpu_stats"] = prev["cpu_stats"]

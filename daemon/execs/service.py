@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.containers import container_config, runtime_options
-from daemon.containers.service import ContainerService
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, InvalidParameter, NotFound
+from daemon.events import EventBus
+from runtime.cgroups import Cgroups
 from runtime.execclient import ExecProcess, spawn_exec
 
 log = logging.getLogger("pydockerd.exec")
@@ -56,13 +58,14 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, containers: ContainerService) -> None:
-        self.containers = containers
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups) -> None:
+        self.registry = registry
+        self.events = events
+        self.cgroups = cgroups
         self.execs: dict[str, ExecInstance] = {}
-        containers.exec_ids = lambda cid: [e.id for e in self.execs.values() if e.container_id == cid and e.running]
 
     def create(self, ref: str, body: Any) -> str:
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
         if not c.running:
@@ -94,8 +97,8 @@ class ExecService:
             detach_keys=str(body.get("DetachKeys") or ""), console_size=console)
         self._trim()
         self.execs[ex.id] = ex
-        self.containers.events.publish("container", f"exec_create: {' '.join(cmd)}", c.id,
-                                       self.containers._attrs(c, execID=ex.id))
+        self.events.publish("container", f"exec_create: {' '.join(cmd)}", c.id,
+                                       c.event_attrs(execID=ex.id))
         return ex.id
 
     def _trim(self) -> None:
@@ -115,7 +118,7 @@ class ExecService:
         if ex.started:
             state = "is already running" if ex.running else "has already run"
             raise Conflict(f"Error: Exec command {ex.id} {state}")
-        c = self.containers.get(ex.container_id)
+        c = self.registry.get(ex.container_id)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:
@@ -145,7 +148,7 @@ class ExecService:
             "console_size": ex.console_size,
             "capabilities": container_config.capabilities({**hc, "Privileged": privileged}),
             "privileged": privileged,
-            "cgroup_procs": self.containers.cgroups.procs_files(c.id),
+            "cgroup_procs": self.cgroups.procs_files(c.id),
             # What dockerd's exec process inherits from the container's spec.
             "no_new_privileges": runtime_options.no_new_privileges(hc),
             "rlimits": runtime_options.rlimits(hc),
@@ -158,8 +161,9 @@ class ExecService:
             raise
         ex.running = True
         ex.pid = ex.process.pid
-        self.containers.events.publish("container", f"exec_start: {' '.join(ex.cmd)}", c.id,
-                                       self.containers._attrs(c, execID=ex.id))
+        c.exec_ids.append(ex.id)
+        self.events.publish("container", f"exec_start: {' '.join(ex.cmd)}", c.id,
+                                       c.event_attrs(execID=ex.id))
         asyncio.create_task(self._reap(ex, c.id))
         return ex
 
@@ -169,10 +173,12 @@ class ExecService:
         ex.exit_code = code
         ex.running = False
         ex.done.set()
-        c = self.containers.find(cid)
+        c = self.registry.find(cid)
         if c is not None:
-            self.containers.events.publish("container", "exec_die", cid,
-                                           self.containers._attrs(c, execID=ex.id, exitCode=str(code)))
+            if ex.id in c.exec_ids:
+                c.exec_ids.remove(ex.id)
+            self.events.publish("container", "exec_die", cid,
+                                           c.event_attrs(execID=ex.id, exitCode=str(code)))
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ex = self.get(exec_id)

@@ -11,10 +11,10 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
@@ -26,7 +26,7 @@ from daemon.util.timeutil import format_time, now_rfc3339, parse_time_filter, pa
 from storage.archive import ArchiveError
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
-from storage.layersource import import_layer
+from storage.layersource import LayerSources, import_layer
 
 GOARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "i686": "386", "ppc64le": "ppc64le",
           "s390x": "s390x", "riscv64": "riscv64"}.get(platform.machine(), platform.machine())
@@ -71,9 +71,14 @@ class Image:
                 "last_tag_time": self.last_tag_time, "repo_digests": self.repo_digests, "parent": self.parent}
 
 
+class ImageUsers(Protocol):
+    def image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        """(container id, running) of the containers created from the image, running first."""
+
+
 class ImageService:
-    def __init__(self, store: Store, blobs: BlobStore, layers: LayerStore, events: EventBus,
-                 driver_name: str) -> None:
+    def __init__(self, store: Store, blobs: BlobStore, layers: LayerStore, sources: LayerSources,
+                 users: ImageUsers, events: EventBus, driver_name: str) -> None:
         self.store = store
         self.blobs = blobs
         self.layers = layers
@@ -81,10 +86,8 @@ class ImageService:
         self.driver_name = driver_name
         self.images: dict[str, Image] = {}
         self.tags: dict[str, str] = {}  # "busybox:latest" -> image id
-        # Set by the daemon: image id -> ids of the containers created from it (running first).
-        self.containers_using: Callable[[str], list[tuple[str, bool]]] = lambda image_id: []
-        self.layers_in_use: Callable[[], set[str]] = set
-        self.sources: Any = None  # storage.layersource.LayerSources, set by the daemon (save/push need it)
+        self.users = users
+        self.sources = sources
         self._lock = asyncio.Lock()
 
     def load(self) -> None:
@@ -348,7 +351,7 @@ class ImageService:
         if "@" in name and await self._untag_digest(name, img, out):
             return out
         by_ref = self._is_reference(name, img)
-        users = self.containers_using(img.id)
+        users = self.users.image_users(img.id)
         running = [cid for cid, is_running in users if is_running]
         async with self._lock:
             if by_ref:
@@ -386,7 +389,7 @@ class ImageService:
         await self._collect_layers(img.chain_ids)
         parent = self.images.get(img.parent)
         if prune and parent is not None and not parent.tags and not parent.repo_digests \
-                and parent.id not in self._parents() and not self.containers_using(parent.id):
+                and parent.id not in self._parents() and not self.users.image_users(parent.id):
             # An untagged parent nothing else needs goes too (`docker rmi --no-prune` keeps it).
             out += await self.remove(parent.id, prune=True)
         return out
@@ -441,7 +444,9 @@ class ImageService:
 
     async def _collect_layers(self, chain_ids: list[str]) -> None:
         """Removes the layers no image or container uses any more (top first)."""
-        used = {c for img in self.images.values() for c in img.chain_ids} | self.layers_in_use()
+        # A container's image is never deleted while the container exists (rmi untags it):
+        # the layers of the images still here are all that is in use.
+        used = {c for img in self.images.values() for c in img.chain_ids}
         gone: set[str] = set()  # diff ids of removed layers: their kept tars may go too
         for chain in reversed(chain_ids):
             if chain not in used:
@@ -461,7 +466,7 @@ class ImageService:
         reclaimed = 0
         used_ids = set()
         for img in list(self.images.values()):
-            if self.containers_using(img.id):
+            if self.users.image_users(img.id):
                 used_ids.add(img.id)
         for img in list(self.images.values()):
             if img.id in used_ids or (dangling_only and img.tags):

@@ -23,9 +23,10 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from daemon.containers.container import Container, paths
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import DaemonError, Forbidden, NotFound
 from network import hosts, ipam, links, netns, ports, proxy
 
@@ -57,7 +58,7 @@ class EndpointsMixin:
     """Container-side networking; see NetworkService for the attributes used."""
 
     sandboxes: dict[str, Sandbox]
-    containers: Any
+    registry: ContainerRegistry
 
     # -- start / exit ------------------------------------------------------------------------
     def _has_own_netns(self, c: Container) -> bool:
@@ -341,7 +342,7 @@ class EndpointsMixin:
     async def connect(self, ref: str, body: dict) -> None:
         n = self.get(ref)
         body = body or {}
-        c = self.containers.get(body.get("Container") or "")
+        c = self.registry.get(body.get("Container") or "")
         if n.driver != "bridge":
             if n.name == c.network_mode:
                 raise Forbidden(f"container {c.name.lstrip('/')} is already connected to network {n.name}")
@@ -372,13 +373,13 @@ class EndpointsMixin:
                     raise DaemonError(f"failed to connect {c.id[:12]} to {n.name}: {e}") from e
                 await asyncio.to_thread(self._write_hosts, c, True)
                 await self._refresh_peers(c)
-            await self.containers._persist(c)
+            await self.registry.persist(c)
         self.events.publish("network", "connect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
 
     async def disconnect(self, ref: str, body: dict) -> None:
         n = self.get(ref)
         body = body or {}
-        c = self.containers.find(body.get("Container") or "")
+        c = self.registry.find(body.get("Container") or "")
         if c is None:
             if body.get("Force"):
                 # dockerd then looks for a stale endpoint of that name, and finds none here.
@@ -398,7 +399,7 @@ class EndpointsMixin:
             if c.running:
                 await asyncio.to_thread(self._write_hosts, c, True)
                 await self._refresh_peers(c, extra=[n])
-            await self.containers._persist(c)
+            await self.registry.persist(c)
         self.events.publish("network", "disconnect", n.id, {"container": c.id, "name": n.name, "type": n.driver})
 
     async def _unplug(self, c: Container, n: Network) -> None:
@@ -422,7 +423,7 @@ class EndpointsMixin:
             if name == "bridge" or not ep.get("IPAddress"):
                 continue
             out.append((ep["IPAddress"], " ".join(ep.get("DNSNames") or dns_names(c, ep))))
-            for other in self._containers().values():
+            for other in self.registry:
                 if other.id == c.id or other.id in seen or other.id not in self.sandboxes:
                     continue
                 oep = other.networks.get(name)
@@ -440,7 +441,7 @@ class EndpointsMixin:
         legacy = c.network_mode in ("default", "bridge")
         for link in c.host_config.get("Links") or []:
             target, _, alias = link.partition(":")
-            other = self.containers.find(target.lstrip("/"))
+            other = self.registry.find(target.lstrip("/"))
             if other is None or other.id not in self.sandboxes:
                 continue
             alias = alias.rsplit("/", 1)[-1] or other.name.lstrip("/")
@@ -456,7 +457,7 @@ class EndpointsMixin:
         for name, ep in c.networks.items():
             for link in ep.get("Links") or []:
                 target, _, alias = link.partition(":")
-                other = self.containers.find(target.lstrip("/"))
+                other = self.registry.find(target.lstrip("/"))
                 oep = other.networks.get(name) if other is not None and other.id in self.sandboxes else None
                 if oep and oep.get("IPAddress"):
                     entries.append((alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), oep["IPAddress"]))
@@ -486,13 +487,13 @@ class EndpointsMixin:
     def _links_to(self, o: Container, c: Container) -> bool:
         refs = list(o.host_config.get("Links") or [])
         refs += [link for ep in o.networks.values() for link in ep.get("Links") or []]
-        return any(self.containers.find(link.partition(":")[0].lstrip("/")) is c for link in refs)
+        return any(self.registry.find(link.partition(":")[0].lstrip("/")) is c for link in refs)
 
     async def _refresh_peers(self, c: Container, extra: list[Network] | None = None) -> None:
         """Rewrites the hosts files that name c: its peers on user networks, and containers
         linked to it (dockerd updates a parent's entry when the linked container moves)."""
         nets = {name for name in c.networks if name != "bridge"} | {n.name for n in extra or []}
-        others = [o for o in self._containers().values()
+        others = [o for o in self.registry
                   if o.id != c.id and o.id in self.sandboxes and (nets & set(o.networks) or self._links_to(o, c))]
 
         def rewrite() -> None:
@@ -510,7 +511,7 @@ class EndpointsMixin:
         for name, ep in c.networks.items():
             if name != "bridge" and ep.get("DNSNames"):
                 ep["DNSNames"] = list(dict.fromkeys(c.name.lstrip("/") if x == old else x for x in ep["DNSNames"]))
-        await self.containers._persist(c)
+        await self.registry.persist(c)
         if c.id in self.sandboxes:
             await asyncio.to_thread(self._write_hosts, c, True)
             await self._refresh_peers(c)

@@ -20,9 +20,9 @@ import secrets
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from daemon.containers.container import Container
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.networks.sandbox import EndpointsMixin, Sandbox
@@ -98,8 +98,8 @@ def empty_endpoint() -> dict:
 
 
 class NetworkService(EndpointsMixin):
-    def __init__(self, *, store: Store, events: EventBus, exec_root: Path, data_root: Path, default_bridge: str,
-                 bip: str | None, ip_masq: bool) -> None:
+    def __init__(self, *, store: Store, registry: ContainerRegistry, events: EventBus, exec_root: Path,
+                 data_root: Path, default_bridge: str, bip: str | None, ip_masq: bool) -> None:
         self.store = store
         self.events = events
         self.data_root = data_root
@@ -114,7 +114,7 @@ class NetworkService(EndpointsMixin):
         self.allocators: dict[str, ipam.SubnetAllocator] = {}
         self.allocators6: dict[str, ipam.SubnetAllocator] = {}
         self.sandboxes: dict[str, Sandbox] = {}  # container id -> sandbox
-        self.containers: Any = None  # the ContainerService, wired by the engine
+        self.registry = registry
         self._taken_ports: dict[tuple[str, str, int], str] = {}  # (proto, host ip, port) -> container id
         # Creates are serialised: picking a free subnet awaits `ip`, and two concurrent
         # creates must not both pick the same one.
@@ -199,7 +199,7 @@ class NetworkService(EndpointsMixin):
 
     async def reconcile(self) -> None:
         """After containers loaded: re-adopt live sandboxes, remove what a crash left behind."""
-        running = {c.id: c for c in self.containers.containers.values() if c.running}
+        running = {c.id: c for c in self.registry if c.running}
         for c in running.values():
             if c.id not in self.sandboxes and (self._has_own_netns(c) or c.network_mode == "none"):
                 await self._restore(c)
@@ -263,7 +263,7 @@ class NetworkService(EndpointsMixin):
         for sb in self.sandboxes.values():
             for b in sb.bindings:
                 b.close()
-        if any(c.running for c in self.containers.containers.values()):
+        if any(c.running for c in self.registry):
             return
         await self.firewall.remove()
         for n in self.networks.values():
@@ -426,11 +426,8 @@ class NetworkService(EndpointsMixin):
         return str(net), gw, ip_range, [shown]
 
     def _active(self, n: Network) -> list[Container]:
-        return [c for cid, c in self._containers().items() if cid in self.sandboxes and n.id in
-                self.sandboxes[cid].interfaces]
-
-    def _containers(self) -> dict[str, Container]:
-        return self.containers.containers if self.containers is not None else {}
+        return [c for c in self.registry if c.id in self.sandboxes and n.id in
+                self.sandboxes[c.id].interfaces]
 
     async def remove(self, ref: str) -> None:
         n = self.get(ref)
@@ -497,7 +494,7 @@ class NetworkService(EndpointsMixin):
         n = self.get(ref)
         members: dict[str, dict] = {}
         if containers:
-            for c in self._containers().values():
+            for c in self.registry:
                 ep = c.networks.get(n.name)
                 if ep is None or not ep.get("EndpointID"):
                     continue
@@ -507,7 +504,7 @@ class NetworkService(EndpointsMixin):
                                  "IPv6Address": f"{ep['GlobalIPv6Address']}/{ep['GlobalIPv6PrefixLen']}"
                                  if ep.get("GlobalIPv6Address") else ""}
             if n.name == "host":
-                for c in self._containers().values():
+                for c in self.registry:
                     if c.running and c.network_mode == "host":
                         members[c.id] = {"Name": c.name.lstrip("/"), "EndpointID": "", "MacAddress": "",
                                          "IPv4Address": "", "IPv6Address": ""}
@@ -546,7 +543,7 @@ class NetworkService(EndpointsMixin):
         for present, message in conflicts:
             if present:
                 raise InvalidParameter(message)
-        if self.containers.find(ref) is None:
+        if self.registry.find(ref) is None:
             # Not 404: the CLI takes any 404 from create for a missing image and pulls.
             raise InvalidParameter(f"No such container: {ref}")
         return []
@@ -574,7 +571,7 @@ class NetworkService(EndpointsMixin):
         if mode in ("default", "bridge"):
             for link in host_config.get("Links") or []:
                 target = link.partition(":")[0].lstrip("/")
-                if self.containers.find(target) is None:
+                if self.registry.find(target) is None:
                     raise InvalidParameter(f"could not get container for {target}: No such container: {target}")
         primary = "bridge" if mode == "default" else mode
         n = self._for_create(primary)

@@ -12,10 +12,10 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
 
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound
 from daemon.events import EventBus
@@ -32,8 +32,10 @@ ANONYMOUS_LABEL = "com.docker.volume.anonymous"
 LIST_FILTERS = {"dangling", "name", "label", "label!", "driver"}
 PRUNE_FILTERS = {"label", "label!", "all"}
 
-# (container id, running) for each container whose mount points name the volume.
-Users = Callable[[str], list[tuple[str, bool]]]
+
+class VolumeUsers(Protocol):
+    def volume_users(self, name: str) -> list[tuple[str, bool]]:
+        """(container id, running) of the containers that mount the volume."""
 
 
 def _created_at() -> str:
@@ -60,12 +62,12 @@ class Volume:
 
 
 class VolumeService:
-    def __init__(self, store: Store, driver: LocalDriver, events: EventBus) -> None:
+    def __init__(self, store: Store, driver: LocalDriver, events: EventBus, users: VolumeUsers) -> None:
         self.store = store
         self.driver = driver
         self.events = events
         self.volumes: dict[str, Volume] = {}
-        self.users: Users = lambda name: []
+        self.users = users
         self._lock = asyncio.Lock()
 
     def load(self) -> None:
@@ -81,7 +83,7 @@ class VolumeService:
                 # (never at start-up: a store that failed to load must not cost the volumes' data).
                 log.warning("volume directory %s has no record", name)
         for v in self.volumes.values():
-            if self.driver.needs_mount(v.options) and not any(r for _, r in self.users(v.name)):
+            if self.driver.needs_mount(v.options) and not any(r for _, r in self.users.volume_users(v.name)):
                 try:
                     self.driver.unmount(v.name)
                 except OSError as e:
@@ -107,7 +109,7 @@ class VolumeService:
         dangling = f.bool("dangling")
         out = []
         for v in sorted(self.volumes.values(), key=lambda v: v.name):
-            if dangling is not None and bool(self.users(v.name)) == dangling:
+            if dangling is not None and bool(self.users.volume_users(v.name)) == dangling:
                 continue
             if not f.match_regex("name", v.name):
                 continue
@@ -120,7 +122,7 @@ class VolumeService:
 
     def usage(self) -> list[dict]:
         """For /system/df: every volume with UsageData (Size in bytes, RefCount)."""
-        return [dict(self.view(v), UsageData={"Size": self._size(v), "RefCount": len(self.users(v.name))})
+        return [dict(self.view(v), UsageData={"Size": self._size(v), "RefCount": len(self.users.volume_users(v.name))})
                 for v in self.volumes.values()]
 
     def _size(self, v: Volume) -> int:
@@ -185,7 +187,7 @@ class VolumeService:
             if force:
                 return
             raise NotFound(f"get {name}: no such volume")
-        users = self.users(name)
+        users = self.users.volume_users(name)
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(cid for cid, _ in users)}]")
         async with self._lock:
@@ -210,7 +212,7 @@ class VolumeService:
                 continue
             if not f.match_label_filters(v.labels):
                 continue
-            if self.users(v.name):
+            if self.users.volume_users(v.name):
                 continue
             size = await asyncio.to_thread(self._size, v)
             try:
@@ -247,7 +249,7 @@ class VolumeService:
     async def remove_anonymous(self, names: list[str]) -> None:
         for name in names:
             v = self.volumes.get(name)
-            if v is None or not v.anonymous or self.users(name):
+            if v is None or not v.anonymous or self.users.volume_users(name):
                 continue
             try:
                 await self.remove(name)
@@ -296,7 +298,7 @@ class VolumeService:
             if v is None or not self.driver.needs_mount(v.options):
                 continue
             with v.lock:
-                if not any(running for _, running in self.users(v.name)):
+                if not any(running for _, running in self.users.volume_users(v.name)):
                     try:
                         self.driver.unmount(v.name)
                     except OSError as e:

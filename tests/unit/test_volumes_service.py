@@ -16,11 +16,21 @@ from daemon.volumes.service import ANONYMOUS_LABEL, VolumeService, copy_image_co
 from storage.volumes import LocalDriver
 
 
+class FakeUsers:
+    """The container registry's side of volumes: which containers use a volume."""
+
+    def __init__(self) -> None:
+        self.by_volume: dict[str, list[tuple[str, bool]]] = {}
+
+    def volume_users(self, name: str) -> list[tuple[str, bool]]:
+        return self.by_volume.get(name, [])
+
+
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[VolumeService]:
     store = Store(tmp_path / "db")
     store.open()
-    s = VolumeService(store, LocalDriver(tmp_path / "volumes"), EventBus())
+    s = VolumeService(store, LocalDriver(tmp_path / "volumes"), EventBus(), FakeUsers())
     s.load()
     yield s
     store.close()
@@ -54,7 +64,7 @@ def test_persisted_across_reopen(tmp_path: Path) -> None:
         store = Store(tmp_path / "db")
         store.open()
         try:
-            s = VolumeService(store, LocalDriver(tmp_path / "volumes"), EventBus())
+            s = VolumeService(store, LocalDriver(tmp_path / "volumes"), EventBus(), FakeUsers())
             s.load()
             if attempt == 0:
                 run(s.create({"Name": "keep", "DriverOpts": {"type": "tmpfs", "device": "tmpfs"}}))
@@ -82,7 +92,7 @@ def test_in_use_and_prune(svc: VolumeService) -> None:
     run(svc.attach(pts))
     anon = pts[0]["Name"]
     assert svc.volumes[anon].labels == {ANONYMOUS_LABEL: ""}
-    svc.users = lambda name: [("c1", False)] if name == "used" else []
+    svc.users.by_volume["used"] = [("c1", False)]  # type: ignore[attr-defined]
     with pytest.raises(Conflict, match=r"remove used: volume is in use - \[c1\]"):
         run(svc.remove("used"))
     res = run(svc.prune(None))

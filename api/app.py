@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.backends import Backends
 from api.hijack import HijackRoutes
 from api.responses import JSONResponse
 from api.routers import archive, attach, commit, containers, execs, images, networks, system, volumes
@@ -19,9 +20,10 @@ from daemon.errors import DaemonError
 log = logging.getLogger("pydockerd.api")
 
 
-def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
+def create_app(backends: Backends, daemon: Any) -> tuple[Any, HijackRoutes]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    app.state.daemon = daemon
+    app.state.backends = backends
+    app.state.daemon = daemon  # transitional: the routers not yet on a backend Protocol
     for module in (system, containers, images, commit, execs, attach, volumes, archive, networks):
         app.include_router(module.router)
 
@@ -50,6 +52,6 @@ def create_app(daemon: Any) -> tuple[Any, HijackRoutes]:
         return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
 
     routes = HijackRoutes()
-    attach.register(routes, daemon)
-    execs.register(routes, daemon)
+    attach.register(routes, backends)
+    execs.register(routes, backends)
     return VersionPrefixMiddleware(app), routes

@@ -42,7 +42,7 @@ async def until_stopping(request: Any, items: AsyncIterable[T]) -> AsyncIterator
     big log paid it on every line): the stop cancels the consuming task only while it waits
     for the next item; at any other moment the next round sees the flag.
     """
-    stopping: asyncio.Event | None = getattr(request.app.state.daemon, "stopping", None)
+    stopping: asyncio.Event = request.app.state.backends.stopping
     it = aiter(items)
     task = asyncio.current_task()
     waiting = stopped = False

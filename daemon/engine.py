@@ -11,6 +11,7 @@ import socket
 import uuid
 from pathlib import Path
 
+from api.backends import Backends
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry
@@ -71,6 +72,12 @@ class Daemon:
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
+
+    def backends(self) -> Backends:
+        """What the HTTP layer may call: the services, each seen through its router's Protocol."""
+        return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
+                        images=self.images, distribution=self, networks=self.networks, volumes=self.volumes,
+                        system=self, stopping=self.stopping)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"

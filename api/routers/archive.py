@@ -14,7 +14,7 @@ STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 
 def _svc(request: Request) -> ArchiveService:
-    return request.app.state.daemon.archive
+    return request.app.state.backends.archive
 
 
 @router.head("/{name}/archive")

@@ -17,6 +17,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from api.backends import Backends
+from api.backends.containers import ContainerBackend
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import qbool
@@ -34,7 +36,7 @@ router = APIRouter()
 
 @router.post("/containers/{name}/attach")
 async def attach_plain(name: str, request: Request) -> StreamingResponse:
-    svc = request.app.state.daemon.containers
+    svc = request.app.state.backends.containers
     c = svc.get(name)
     if c.state["Paused"]:
         raise Conflict(f"container {c.id} is paused, unpause the container before attach")
@@ -77,16 +79,15 @@ def _log_chunk(c: Any, rec: dict, stdout: bool, stderr: bool) -> bytes:
     return data if c.tty else frame(STDERR if is_err else STDOUT, data)
 
 
-def register(routes: HijackRoutes, daemon: Any) -> None:
+def register(routes: HijackRoutes, backends: Backends) -> None:
     async def attach(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_attach(daemon, req, reader, writer)
+        await handle_attach(backends.containers, req, reader, writer)
 
     routes.add("POST", r"^/containers/(?P<name>[^/]+)/attach$", attach)
 
 
-async def handle_attach(daemon: Any, req: HijackRequest, reader: asyncio.StreamReader,
+async def handle_attach(svc: ContainerBackend, req: HijackRequest, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
-    svc = daemon.containers
     try:
         c = svc.get(req.params["name"])
     except DaemonError as e:

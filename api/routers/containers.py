@@ -17,7 +17,7 @@ router = APIRouter(prefix="/containers")
 
 
 def _svc(request: Request) -> ContainerService:
-    return request.app.state.daemon.containers
+    return request.app.state.backends.containers
 
 
 @router.get("/json")
@@ -137,7 +137,7 @@ async def logs(name: str, request: Request) -> StreamingResponse:
 
 @router.get("/{name}/stats")
 async def stats(name: str, request: Request) -> Response:
-    svc = request.app.state.daemon.stats
+    svc = request.app.state.backends.stats
     samples = svc.stream(name, qbool(request, "stream", True), qbool(request, "one-shot"))
     if qbool(request, "stream", True):
         return json_stream(until_stopping(request, samples))

@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.backends import Backends
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import json_body, qint_required
@@ -26,7 +27,7 @@ _CHUNK = 1 << 16
 
 
 def _svc(request: Request) -> ExecService:
-    return request.app.state.daemon.execs
+    return request.app.state.backends.execs
 
 
 @router.post("/containers/{name}/exec", status_code=201)
@@ -133,9 +134,9 @@ def _discard_output(ex: ExecInstance) -> None:
         asyncio.create_task(drain(proc.proc.stderr))
 
 
-def register(routes: HijackRoutes, daemon: Any) -> None:
+def register(routes: HijackRoutes, backends: Backends) -> None:
     async def start(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await handle_start(daemon.execs, req, reader, writer)
+        await handle_start(backends.execs, req, reader, writer)
 
     routes.add("POST", r"^/exec/(?P<id>[^/]+)/start$", start)
 

@@ -24,7 +24,7 @@ class NotImplementedYet(DaemonError):
 
 
 def _svc(request: Request) -> ImageService:
-    return request.app.state.daemon.images
+    return request.app.state.backends.images
 
 
 @router.post("/create")

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/networks")
 
 
 def _svc(request: Request) -> NetworkService:
-    return request.app.state.daemon.networks
+    return request.app.state.backends.networks
 
 
 @router.get("")

@@ -14,7 +14,7 @@ router = APIRouter(prefix="/volumes")
 
 
 def _svc(request: Request) -> VolumeService:
-    return request.app.state.daemon.volumes
+    return request.app.state.backends.volumes
 
 
 def _older_than(request: Request, version: str) -> bool:

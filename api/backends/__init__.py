@@ -1,0 +1,34 @@
+"""The engine as the HTTP layer sees it: one typing.Protocol per resource (as moby's
+api/server/router/<resource>/backend.go), bundled for create_app. Routers call only these;
+the composition root (daemon/main.py) hands in the engine's services, which satisfy them."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from api.backends.archive import ArchiveBackend
+from api.backends.containers import ContainerBackend
+from api.backends.distribution import DistributionBackend
+from api.backends.execs import ExecBackend
+from api.backends.images import ImageBackend
+from api.backends.networks import NetworkBackend
+from api.backends.stats import StatsBackend
+from api.backends.system import SystemBackend
+from api.backends.volumes import VolumeBackend
+
+
+@dataclass(frozen=True)
+class Backends:
+    containers: ContainerBackend
+    archive: ArchiveBackend
+    stats: StatsBackend
+    execs: ExecBackend
+    images: ImageBackend
+    distribution: DistributionBackend
+    networks: NetworkBackend
+    volumes: VolumeBackend
+    system: SystemBackend
+    # Set when the daemon starts stopping: responses that would last as long as the daemon
+    # (wait, logs -f, events, stats, attach) end then.
+    stopping: asyncio.Event

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.containers import container_config, runtime_options
+from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
 from daemon.containers.logs import read_log
@@ -27,12 +28,10 @@ from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, Not
 from daemon.events import EventBus
 from daemon.images import reference
 from daemon.images.service import ImageService
-from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
-from daemon.volumes.service import VolumeService
 from network import hosts, ports
 from runtime.cgroups import Cgroups, Resources
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
@@ -47,8 +46,8 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 class ContainerService:
-    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ImageService, volumes: VolumeService,
-                 networks: NetworkService, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
+    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ImageService, volumes: ContainerVolumes,
+                 networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
                  init_path: str | None, cgroups: Cgroups) -> None:
         self.store = store
         self.images = images

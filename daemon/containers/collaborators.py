@@ -1,0 +1,78 @@
+"""What the container lifecycle needs from the network and volume subsystems.
+
+ContainerService is written against these Protocols, not against NetworkService or
+VolumeService: the composition root (daemon/engine.py) hands in the real ones, unit tests
+hand in fakes. Docker's JSON still appears here (create requests, inspect shapes): this is
+the engine's side of the edge; runtime/ and network/ below it see typed values only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from daemon.containers.container import Container
+
+
+class ContainerNetworking(Protocol):
+    """A container's side of networking: validated at create, set up at start, torn down at exit."""
+
+    def check_mode(self, requested: dict, host_config: dict) -> list[str]:
+        """The network mode's conflicts in a create request (raises); returns warnings."""
+        ...
+
+    def endpoints_for_create(self, config: dict, host_config: dict, networking: dict | None) -> dict:
+        """The container's NetworkSettings.Networks at create (not yet connected: no address)."""
+        ...
+
+    async def setup(self, c: Container) -> tuple[str | None, list[str]]:
+        """Connects a starting container, all or nothing: (netns path or None, --link environment)."""
+        ...
+
+    async def teardown(self, c: Container) -> None:
+        """Disconnects an exiting container; safe to call twice."""
+        ...
+
+    def extra_hosts(self, c: Container) -> list[tuple[str, str]]:
+        """--add-host entries as (name, address), host-gateway resolved."""
+        ...
+
+    def ipv6_enabled(self, c: Container) -> bool: ...
+
+    def settings(self, c: Container) -> dict:
+        """NetworkSettings of `docker inspect`."""
+        ...
+
+    def summary_ports(self, c: Container) -> list[dict]:
+        """Ports of `docker ps`."""
+        ...
+
+    def public_networks(self, c: Container) -> dict:
+        """NetworkSettings.Networks of `docker ps`."""
+        ...
+
+    async def renamed(self, c: Container, old_name: str) -> None:
+        """Peers resolve the container by its new name from now on."""
+        ...
+
+
+class ContainerVolumes(Protocol):
+    """A container's volumes: created with it, mounted while it runs, removed with it on request."""
+
+    async def attach(self, points: list[dict]) -> None:
+        """Create: names anonymous volumes and creates the missing ones."""
+        ...
+
+    async def remove_anonymous(self, names: list[str]) -> None: ...
+
+    def source(self, mp: dict) -> str:
+        """The host path a mount point binds."""
+        ...
+
+    def spec_mounts(self, points: list[dict], rootfs: Path) -> list[dict]:
+        """Start (blocking): the runtime's bind mounts, volumes mounted and filled from the image."""
+        ...
+
+    def release(self, points: list[dict]) -> None:
+        """Exit (blocking): unmounts device volumes no running container uses now."""
+        ...

@@ -2,8 +2,9 @@
 
 The Engine API answers `Upgrade: tcp` requests on attach/exec-start with
 `101 UPGRADED` and then speaks a raw full-duplex byte stream on the same connection.
-ASGI cannot express that, so this module subclasses uvicorn's httptools protocol
-(see reference/spikes.md section 1): when the request headers are complete and the
+ASGI cannot express that (by default uvicorn logs "Unsupported upgrade request" and serves
+it as plain HTTP, and the CLI then fails), so this module subclasses uvicorn's httptools
+protocol: when the request headers are complete and the
 request is an `Upgrade: tcp` on a registered route, the transport is taken away from
 uvicorn and handed to an asyncio handler as a StreamReader/StreamWriter pair. Every
 other request goes through the ASGI app untouched.

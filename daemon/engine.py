@@ -20,6 +20,8 @@ from daemon.containers.stats import StatsService
 from daemon.events import EventBus
 from daemon.execs.service import ExecService
 from daemon.images.service import ImageService
+from daemon.networks.endpoints import SandboxService
+from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.version import GIT_COMMIT, VERSION
@@ -58,11 +60,15 @@ class Daemon:
                                    LayerSources(root / "layer-sources", self.blobs, self.layers),
                                    self.registry, self.events, self.driver.name)
         self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events, self.registry)
+        # The networks and the containers' side of them share the table of live sandboxes.
+        sandboxes = Sandboxes()
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
-                                       exec_root=cfg.exec_root, data_root=root, default_bridge=cfg.bridge,
-                                       bip=cfg.bip, ip_masq=cfg.ip_masq)
+                                       sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
+                                       ip_masq=cfg.ip_masq)
+        self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
+                                        events=self.events, exec_root=cfg.exec_root, data_root=root)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
-                                           volumes=self.volumes, networks=self.networks, events=self.events,
+                                           volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups)
         self.archive = ArchiveService(self.containers, self.volumes)
@@ -76,8 +82,8 @@ class Daemon:
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
         return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
-                        images=self.images, distribution=self, networks=self.networks, volumes=self.volumes,
-                        system=self, stopping=self.stopping)
+                        images=self.images, distribution=self, networks=self.networks,
+                        network_connect=self.sandboxes, volumes=self.volumes, system=self, stopping=self.stopping)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"
@@ -99,7 +105,7 @@ class Daemon:
         # namespace they had just set up.
         self._reconcile_mounts()
         self.volumes.reconcile()
-        await self.networks.reconcile()
+        await self.sandboxes.reconcile()
         self.containers.booted.set()
 
     def _reconcile_mounts(self) -> None:
@@ -123,6 +129,7 @@ class Daemon:
     async def stop(self) -> None:
         await self.containers.shutdown()
         await asyncio.to_thread(self.cgroups.release)
+        await self.sandboxes.shutdown()
         await self.networks.shutdown()
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()

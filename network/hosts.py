@@ -66,7 +66,7 @@ def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None 
                 peers: list[tuple[str, str]] | None = None, in_place: bool = False) -> None:
     """extra: (hostname, address) pairs (--add-host, --link); host_network copies the host's
     file; peers: (address, names) of the other containers on the same user networks, which
-    is how names resolve there (see daemon/endpoints.py). An in-place rewrite keeps the lines
+    is how names resolve there (see daemon/networks/names.py). An in-place rewrite keeps the lines
     added to the file since it was last written."""
     if host_network:
         try:

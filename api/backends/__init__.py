@@ -12,7 +12,7 @@ from api.backends.containers import ContainerBackend
 from api.backends.distribution import DistributionBackend
 from api.backends.execs import ExecBackend
 from api.backends.images import ImageBackend
-from api.backends.networks import NetworkBackend
+from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.backends.stats import StatsBackend
 from api.backends.system import SystemBackend
 from api.backends.volumes import VolumeBackend
@@ -27,6 +27,7 @@ class Backends:
     images: ImageBackend
     distribution: DistributionBackend
     networks: NetworkBackend
+    network_connect: NetworkConnectBackend
     volumes: VolumeBackend
     system: SystemBackend
     # Set when the daemon starts stopping: responses that would last as long as the daemon

@@ -1,19 +1,24 @@
-"""/networks/...: each handler translates HTTP to one NetworkService call."""
+"""/networks/...: each handler translates HTTP to one call on the networks backend (connect
+and disconnect: on the container side of networking)."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.params import json_body, qstr
 from api.responses import JSONResponse
-from daemon.networks.service import NetworkService
 
 router = APIRouter(prefix="/networks")
 
 
-def _svc(request: Request) -> NetworkService:
+def _svc(request: Request) -> NetworkBackend:
     return request.app.state.backends.networks
+
+
+def _connect(request: Request) -> NetworkConnectBackend:
+    return request.app.state.backends.network_connect
 
 
 @router.get("")
@@ -46,11 +51,11 @@ async def remove(ref: str, request: Request) -> Response:
 
 @router.post("/{ref:path}/connect")
 async def connect(ref: str, request: Request) -> Response:
-    await _svc(request).connect(ref, await json_body(request) or {})
+    await _connect(request).connect(ref, await json_body(request) or {})
     return Response(status_code=200)
 
 
 @router.post("/{ref:path}/disconnect")
 async def disconnect(ref: str, request: Request) -> Response:
-    await _svc(request).disconnect(ref, await json_body(request) or {})
+    await _connect(request).disconnect(ref, await json_body(request) or {})
     return Response(status_code=200)

@@ -1,42 +1,33 @@
-"""Published ports: request parsing and the shapes inspect and ps show."""
+"""Port values: the "port/proto" notation, the ps port filter, the ephemeral range."""
 
 from __future__ import annotations
 
 import pytest
 
 from network import ports
-from network.ports import Published
-
-
-def test_wanted_bindings_ranges_and_publish_all() -> None:
-    pb = {"80/tcp": [{"HostIp": "", "HostPort": "8080"}, {"HostIp": "127.0.0.1", "HostPort": "9000-9005"}]}
-    exposed = {"80/tcp": {}, "53/udp": {}}
-    got = ports.wanted(pb, exposed, publish_all=True)
-    assert got == [ports.Wanted("udp", 53, "", 0, 0), ports.Wanted("tcp", 80, "", 8080, 8080),
-                   ports.Wanted("tcp", 80, "127.0.0.1", 9000, 9005)]
-    assert ports.wanted(None, exposed, publish_all=False) == []
 
 
 @pytest.mark.parametrize("key", ["abc/tcp", "0/tcp", "70000", "80/icmp"])
 def test_bad_container_ports(key: str) -> None:
     with pytest.raises(ports.PortSpecError):
-        ports.validate({key: [{"HostPort": "1"}]}, None)
+        ports.split_key(key)
 
 
-def test_bad_host_port() -> None:
-    with pytest.raises(ports.PortSpecError):
-        ports.validate({"80/tcp": [{"HostPort": "x"}]}, None)
+def test_split_key_defaults_to_tcp_and_lowercases() -> None:
+    assert ports.split_key("80") == (80, "tcp")
+    assert ports.split_key("53/UDP") == (53, "udp")
+    assert ports.split_key("9/sctp") == (9, "sctp")
 
 
-def test_settings_and_summary_shapes() -> None:
-    pub = [Published("tcp", 80, "0.0.0.0", 8080), Published("tcp", 80, "::", 8080)]
-    exposed = {"80/tcp": {}, "2000/tcp": {}}
-    assert ports.settings_ports({"80/tcp": []}, exposed, pub) == {
-        "80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}, {"HostIp": "::", "HostPort": "8080"}],
-        "2000/tcp": None,
-    }
-    assert ports.summary_ports(None, exposed, pub) == [
-        {"IP": "0.0.0.0", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
-        {"IP": "::", "PrivatePort": 80, "PublicPort": 8080, "Type": "tcp"},
-        {"PrivatePort": 2000, "Type": "tcp"},
-    ]
+def test_filter_match_single_ranges_and_protocols() -> None:
+    keys = {"80/tcp", "53/udp"}
+    assert ports.filter_match(["80"], keys)
+    assert ports.filter_match(["70-90/tcp"], keys)
+    assert ports.filter_match(["53/udp"], keys)
+    assert not ports.filter_match(["53"], keys)
+    assert not ports.filter_match(["x"], keys)
+
+
+def test_ephemeral_range_is_ordered() -> None:
+    lo, hi = ports.ephemeral_range()
+    assert 0 < lo <= hi < 65536

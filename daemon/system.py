@@ -7,6 +7,7 @@ import os
 import platform
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -44,16 +45,15 @@ class VolumeViews(Protocol):
         """The volumes with their UsageData (blocking: it walks them)."""
 
 
+@dataclass
 class SystemService:
-    def __init__(self, cfg: Config, engine_id: str, driver_name: str, containers: ContainerViews,
-                 images: ImageViews, volumes: VolumeViews, events: EventBus) -> None:
-        self.cfg = cfg
-        self.engine_id = engine_id
-        self.driver_name = driver_name
-        self.containers = containers
-        self.images = images
-        self.volumes = volumes
-        self.events = events
+    cfg: Config
+    engine_id: str
+    driver_name: str
+    containers: ContainerViews
+    images: ImageViews
+    volumes: VolumeViews
+    events: EventBus
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,

@@ -19,6 +19,7 @@ import json
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import urllib3
 
@@ -93,15 +94,14 @@ async def _resolve(client: RegistryClient, path: str, ident: str, platform: str
     return doc, digest
 
 
+@dataclass
 class Puller:
-    def __init__(self, images: ImageService, blobs: BlobStore, layers: LayerStore, sources: LayerSources,
-                 registries: RegistryClients, events: EventBus) -> None:
-        self.images = images
-        self.blobs = blobs
-        self.layers = layers
-        self.sources = sources
-        self.registries = registries
-        self.events = events
+    images: ImageService
+    blobs: BlobStore
+    layers: LayerStore
+    sources: LayerSources
+    registries: RegistryClients
+    events: EventBus
 
     async def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None
                    ) -> AsyncIterator[dict]:

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -41,16 +42,15 @@ MEDIA_OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 _GZIP_LEVEL = 1  # fast; a fixed level (and mtime 0) keeps the digest of a layer stable
 
 
+@dataclass
 class Pusher:
-    def __init__(self, images: ImageService, blobs: BlobStore, layers: LayerStore, sources: LayerSources,
-                 registries: RegistryClients, events: EventBus, spool: Spool) -> None:
-        self.images = images
-        self.blobs = blobs
-        self.layers = layers
-        self.sources = sources
-        self.registries = registries
-        self.events = events
-        self.spool = spool
+    images: ImageService
+    blobs: BlobStore
+    layers: LayerStore
+    sources: LayerSources
+    registries: RegistryClients
+    events: EventBus
+    spool: Spool
 
     async def push(self, name: str, tag: str, auth_header: str | None) -> AsyncIterator[dict]:
         ref = reference.parse(name, default_tag=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from daemon.distribution.pull import Puller
@@ -10,11 +11,11 @@ from daemon.distribution.push import Pusher
 from daemon.distribution.registries import RegistryClients
 
 
+@dataclass
 class DistributionService:
-    def __init__(self, puller: Puller, pusher: Pusher, registries: RegistryClients) -> None:
-        self.puller = puller
-        self.pusher = pusher
-        self.registries = registries
+    puller: Puller
+    pusher: Pusher
+    registries: RegistryClients
 
     def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None) -> AsyncIterator[dict]:
         return self.puller.pull(from_image, tag, platform, auth_header)

@@ -13,6 +13,7 @@ import asyncio
 import os
 import stat
 import tarfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -55,16 +56,15 @@ class CommitContainers(Protocol):
         """`docker diff`: [{"Path", "Kind"}] against the container's image."""
 
 
+@dataclass
 class CommitService:
-    def __init__(self, containers: CommitContainers, images: ImageService, blobs: BlobStore, layers: LayerStore,
-                 sources: LayerSources, driver: RootfsDriver, events: EventBus) -> None:
-        self.containers = containers
-        self.images = images
-        self.blobs = blobs
-        self.layers = layers
-        self.sources = sources
-        self.driver = driver
-        self.events = events
+    containers: CommitContainers
+    images: ImageService
+    blobs: BlobStore
+    layers: LayerStore
+    sources: LayerSources
+    driver: RootfsDriver
+    events: EventBus
 
     async def commit(self, container: str, repo: str, tag: str, comment: str, author: str,
                      changes: list[str], body: dict | None, pause: bool = True) -> str:

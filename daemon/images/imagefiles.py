@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +36,13 @@ class Spool:
         return self.path
 
 
+@dataclass
 class ImageArchives:
-    def __init__(self, images: ImageService, layers: LayerStore, sources: LayerSources, events: EventBus,
-                 spool: Spool) -> None:
-        self.images = images
-        self.layers = layers
-        self.sources = sources
-        self.events = events
-        self.spool = spool
+    images: ImageService
+    layers: LayerStore
+    sources: LayerSources
+    events: EventBus
+    spool: Spool
 
     def save(self, names: list[str]) -> AsyncIterator[bytes]:
         """The archive of the named images. The names are resolved now: an unknown one is a 404

@@ -20,10 +20,9 @@ from daemon.errors import DaemonError
 log = logging.getLogger("pydockerd.api")
 
 
-def create_app(backends: Backends, daemon: Any) -> tuple[Any, HijackRoutes]:
+def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.backends = backends
-    app.state.daemon = daemon  # transitional: the routers not yet on a backend Protocol
     for module in (system, containers, images, commit, execs, attach, volumes, archive, networks):
         app.include_router(module.router)
 

@@ -1,13 +1,12 @@
-"""The Daemon object: wires config, store, storage, runtime and services together."""
+"""The Daemon object: the composition root. It builds config, store, storage, runtime and the
+services, each given its collaborators by constructor, and starts and stops them in order."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import os
-import platform
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
@@ -17,14 +16,20 @@ from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
+from daemon.distribution.pull import Puller
+from daemon.distribution.push import Pusher
+from daemon.distribution.registries import RegistryClients
+from daemon.distribution.service import DistributionService
 from daemon.events import EventBus
 from daemon.execs.service import ExecService
+from daemon.images.commit import CommitService
+from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
-from daemon.version import GIT_COMMIT, VERSION
+from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
 from runtime import cgroups
 from storage.blobs import BlobStore
@@ -56,9 +61,16 @@ class Daemon:
         self.cgroups = cgroups.detect(cfg.cgroup_parent)
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
-        self.images = ImageService(self.store, self.blobs, self.layers,
-                                   LayerSources(root / "layer-sources", self.blobs, self.layers),
-                                   self.registry, self.events, self.driver.name)
+        self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
+        self.images = ImageService(self.store, self.blobs, self.layers, self.sources, self.registry, self.events,
+                                   self.driver.name)
+        spool = Spool(root / "tmp")
+        self.image_archives = ImageArchives(self.images, self.layers, self.sources, self.events, spool)
+        registries = RegistryClients(cfg.insecure_registries or [])
+        self.distribution = DistributionService(
+            Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events),
+            Pusher(self.images, self.blobs, self.layers, self.sources, registries, self.events, spool),
+            registries)
         self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events, self.registry)
         # The networks and the containers' side of them share the table of live sandboxes.
         sandboxes = Sandboxes()
@@ -72,9 +84,13 @@ class Daemon:
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups)
         self.archive = ArchiveService(self.containers, self.volumes)
+        self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
+                                    self.driver, self.events)
         self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.containers)
         self.id = self._engine_id()
+        self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
+                                    self.events)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
@@ -82,8 +98,9 @@ class Daemon:
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
         return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
-                        images=self.images, distribution=self, networks=self.networks,
-                        network_connect=self.sandboxes, volumes=self.volumes, system=self, stopping=self.stopping)
+                        images=self.images, image_archives=self.image_archives, commit=self.commit,
+                        distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
+                        volumes=self.volumes, system=self.system, stopping=self.stopping)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"
@@ -134,123 +151,3 @@ class Daemon:
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
 
-    # -- system views ------------------------------------------------------------------------
-    def version(self, api_version: str, min_version: str) -> dict:
-        kernel = platform.release()
-        arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
-        return {
-            "Platform": {"Name": "pydockerd"},
-            "Components": [{
-                "Name": "Engine", "Version": VERSION,
-                "Details": {"ApiVersion": api_version, "Arch": arch, "BuildTime": "", "Experimental": "false",
-                            "GitCommit": GIT_COMMIT, "GoVersion": f"python{platform.python_version()}",
-                            "KernelVersion": kernel, "MinAPIVersion": min_version, "Os": "linux"},
-            }],
-            "Version": VERSION, "ApiVersion": api_version, "MinAPIVersion": min_version, "GitCommit": GIT_COMMIT,
-            "GoVersion": f"python{platform.python_version()}", "Os": "linux", "Arch": arch,
-            "KernelVersion": kernel, "BuildTime": "",
-        }
-
-    def info(self) -> dict:
-        counts = self.containers.counts()
-        try:
-            mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        except (ValueError, OSError):
-            mem = 0
-        cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
-        return {
-            "ID": self.id,
-            **counts,
-            "Images": len(self.images.images),
-            "Driver": self.driver.name,
-            "DriverStatus": [["Backing Filesystem", _fs_type(self.cfg.data_root)],
-                             ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
-                             ["userxattr", "false"]] if self.driver.name == "overlay2" else [],
-            "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                        "Log": ["json-file"]},
-            "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False, "KernelMemoryTCP": False,
-            "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
-            "IPv4Forwarding": _sysctl("net/ipv4/ip_forward") == "1",
-            "BridgeNfIptables": _sysctl("net/bridge/bridge-nf-call-iptables") == "1",
-            "BridgeNfIp6tables": _sysctl("net/bridge/bridge-nf-call-ip6tables") == "1",
-            "Debug": self.cfg.log_level == "debug",
-            "NFd": len(os.listdir("/proc/self/fd")),
-            "OomKillDisable": cgroup_version == "1",
-            "NGoroutines": len(asyncio.all_tasks()),
-            "SystemTime": _now_local(),
-            "LoggingDriver": "json-file",
-            "CgroupDriver": "cgroupfs",
-            "CgroupVersion": cgroup_version,
-            "NEventsListener": self.events.listeners,
-            "KernelVersion": platform.release(),
-            "OperatingSystem": _os_name(),
-            "OSVersion": _os_release().get("VERSION_ID", ""),
-            "OSType": "linux",
-            "Architecture": platform.machine(),
-            "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [],
-                               "AllowNondistributableArtifactsHostnames": [],
-                               "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
-                               "IndexConfigs": {}, "Mirrors": []},
-            "NCPU": os.cpu_count() or 1,
-            "MemTotal": mem,
-            "GenericResources": None,
-            "DockerRootDir": str(self.cfg.data_root),
-            "HttpProxy": os.environ.get("HTTP_PROXY", ""), "HttpsProxy": os.environ.get("HTTPS_PROXY", ""),
-            "NoProxy": os.environ.get("NO_PROXY", ""),
-            "Name": socket.gethostname(),
-            "Labels": list(self.cfg.labels),
-            "ExperimentalBuild": False,
-            "ServerVersion": VERSION,
-            "Runtimes": {"pydockerd": {"path": "pydockerd-monitor"}},
-            "DefaultRuntime": "pydockerd",
-            "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": False,
-                      "Error": "", "RemoteManagers": None},
-            "LiveRestoreEnabled": True,
-            "Isolation": "",
-            "InitBinary": "docker-init" if self.containers.init_path else "",
-            "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-            "SecurityOptions": ["name=cgroupns"] if cgroup_version == "2" else [],
-            "Warnings": [],
-        }
-
-
-def _sysctl(name: str) -> str:
-    try:
-        return Path("/proc/sys", name).read_text().strip()
-    except OSError:
-        return ""
-
-
-def _os_release() -> dict[str, str]:
-    out = {}
-    try:
-        for line in Path("/etc/os-release").read_text().splitlines():
-            k, _, v = line.partition("=")
-            out[k] = v.strip('"')
-    except OSError:
-        pass
-    return out
-
-
-def _os_name() -> str:
-    return _os_release().get("PRETTY_NAME", "Linux")
-
-
-def _fs_type(path: Path) -> str:
-    best, fstype = "", "unknown"
-    try:
-        for line in Path("/proc/self/mounts").read_text().splitlines():
-            parts = line.split()
-            mnt = parts[1]
-            if str(path).startswith(mnt) and len(mnt) > len(best):
-                best, fstype = mnt, parts[2]
-    except OSError:
-        pass
-    return {"ext4": "extfs", "ext3": "extfs"}.get(fstype, fstype)
-
-
-def _now_local() -> str:
-    from datetime import datetime
-
-    return datetime.now().astimezone().isoformat()

@@ -73,7 +73,7 @@ async def _run(cfg: Config) -> None:
         raise StartupError(str(e)) from None
     daemon = Daemon(cfg)
     await daemon.start()
-    app, routes = create_app(daemon.backends(), daemon)
+    app, routes = create_app(daemon.backends())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     def on_signal() -> None:

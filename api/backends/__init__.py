@@ -11,7 +11,7 @@ from api.backends.archive import ArchiveBackend
 from api.backends.containers import ContainerBackend
 from api.backends.distribution import DistributionBackend
 from api.backends.execs import ExecBackend
-from api.backends.images import ImageBackend
+from api.backends.images import CommitBackend, ImageArchiveBackend, ImageBackend
 from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.backends.stats import StatsBackend
 from api.backends.system import SystemBackend
@@ -25,6 +25,8 @@ class Backends:
     stats: StatsBackend
     execs: ExecBackend
     images: ImageBackend
+    image_archives: ImageArchiveBackend
+    commit: CommitBackend
     distribution: DistributionBackend
     networks: NetworkBackend
     network_connect: NetworkConnectBackend

@@ -5,8 +5,17 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
 class SystemBackend(Protocol):
-    """Filled in as the router moves onto it: one method per engine call the handlers make."""
+    def version(self, api_version: str, min_version: str) -> dict: ...
+
+    def info(self) -> dict: ...
+
+    def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
+        """The matching events; a bad filter or time raises here, before the response starts."""
+
+    async def disk_usage(self) -> dict:
+        """The /system/df document."""

@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from api.backends import Backends
+from api.backends.execs import ExecBackend
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import json_body, qint_required
@@ -19,14 +20,16 @@ from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
 from api.versioning import request_version
 from daemon.errors import DaemonError, InvalidParameter
-from daemon.execs.service import ExecInstance, ExecService
+
+if TYPE_CHECKING:
+    from daemon.execs.service import ExecInstance
 
 log = logging.getLogger("pydockerd.exec")
 router = APIRouter()
 _CHUNK = 1 << 16
 
 
-def _svc(request: Request) -> ExecService:
+def _svc(request: Request) -> ExecBackend:
     return request.app.state.backends.execs
 
 
@@ -141,7 +144,7 @@ def register(routes: HijackRoutes, backends: Backends) -> None:
     routes.add("POST", r"^/exec/(?P<id>[^/]+)/start$", start)
 
 
-async def handle_start(svc: ExecService, req: HijackRequest, reader: asyncio.StreamReader,
+async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.StreamReader,
                        writer: asyncio.StreamWriter) -> None:
     try:
         body = req.json() or {}

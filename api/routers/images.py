@@ -7,14 +7,12 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.backends.distribution import DistributionBackend
+from api.backends.images import ImageArchiveBackend, ImageBackend
 from api.params import qbool, qstr
 from api.responses import JSONResponse
 from api.streams import json_stream, json_stream_first
-from daemon.distribution import pull as distribution
-from daemon.distribution import push
 from daemon.errors import DaemonError
-from daemon.images import imagefiles
-from daemon.images.service import ImageService
 
 router = APIRouter(prefix="/images")
 
@@ -23,8 +21,16 @@ class NotImplementedYet(DaemonError):
     status = 501
 
 
-def _svc(request: Request) -> ImageService:
+def _svc(request: Request) -> ImageBackend:
     return request.app.state.backends.images
+
+
+def _archives(request: Request) -> ImageArchiveBackend:
+    return request.app.state.backends.image_archives
+
+
+def _distribution(request: Request) -> DistributionBackend:
+    return request.app.state.backends.distribution
 
 
 @router.post("/create")
@@ -32,8 +38,8 @@ async def create(request: Request) -> Response:
     src = qstr(request, "fromSrc")
     if not src:
         # Errors found before the first progress record are plain error responses, as dockerd's.
-        return await json_stream_first(distribution.pull(
-            request.app.state.daemon, qstr(request, "fromImage"), qstr(request, "tag"), qstr(request, "platform"),
+        return await json_stream_first(_distribution(request).pull(
+            qstr(request, "fromImage"), qstr(request, "tag"), qstr(request, "platform"),
             request.headers.get("X-Registry-Auth")))
     img = await _svc(request).import_image(
         request.stream() if src == "-" else None, src, qstr(request, "repo"), qstr(request, "tag"),
@@ -56,16 +62,14 @@ async def save_one(name: str, request: Request) -> Response:
 
 
 def _save(request: Request, names: list[str]) -> Response:
-    daemon = request.app.state.daemon
-    items = imagefiles.save_items(daemon, names)
-    return StreamingResponse(imagefiles.save_stream(daemon, items), media_type="application/x-tar")
+    return StreamingResponse(_archives(request).save(names), media_type="application/x-tar")
 
 
 @router.post("/load")
 async def load(request: Request) -> Response:
     # The upload must be read before the response starts (a streaming response consumes the
     # request's messages); so errors come as a plain error response, which the CLI prints alike.
-    return await json_stream_first(imagefiles.load(request.app.state.daemon, request.stream()))
+    return await json_stream_first(_archives(request).load(request.stream()))
 
 
 @router.get("/search")
@@ -96,8 +100,8 @@ async def history(name: str, request: Request) -> JSONResponse:
 
 @router.post("/{name:path}/push")
 async def push_image(name: str, request: Request) -> Response:
-    return await json_stream_first(push.push(request.app.state.daemon, name, qstr(request, "tag"),
-                                             request.headers.get("X-Registry-Auth")))
+    return await json_stream_first(_distribution(request).push(name, qstr(request, "tag"),
+                                                               request.headers.get("X-Registry-Auth")))
 
 
 @router.post("/{name:path}/tag", status_code=201)

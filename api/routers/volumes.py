@@ -5,15 +5,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api.backends.volumes import VolumeBackend
 from api.params import json_body, qbool, qstr
 from api.responses import JSONResponse
 from api.versioning import request_version
-from daemon.volumes.service import VolumeService
 
 router = APIRouter(prefix="/volumes")
 
 
-def _svc(request: Request) -> VolumeService:
+def _svc(request: Request) -> VolumeBackend:
     return request.app.state.backends.volumes
 
 

@@ -186,7 +186,7 @@ class ImageService:
         }
         if message:
             config["comment"] = message
-        img = await self._register(config, [layer.chain_id], layer.size, [str(ref)] if ref else [])
+        img = await self.register(config, [layer.chain_id], layer.size, [str(ref)] if ref else [])
         self.events.publish("image", "import", img.id, {"name": str(ref) if ref else img.id})
         return img
 
@@ -195,9 +195,10 @@ class ImageService:
             return import_layer(self.layers, self.sources, reader, None)
         return self.layers.import_tar(reader, None)
 
-    async def _register(self, config: dict, chain_ids: list[str], size: int, tags: list[str],
-                        repo_digests: list[str] | None = None, raw: bytes | None = None,
-                        parent: str = "") -> Image:
+    async def register(self, config: dict, chain_ids: list[str], size: int, tags: list[str],
+                       repo_digests: list[str] | None = None, raw: bytes | None = None,
+                       parent: str = "") -> Image:
+        """Records an image whose layers are in the layer store (import, pull, load, commit)."""
         # raw: the config exactly as pulled/loaded (its digest is the image id everywhere else)
         raw = raw if raw is not None else json.dumps(config, separators=(",", ":")).encode()
         image_id = "sha256:" + hashlib.sha256(raw).hexdigest()
@@ -386,7 +387,7 @@ class ImageService:
             del self.images[img.id]
         out.append({"Deleted": img.id})
         self.events.publish("image", "delete", img.id, {"name": img.id})
-        await self._collect_layers(img.chain_ids)
+        await self.collect_layers(img.chain_ids)
         parent = self.images.get(img.parent)
         if prune and parent is not None and not parent.tags and not parent.repo_digests \
                 and parent.id not in self._parents() and not self.users.image_users(parent.id):
@@ -442,7 +443,7 @@ class ImageService:
         out.append({"Untagged": ref})
         self.events.publish("image", "untag", iid or ref, {"name": ref})
 
-    async def _collect_layers(self, chain_ids: list[str]) -> None:
+    async def collect_layers(self, chain_ids: list[str]) -> None:
         """Removes the layers no image or container uses any more (top first)."""
         # A container's image is never deleted while the container exists (rmi untags it):
         # the layers of the images still here are all that is in use.
@@ -481,6 +482,9 @@ class ImageService:
             except (Conflict, NotFound):
                 continue
         return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
+
+    def count(self) -> int:
+        return len(self.images)
 
     def total_size(self) -> int:
         return sum(img.size for img in self.images.values())

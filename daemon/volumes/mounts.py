@@ -23,6 +23,7 @@ A mount point is a plain dict, persisted with the container:
 
 from __future__ import annotations
 
+import itertools
 import os
 import posixpath
 import secrets
@@ -229,14 +230,9 @@ def parse(config: dict, host_config: dict, other_mounts: LookupMounts) -> list[d
             copied["RW"] = mp["RW"] and "ro" not in mode.split(",")
             points[mp["Destination"]] = copied
     explicit: set[str] = set()
-    for raw in host_config.get("Binds") or []:
-        mp = parse_bind(raw)
-        if mp["Destination"] in explicit:
-            raise InvalidParameter(f"Duplicate mount point: {mp['Destination']}")
-        explicit.add(mp["Destination"])
-        points[mp["Destination"]] = mp
-    for spec in host_config.get("Mounts") or []:
-        mp = parse_mount(spec)
+    # Parsed one at a time: a duplicate is reported before a later entry's own error.
+    for mp in itertools.chain((parse_bind(raw) for raw in host_config.get("Binds") or []),
+                              (parse_mount(spec) for spec in host_config.get("Mounts") or [])):
         if mp["Destination"] in explicit:
             raise InvalidParameter(f"Duplicate mount point: {mp['Destination']}")
         explicit.add(mp["Destination"])

@@ -21,6 +21,7 @@ from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.store import Store
 from daemon.util.filters import Filters
+from daemon.util.prune import remove_each
 from daemon.volumes import mounts
 from storage.archive import ArchiveError, extract_tar, resolve_in_root, tar_directory
 from storage.mounts import propagation
@@ -206,21 +207,9 @@ class VolumeService:
         all_ = f.bool("all")
         if all_ is None:
             all_ = all_by_default
-        deleted, reclaimed = [], 0
-        for v in list(self.volumes.values()):
-            if not all_ and not v.anonymous:
-                continue
-            if not f.match_label_filters(v.labels):
-                continue
-            if self.users.volume_users(v.name):
-                continue
-            size = await asyncio.to_thread(self._size, v)
-            try:
-                await self.remove(v.name)
-            except DaemonError:
-                continue
-            deleted.append(v.name)
-            reclaimed += max(size, 0)
+        unused = [v for v in list(self.volumes.values())
+                  if (all_ or v.anonymous) and f.match_label_filters(v.labels) and not self.users.volume_users(v.name)]
+        deleted, reclaimed = await remove_each(unused, lambda v: v.name, self._size, self.remove)
         return {"VolumesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # -- containers --------------------------------------------------------------------------

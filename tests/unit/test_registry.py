@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from daemon.distribution.pull import human_size, progress, pull_reference, registry_domain, remote_path
+from daemon.distribution.progress import human_size, progress
+from daemon.distribution.pull import pull_reference
+from daemon.distribution.registries import registry_domain, remote_path
 from daemon.images.reference import parse
 from storage.blobs import BlobStore
 from storage.errors import ArchiveError

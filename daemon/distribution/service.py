@@ -1,0 +1,27 @@
+"""The distribution service the API sees: pull, push and login, each done by its own part."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from daemon.distribution.pull import Puller
+from daemon.distribution.push import Pusher
+from daemon.distribution.registries import RegistryClients
+
+
+@dataclass
+class DistributionService:
+    puller: Puller
+    pusher: Pusher
+    registries: RegistryClients
+
+    def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None) -> AsyncIterator[dict]:
+        return self.puller.pull(from_image, tag, platform, auth_header)
+
+    def push(self, name: str, tag: str, auth_header: str | None) -> AsyncIterator[dict]:
+        return self.pusher.push(name, tag, auth_header)
+
+    async def login(self, body: Any) -> dict:
+        return await self.registries.login(body)

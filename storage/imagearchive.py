@@ -64,8 +64,7 @@ def layer_tar(layers: LayerStore, sources: LayerSources, chain_id: str, spool_di
     if src is not None and src.media_type.endswith("tar"):  # stored uncompressed: use the blob as is
         f = sources.open(src)
         return f, src.size
-    fd, name = _spool_file(spool_dir)
-    f = os.fdopen(fd, "w+b")
+    f = os.fdopen(tempfiles.anonymous_file(spool_dir), "w+b")
     try:
         if src is not None:
             with sources.open(src) as blob:
@@ -78,15 +77,6 @@ def layer_tar(layers: LayerStore, sources: LayerSources, chain_id: str, spool_di
         f.close()
         raise
     return f, size
-
-
-def _spool_file(spool_dir: Path) -> tuple[int, str]:
-    import tempfile
-
-    # Unlinked at once: the spool disappears with the file object, whatever happens.
-    fd, name = tempfile.mkstemp(prefix=tempfiles.PREFIX, dir=spool_dir)
-    os.unlink(name)
-    return fd, name
 
 
 def _hash_file(f: BinaryIO) -> str:

@@ -9,6 +9,7 @@ thread's or process's work in progress.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import tempfile
@@ -19,6 +20,20 @@ from pathlib import Path
 from .rmtree import remove_tree
 
 PREFIX = ".tmp-"
+
+
+def anonymous_file(parent: Path) -> int:
+    """A read-write descriptor of a file in `parent` that no name leads to: it goes with its last
+    descriptor, whatever happens. Not named with PREFIX even for an instant: remove_stale (run by
+    other threads) would take a `.tmp-` file that is not locked yet."""
+    try:
+        return os.open(parent, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError as e:
+        if e.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            raise
+    fd, name = tempfile.mkstemp(prefix=".anon-", dir=parent)  # filesystems without O_TMPFILE
+    os.unlink(name)
+    return fd
 
 
 @contextmanager

@@ -16,7 +16,6 @@ import io
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -202,9 +201,7 @@ class Pusher:
             return self.blobs.open(src.digest), src.digest, src.size, src.media_type, layer.diff_id
         tar, _ = layer_tar(self.layers, self.sources, chain, spool)
         diff_id = layer.diff_id
-        fd, name = tempfile.mkstemp(prefix=tempfiles.PREFIX, dir=spool)
-        os.unlink(name)
-        out = os.fdopen(fd, "w+b")
+        out = os.fdopen(tempfiles.anonymous_file(spool), "w+b")
         try:
             with tar:
                 if src is None:  # regenerated: its diff id is whatever this tar hashes to

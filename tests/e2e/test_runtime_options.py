@@ -111,11 +111,14 @@ def test_pid_and_ipc_host(d: Daemon, uname) -> None:
     name = uname("pidhost")
     d.docker("run", "-d", "--name", name, "--pid", "host", "busybox", "sh", "-c", "sleep 300 & sleep 301")
     pid = inspect(d, name)["State"]["Pid"]
+    assert pid > 0 and Path(f"/proc/{pid}").exists(), pid
     d.docker("stop", "-t", "1", name)
     wait_for(lambda: not any(Path(f"/proc/{p}/cmdline").exists() and b"sleep\x00300" in
                              Path(f"/proc/{p}/cmdline").read_bytes() for p in os.listdir("/proc") if p.isdigit()),
              what="the container's background sleep to die")
-    assert not Path(f"/proc/{pid}").exists() or pid == 0
+    assert not Path(f"/proc/{pid}").exists(), f"the container's main process {pid} outlived stop"
+    # dockerd's State.SetStopped zeroes the pid of a stopped container.
+    assert inspect(d, name)["State"]["Pid"] == 0
     d.docker("rm", name)
     code, text = _create(d, uname("pm"), {"IpcMode": "bogus"})
     assert code == 400 and "Invalid IPC mode: bogus" in text

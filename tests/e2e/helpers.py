@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import leakcheck
-from tests.conftest import Daemon
+from tests.helpers import Daemon
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX12 = re.compile(r"^[0-9a-f]{12}$")

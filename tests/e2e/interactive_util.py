@@ -15,7 +15,7 @@ import subprocess
 import time
 from typing import Any
 
-from tests.conftest import Daemon
+from tests.helpers import Daemon
 
 TIOCSWINSZ = 0x5414
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, Response
 from tests.e2e.helpers import container_mounts, inspect, nothing_created, root_processes
+from tests.helpers import Daemon, Response
 
 pytestmark = pytest.mark.e2e
 

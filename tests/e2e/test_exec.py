@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import DEFAULT_CAPS, wait_for
 from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined, open_fds
+from tests.helpers import Daemon
 
 Name = Callable[[str], str]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, import_busybox
 from tests.e2e.helpers import inspect, status, wait_for
 from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined, open_fds
+from tests.helpers import Daemon, import_busybox
 
 Name = Callable[[str], str]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import fmt, inspect
+from tests.helpers import Daemon, import_busybox
 
 pytestmark = pytest.mark.e2e
 
@@ -121,8 +121,6 @@ def test_stats(d: Daemon, uname) -> None:
 def test_cgroup_parent_is_the_daemons_and_removed_when_it_stops(new_daemon, busybox_rootfs: Path) -> None:
     """Containers' cgroups sit under --cgroup-parent; a stopping daemon leaves no empty parent
     behind (CI runs the suite inside its own cgroup, where a leftover would be a leak)."""
-    from tests.conftest import import_busybox
-
     dm = new_daemon(extra_args=["--cgroup-parent", "pydockerd-cgparent-test"])
     import_busybox(dm, busybox_rootfs)
     cid = dm.docker("run", "-d", "--memory", "32m", "busybox", "sleep", "300").stdout.strip()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import inspect, wait_for
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 

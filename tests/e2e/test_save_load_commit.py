@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import image_inspect
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 

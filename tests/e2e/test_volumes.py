@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import HEX64, RFC3339, fmt, inspect, nothing_created
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from storage.registry import Credentials, RegistryClient
-from tests.e2e.helpers import image_inspect, wait_for
+from tests.e2e.helpers import image_inspect, tar_bytes, wait_for
 from tests.e2e.registry_fixture import FakeRegistry, docker_registry, sha
 from tests.helpers import Daemon, tmp_base
 
@@ -45,13 +45,7 @@ def fake() -> Iterator[FakeRegistry]:
 
 def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
     """(gzip blob, diff id) of a tar with `files`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
+    raw = tar_bytes(files)
     return gzip.compress(raw, mtime=0), sha(raw)
 
 

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
 import subprocess
+import tarfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from tests import leakcheck
-from tests.conftest import Daemon
+from tests.helpers import Daemon
 
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 HEX12 = re.compile(r"^[0-9a-f]{12}$")
@@ -132,3 +134,20 @@ def assert_clear_refusal(rc: int, out: str, any_of: tuple[str, ...]) -> None:
     lines = [ln for ln in out.splitlines() if ln.strip()]
     assert 1 <= len(lines) <= 3, f"expected one clear line, got {len(lines)}:\n{out}"
     assert any(k.lower() in out.lower() for k in any_of), f"none of {any_of} in:\n{out}"
+
+
+def tar_bytes(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -> bytes:
+    """An uncompressed tar of regular files, then symlinks (name -> target), with tarfile's
+    default headers: the layers and image archives tests hand-craft."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        for name, data in files.items():
+            ti = tarfile.TarInfo(name)
+            ti.size = len(data)
+            tf.addfile(ti, io.BytesIO(data))
+        for name, target in (symlinks or {}).items():
+            ti = tarfile.TarInfo(name)
+            ti.type = tarfile.SYMTYPE
+            ti.linkname = target
+            tf.addfile(ti)
+    return buf.getvalue()

@@ -15,7 +15,8 @@ import subprocess
 import time
 from typing import Any
 
-from tests.conftest import Daemon
+from tests.e2e.helpers import wait_for
+from tests.helpers import Daemon
 
 TIOCSWINSZ = 0x5414
 
@@ -40,6 +41,27 @@ class PtyCli:
         """What a terminal emulator does: new size, then SIGWINCH (the CLI then calls /resize)."""
         self.set_size(rows, cols)
         self.proc.send_signal(signal.SIGWINCH)
+
+    def wait_for_shell_size(self, rows: int, cols: int, what: str) -> None:
+        """After resize(): polls `stty size` in the shell at the other end until it reports
+        rows x cols. The size travels asynchronously (SIGWINCH, the CLI's /resize call), and
+        the CLI reads the window size once before it starts listening for SIGWINCH: a signal
+        in between is lost in the CLI, not in the daemon. So each look that still sees the
+        old size signals the CLI again, as a terminal does on every change."""
+        sizes: list[bytes] = []
+        want = f"{rows} {cols}".encode()
+
+        def seen() -> bool:
+            self.send("stty size\n")
+            sizes.append(self.expect(r"\d+ \d+\r\n", 5).group().strip())
+            if sizes[-1] != want:
+                self.proc.send_signal(signal.SIGWINCH)
+            return sizes[-1] == want
+
+        try:
+            wait_for(seen, timeout=10, what=what)
+        except AssertionError as e:
+            raise AssertionError(f"{e}; sizes seen: {sizes}") from None
 
     def send(self, data: str | bytes) -> None:
         os.write(self.master, data.encode() if isinstance(data, str) else data)

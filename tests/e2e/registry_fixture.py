@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_tcp_port
+from tests.helpers import free_tcp_port
 
 
 @contextmanager

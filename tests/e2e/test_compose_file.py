@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tomllib
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.conftest import REPO
+from tests.helpers import REPO
 
 pytestmark = pytest.mark.e2e
 
@@ -62,7 +63,16 @@ def test_compose_runs_pydockerd_privileged(config: dict[str, Any]) -> None:
     entry = svc.get("entrypoint") or []
     entry = entry.split() if isinstance(entry, str) else entry
     argv = [*entry, *cmd]
-    assert any("pydockerd" in a for a in argv) or "pydockerd" in (REPO / "Dockerfile").read_text()
+    # The container runs ENTRYPOINT + CMD: compose's `entrypoint` replaces the image's
+    # ENTRYPOINT and `command` its CMD. The image sets no ENTRYPOINT, so without one in the
+    # compose file the first word of `command` is the program, and it must be pydockerd's
+    # console script.
+    image_entry = [ln for ln in (REPO / "Dockerfile").read_text().splitlines()
+                   if ln.split()[:1] == ["ENTRYPOINT"]]
+    assert entry or not image_entry, f"the image's {image_entry} would run before `command`"
+    assert argv and argv[0] == "pydockerd", argv
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts.get("pydockerd") == "daemon.main:main", scripts
     hosts = [argv[i + 1] for i, a in enumerate(argv) if a in ("-H", "--host")]
     assert any(h.startswith("unix://") for h in hosts), hosts
     tcp = [h for h in hosts if h.startswith("tcp://")]

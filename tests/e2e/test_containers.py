@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import (
     DEFAULT_CAPS,
     HEX12,
@@ -27,6 +26,7 @@ from tests.e2e.helpers import (
     status,
     wait_for,
 )
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 

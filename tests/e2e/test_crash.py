@@ -7,13 +7,12 @@ import time
 import pytest
 
 from tests.e2e.helpers import container_mounts, fmt, wait_for
+from tests.helpers import import_busybox
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sigkill_then_restart_reconciles(new_daemon, busybox_rootfs) -> None:
-    from tests.conftest import import_busybox
-
     dm = new_daemon()
     import_busybox(dm, busybox_rootfs)
     dm.docker("run", "-d", "--name", "live", "busybox", "sh", "-c", "while :; do echo tick; sleep 0.2; done")

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from storage.registry import Credentials, RegistryClient
-from tests.conftest import Daemon, _tmp_base
-from tests.e2e.helpers import image_inspect, wait_for
+from tests.e2e.helpers import image_inspect, tar_bytes, wait_for
 from tests.e2e.registry_fixture import FakeRegistry, docker_registry, sha
+from tests.helpers import Daemon, tmp_base
 
 pytestmark = pytest.mark.e2e
 DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
@@ -26,13 +26,13 @@ DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64}) size: \d+")
 
 @pytest.fixture(scope="module")
 def registry() -> Iterator[str]:
-    with docker_registry(_tmp_base() / "registry-open") as addr:
+    with docker_registry(tmp_base() / "registry-open") as addr:
         yield addr
 
 
 @pytest.fixture(scope="module")
 def auth_registry() -> Iterator[str]:
-    with docker_registry(_tmp_base() / "registry-auth", htpasswd=("alice", "s3cret")) as addr:
+    with docker_registry(tmp_base() / "registry-auth", htpasswd=("alice", "s3cret")) as addr:
         yield addr
 
 
@@ -45,13 +45,7 @@ def fake() -> Iterator[FakeRegistry]:
 
 def _layer(files: dict[str, bytes]) -> tuple[bytes, str]:
     """(gzip blob, diff id) of a tar with `files`."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    raw = buf.getvalue()
+    raw = tar_bytes(files)
     return gzip.compress(raw, mtime=0), sha(raw)
 
 
@@ -347,7 +341,7 @@ def test_insecure_registry_flag(d: Daemon, new_daemon: Callable[..., Daemon], un
     host = _non_loopback_ipv4()
     if host is None:
         pytest.skip("no non-loopback IPv4 address on this host")
-    with docker_registry(_tmp_base() / "registry-insecure", host=host) as addr:
+    with docker_registry(tmp_base() / "registry-insecure", host=host) as addr:
         repo = f"{addr}/i/{uname('bb')}"
         d.docker("tag", _commit_layers(d, uname, 1), repo)
         r = d.docker("push", repo, check=False)

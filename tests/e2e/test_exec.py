@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import DEFAULT_CAPS, wait_for
 from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined, open_fds
+from tests.helpers import Daemon
 
 Name = Callable[[str], str]
 
@@ -77,14 +77,7 @@ def test_exec_it_pty(d: Daemon, ctr: str) -> None:
         cli.send("tty; stty size; echo $TERM\n")
         cli.expect(r"/dev/pts/\d+\r\n30 100\r\nxterm\r\n")
         cli.resize(33, 77)
-        sizes: list[bytes] = []
-
-        def size_seen() -> bool:
-            cli.send("stty size\n")
-            sizes.append(cli.expect(r"\d+ \d+\r\n", 5).group().strip())
-            return sizes[-1] == b"33 77"
-
-        wait_for(size_seen, timeout=10, what=f"the exec's new window size ({sizes})")
+        cli.wait_for_shell_size(33, 77, "the exec's new window size")
         cli.send("exit 4\n")
         assert cli.wait() == 4
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests import leakcheck
-from tests.conftest import Daemon, build_busybox_rootfs
+from tests.helpers import Daemon, build_busybox_rootfs
 
 pytestmark = pytest.mark.e2e
 

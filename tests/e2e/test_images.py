@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, import_busybox
 from tests.e2e.helpers import HEX12, HEX64, RFC3339, image_inspect
+from tests.helpers import Daemon, import_busybox
 
 pytestmark = pytest.mark.e2e
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, import_busybox
 from tests.e2e.helpers import inspect, status, wait_for
 from tests.e2e.interactive_util import Hijacked, PtyCli, demux, joined, open_fds
+from tests.helpers import Daemon, import_busybox
 
 Name = Callable[[str], str]
 
@@ -42,14 +42,7 @@ def test_run_it_pty_resize_ctrl_c_exit_code(d: Daemon, uname: Name) -> None:
         cli.expect(r"/dev/pts/0\r\n30 100\r\n")
         # A window resize reaches the container through /containers/{id}/resize.
         cli.resize(41, 123)
-        sizes: list[bytes] = []
-
-        def size_seen() -> bool:
-            cli.send("stty size\n")
-            sizes.append(cli.expect(r"\d+ \d+\r\n", 5).group().strip())
-            return sizes[-1] == b"41 123"
-
-        wait_for(size_seen, timeout=10, what=f"the new window size inside the container ({sizes})")
+        cli.wait_for_shell_size(41, 123, "the new window size inside the container")
         # Line editing happens in the container's line discipline: DEL erases the X.
         cli.send("echo abX\x7fc\n")
         cli.expect(r"\r\nabc\r\n")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon, allocate_subnet, import_busybox
 from tests.e2e.helpers import inspect, nothing_created, wait_for
+from tests.helpers import Daemon, allocate_subnet, import_busybox
 
 pytestmark = pytest.mark.e2e
 

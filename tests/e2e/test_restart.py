@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Daemon, import_busybox, new_daemon_obj
 from tests.e2e.helpers import fmt, inspect, pid_alive, status, wait_for
+from tests.helpers import Daemon, import_busybox, new_daemon_obj
 
 pytestmark = pytest.mark.e2e
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import inspect, wait_for
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -99,6 +99,20 @@ def test_oom_score_adj(d: Daemon, uname) -> None:
     assert code == 400 and "Invalid value 2000, range for oom score adj is [-1000, 1000]" in text
 
 
+def _children(ppid: int, cmdline: bytes) -> list[int]:
+    """Pids whose parent is `ppid` and whose /proc cmdline starts with `cmdline`."""
+    found = []
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{p}/stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[1]) == ppid and \
+                    Path(f"/proc/{p}/cmdline").read_bytes().startswith(cmdline):
+                found.append(int(p))
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+    return found
+
+
 def test_pid_and_ipc_host(d: Daemon, uname) -> None:
     host_pidns = os.readlink("/proc/self/ns/pid")
     host_ipcns = os.readlink("/proc/self/ns/ipc")
@@ -111,11 +125,16 @@ def test_pid_and_ipc_host(d: Daemon, uname) -> None:
     name = uname("pidhost")
     d.docker("run", "-d", "--name", name, "--pid", "host", "busybox", "sh", "-c", "sleep 300 & sleep 301")
     pid = inspect(d, name)["State"]["Pid"]
+    assert pid > 0 and Path(f"/proc/{pid}").exists(), pid
+    # The background sleep by its parent, not by its name: other sessions on the host run
+    # `sleep 300` too.
+    bg = wait_for(lambda: _children(pid, b"sleep\x00300"), what="the container's background sleep")
     d.docker("stop", "-t", "1", name)
-    wait_for(lambda: not any(Path(f"/proc/{p}/cmdline").exists() and b"sleep\x00300" in
-                             Path(f"/proc/{p}/cmdline").read_bytes() for p in os.listdir("/proc") if p.isdigit()),
+    wait_for(lambda: not any(Path(f"/proc/{p}").exists() for p in bg),
              what="the container's background sleep to die")
-    assert not Path(f"/proc/{pid}").exists() or pid == 0
+    assert not Path(f"/proc/{pid}").exists(), f"the container's main process {pid} outlived stop"
+    # dockerd's State.SetStopped zeroes the pid of a stopped container.
+    assert inspect(d, name)["State"]["Pid"] == 0
     d.docker("rm", name)
     code, text = _create(d, uname("pm"), {"IpcMode": "bogus"})
     assert code == 400 and "Invalid IPC mode: bogus" in text

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
-from tests.e2e.helpers import image_inspect
+from tests.e2e.helpers import image_inspect, tar_bytes
+from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 
@@ -129,31 +129,16 @@ def test_load_oci_layout_and_legacy_layout(d: Daemon, uname: Callable[[str], str
     cfg_path = "blobs/sha256/" + manifest["config"]["digest"][7:]
     oci = {"oci-layout": files["oci-layout"], "index.json": json.dumps(index).encode(),
            "blobs/sha256/" + mdigest[7:]: mraw, "blobs/sha256/" + gz_digest[7:]: gz, cfg_path: files[cfg_path]}
-    r = d.docker("load", input=_make_tar(oci))  # type: ignore[arg-type]
+    r = d.docker("load", input=tar_bytes(oci))  # type: ignore[arg-type]
     assert f"Loaded image: {name}" in r.stdout, r.stdout
     assert image_inspect(d, name)["Id"] == image_inspect(d, "busybox:latest")["Id"]
     # dockerd 20.10's layout: <id>/layer.tar, <config>.json, manifest.json.
     legacy = {"abc/layer.tar": layer, "abc/VERSION": b"1.0", "cfg.json": files[cfg_path],
               "manifest.json": json.dumps([{"Config": "cfg.json", "RepoTags": [f"{uname('old')}:1"],
                                             "Layers": ["abc/layer.tar"]}]).encode()}
-    r = d.docker("load", input=_make_tar(legacy))  # type: ignore[arg-type]
+    r = d.docker("load", input=tar_bytes(legacy))  # type: ignore[arg-type]
     assert f"Loaded image: {uname('old')}:1" in r.stdout
     d.docker("rmi", name, f"{uname('old')}:1")
-
-
-def _make_tar(files: dict[str, bytes], links: dict[str, str] | None = None) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-        for name, target in (links or {}).items():
-            ti = tarfile.TarInfo(name)
-            ti.type = tarfile.SYMTYPE
-            ti.linkname = target
-            tf.addfile(ti)
-    return buf.getvalue()
 
 
 def _state(d: Daemon) -> tuple[set[str], set[str]]:
@@ -177,24 +162,24 @@ def test_load_refuses_bad_archives(d: Daemon, busybox_rootfs: Path) -> None:
         ({"manifest.json": b"{not json"}, None, "not valid JSON"),
     ]
     for files, links, msg in hostile:
-        r = d.docker("load", input=_make_tar(files, links), check=False)  # type: ignore[arg-type]
+        r = d.docker("load", input=tar_bytes(files, links), check=False)  # type: ignore[arg-type]
         assert r.returncode == 1 and msg in r.stderr, (files.keys(), r.stderr)
     # a layer whose content is not what the config says
-    good = _make_tar({"f": b"data"})
-    r = d.docker("load", input=_make_tar({"c.json": cfg, "l.tar": good, "manifest.json": json.dumps(
+    good = tar_bytes({"f": b"data"})
+    r = d.docker("load", input=tar_bytes({"c.json": cfg, "l.tar": good, "manifest.json": json.dumps(
         [{"Config": "c.json", "RepoTags": ["x:y"], "Layers": ["l.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
     assert r.returncode == 1 and "mismatch" in r.stderr
     # two layers, the second one wrong: the first one, already unpacked, goes again
-    first = _make_tar({"first-layer-only-here": b"1"})
+    first = tar_bytes({"first-layer-only-here": b"1"})
     cfg2 = json.dumps({"rootfs": {"type": "layers", "diff_ids": [
         "sha256:" + hashlib.sha256(first).hexdigest(), "sha256:" + "2" * 64]}}).encode()
-    r = d.docker("load", input=_make_tar({"c.json": cfg2, "1.tar": first, "2.tar": good, "manifest.json": json.dumps(
+    r = d.docker("load", input=tar_bytes({"c.json": cfg2, "1.tar": first, "2.tar": good, "manifest.json": json.dumps(
         [{"Config": "c.json", "Layers": ["1.tar", "2.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
     assert r.returncode == 1 and "mismatch" in r.stderr
     # a name that is no reference: refused (as dockerd), and nothing of the image stays
-    ok_layer = _make_tar({"only-in-badname-layer": b"x"})
+    ok_layer = tar_bytes({"only-in-badname-layer": b"x"})
     cfg3 = json.dumps({"rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(ok_layer).hexdigest()]}})
-    r = d.docker("load", input=_make_tar({"c.json": cfg3.encode(), "l.tar": ok_layer, "manifest.json": json.dumps(
+    r = d.docker("load", input=tar_bytes({"c.json": cfg3.encode(), "l.tar": ok_layer, "manifest.json": json.dumps(
         [{"Config": "c.json", "RepoTags": ["Bad Name:x"], "Layers": ["l.tar"]}]).encode()}), check=False)  # type: ignore[arg-type]
     assert r.returncode == 1 and "invalid reference format" in r.stderr, r.stderr
     assert _state(d) == before

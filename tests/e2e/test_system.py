@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, Daemon, free_tcp_port, import_busybox
 from tests.e2e.helpers import assert_clear_refusal, run_refusal
+from tests.helpers import REPO, Daemon, free_tcp_port, import_busybox
 
 pytestmark = pytest.mark.e2e
 

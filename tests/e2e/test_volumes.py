@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Daemon
 from tests.e2e.helpers import HEX64, RFC3339, fmt, inspect, nothing_created
+from tests.helpers import Daemon, allocate_subnet
 
 pytestmark = pytest.mark.e2e
 
@@ -107,6 +107,52 @@ def test_volume_bad_input(v: Daemon) -> None:
     assert not ({"ok-name-x", "ok-name-y"} & _volume_names(v))
     r = v.api("GET", "/volumes?filters=" + urllib.parse.quote(json.dumps({"nope": {"x": True}})))
     assert r.status == 400
+
+
+def test_prune_label_and_not_label_filters(v: Daemon, uname: Callable[[str], str]) -> None:
+    """`label` and `label!` on volume, network and container prune, as dockerd's MatchKVList:
+    an object is kept out of the prune only when EVERY `label!` condition holds; `k` means
+    the key is present, `k=v` and `k=` an exact value. The `label=<this test>` condition
+    keeps each prune to this test's objects on the shared daemon."""
+    mine = uname("lbl")
+    only_mine = f"label={mine}"
+
+    def labels(*kv: str) -> list[str]:
+        return [arg for x in (mine, *kv) for arg in ("--label", x)]
+
+    # volumes: two conditions, one of which holds, do not protect; both holding do
+    a_only, a_and_b = uname("v-a"), uname("v-ab")
+    v.docker("volume", "create", *labels("a=1"), a_only)
+    v.docker("volume", "create", *labels("a=1", "b=2"), a_and_b)
+    out = v.docker("volume", "prune", "-f", "--all", "--filter", only_mine,
+                   "--filter", "label!=a", "--filter", "label!=b").stdout
+    names = _volume_names(v)
+    assert a_only not in names and a_and_b in names, out
+    # `a=` is the exact empty value, not "any value of a"
+    a_one, a_empty = uname("v-a1"), uname("v-a0")
+    v.docker("volume", "create", *labels("a=1"), a_one)
+    v.docker("volume", "create", *labels("a="), a_empty)
+    out = v.docker("volume", "prune", "-f", "--all", "--filter", only_mine, "--filter", "label!=a=").stdout
+    names = _volume_names(v)
+    assert a_one not in names and a_empty in names and a_and_b not in names, out
+
+    # networks: `k=v` is an exact value
+    net_1, net_2 = uname("n-a1"), uname("n-a2")
+    try:
+        for net, value in ((net_1, "a=1"), (net_2, "a=2")):
+            v.docker("network", "create", "--subnet", str(allocate_subnet()), *labels(value), net)
+        out = v.docker("network", "prune", "-f", "--filter", only_mine, "--filter", "label!=a=1").stdout
+        nets = set(v.docker("network", "ls", "--format", "{{.Name}}").stdout.split())
+        assert net_1 in nets and net_2 not in nets, out
+    finally:
+        v.docker("network", "rm", net_1, net_2, check=False)
+
+    # containers: `k` is the key with any value
+    with_a = v.docker("create", *labels("a=x"), "busybox", "true").stdout.strip()
+    without = v.docker("create", *labels(), "busybox", "true").stdout.strip()
+    out = v.docker("container", "prune", "-f", "--filter", only_mine, "--filter", "label!=a").stdout
+    left = set(v.docker("ps", "-aq", "--no-trunc").stdout.split())
+    assert with_a in left and without not in left, out
 
 
 def test_volume_rm_in_use_and_prune(v: Daemon, uname: Callable[[str], str]) -> None:

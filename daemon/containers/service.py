@@ -135,16 +135,7 @@ class ContainerService:
             raise NotFound(f"No such image: {shown}")
         config, host_config = container_config.merge(body, img.config.get("config") or {})
         net = host_config["NetworkMode"]
-        if self.networks is None and net not in ("default", "bridge", "none", "host") \
-                and not net.startswith("container:"):
-            raise NotFound(f"network {net} not found")
-        warnings: list[str] = []
-        if self.networks is not None:
-            warnings = self.networks.check_mode(body, host_config)
-        elif net.startswith("container:"):
-            self.get(net.split(":", 1)[1])
-            if config.get("Hostname"):
-                raise InvalidParameter("conflicting options: hostname and the network mode")
+        warnings = self.networks.check_mode(body, host_config)
         container_config.capabilities(host_config)  # validates cap names now, not at start
         mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
         cid = self.registry.new_id()
@@ -160,9 +151,7 @@ class ContainerService:
         entry = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
         c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
                       host_config=host_config, image_id=img.id, driver=self.driver.name)
-        c.networks = _network_entries(c.network_mode)
-        if self.networks is not None:
-            c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
+        c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
         self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
         p = paths(self.data_root, cid)
@@ -216,15 +205,14 @@ class ContainerService:
             # removal), and an AutoRemove container removed.
             await self._start_failed(c, e.message, 128, None)
             raise
-        if self.networks is not None:
-            try:
-                netns_path, link_env = await self.networks.setup(c)
-            except DaemonError as e:
-                await self._start_failed(c, e.message, 128, None)
-                raise
-            if netns_path:
-                spec["network"] = netns_path
-            spec["env"] = spec["env"] + link_env
+        try:
+            netns_path, link_env = await self.networks.setup(c)
+        except DaemonError as e:
+            await self._start_failed(c, e.message, 128, None)
+            raise
+        if netns_path:
+            spec["network"] = netns_path
+        spec["env"] = spec["env"] + link_env
         bundle = self._bundle(c)
         monitor = None
         try:
@@ -251,8 +239,6 @@ class ContainerService:
         c.monitor = monitor
         c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                        Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
-        if c.state["FinishedAt"] != ZERO_TIME and c.restart_count == 0:
-            pass
         await self._persist(c)
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
@@ -332,16 +318,12 @@ class ContainerService:
         """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
         /etc/resolv.conf of a container with its own network or the host's."""
         hosts.write_hostname(p["hostname"], c.config["Hostname"])
-        nets = self.networks
-        if nets is not None:
-            extra = nets.extra_hosts(c)
-        else:
-            extra = [(n, a) for n, _, a in (item.partition(":") for item in c.host_config.get("ExtraHosts") or [])]
+        extra = self.networks.extra_hosts(c)
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra,
                           host_network=host_net)
         hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
                                 search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"),
-                                ipv6=nets is not None and nets.ipv6_enabled(c))
+                                ipv6=self.networks.ipv6_enabled(c))
 
     def _name_files(self, c: Container) -> dict[str, Path]:
         """Where a container's hostname/hosts/resolv.conf live: the other container's with
@@ -368,8 +350,7 @@ class ContainerService:
         """What a container holds only while it runs: rootfs mount, volumes, network, cgroup."""
         await asyncio.to_thread(self._unmount_quietly, c)
         await asyncio.to_thread(self.volumes.release, c.mount_points)
-        if self.networks is not None:
-            await self.networks.teardown(c)
+        await self.networks.teardown(c)
         try:
             await asyncio.to_thread(self.cgroups.remove, c.id)
         except OSError as e:
@@ -740,8 +721,7 @@ class ContainerService:
             self.registry.release(new, c.id)
             raise
         self.registry.release(old, c.id)
-        if self.networks is not None:
-            await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
+        await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
         self.events.publish("container", "rename", c.id, c.event_attrs(oldName=old))
 
     async def top(self, ref: str, ps_args: str) -> dict:
@@ -815,7 +795,7 @@ class ContainerService:
             "GraphDriver": self._graph_driver(c),
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
             "Config": c.config,
-            "NetworkSettings": self._network_settings(c),
+            "NetworkSettings": self.networks.settings(c),
         }
         return data
 
@@ -836,19 +816,6 @@ class ContainerService:
             return {"Name": "vfs", "Data": None}
         return {"Name": c.driver, "Data": {"LowerDir": lowers, "MergedDir": str(base / "merged"),
                                            "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
-
-    def _network_settings(self, c: Container) -> dict:
-        if self.networks is not None:
-            return self.networks.settings(c)
-        sandbox = f"/proc/{c.state['Pid']}/ns/net" if c.running and c.network_mode != "host" else ""
-        return {
-            "Bridge": "", "SandboxID": c.id if c.running else "", "HairpinMode": False,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-            "SandboxKey": sandbox, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": c.networks,
-        }
 
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
              since_ref: str = "") -> list[dict]:
@@ -915,13 +882,12 @@ class ContainerService:
             "ImageID": c.image_id,
             "Command": c.command_text,
             "Created": int(parse_timestamp(c.created)),
-            "Ports": self.networks.summary_ports(c) if self.networks is not None else [],
+            "Ports": self.networks.summary_ports(c),
             "Labels": c.labels,
             "State": "removing" if c.removing else c.state["Status"],
             "Status": c.status_text(),
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": self.networks.public_networks(c) if self.networks is not None
-                                else c.networks},
+            "NetworkSettings": {"Networks": self.networks.public_networks(c)},
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
         }
         return row
@@ -959,14 +925,6 @@ def make_init_layer(root: Path) -> None:
 
 def _anonymous_volumes(c: Container) -> list[str]:
     return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
-
-
-def _network_entries(mode: str) -> dict:
-    if mode.startswith("container:"):
-        return {}
-    return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
-                   "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}}
 
 
 def _pids_in_pidns(init_pid: int) -> set[int]:

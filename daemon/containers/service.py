@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.containers import container_config, runtime_options
+from daemon.containers import spec as spec_mod
 from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
@@ -33,7 +34,7 @@ from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
 from network import hosts, ports
-from runtime.cgroups import Cgroups, Resources
+from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
@@ -199,24 +200,18 @@ class ContainerService:
 
     async def _start_locked(self, c: Container) -> None:
         try:
-            spec = await asyncio.to_thread(self._prepare, c)
+            prepared = await asyncio.to_thread(self._prepare, c)
+            netns_path, link_env = await self.networks.setup(c)
+            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path)
         except DaemonError as e:
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
             # removal), and an AutoRemove container removed.
             await self._start_failed(c, e.message, 128, None)
             raise
-        try:
-            netns_path, link_env = await self.networks.setup(c)
-        except DaemonError as e:
-            await self._start_failed(c, e.message, 128, None)
-            raise
-        if netns_path:
-            spec["network"] = netns_path
-        spec["env"] = spec["env"] + link_env
         bundle = self._bundle(c)
         monitor = None
         try:
-            await asyncio.to_thread(self.cgroups.create, c.id, Resources.from_host_config(c.host_config))
+            await asyncio.to_thread(self.cgroups.create, c.id, spec_mod.resources(c.host_config))
             monitor = await Monitor.spawn(bundle, spec)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
@@ -243,76 +238,35 @@ class ContainerService:
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
 
-    def _prepare(self, c: Container) -> dict:
-        """Blocking part of start: mounts the rootfs, writes the hosts files, builds the spec."""
+    def _prepare(self, c: Container) -> spec_mod.Prepared:
+        """Blocking part of start: mounts the rootfs and the volumes, writes the name files."""
         p = paths(self.data_root, c.id)
         rootfs = self.driver.mount(c.id, self._lowers(c))
-        mode = c.network_mode
-        host_net = mode == "host"
-        network: str = "new"
         files = p
+        mode = c.network_mode
         if mode.startswith("container:"):
             other = self.get(mode.split(":", 1)[1])
             if not other.running:
                 raise DaemonError(f"cannot join network of a non running container: {other.id}")
-            network = f"/proc/{other.state['Pid']}/ns/net"
             # dockerd: the joiner is the other container as far as names go, its hostname and
             # its hosts/resolv.conf files (kept up to date for both).
             c.config["Hostname"] = other.config["Hostname"]
             c.config["Domainname"] = other.config.get("Domainname", "")
             files = paths(self.data_root, other.id)
-        hostname = c.config["Hostname"]
-        if files is p:
-            self._write_name_files(c, p, host_net)
-        if host_net:
-            network = "host"
-        env = list(c.config.get("Env") or [])
-        if not any(e.startswith("HOSTNAME=") for e in env):
-            env.insert(1, f"HOSTNAME={hostname}")
-        if c.tty and not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
-        hc = c.host_config
-        ro = bool(hc.get("ReadonlyRootfs"))  # dockerd: the name files follow --read-only
-        spec = {
-            "id": c.id,
-            "rootfs": str(rootfs),
-            "args": [c.path, *c.args],
-            "env": env,
-            "cwd": c.config.get("WorkingDir") or "/",
-            "user": c.config.get("User") or "",
-            "hostname": hostname,
-            "domainname": c.config.get("Domainname", ""),
-            "tty": c.tty,
-            "open_stdin": bool(c.config.get("OpenStdin")),
-            "stdin_once": bool(c.config.get("StdinOnce")),
-            "network": network,
-            "mounts": [
-                {"type": "bind", "source": str(files["resolv"]), "destination": "/etc/resolv.conf", "readonly": ro},
-                {"type": "bind", "source": str(files["hostname"]), "destination": "/etc/hostname", "readonly": ro},
-                {"type": "bind", "source": str(files["hosts"]), "destination": "/etc/hosts", "readonly": ro},
-            ],
-            "capabilities": container_config.capabilities(hc),
-            "privileged": bool(hc.get("Privileged")),
-            "masked_paths": hc.get("MaskedPaths") or [],
-            "readonly_paths": hc.get("ReadonlyPaths") or [],
-            "log_path": str(p["log"]),
-            "init": self.init_path if hc.get("Init") else None,
-            "shm_size": hc.get("ShmSize") or 64 * 1024 * 1024,
-        }
+        else:
+            self._write_name_files(c, p, mode == "host")
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.
-            spec.update(runtime_options.spec_fields(hc, self.get))
-            user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(hc, c.mount_points)
+            namespaces = spec_mod.namespaces(c, self.get)
+            user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(
+                c.host_config, c.mount_points)
         except BaseException:
             self.volumes.release(c.mount_points)
             self._unmount_quietly(c)
             raise
-        taken = {m["destination"] for m in user_mounts}  # a user mount on /etc/hosts replaces ours
-        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in taken] + mounts.depth_order(user_mounts)
-        if hc.get("Init") and not self.init_path:
-            raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
-        return spec
+        return spec_mod.Prepared(rootfs=rootfs, name_files=files, log_path=p["log"], user_mounts=user_mounts,
+                                 namespaces=namespaces)
 
     def _write_name_files(self, c: Container, p: dict[str, Path], host_net: bool) -> None:
         """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and

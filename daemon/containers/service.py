@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon.containers import container_config, runtime_options
+from daemon.containers import container_config, restart, runtime_options
 from daemon.containers import spec as spec_mod
 from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
@@ -34,6 +34,7 @@ from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
 from network import hosts, ports
+from runtime import procfs
 from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
@@ -100,24 +101,13 @@ class ContainerService:
                     exit_code=255, finished_at=now_rfc3339(), oom_killed=False,
                     error="container monitor disappeared while the daemon was down")
                 await self._on_exit(c, status, restart_allowed=True)
-            elif self._should_restart_on_boot(c):
+            elif restart.should_restart(c.host_config["RestartPolicy"], exit_code=c.state["ExitCode"],
+                                        restart_count=c.restart_count, manually_stopped=c.manually_stopped,
+                                        on_boot=True):
                 c.manually_stopped = False
                 c.restart_task = asyncio.create_task(self._restart_after(c, 0))
             elif c.host_config.get("AutoRemove") and c.state["FinishedAt"] != ZERO_TIME:
                 asyncio.create_task(self._auto_remove(c))
-
-    def _should_restart_on_boot(self, c: Container) -> bool:
-        """dockerd's restore: `always` comes back even after a manual stop, `unless-stopped`
-        only if it was not stopped by hand, `on-failure` after a non-zero exit."""
-        rp = c.host_config["RestartPolicy"]
-        name = rp["Name"]
-        if name == "always":
-            return True
-        if name == "unless-stopped":
-            return not c.manually_stopped
-        if name == "on-failure" and c.state["ExitCode"] != 0:
-            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
-        return False
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> dict:
@@ -337,31 +327,23 @@ class ContainerService:
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
         await self._release(c)
-        restart = restart_allowed and not self.shutting_down and self._should_restart(c)
-        if restart:
+        again = restart_allowed and not self.shutting_down and self._should_restart(c)
+        if again:
             c.state.update(Status="restarting", Restarting=True)
         await self._persist(c)
         await asyncio.to_thread(shutil.rmtree, self._bundle(c), True)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
         self._wake(c.exit_waiters, status.exit_code, None)
-        if restart:
-            started = parse_timestamp(c.state["StartedAt"])
-            ran = parse_timestamp(c.state["FinishedAt"]) - started
-            delay = 0.1 * (2 ** min(c.restart_count, 10)) if ran < 10 else 0.1
-            c.restart_task = asyncio.create_task(self._restart_after(c, min(delay, 60.0)))
+        if again:
+            ran = parse_timestamp(c.state["FinishedAt"]) - parse_timestamp(c.state["StartedAt"])
+            c.restart_task = asyncio.create_task(self._restart_after(c, restart.delay(c.restart_count, ran)))
         elif c.host_config.get("AutoRemove") and not self.shutting_down:
             await self._auto_remove(c)
 
     def _should_restart(self, c: Container) -> bool:
-        if c.manually_stopped or c.removing:
-            return False
-        rp = c.host_config["RestartPolicy"]
-        name = rp["Name"]
-        if name in ("always", "unless-stopped"):
-            return True
-        if name == "on-failure" and c.state["ExitCode"] != 0:
-            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
-        return False
+        return restart.should_restart(c.host_config["RestartPolicy"], exit_code=c.state["ExitCode"],
+                                      restart_count=c.restart_count,
+                                      manually_stopped=c.manually_stopped or c.removing, on_boot=False)
 
     async def _restart_after(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -686,7 +668,7 @@ class ContainerService:
             # No pid namespace of its own to tell its processes by: its cgroup has them.
             pids = await asyncio.to_thread(self.cgroups.pids, c.id)
         else:
-            pids = await asyncio.to_thread(_pids_in_pidns, c.state["Pid"])
+            pids = set(await asyncio.to_thread(procfs.pid_namespace_members, c.state["Pid"]))
         args = (ps_args or "-ef").split()
         proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
                                                     stderr=asyncio.subprocess.PIPE)
@@ -879,22 +861,3 @@ def make_init_layer(root: Path) -> None:
 
 def _anonymous_volumes(c: Container) -> list[str]:
     return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
-
-
-def _pids_in_pidns(init_pid: int) -> set[int]:
-    try:
-        target = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return set()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/pid") == target:
-                pids.add(int(entry))
-        except OSError:
-            continue
-    return pids
-
-

@@ -65,9 +65,10 @@ class Daemon:
                                            volumes=self.volumes, networks=self.networks, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups)
-        self.archive = ArchiveService(self.containers, self.volumes)
+        self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
+                                      events=self.events)
         self.execs = ExecService(self.registry, self.events, self.cgroups)
-        self.stats = StatsService(self.containers)
+        self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.

@@ -1,8 +1,11 @@
-"""The container service: create, start, stop, kill, remove, wait, attach, logs, list, prune...
+"""The container lifecycle: create (with rollback), start, stop, kill, restart, remove, wait,
+pause, rename, and what happens when a container exits (restart policy, auto-remove).
 
-Mechanisms come from `storage` (rootfs), `network` (hosts files) and `runtime` (the
-per-container monitor); this module decides what happens and in which order, keeps the
-in-memory view, and persists every change before it is acknowledged.
+This module decides what happens and in which order, and persists every change before it is
+acknowledged. Its parts live beside it: files.py (rootfs, init layer, name files), spec.py
+(the runtime spec), restart.py (the policy's decisions), attaching.py, views.py (inspect,
+ps), top.py, logs.py; the mechanisms come from storage/, network/ and runtime/ (the
+per-container monitor), networking and volumes through collaborators.py's Protocols.
 """
 
 from __future__ import annotations
@@ -18,13 +21,16 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon.containers import container_config, restart, runtime_options
+from daemon.containers import attaching, container_config, restart
 from daemon.containers import spec as spec_mod
+from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
-from daemon.containers.logs import read_log
+from daemon.containers.files import ContainerFiles
+from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.views import ContainerViews
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
 from daemon.images import reference
@@ -33,17 +39,12 @@ from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
-from network import hosts, ports
-from runtime import procfs
 from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
 
-PS_FILTERS = {"id", "name", "label", "label!", "status", "exited", "ancestor", "before", "since", "volume",
-              "network", "health", "isolation", "is-task", "publish", "expose"}
 PRUNE_FILTERS = {"label", "label!", "until"}
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 DEFAULT_STOP_TIMEOUT = 10
 
 
@@ -64,6 +65,9 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
+        self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
+                                    files=self.files)
 
     # -- look-up -----------------------------------------------------------------------------
     def find(self, ref: str) -> Container | None:
@@ -72,32 +76,18 @@ class ContainerService:
     def get(self, ref: str) -> Container:
         return self.registry.get(ref)
 
-    def _chain_ids(self, c: Container) -> list[str]:
-        img = self.images.images.get(c.image_id)
-        return img.chain_ids if img else []
-
-    def _lowers(self, c: Container) -> list[Path]:
-        """The container's init layer on top of the image's layers (overlayfs lowerdir order)."""
-        img = self.images.images.get(c.image_id)
-        image_lowers = self.images.layers.lowers(img.top_chain_id) if img and img.top_chain_id else []
-        return [paths(self.data_root, c.id)["init"], *image_lowers]
-
-    def _bundle(self, c: Container) -> Path:
-        # Short on purpose: the monitor's sockets live here and sun_path holds 108 bytes.
-        return self.exec_root / "ctr" / c.id[:12]
-
     # -- start-up ----------------------------------------------------------------------------
     async def load(self) -> None:
         """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon."""
         for c in self.registry.load():
             if c.state["Running"] or c.state["Restarting"]:
-                monitor = await Monitor.connect(self._bundle(c))
+                monitor = await Monitor.connect(self.files.bundle(c))
                 if monitor is not None:
                     c.monitor = monitor
                     c.state["Restarting"] = False
                     c.watch_task = asyncio.create_task(self._watch(c))
                     continue
-                status = read_exit_status(self._bundle(c)) or ExitStatus(
+                status = read_exit_status(self.files.bundle(c)) or ExitStatus(
                     exit_code=255, finished_at=now_rfc3339(), oom_killed=False,
                     error="container monitor disappeared while the daemon was down")
                 await self._on_exit(c, status, restart_allowed=True)
@@ -145,37 +135,23 @@ class ContainerService:
         c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
         self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
-        p = paths(self.data_root, cid)
         try:
             await self.volumes.attach(c.mount_points)
-            await asyncio.to_thread(self._create_files, c, p)
+            await asyncio.to_thread(self.files.create, c)
             await self.store.put_container(cid, cname, c.doc())
         except sqlite3.IntegrityError:
             self.registry.release(cname, cid)
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise Conflict(f'Conflict. The container name "{cname}" is already in use.') from None
         except BaseException:
             self.registry.release(cname, cid)
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise
         self.registry.add(c)
         self.events.publish("container", "create", cid, c.event_attrs())
         return {"Id": cid, "Warnings": warnings}
-
-    def _create_files(self, c: Container, p: dict[str, Path]) -> None:
-        p["dir"].mkdir(parents=True, exist_ok=False)
-        make_init_layer(p["init"])
-        self.driver.create(c.id, self._lowers(c))
-
-    def _remove_files(self, c: Container) -> None:
-        try:
-            self.driver.remove(c.id)
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(paths(self.data_root, c.id)["dir"], ignore_errors=True)
-        shutil.rmtree(self._bundle(c), ignore_errors=True)
 
     # -- start -------------------------------------------------------------------------------
     async def start(self, ref: str) -> None:
@@ -198,14 +174,14 @@ class ContainerService:
             # removal), and an AutoRemove container removed.
             await self._start_failed(c, e.message, 128, None)
             raise
-        bundle = self._bundle(c)
+        bundle = self.files.bundle(c)
         monitor = None
         try:
             await asyncio.to_thread(self.cgroups.create, c.id, spec_mod.resources(c.host_config))
             monitor = await Monitor.spawn(bundle, spec)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
-            await self._connect_pending_attaches(c, monitor)
+            await attaching.connect_pending(c, monitor)
             pid = await monitor.start()
         except StartError as e:
             await self._start_failed(c, e.message, e.exit_code, monitor)
@@ -231,7 +207,7 @@ class ContainerService:
     def _prepare(self, c: Container) -> spec_mod.Prepared:
         """Blocking part of start: mounts the rootfs and the volumes, writes the name files."""
         p = paths(self.data_root, c.id)
-        rootfs = self.driver.mount(c.id, self._lowers(c))
+        rootfs = self.files.mount(c)
         files = p
         mode = c.network_mode
         if mode.startswith("container:"):
@@ -244,7 +220,8 @@ class ContainerService:
             c.config["Domainname"] = other.config.get("Domainname", "")
             files = paths(self.data_root, other.id)
         else:
-            self._write_name_files(c, p, mode == "host")
+            self.files.write_name_files(c, self.networks.extra_hosts(c), self.networks.ipv6_enabled(c),
+                                        host_network=mode == "host")
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.
@@ -253,37 +230,16 @@ class ContainerService:
                 c.host_config, c.mount_points)
         except BaseException:
             self.volumes.release(c.mount_points)
-            self._unmount_quietly(c)
+            self.files.unmount_quietly(c)
             raise
         return spec_mod.Prepared(rootfs=rootfs, name_files=files, log_path=p["log"], user_mounts=user_mounts,
                                  namespaces=namespaces)
-
-    def _write_name_files(self, c: Container, p: dict[str, Path], host_net: bool) -> None:
-        """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
-        /etc/resolv.conf of a container with its own network or the host's."""
-        hosts.write_hostname(p["hostname"], c.config["Hostname"])
-        extra = self.networks.extra_hosts(c)
-        hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra,
-                          host_network=host_net)
-        hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
-                                search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"),
-                                ipv6=self.networks.ipv6_enabled(c))
-
-    def _name_files(self, c: Container) -> dict[str, Path]:
-        """Where a container's hostname/hosts/resolv.conf live: the other container's with
-        --net=container: once started, as dockerd shows them."""
-        mode = c.network_mode
-        if mode.startswith("container:") and c.state["StartedAt"] != ZERO_TIME:
-            other = self.find(mode.split(":", 1)[1])
-            if other is not None:
-                return paths(self.data_root, other.id)
-        return paths(self.data_root, c.id)
 
     async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
                        Pid=0, ExitCode=exit_code, Error=message)
         await self._release(c)
-        self._fail_pending_attaches(c)
+        attaching.fail_pending(c)
         await self._persist(c)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
         self._wake(c.exit_waiters, exit_code, message)
@@ -292,19 +248,13 @@ class ContainerService:
 
     async def _release(self, c: Container) -> None:
         """What a container holds only while it runs: rootfs mount, volumes, network, cgroup."""
-        await asyncio.to_thread(self._unmount_quietly, c)
+        await asyncio.to_thread(self.files.unmount_quietly, c)
         await asyncio.to_thread(self.volumes.release, c.mount_points)
         await self.networks.teardown(c)
         try:
             await asyncio.to_thread(self.cgroups.remove, c.id)
         except OSError as e:
             log.warning("removing the cgroup of %s: %s", c.id, e)
-
-    def _unmount_quietly(self, c: Container) -> None:
-        try:
-            self.driver.unmount(c.id)
-        except OSError as e:
-            log.warning("unmounting %s: %s", c.id, e)
 
     # -- exit, restart policy ----------------------------------------------------------------
     async def _watch(self, c: Container) -> None:
@@ -315,7 +265,7 @@ class ContainerService:
             raise
         except Exception as e:  # the monitor died without answering
             log.warning("lost the monitor of %s: %s", c.id, e)
-            status = read_exit_status(self._bundle(c)) or ExitStatus(
+            status = read_exit_status(self.files.bundle(c)) or ExitStatus(
                 exit_code=255, finished_at=now_rfc3339(), oom_killed=False, error=str(e))
         if c.monitor is monitor:
             await self._on_exit(c, status, restart_allowed=True)
@@ -331,7 +281,7 @@ class ContainerService:
         if again:
             c.state.update(Status="restarting", Restarting=True)
         await self._persist(c)
-        await asyncio.to_thread(shutil.rmtree, self._bundle(c), True)
+        await asyncio.to_thread(shutil.rmtree, self.files.bundle(c), True)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
         self._wake(c.exit_waiters, status.exit_code, None)
         if again:
@@ -500,7 +450,7 @@ class ContainerService:
                     await asyncio.wait_for(fut, 30)
                 except TimeoutError:
                     raise DaemonError(f"could not kill container {c.id}: it did not exit within 30s") from None
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.store.delete_container(c.id)
         except BaseException:
             c.removing = False
@@ -508,7 +458,7 @@ class ContainerService:
         self.registry.discard(c)
         if volumes:
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
-        self._fail_pending_attaches(c)
+        attaching.fail_pending(c)
         self.events.publish("container", "destroy", c.id, c.event_attrs())
         self._wake(c.removed_waiters, c.state["ExitCode"], None)
         self._wake(c.exit_waiters, c.state["ExitCode"], None)
@@ -524,7 +474,7 @@ class ContainerService:
                 continue
             if until and not all(parse_timestamp(c.created) <= u for u in until):
                 continue
-            size = await asyncio.to_thread(self._size_rw, c)
+            size = await asyncio.to_thread(self.files.size_rw, c)
             try:
                 await self.remove(c.id)
             except DaemonError:
@@ -532,12 +482,6 @@ class ContainerService:
             deleted.append(c.id)
             reclaimed += size
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
-
-    def _size_rw(self, c: Container) -> int:
-        try:
-            return self.driver.size_rw(c.id)
-        except OSError:
-            return 0
 
     # -- wait --------------------------------------------------------------------------------
     async def wait_future(self, ref: str, condition: str) -> asyncio.Future:
@@ -555,37 +499,6 @@ class ContainerService:
             c.exit_waiters.append(fut)
         return fut
 
-    # -- attach ------------------------------------------------------------------------------
-    async def attach_streams(self, c: Container, stdin: bool, stdout: bool, stderr: bool
-                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connects to the container's monitor now, or at its next start (attach comes first)."""
-        if c.running and c.monitor is not None:
-            return await c.monitor.attach(stdin, stdout, stderr)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        entry = (fut, stdin, stdout, stderr)
-        c.pending_attaches.append(entry)
-        try:
-            return await fut
-        finally:
-            if entry in c.pending_attaches:
-                c.pending_attaches.remove(entry)
-
-    async def _connect_pending_attaches(self, c: Container, monitor: Monitor) -> None:
-        for fut, stdin, stdout, stderr in list(c.pending_attaches):
-            if fut.done():
-                continue
-            try:
-                fut.set_result(await monitor.attach(stdin, stdout, stderr))
-            except Exception as e:  # noqa: BLE001 - the attach client sees its stream end
-                fut.set_exception(e)
-        c.pending_attaches.clear()
-
-    def _fail_pending_attaches(self, c: Container) -> None:
-        for fut, *_ in c.pending_attaches:
-            if not fut.done():
-                fut.set_exception(Conflict("container is not running"))
-        c.pending_attaches.clear()
-
     async def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
         container_config.validate_terminal_size(height, width)
@@ -598,23 +511,8 @@ class ContainerService:
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
              stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
         c = self.get(ref)
-        runtime_options.check_logs_readable(c.host_config)
-        if not stdout and not stderr:
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail_n: int | None = None
-        if tail not in ("", "all"):
-            try:
-                tail_n = int(tail)
-            except ValueError:
-                tail_n = -1  # as dockerd: what is not a number means all of it
-            if tail_n < 0:
-                tail_n = None
-        since_t = parse_time_filter(since) if since and since != "0" else 0.0
-        until_t = parse_time_filter(until) if until and until != "0" else None
-        it = read_log(paths(self.data_root, c.id)["log"], follow=follow, tail=tail_n, since=since_t,
-                      until=until_t, stdout=stdout, stderr=stderr,
-                      is_running=lambda: c.running or c.state["Restarting"])
-        return c, it
+        return c, container_log(c, self.files.paths(c)["log"], follow=follow, tail=tail, since=since, until=until,
+                                stdout=stdout, stderr=stderr)
 
     # -- pause / unpause (cgroup freezer) ----------------------------------------------------
     async def pause(self, ref: str) -> None:
@@ -661,178 +559,31 @@ class ContainerService:
         self.events.publish("container", "rename", c.id, c.event_attrs(oldName=old))
 
     async def top(self, ref: str, ps_args: str) -> dict:
-        c = self.get(ref)
-        if not c.running:
-            raise Conflict(f"Container {c.id} is not running")
-        if (c.host_config.get("PidMode") or "").startswith(("host", "container:")):
-            # No pid namespace of its own to tell its processes by: its cgroup has them.
-            pids = await asyncio.to_thread(self.cgroups.pids, c.id)
-        else:
-            pids = set(await asyncio.to_thread(procfs.pid_namespace_members, c.state["Pid"]))
-        args = (ps_args or "-ef").split()
-        proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise DaemonError(f"Error running top: ps {' '.join(args)}: {err.decode().strip()}")
-        lines = out.decode(errors="replace").splitlines()
-        if not lines:
-            return {"Titles": [], "Processes": []}
-        titles = lines[0].split()
-        if "PID" not in titles:
-            raise DaemonError("Couldn't find PID field in ps output")
-        pid_idx = titles.index("PID")
-        procs = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) <= pid_idx:
-                continue
-            try:
-                pid = int(fields[pid_idx])
-            except ValueError:
-                continue
-            if pid in pids:
-                procs.append(fields)
-        return {"Titles": titles, "Processes": procs}
+        return await top_mod.top(self.get(ref), self.cgroups, ps_args)
 
     async def changes(self, ref: str) -> list[dict]:
         c = self.get(ref)
-        items = await asyncio.to_thread(self.driver.changes, c.id, self._lowers(c))
+        items = await asyncio.to_thread(self.files.changes, c)
         return [{"Path": path, "Kind": kind} for path, kind in items]
 
-    # -- views -------------------------------------------------------------------------------
+    # -- views (ContainerViews) --------------------------------------------------------------
     def inspect(self, ref: str) -> dict:
-        c = self.get(ref)
-        p = paths(self.data_root, c.id)
-        names = self._name_files(c)
-        state = dict(c.state)
-        if c.removing:
-            state["Status"] = "removing"
-        data = {
-            "Id": c.id,
-            "Created": c.created,
-            "Path": c.path,
-            "Args": c.args,
-            "State": state,
-            "Image": c.image_id,
-            "ResolvConfPath": str(names["resolv"]),
-            "HostnamePath": str(names["hostname"]),
-            "HostsPath": str(names["hosts"]),
-            "LogPath": "" if (c.host_config.get("LogConfig") or {}).get("Type") == "none" else str(p["log"]),
-            "Name": c.name,
-            "RestartCount": c.restart_count,
-            "Driver": c.driver,
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": list(c.exec_ids) or None,
-            "HostConfig": c.host_config,
-            "GraphDriver": self._graph_driver(c),
-            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
-            "Config": c.config,
-            "NetworkSettings": self.networks.settings(c),
-        }
-        return data
-
-    async def add_sizes(self, docs: list[dict]) -> None:
-        """SizeRw/SizeRootFs for `ps -s` and `inspect -s`: a walk of each container's own
-        layer, so off the event loop."""
-        found = [(doc, self.registry.find(doc["Id"])) for doc in docs]
-        sizes = await asyncio.to_thread(lambda: [self._size_rw(c) if c else 0 for _, c in found])
-        for (doc, c), size in zip(found, sizes, strict=True):
-            img = self.images.images.get(c.image_id) if c else None
-            doc["SizeRw"] = size
-            doc["SizeRootFs"] = size + (img.size if img else 0)
-
-    def _graph_driver(self, c: Container) -> dict:
-        base = Path(getattr(self.driver, "root", self.data_root)) / c.id
-        lowers = ":".join(str(x) for x in self._lowers(c))
-        if c.driver == "vfs":
-            return {"Name": "vfs", "Data": None}
-        return {"Name": c.driver, "Data": {"LowerDir": lowers, "MergedDir": str(base / "merged"),
-                                           "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
+        return self.views.inspect(ref)
 
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
              since_ref: str = "") -> list[dict]:
-        f = Filters.parse(filters_raw, PS_FILTERS)
-        for st in f.get("status"):
-            if st not in STATUSES:
-                raise InvalidParameter(f"Invalid filter 'status={st}'")
-        exited = []
-        for e in f.get("exited"):
-            try:
-                exited.append(int(e))
-            except ValueError:
-                raise InvalidParameter(f"Invalid filter 'exited={e}'") from None
-        before = [self.get(r) for r in f.get("before") + ([before_ref] if before_ref else [])]
-        since = [self.get(r) for r in f.get("since") + ([since_ref] if since_ref else [])]
-        ancestors = set()
-        for a in f.get("ancestor"):
-            img = self.images.find(a)
-            if img is not None:
-                ancestors.add(img.id)
-            else:
-                ancestors.add("<none>")
-        show_all = all_ or bool(f.get("status")) or bool(exited) or limit > 0 or bool(before) or bool(since)
-        rows = sorted(self.registry, key=lambda c: c.created, reverse=True)
-        out = []
-        for c in rows:
-            status = "removing" if c.removing else ("paused" if c.state["Paused"] else c.state["Status"])
-            if not show_all and not c.running:
-                continue
-            if f.get("status") and status not in f.get("status"):
-                continue
-            if exited and (c.running or c.state["FinishedAt"] == ZERO_TIME or c.state["ExitCode"] not in exited):
-                continue
-            if f.get("id") and not any(c.id.startswith(i) for i in f.get("id")):
-                continue
-            if not f.match_regex("name", c.name.lstrip("/")) and not f.match_regex("name", c.name):
-                continue
-            if not f.match_labels(c.labels):
-                continue
-            if before and not all(c.created < b.created for b in before):
-                continue
-            if since and not all(c.created > s.created for s in since):
-                continue
-            if ancestors and c.image_id not in ancestors:
-                continue
-            if f.get("network") and not any(n in c.networks for n in f.get("network")):
-                continue
-            if f.get("publish") and not ports.filter_match(f.get("publish"), (c.host_config.get("PortBindings") or {})):
-                continue
-            if f.get("expose") and not ports.filter_match(f.get("expose"), (c.config.get("ExposedPorts") or {})):
-                continue
-            if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
-                continue
-            out.append(self._summary(c))
-            if limit > 0 and len(out) >= limit:
-                break
-        return out
+        return self.views.list(all_, limit, filters_raw, before_ref, since_ref)
 
-    def _summary(self, c: Container) -> dict:
-        row: dict[str, Any] = {
-            "Id": c.id,
-            "Names": [c.name],
-            "Image": self.images.display_name(c.image_id, c.config.get("Image", "")),
-            "ImageID": c.image_id,
-            "Command": c.command_text,
-            "Created": int(parse_timestamp(c.created)),
-            "Ports": self.networks.summary_ports(c),
-            "Labels": c.labels,
-            "State": "removing" if c.removing else c.state["Status"],
-            "Status": c.status_text(),
-            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": self.networks.public_networks(c)},
-            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
-        }
-        return row
+    async def add_sizes(self, docs: list[dict]) -> None:
+        await self.views.add_sizes(docs)
 
     def counts(self) -> dict[str, int]:
-        running = sum(1 for c in self.registry if c.running and not c.state["Paused"])
-        paused = sum(1 for c in self.registry if c.state["Paused"])
-        return {"Containers": len(self.registry), "ContainersRunning": running, "ContainersPaused": paused,
-                "ContainersStopped": len(self.registry) - running - paused}
+        return self.views.counts()
+
+    # -- attach (daemon/containers/attaching.py) ----------------------------------------------
+    def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool) -> attaching.Attachment:
+        """An attach session to `ref`; refused for a paused container."""
+        return attaching.Attachment(self.get(ref), stdin=stdin, stdout=stdout, stderr=stderr, read_logs=self.logs)
 
     async def shutdown(self) -> None:
         """Daemon shutdown: containers keep running under their monitors (live restore)."""
@@ -841,22 +592,7 @@ class ContainerService:
             for task in (c.watch_task, c.restart_task):
                 if task and not task.done():
                     task.cancel()
-            self._fail_pending_attaches(c)
-
-
-# What dockerd's "-init" layer holds: the mount points the runtime needs, so that creating
-# them never copies up into the container's own layer (and `docker diff` stays clean).
-_INIT_DIRS = ("dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc")
-_INIT_FILES = ("dev/console", "etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
-
-
-def make_init_layer(root: Path) -> None:
-    root.mkdir(mode=0o755)
-    for d in _INIT_DIRS:
-        (root / d).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for f in _INIT_FILES:
-        (root / f).touch(mode=0o644 if f != "dev/console" else 0o600)
-    (root / "etc" / "mtab").symlink_to("/proc/mounts")
+            attaching.fail_pending(c)
 
 
 def _anonymous_volumes(c: Container) -> list[str]:

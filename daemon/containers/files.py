@@ -12,8 +12,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from daemon.containers.collaborators import ContainerImages
 from daemon.containers.container import Container, paths
-from daemon.images.service import ImageService
 from network import hosts
 
 log = logging.getLogger("pydockerd.containers")
@@ -34,7 +34,7 @@ def make_init_layer(root: Path) -> None:
 
 
 class ContainerFiles:
-    def __init__(self, *, driver: Any, images: ImageService, data_root: Path, exec_root: Path) -> None:
+    def __init__(self, *, driver: Any, images: ContainerImages, data_root: Path, exec_root: Path) -> None:
         self.driver = driver
         self.images = images
         self.data_root = data_root

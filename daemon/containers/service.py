@@ -24,7 +24,7 @@ from typing import Any
 from daemon.containers import attaching, container_config, restart
 from daemon.containers import spec as spec_mod
 from daemon.containers import top as top_mod
-from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
+from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
 from daemon.containers.files import ContainerFiles
@@ -34,7 +34,6 @@ from daemon.containers.views import ContainerViews
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
 from daemon.images import reference
-from daemon.images.service import ImageService
 from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
@@ -49,7 +48,7 @@ DEFAULT_STOP_TIMEOUT = 10
 
 
 class ContainerService:
-    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ImageService, volumes: ContainerVolumes,
+    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
                  init_path: str | None, cgroups: Cgroups) -> None:
         self.store = store

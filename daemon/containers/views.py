@@ -11,12 +11,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
+from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.files import ContainerFiles
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import InvalidParameter
-from daemon.images.service import ImageService
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, parse_timestamp
 from daemon.volumes import mounts
@@ -28,7 +27,7 @@ STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", 
 
 
 class ContainerViews:
-    def __init__(self, *, registry: ContainerRegistry, images: ImageService, networks: ContainerNetworking,
+    def __init__(self, *, registry: ContainerRegistry, images: ContainerImages, networks: ContainerNetworking,
                  volumes: ContainerVolumes, files: ContainerFiles) -> None:
         self.registry = registry
         self.images = images

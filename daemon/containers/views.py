@@ -164,24 +164,6 @@ class ContainerViews:
         }
         return row
 
-    def _summary(self, c: Container) -> dict:
-        row: dict[str, Any] = {
-            "Id": c.id,
-            "Names": [c.name],
-            "Image": self.images.display_name(c.image_id, c.config.get("Image", "")),
-            "ImageID": c.image_id,
-            "Command": c.command_text,
-            "Created": int(parse_timestamp(c.created)),
-            "Ports": self.networks.summary_ports(c),
-            "Labels": c.labels,
-            "State": "removing" if c.removing else c.state["Status"],
-            "Status": c.status_text(),
-            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": self.networks.public_networks(c)},
-            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
-        }
-        return row
-
     def counts(self) -> dict[str, int]:
         running = sum(1 for c in self.registry if c.running and not c.state["Paused"])
         paused = sum(1 for c in self.registry if c.state["Paused"])

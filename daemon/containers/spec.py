@@ -57,7 +57,7 @@ def resources(hc: dict) -> Resources:
                      cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0)
 
 
-def _join(mode: str, kind: str, lookup: Callable[[str], Container]) -> str:
+def _join(mode: str, kind: str, ns_file: str, lookup: Callable[[str], Container]) -> str:
     if mode == "host":
         return "host"
     if not mode.startswith("container:"):
@@ -65,16 +65,16 @@ def _join(mode: str, kind: str, lookup: Callable[[str], Container]) -> str:
     other = lookup(mode.split(":", 1)[1])
     if not other.running:
         raise DaemonError(f"cannot join {kind} of a non running container: {other.id}")
-    return f"/proc/{other.state['Pid']}/ns/{kind}"
+    return f"/proc/{other.state['Pid']}/ns/{ns_file}"
 
 
 def namespaces(c: Container, lookup: Callable[[str], Container]) -> Namespaces:
     """The namespaces the container joins; raises when a container to join is not running.
     A network of its own ("new") is replaced by the sandbox's netns once the network is set up."""
     hc = c.host_config
-    return Namespaces(network=_join(c.network_mode, "network", lookup),
-                      pid=_join(hc.get("PidMode") or "", "pid", lookup),
-                      ipc=_join(hc.get("IpcMode") or "", "ipc", lookup))
+    return Namespaces(network=_join(c.network_mode, "network", "net", lookup),
+                      pid=_join(hc.get("PidMode") or "", "pid", "pid", lookup),
+                      ipc=_join(hc.get("IpcMode") or "", "ipc", "ipc", lookup))
 
 
 def log_rotation(hc: dict) -> tuple[int, int]:

@@ -47,7 +47,7 @@ async def commit(daemon: Any, container: str, repo: str, tag: str, comment: str,
     if paused:
         await svc.pause(c.id)
     try:
-        layer: Layer = await asyncio.to_thread(_make_layer, daemon, c.id, svc._lowers(c), parent)
+        layer: Layer = await asyncio.to_thread(_make_layer, daemon, c.id, svc.files.lowers(c), parent)
     finally:
         if paused:
             await svc.unpause(c.id)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from daemon.containers import container_config, spec
 from daemon.containers.container import Container
+from daemon.errors import DaemonError
 from runtime import spec as runtime_spec
 from runtime.cgroups import Resources
 from runtime.libc import CAPABILITIES
@@ -76,3 +79,15 @@ def test_init_and_host_namespaces() -> None:
     c = _container({"HostConfig": {"Init": True, "PidMode": "host", "NetworkMode": "host"}})
     s = _build(c, init_path="/usr/bin/tini")
     assert s["init"] == "/usr/bin/tini" and s["pid_ns"] == "host" and s["network"] == "host"
+
+
+def test_joins_another_containers_namespaces() -> None:
+    other = _container({})
+    other.state.update(Running=True, Pid=4242)
+    c = _container({"HostConfig": {"NetworkMode": "container:db", "PidMode": "container:db",
+                                   "IpcMode": "container:db"}})
+    ns = spec.namespaces(c, lambda ref: other)
+    assert ns == spec.Namespaces(network="/proc/4242/ns/net", pid="/proc/4242/ns/pid", ipc="/proc/4242/ns/ipc")
+    other.state.update(Running=False)
+    with pytest.raises(DaemonError, match="cannot join network of a non running container"):
+        spec.namespaces(c, lambda ref: other)

@@ -83,11 +83,12 @@ class Daemon:
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups)
-        self.archive = ArchiveService(self.containers, self.volumes)
+        self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
+                                      events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
         self.execs = ExecService(self.registry, self.events, self.cgroups)
-        self.stats = StatsService(self.containers)
+        self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
                                     self.events)

@@ -3,12 +3,15 @@
 Contract between `daemon` and `runtime` (see runtime/client.py):
 
 * The daemon mounts the rootfs (storage), writes the files it wants bind-mounted (hosts,
-  hostname, resolv.conf) and calls ``await Monitor.spawn(bundle_dir, spec)``.
-  ``bundle_dir`` is ``<exec-root>/containers/<id>``; ``spec`` is the JSON document
-  described in runtime/spec.py. The monitor prepares the namespaces and the container's
-  init process, which then waits, not yet exec'd ("created"). ``Monitor.pid`` (the init's
-  host pid) is known at this point: the daemon puts it into the container's cgroups now,
-  before start, so everything the command forks inherits them.
+  hostname, resolv.conf), creates the container's cgroup (``cgroups``, with the ``Resources``
+  it computed) and calls ``await Monitor.spawn(bundle_dir, spec)``.
+  ``bundle_dir`` is a directory the daemon chooses (pydockerd: ``<exec-root>/ctr/<short id>``,
+  short because the sockets in it must fit sun_path); ``spec`` is the document described in
+  runtime/spec.py (its ``ContainerSpec``), built by the daemon (daemon/containers/spec.py).
+  The monitor prepares the namespaces and the container's init process, which then waits,
+  not yet exec'd ("created"). ``Monitor.pid`` (the init's host pid) is known at this point:
+  the daemon puts it into the container's cgroups now, before start, so everything the
+  command forks inherits them.
 * The daemon connects the attach streams that arrived before start
   (``monitor.attach(...)``, which returns once the monitor has registered the client),
   then calls ``await monitor.start()``; only then does the init exec the command, so no
@@ -25,5 +28,7 @@ Modules: ``client`` (daemon side, asyncio); ``spec`` (the spec document); ``moni
 entry point run as ``python3 -S -I monitor.py <bundle>``) and ``shim`` (its main loop),
 ``initproc`` (the container's init before exec), ``rootfs`` (mounts, pivot_root),
 ``users``, ``lookpath``, ``jsonlog``, ``attach``, ``control``, ``stdio``, ``reactor``,
-``libc`` and ``lean``, which the monitor imports with the standard library only.
+``procfs`` (a container's processes in /proc), ``libc`` and ``lean``, which the monitor
+imports with the standard library only; ``cgroups`` (the daemon's side of resource limits);
+``execclient`` and ``execproc`` (docker exec).
 """

@@ -25,21 +25,14 @@ _V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
 
 @dataclass
 class Resources:
+    """A container's limits; the daemon fills them in from its own configuration."""
+
     memory: int = 0  # bytes, 0 = unlimited
     memory_swap: int = 0  # memory+swap; -1 unlimited, 0 = as dockerd: twice memory
     cpu_quota: int = 0  # µs per period, 0 = unlimited
     cpu_period: int = 0
     cpu_shares: int = 0
     pids_limit: int = 0  # 0 or negative = unlimited
-
-    @classmethod
-    def from_host_config(cls, hc: dict) -> Resources:
-        quota, period = hc.get("CpuQuota") or 0, hc.get("CpuPeriod") or 0
-        if hc.get("NanoCpus"):
-            period = 100_000
-            quota = hc["NanoCpus"] * period // 1_000_000_000
-        return cls(memory=hc.get("Memory") or 0, memory_swap=hc.get("MemorySwap") or 0, cpu_quota=quota,
-                   cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0)
 
 
 def _own_paths() -> dict[str, str]:

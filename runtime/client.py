@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,7 @@ class Monitor:
     # -- life cycle
 
     @classmethod
-    async def spawn(cls, bundle_dir: Path, spec: dict, python: str = sys.executable) -> Monitor:
+    async def spawn(cls, bundle_dir: Path, spec: Mapping[str, Any], python: str = sys.executable) -> Monitor:
         """Start the monitor; return once the container's init exists, blocked before exec.
 
         Raises ``spec.SpecError`` (a ValueError) for a malformed spec and StartError when the

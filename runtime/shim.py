@@ -22,7 +22,7 @@ import os
 import struct
 import sys
 
-from . import initproc, lean, libc
+from . import initproc, lean, libc, procfs
 from .attach import AttachHub
 from .control import ControlConn, ControlServer
 from .jsonlog import JsonLog, rfc3339nano
@@ -455,38 +455,15 @@ class Shim:
         if self._shared_pid_ns:
             # The namespace is the host's or another container's: only what we started is ours.
             return self._descendants()
-        ns = os.readlink(f"/proc/{self.pid}/ns/pid")
-        pids = [self.pid]
-        for entry in os.listdir("/proc"):
-            if entry.isdigit() and int(entry) != self.pid:
-                try:
-                    if os.readlink(f"/proc/{entry}/ns/pid") == ns:
-                        pids.append(int(entry))
-                except OSError:
-                    pass
+        pids = procfs.pid_namespace_members(self.pid)
+        if not pids:
+            raise ProcessLookupError(self.pid)
         return pids
 
     def _descendants(self) -> list[int]:
         """The container's processes without a pid namespace of its own: the monitor is a
         subreaper, so everything the init started (orphans too) descends from it."""
-        me = os.getpid()
-        parent: dict[int, int] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat", "rb") as f:
-                        stat = f.read()
-                except OSError:
-                    continue
-                parent[int(entry)] = int(stat[stat.rindex(b")") + 2:].split()[1])
-        found: list[int] = []
-        frontier = [me]
-        while frontier:
-            pid = frontier.pop()
-            kids = [p for p, pp in parent.items() if pp == pid]
-            found.extend(kids)
-            frontier.extend(kids)
-        return found
+        return procfs.descendants(os.getpid())
 
     def _op_resize(self, height: int, width: int) -> dict:
         if self.master < 0 or self.status == "exited":

@@ -5,8 +5,11 @@ docker stats: /containers/{id}/stats.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Protocol
 
 
 class StatsBackend(Protocol):
-    """Filled in as the router moves onto it: one method per engine call the handlers make."""
+    def stream(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict]:
+        """Stats documents: one, or one a second while `stream`."""
+        ...

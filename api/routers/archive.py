@@ -1,19 +1,27 @@
-"""/containers/{id}/archive (docker cp) and /containers/{id}/export: thin handlers over ArchiveService."""
+"""/containers/{id}/archive (docker cp) and /containers/{id}/export: thin handlers over the ArchiveBackend."""
 
 from __future__ import annotations
+
+import base64
+import json
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.backends.archive import ArchiveBackend
 from api.params import qbool, qstr
-from daemon.containers.archive import ArchiveService, stat_header
 
 router = APIRouter(prefix="/containers")
 
 STAT_HEADER = "X-Docker-Container-Path-Stat"
 
 
-def _svc(request: Request) -> ArchiveService:
+def stat_header(st: dict) -> str:
+    """The stat as dockerd sends it: base64 of compact JSON."""
+    return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
+
+
+def _svc(request: Request) -> ArchiveBackend:
     return request.app.state.backends.archive
 
 

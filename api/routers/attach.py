@@ -12,19 +12,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
 from api.backends import Backends
-from api.backends.containers import ContainerBackend
+from api.backends.containers import AttachSession, ContainerBackend
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
 from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
 from api.params import qbool
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type, until_stopping
 from api.versioning import request_version
-from daemon.errors import Conflict, DaemonError
+from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.attach")
 _CHUNK = 1 << 18
@@ -36,26 +35,20 @@ router = APIRouter()
 
 @router.post("/containers/{name}/attach")
 async def attach_plain(name: str, request: Request) -> StreamingResponse:
-    svc = request.app.state.backends.containers
-    c = svc.get(name)
-    if c.state["Paused"]:
-        raise Conflict(f"container {c.id} is paused, unpause the container before attach")
-    stdout, stderr = qbool(request, "stdout"), qbool(request, "stderr")
+    svc: ContainerBackend = request.app.state.backends.containers
+    att = svc.attach(name, stdin=False, stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"))
     logs, stream = qbool(request, "logs"), qbool(request, "stream")
 
     async def body() -> AsyncIterator[bytes]:
         if logs:
-            _, records = svc.logs(c.id, follow=False, tail="all", since="", until="",
-                                  stdout=stdout or not stderr, stderr=stderr)
-            async for rec in records:
-                if chunk := _log_chunk(c, rec, stdout, stderr):
-                    yield chunk
+            async for is_err, data in att.replay():
+                yield _log_chunk(att, is_err, data)
         if not stream:
             return
         try:
-            m_reader, m_writer = await svc.attach_streams(c, False, stdout, stderr)
+            m_reader, m_writer = await att.connect()
         except (DaemonError, OSError, ConnectionError) as e:
-            log.debug("attach to %s ended before start: %s", c.id, e)
+            log.debug("attach to %s ended before start: %s", att.id, e)
             return
         async def chunks() -> AsyncIterator[bytes]:
             while data := await m_reader.read(_CHUNK):
@@ -67,16 +60,12 @@ async def attach_plain(name: str, request: Request) -> StreamingResponse:
         finally:
             m_writer.close()
 
-    return StreamingResponse(body(), media_type=stream_content_type(c.tty, request_version(request)))
+    return StreamingResponse(body(), media_type=stream_content_type(att.tty, request_version(request)))
 
 
-def _log_chunk(c: Any, rec: dict, stdout: bool, stderr: bool) -> bytes:
-    """A log record as the attach stream carries it, or b"" for a stream not asked for."""
-    is_err = rec.get("stream") == "stderr"
-    if is_err and not stderr or not is_err and not stdout:
-        return b""
-    data = rec.get("log", "").encode()
-    return data if c.tty else frame(STDERR if is_err else STDOUT, data)
+def _log_chunk(att: AttachSession, is_err: bool, data: bytes) -> bytes:
+    """A replayed log record as the attach stream carries it: raw with a TTY, framed without."""
+    return data if att.tty else frame(STDERR if is_err else STDOUT, data)
 
 
 def register(routes: HijackRoutes, backends: Backends) -> None:
@@ -88,37 +77,29 @@ def register(routes: HijackRoutes, backends: Backends) -> None:
 
 async def handle_attach(svc: ContainerBackend, req: HijackRequest, reader: asyncio.StreamReader,
                         writer: asyncio.StreamWriter) -> None:
-    try:
-        c = svc.get(req.params["name"])
-    except DaemonError as e:
-        await send_error(writer, e.status, e.message)
-        return
-    if c.state["Paused"]:
-        await send_error(writer, 409, f"container {c.id} is paused, unpause the container before attach")
-        return
     stdin, stdout, stderr = req.flag("stdin"), req.flag("stdout"), req.flag("stderr")
     try:
+        att = svc.attach(req.params["name"], stdin=stdin, stdout=stdout, stderr=stderr)
         keys = parse_keys(req.arg("detachKeys") or DEFAULT_DETACH_KEYS)
     except DaemonError as e:
         await send_error(writer, e.status, e.message)
         return
-    await send_upgrade(writer, stream_content_type(c.tty, req.version))
+    await send_upgrade(writer, stream_content_type(att.tty, req.version))
     if req.flag("logs"):
-        await _replay_logs(svc, c, writer, stdout, stderr)
+        async for is_err, data in att.replay():
+            writer.write(_log_chunk(att, is_err, data))
+            await writer.drain()
     if not req.flag("stream"):
         await close_gracefully(writer, reader)
         return
     try:
-        m_reader, m_writer = await svc.attach_streams(c, stdin, stdout, stderr)
+        m_reader, m_writer = await att.connect()
     except (DaemonError, OSError, ConnectionError) as e:
-        log.debug("attach to %s ended before start: %s", c.id, e)
+        log.debug("attach to %s ended before start: %s", att.id, e)
         await close_gracefully(writer, reader)
         return
-    matcher = DetachMatcher(keys) if c.tty else None
-    # As dockerd: the client's end of stdin closes the container's stdin only for StdinOnce
-    # without a TTY (and the session goes on until the container exits); otherwise it ends
-    # the session, and the container keeps its stdin (and pty) open.
-    close_stdin = stdin and bool(c.config.get("StdinOnce")) and not c.tty
+    matcher = DetachMatcher(keys) if att.tty else None
+    close_stdin = att.close_stdin  # the engine's StdinOnce rule
     in_task = asyncio.create_task(_pump_stdin(reader, m_writer, stdin, matcher, close_stdin))
     out_task = asyncio.create_task(relay(m_reader, writer, chunk=_CHUNK))
     try:
@@ -165,12 +146,3 @@ async def _pump_stdin(src: asyncio.StreamReader, dst: asyncio.StreamWriter, stdi
         return
     # Keep the task alive so the caller's cancel() is what ends it, not a close race.
     await asyncio.Event().wait()
-
-
-async def _replay_logs(svc: Any, c: Any, writer: asyncio.StreamWriter, stdout: bool, stderr: bool) -> None:
-    _, records = svc.logs(c.id, follow=False, tail="all", since="", until="", stdout=stdout or not stderr,
-                          stderr=stderr)
-    async for rec in records:
-        if chunk := _log_chunk(c, rec, stdout, stderr):
-            writer.write(chunk)
-            await writer.drain()

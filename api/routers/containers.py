@@ -1,4 +1,4 @@
-"""/containers/...: each handler translates HTTP to one ContainerService call."""
+"""/containers/...: each handler translates HTTP into one call on the ContainerBackend (stats: StatsBackend)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.backends.containers import ContainerBackend
+from api.backends.stats import StatsBackend
 from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type, until_stopping
 from api.versioning import request_version
-from daemon.containers.service import ContainerService
 
 router = APIRouter(prefix="/containers")
 
 
-def _svc(request: Request) -> ContainerService:
+def _svc(request: Request) -> ContainerBackend:
     return request.app.state.backends.containers
 
 
@@ -137,7 +138,7 @@ async def logs(name: str, request: Request) -> StreamingResponse:
 
 @router.get("/{name}/stats")
 async def stats(name: str, request: Request) -> Response:
-    svc = request.app.state.backends.stats
+    svc: StatsBackend = request.app.state.backends.stats
     samples = svc.stream(name, qbool(request, "stream", True), qbool(request, "one-shot"))
     if qbool(request, "stream", True):
         return json_stream(until_stopping(request, samples))

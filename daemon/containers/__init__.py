@@ -1,1 +1,2 @@
-"""Container lifecycle: records, create/start/stop/remove, the runtime spec, views, logs, stats, cp."""
+"""Container lifecycle: records and names, create/start/stop/remove, restart policy, the runtime spec,
+attach, views, logs, top, stats, cp and export."""

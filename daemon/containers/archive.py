@@ -13,8 +13,6 @@ lease) and unmounted after the last lease goes, unless the container was started
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import os
 import posixpath
 import stat
@@ -24,9 +22,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from daemon.containers.container import Container, paths
+from daemon.containers.collaborators import ContainerVolumes
+from daemon.containers.container import Container
 from daemon.containers.ctrpath import Located, Mount, locate
+from daemon.containers.files import ContainerFiles
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import DaemonError, InvalidParameter, NotFound
+from daemon.events import EventBus
 from daemon.util.bodyreader import ThreadReader
 from daemon.util.threadstream import thread_stream
 from storage.archive import ArchiveError, MountTarget, extract_tar, resolve_in_root
@@ -60,14 +62,13 @@ def _go_time(ns: int) -> str:
     return base + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
 
 
-def stat_header(st: dict) -> str:
-    return base64.b64encode(json.dumps(st, separators=(",", ":")).encode()).decode()
-
-
 class ArchiveService:
-    def __init__(self, containers: Any, volumes: Any) -> None:
-        self.containers = containers  # ContainerService
-        self.volumes = volumes  # VolumeService
+    def __init__(self, *, registry: ContainerRegistry, files: ContainerFiles, volumes: ContainerVolumes,
+                 events: EventBus) -> None:
+        self.registry = registry
+        self.files = files
+        self.volumes = volumes
+        self.events = events
         self._leases: dict[str, int] = {}
 
     # -- rootfs leases -----------------------------------------------------------------------
@@ -75,7 +76,7 @@ class ArchiveService:
         async with c.lock:
             self._leases[c.id] = self._leases.get(c.id, 0) + 1
             try:
-                return await asyncio.to_thread(self.containers.driver.mount, c.id, self.containers._lowers(c))
+                return await asyncio.to_thread(self.files.mount, c)
             except BaseException:
                 self._leases[c.id] -= 1
                 raise
@@ -87,8 +88,8 @@ class ArchiveService:
                 self._leases[c.id] = left
                 return
             self._leases.pop(c.id, None)
-            if not c.running and not c.state["Restarting"] and c.id in self.containers.registry:
-                await asyncio.to_thread(self.containers._unmount_quietly, c)
+            if not c.running and not c.state["Restarting"] and c.id in self.registry:
+                await asyncio.to_thread(self.files.unmount_quietly, c)
 
     def _leased(self, c: Container, produce: Callable[[Any], None]) -> AsyncIterator[bytes]:
         """The stream of `produce`, releasing the lease taken for it when it ends, or, should the
@@ -126,7 +127,7 @@ class ArchiveService:
         points = [m for m in c.mount_points if m["Type"] != "tmpfs"]
         mounts = [Mount(m["Destination"], Path(self.volumes.source(m)), m) for m in points]
         taken = {m["Destination"] for m in points}
-        files = paths(self.containers.data_root, c.id)
+        files = self.files.paths(c)
         mounts += [Mount(dest, files[key], {"Type": "bind", "Destination": dest, "RW": True})
                    for key, dest in (("hostname", "/etc/hostname"), ("hosts", "/etc/hosts"),
                                      ("resolv", "/etc/resolv.conf")) if dest not in taken]
@@ -178,7 +179,7 @@ class ArchiveService:
 
     # -- API ---------------------------------------------------------------------------------
     async def stat(self, ref: str, path: str) -> dict:
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         _check_path(path)
         rootfs = await self._acquire(c)
         try:
@@ -189,7 +190,7 @@ class ArchiveService:
 
     async def get(self, ref: str, path: str) -> tuple[dict, AsyncIterator[bytes]]:
         """The stat of `path` and the tar stream of it (top entry named after its base name)."""
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         _check_path(path)
         rootfs = await self._acquire(c)
         try:
@@ -198,14 +199,14 @@ class ArchiveService:
             await self._release(c)
             raise
         arcname = "." if path.endswith("/.") else info["name"].strip("/") or "."
-        self.containers.events.publish("container", "archive-path", c.id, c.event_attrs())
+        self.events.publish("container", "archive-path", c.id, c.event_attrs())
 
         below = {rel: m.source for rel, m in self._below(c, loc.cpath).items()}
         return info, self._leased(c, lambda out: _write_tar(loc, arcname, out, below))
 
     async def put(self, ref: str, path: str, body: AsyncIterator[bytes], *, no_overwrite_dir_nondir: bool,
                   copy_uid_gid: bool) -> None:
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         _check_path(path)
         rootfs = await self._acquire(c)
         reader = ThreadReader()
@@ -219,7 +220,7 @@ class ArchiveService:
             reader.close()
             feeder.cancel()
             await self._release(c)
-        self.containers.events.publish("container", "extract-to-dir", c.id, c.event_attrs())
+        self.events.publish("container", "extract-to-dir", c.id, c.event_attrs())
 
     def _put(self, c: Container, rootfs: Path, ref: str, path: str, reader: BinaryIO, no_overwrite: bool,
              copy_uid_gid: bool) -> None:
@@ -237,9 +238,9 @@ class ArchiveService:
                     owner=owner, mounts=mounts)
 
     async def export(self, ref: str) -> AsyncIterator[bytes]:
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         rootfs = await self._acquire(c)
-        self.containers.events.publish("container", "export", c.id, c.event_attrs())
+        self.events.publish("container", "export", c.id, c.event_attrs())
 
         return self._leased(c, lambda out: tar_directory(rootfs, out))
 

@@ -1,17 +1,38 @@
-"""What the container lifecycle needs from the network and volume subsystems.
+"""What the container lifecycle needs from the image, network and volume subsystems.
 
-ContainerService is written against these Protocols, not against NetworkService or
-VolumeService: the composition root (daemon/engine.py) hands in the real ones, unit tests
+ContainerService is written against these Protocols, not against ImageService,
+NetworkService or VolumeService: the composition root (daemon/engine.py) hands in the real ones, unit tests
 hand in fakes. Docker's JSON still appears here (create requests, inspect shapes): this is
 the engine's side of the edge; runtime/ and network/ below it see typed values only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 from daemon.containers.container import Container
+from daemon.images.service import Image
+
+
+class ImageLayers(Protocol):
+    def lowers(self, chain_id: str) -> list[Path]:
+        """The layer directories under a rootfs, top first."""
+        ...
+
+
+class ContainerImages(Protocol):
+    """Images as containers use them: found by reference at create, their layers under the rootfs."""
+
+    images: Mapping[str, Image]  # by id
+    layers: ImageLayers
+
+    def find(self, ref: str) -> Image | None: ...
+
+    def display_name(self, image_id: str, given: str) -> str:
+        """The IMAGE column of `docker ps`: the name given if it still means this image."""
+        ...
 
 
 class ContainerNetworking(Protocol):

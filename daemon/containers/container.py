@@ -11,11 +11,6 @@ from typing import Any
 
 from daemon.util.timeutil import ZERO_TIME, parse_timestamp
 
-MASKED_PATHS = ["/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
-                "/sys/devices/virtual/powercap"]
-READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-
 
 def new_state() -> dict[str, Any]:
     return {"Status": "created", "Running": False, "Paused": False, "Restarting": False, "OOMKilled": False,

@@ -8,8 +8,9 @@ import signal as signal_mod
 from typing import Any
 
 from daemon.containers import runtime_options
-from daemon.containers.container import MASKED_PATHS, READONLY_PATHS
 from daemon.errors import InvalidParameter
+from runtime.libc import CAPABILITIES
+from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
 
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -191,7 +192,7 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     shm = host_config.get("ShmSize") or 0
     if shm < 0:
         raise InvalidParameter("SHM size can not be less than 0")
-    host_config["ShmSize"] = shm or 64 * 1024 * 1024
+    host_config["ShmSize"] = shm or DEFAULT_SHM_SIZE
     validate_resources(host_config)
     runtime_options.validate(host_config)
     return config, host_config
@@ -243,7 +244,7 @@ def default_host_config() -> dict:
         "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [],
         "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
-        "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": 67108864, "Runtime": "runc",
+        "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": DEFAULT_SHM_SIZE, "Runtime": "runc",
         "Isolation": "", "CpuShares": 0, "Memory": 0, "NanoCpus": 0, "CgroupParent": "", "BlkioWeight": 0,
         "BlkioWeightDevice": [], "BlkioDeviceReadBps": [], "BlkioDeviceWriteBps": [],
         "BlkioDeviceReadIOps": [], "BlkioDeviceWriteIOps": [], "CpuPeriod": 0, "CpuQuota": 0,
@@ -251,20 +252,13 @@ def default_host_config() -> dict:
         "DeviceCgroupRules": None, "DeviceRequests": None, "MemoryReservation": 0, "MemorySwap": 0,
         "MemorySwappiness": None, "OomKillDisable": None, "PidsLimit": None, "Ulimits": [], "CpuCount": 0,
         "CpuPercent": 0, "IOMaximumIOps": 0, "IOMaximumBandwidth": 0,
-        "MaskedPaths": list(MASKED_PATHS), "ReadonlyPaths": list(READONLY_PATHS),
+        "MaskedPaths": list(DEFAULT_MASKED_PATHS), "ReadonlyPaths": list(DEFAULT_READONLY_PATHS),
     }
 
 
-DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-                "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-                "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE"]
-ALL_CAPS = DEFAULT_CAPS + [
-    "CAP_DAC_READ_SEARCH", "CAP_LINUX_IMMUTABLE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_LEASE",
-    "CAP_AUDIT_CONTROL", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
-]
+# dockerd's default set first, then the rest of what the kernel knows (the runtime's lists).
+DEFAULT_CAPS = list(DEFAULT_CAPABILITIES)
+ALL_CAPS = DEFAULT_CAPS + [c for c in CAPABILITIES if c not in DEFAULT_CAPABILITIES]
 
 
 def capabilities(hc: dict) -> list[str]:

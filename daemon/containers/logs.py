@@ -1,4 +1,4 @@
-"""Reading a container's json-file log for `docker logs` (the monitor writes it)."""
+"""Reading a container's json-file log for `docker logs` and attach's replay (the monitor writes it)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from daemon.util.timeutil import parse_timestamp
+from daemon.containers import runtime_options
+from daemon.containers.container import Container
+from daemon.errors import InvalidParameter
+from daemon.util.timeutil import parse_time_filter, parse_timestamp
 
 _POLL = 0.05
 
@@ -172,3 +175,23 @@ def _decode(line: bytes) -> dict | None:
     except json.JSONDecodeError:
         return None
     return rec if isinstance(rec, dict) else None
+
+
+def container_log(c: Container, path: Path, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
+                  stderr: bool) -> AsyncIterator[dict]:
+    """`docker logs` of `c` with the API's query values: checked now, read as iterated."""
+    runtime_options.check_logs_readable(c.host_config)
+    if not stdout and not stderr:
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tail_n: int | None = None
+    if tail not in ("", "all"):
+        try:
+            tail_n = int(tail)
+        except ValueError:
+            tail_n = -1  # as dockerd: what is not a number means all of it
+        if tail_n < 0:
+            tail_n = None
+    since_t = parse_time_filter(since) if since and since != "0" else 0.0
+    until_t = parse_time_filter(until) if until and until != "0" else None
+    return read_log(path, follow=follow, tail=tail_n, since=since_t, until=until_t, stdout=stdout, stderr=stderr,
+                    is_running=lambda: c.running or c.state["Restarting"])

@@ -1,14 +1,14 @@
 """HostConfig options that the runtime applies to the container's process: --read-only,
 --security-opt, --ulimit, --group-add, --oom-score-adj, --pid/--ipc, --device, --log-driver.
 
-``validate`` runs at create (dockerd's wording); ``spec_fields`` turns a stored HostConfig
-into the runtime spec's fields at start.
+``validate`` runs at create (dockerd's wording); the parsers it shares (``rlimits``,
+``devices``, ``no_new_privileges``, ``parse_size``) also serve daemon/containers/spec.py, which
+turns a stored HostConfig into the runtime spec at start, and exec.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from typing import Any
 
 from daemon.errors import DaemonError, InvalidParameter
@@ -161,38 +161,6 @@ def validate(hc: dict) -> None:
     _namespace_mode(hc.get("IpcMode"), "IPC", IPC_MODES)
     devices(hc)
     hc["LogConfig"] = log_config(hc)
-
-
-def _join_path(mode: str, kind: str, lookup: Callable[[str], Any]) -> str:
-    if mode == "host":
-        return "host"
-    if not mode.startswith("container:"):
-        return "new"
-    other = lookup(mode.split(":", 1)[1])
-    if not other.running:
-        raise DaemonError(f"cannot join {kind} of a non running container: {other.id}")
-    return f"/proc/{other.state['Pid']}/ns/{kind}"
-
-
-def spec_fields(hc: dict, lookup: Callable[[str], Any]) -> dict:
-    """The runtime spec's fields for these options; ``lookup`` finds a container by name/id."""
-    lc = hc.get("LogConfig") or {}
-    opts = lc.get("Config") or {}
-    fields: dict[str, Any] = {
-        "readonly_rootfs": bool(hc.get("ReadonlyRootfs")),
-        "no_new_privileges": no_new_privileges(hc),
-        "rlimits": rlimits(hc),
-        "group_add": list(hc.get("GroupAdd") or []),
-        "oom_score_adj": hc.get("OomScoreAdj") or None,
-        "pid_ns": _join_path(hc.get("PidMode") or "", "pid", lookup),
-        "ipc_ns": _join_path(hc.get("IpcMode") or "", "ipc", lookup),
-        "devices": devices(hc),
-        "log_max_size": parse_size(opts["max-size"]) if opts.get("max-size") else 0,
-        "log_max_file": int(opts.get("max-file") or 1),
-    }
-    if lc.get("Type") == "none":
-        fields["log_path"] = ""
-    return fields
 
 
 def check_logs_readable(hc: dict) -> None:

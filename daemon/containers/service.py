@@ -1,8 +1,11 @@
-"""The container service: create, start, stop, kill, remove, wait, attach, logs, list, prune...
+"""The container lifecycle: create (with rollback), start, stop, kill, restart, remove, wait,
+pause, rename, and what happens when a container exits (restart policy, auto-remove).
 
-Mechanisms come from `storage` (rootfs), `network` (hosts files) and `runtime` (the
-per-container monitor); this module decides what happens and in which order, keeps the
-in-memory view, and persists every change before it is acknowledged.
+This module decides what happens and in which order, and persists every change before it is
+acknowledged. Its parts live beside it: files.py (rootfs, init layer, name files), spec.py
+(the runtime spec), restart.py (the policy's decisions), attaching.py, views.py (inspect,
+ps), top.py, logs.py; the mechanisms come from storage/, network/ and runtime/ (the
+per-container monitor), networking and volumes through collaborators.py's Protocols.
 """
 
 from __future__ import annotations
@@ -18,35 +21,34 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from daemon.containers import container_config, runtime_options
-from daemon.containers.collaborators import ContainerNetworking, ContainerVolumes
+from daemon.containers import attaching, container_config, restart
+from daemon.containers import spec as spec_mod
+from daemon.containers import top as top_mod
+from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
-from daemon.containers.logs import read_log
+from daemon.containers.files import ContainerFiles
+from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.views import ContainerViews
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
 from daemon.images import reference
-from daemon.images.service import ImageService
 from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
-from network import hosts, ports
-from runtime.cgroups import Cgroups, Resources
+from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
 
 log = logging.getLogger("pydockerd.containers")
 
-PS_FILTERS = {"id", "name", "label", "label!", "status", "exited", "ancestor", "before", "since", "volume",
-              "network", "health", "isolation", "is-task", "publish", "expose"}
 PRUNE_FILTERS = {"label", "label!", "until"}
-STATUSES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 DEFAULT_STOP_TIMEOUT = 10
 
 
 class ContainerService:
-    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ImageService, volumes: ContainerVolumes,
+    def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
                  init_path: str | None, cgroups: Cgroups) -> None:
         self.store = store
@@ -62,6 +64,9 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
+        self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
+                                    files=self.files)
 
     # -- look-up -----------------------------------------------------------------------------
     def find(self, ref: str) -> Container | None:
@@ -70,53 +75,28 @@ class ContainerService:
     def get(self, ref: str) -> Container:
         return self.registry.get(ref)
 
-    def _chain_ids(self, c: Container) -> list[str]:
-        img = self.images.images.get(c.image_id)
-        return img.chain_ids if img else []
-
-    def _lowers(self, c: Container) -> list[Path]:
-        """The container's init layer on top of the image's layers (overlayfs lowerdir order)."""
-        img = self.images.images.get(c.image_id)
-        image_lowers = self.images.layers.lowers(img.top_chain_id) if img and img.top_chain_id else []
-        return [paths(self.data_root, c.id)["init"], *image_lowers]
-
-    def _bundle(self, c: Container) -> Path:
-        # Short on purpose: the monitor's sockets live here and sun_path holds 108 bytes.
-        return self.exec_root / "ctr" / c.id[:12]
-
     # -- start-up ----------------------------------------------------------------------------
     async def load(self) -> None:
         """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon."""
         for c in self.registry.load():
             if c.state["Running"] or c.state["Restarting"]:
-                monitor = await Monitor.connect(self._bundle(c))
+                monitor = await Monitor.connect(self.files.bundle(c))
                 if monitor is not None:
                     c.monitor = monitor
                     c.state["Restarting"] = False
                     c.watch_task = asyncio.create_task(self._watch(c))
                     continue
-                status = read_exit_status(self._bundle(c)) or ExitStatus(
+                status = read_exit_status(self.files.bundle(c)) or ExitStatus(
                     exit_code=255, finished_at=now_rfc3339(), oom_killed=False,
                     error="container monitor disappeared while the daemon was down")
                 await self._on_exit(c, status, restart_allowed=True)
-            elif self._should_restart_on_boot(c):
+            elif restart.should_restart(c.host_config["RestartPolicy"], exit_code=c.state["ExitCode"],
+                                        restart_count=c.restart_count, manually_stopped=c.manually_stopped,
+                                        on_boot=True):
                 c.manually_stopped = False
                 c.restart_task = asyncio.create_task(self._restart_after(c, 0))
             elif c.host_config.get("AutoRemove") and c.state["FinishedAt"] != ZERO_TIME:
                 asyncio.create_task(self._auto_remove(c))
-
-    def _should_restart_on_boot(self, c: Container) -> bool:
-        """dockerd's restore: `always` comes back even after a manual stop, `unless-stopped`
-        only if it was not stopped by hand, `on-failure` after a non-zero exit."""
-        rp = c.host_config["RestartPolicy"]
-        name = rp["Name"]
-        if name == "always":
-            return True
-        if name == "unless-stopped":
-            return not c.manually_stopped
-        if name == "on-failure" and c.state["ExitCode"] != 0:
-            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
-        return False
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> dict:
@@ -135,16 +115,7 @@ class ContainerService:
             raise NotFound(f"No such image: {shown}")
         config, host_config = container_config.merge(body, img.config.get("config") or {})
         net = host_config["NetworkMode"]
-        if self.networks is None and net not in ("default", "bridge", "none", "host") \
-                and not net.startswith("container:"):
-            raise NotFound(f"network {net} not found")
-        warnings: list[str] = []
-        if self.networks is not None:
-            warnings = self.networks.check_mode(body, host_config)
-        elif net.startswith("container:"):
-            self.get(net.split(":", 1)[1])
-            if config.get("Hostname"):
-                raise InvalidParameter("conflicting options: hostname and the network mode")
+        warnings = self.networks.check_mode(body, host_config)
         container_config.capabilities(host_config)  # validates cap names now, not at start
         mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
         cid = self.registry.new_id()
@@ -160,42 +131,26 @@ class ContainerService:
         entry = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
         c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
                       host_config=host_config, image_id=img.id, driver=self.driver.name)
-        c.networks = _network_entries(c.network_mode)
-        if self.networks is not None:
-            c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
+        c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
         self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
-        p = paths(self.data_root, cid)
         try:
             await self.volumes.attach(c.mount_points)
-            await asyncio.to_thread(self._create_files, c, p)
+            await asyncio.to_thread(self.files.create, c)
             await self.store.put_container(cid, cname, c.doc())
         except sqlite3.IntegrityError:
             self.registry.release(cname, cid)
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise Conflict(f'Conflict. The container name "{cname}" is already in use.') from None
         except BaseException:
             self.registry.release(cname, cid)
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
             raise
         self.registry.add(c)
         self.events.publish("container", "create", cid, c.event_attrs())
         return {"Id": cid, "Warnings": warnings}
-
-    def _create_files(self, c: Container, p: dict[str, Path]) -> None:
-        p["dir"].mkdir(parents=True, exist_ok=False)
-        make_init_layer(p["init"])
-        self.driver.create(c.id, self._lowers(c))
-
-    def _remove_files(self, c: Container) -> None:
-        try:
-            self.driver.remove(c.id)
-        except FileNotFoundError:
-            pass
-        shutil.rmtree(paths(self.data_root, c.id)["dir"], ignore_errors=True)
-        shutil.rmtree(self._bundle(c), ignore_errors=True)
 
     # -- start -------------------------------------------------------------------------------
     async def start(self, ref: str) -> None:
@@ -210,29 +165,22 @@ class ContainerService:
 
     async def _start_locked(self, c: Container) -> None:
         try:
-            spec = await asyncio.to_thread(self._prepare, c)
+            prepared = await asyncio.to_thread(self._prepare, c)
+            netns_path, link_env = await self.networks.setup(c)
+            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path)
         except DaemonError as e:
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
             # removal), and an AutoRemove container removed.
             await self._start_failed(c, e.message, 128, None)
             raise
-        if self.networks is not None:
-            try:
-                netns_path, link_env = await self.networks.setup(c)
-            except DaemonError as e:
-                await self._start_failed(c, e.message, 128, None)
-                raise
-            if netns_path:
-                spec["network"] = netns_path
-            spec["env"] = spec["env"] + link_env
-        bundle = self._bundle(c)
+        bundle = self.files.bundle(c)
         monitor = None
         try:
-            await asyncio.to_thread(self.cgroups.create, c.id, Resources.from_host_config(c.host_config))
+            await asyncio.to_thread(self.cgroups.create, c.id, spec_mod.resources(c.host_config))
             monitor = await Monitor.spawn(bundle, spec)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
-            await self._connect_pending_attaches(c, monitor)
+            await attaching.connect_pending(c, monitor)
             pid = await monitor.start()
         except StartError as e:
             await self._start_failed(c, e.message, e.exit_code, monitor)
@@ -251,113 +199,46 @@ class ContainerService:
         c.monitor = monitor
         c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                        Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
-        if c.state["FinishedAt"] != ZERO_TIME and c.restart_count == 0:
-            pass
         await self._persist(c)
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
 
-    def _prepare(self, c: Container) -> dict:
-        """Blocking part of start: mounts the rootfs, writes the hosts files, builds the spec."""
+    def _prepare(self, c: Container) -> spec_mod.Prepared:
+        """Blocking part of start: mounts the rootfs and the volumes, writes the name files."""
         p = paths(self.data_root, c.id)
-        rootfs = self.driver.mount(c.id, self._lowers(c))
-        mode = c.network_mode
-        host_net = mode == "host"
-        network: str = "new"
+        rootfs = self.files.mount(c)
         files = p
+        mode = c.network_mode
         if mode.startswith("container:"):
             other = self.get(mode.split(":", 1)[1])
             if not other.running:
                 raise DaemonError(f"cannot join network of a non running container: {other.id}")
-            network = f"/proc/{other.state['Pid']}/ns/net"
             # dockerd: the joiner is the other container as far as names go, its hostname and
             # its hosts/resolv.conf files (kept up to date for both).
             c.config["Hostname"] = other.config["Hostname"]
             c.config["Domainname"] = other.config.get("Domainname", "")
             files = paths(self.data_root, other.id)
-        hostname = c.config["Hostname"]
-        if files is p:
-            self._write_name_files(c, p, host_net)
-        if host_net:
-            network = "host"
-        env = list(c.config.get("Env") or [])
-        if not any(e.startswith("HOSTNAME=") for e in env):
-            env.insert(1, f"HOSTNAME={hostname}")
-        if c.tty and not any(e.startswith("TERM=") for e in env):
-            env.append("TERM=xterm")
-        hc = c.host_config
-        ro = bool(hc.get("ReadonlyRootfs"))  # dockerd: the name files follow --read-only
-        spec = {
-            "id": c.id,
-            "rootfs": str(rootfs),
-            "args": [c.path, *c.args],
-            "env": env,
-            "cwd": c.config.get("WorkingDir") or "/",
-            "user": c.config.get("User") or "",
-            "hostname": hostname,
-            "domainname": c.config.get("Domainname", ""),
-            "tty": c.tty,
-            "open_stdin": bool(c.config.get("OpenStdin")),
-            "stdin_once": bool(c.config.get("StdinOnce")),
-            "network": network,
-            "mounts": [
-                {"type": "bind", "source": str(files["resolv"]), "destination": "/etc/resolv.conf", "readonly": ro},
-                {"type": "bind", "source": str(files["hostname"]), "destination": "/etc/hostname", "readonly": ro},
-                {"type": "bind", "source": str(files["hosts"]), "destination": "/etc/hosts", "readonly": ro},
-            ],
-            "capabilities": container_config.capabilities(hc),
-            "privileged": bool(hc.get("Privileged")),
-            "masked_paths": hc.get("MaskedPaths") or [],
-            "readonly_paths": hc.get("ReadonlyPaths") or [],
-            "log_path": str(p["log"]),
-            "init": self.init_path if hc.get("Init") else None,
-            "shm_size": hc.get("ShmSize") or 64 * 1024 * 1024,
-        }
+        else:
+            self.files.write_name_files(c, self.networks.extra_hosts(c), self.networks.ipv6_enabled(c),
+                                        host_network=mode == "host")
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.
-            spec.update(runtime_options.spec_fields(hc, self.get))
-            user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(hc, c.mount_points)
+            namespaces = spec_mod.namespaces(c, self.get)
+            user_mounts = self.volumes.spec_mounts(c.mount_points, rootfs) + mounts.tmpfs_specs(
+                c.host_config, c.mount_points)
         except BaseException:
             self.volumes.release(c.mount_points)
-            self._unmount_quietly(c)
+            self.files.unmount_quietly(c)
             raise
-        taken = {m["destination"] for m in user_mounts}  # a user mount on /etc/hosts replaces ours
-        spec["mounts"] = [m for m in spec["mounts"] if m["destination"] not in taken] + mounts.depth_order(user_mounts)
-        if hc.get("Init") and not self.init_path:
-            raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
-        return spec
-
-    def _write_name_files(self, c: Container, p: dict[str, Path], host_net: bool) -> None:
-        """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
-        /etc/resolv.conf of a container with its own network or the host's."""
-        hosts.write_hostname(p["hostname"], c.config["Hostname"])
-        nets = self.networks
-        if nets is not None:
-            extra = nets.extra_hosts(c)
-        else:
-            extra = [(n, a) for n, _, a in (item.partition(":") for item in c.host_config.get("ExtraHosts") or [])]
-        hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra,
-                          host_network=host_net)
-        hosts.write_resolv_conf(p["resolv"], host_network=host_net, dns=c.host_config.get("Dns"),
-                                search=c.host_config.get("DnsSearch"), options=c.host_config.get("DnsOptions"),
-                                ipv6=nets is not None and nets.ipv6_enabled(c))
-
-    def _name_files(self, c: Container) -> dict[str, Path]:
-        """Where a container's hostname/hosts/resolv.conf live: the other container's with
-        --net=container: once started, as dockerd shows them."""
-        mode = c.network_mode
-        if mode.startswith("container:") and c.state["StartedAt"] != ZERO_TIME:
-            other = self.find(mode.split(":", 1)[1])
-            if other is not None:
-                return paths(self.data_root, other.id)
-        return paths(self.data_root, c.id)
+        return spec_mod.Prepared(rootfs=rootfs, name_files=files, log_path=p["log"], user_mounts=user_mounts,
+                                 namespaces=namespaces)
 
     async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
                        Pid=0, ExitCode=exit_code, Error=message)
         await self._release(c)
-        self._fail_pending_attaches(c)
+        attaching.fail_pending(c)
         await self._persist(c)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
         self._wake(c.exit_waiters, exit_code, message)
@@ -366,20 +247,13 @@ class ContainerService:
 
     async def _release(self, c: Container) -> None:
         """What a container holds only while it runs: rootfs mount, volumes, network, cgroup."""
-        await asyncio.to_thread(self._unmount_quietly, c)
+        await asyncio.to_thread(self.files.unmount_quietly, c)
         await asyncio.to_thread(self.volumes.release, c.mount_points)
-        if self.networks is not None:
-            await self.networks.teardown(c)
+        await self.networks.teardown(c)
         try:
             await asyncio.to_thread(self.cgroups.remove, c.id)
         except OSError as e:
             log.warning("removing the cgroup of %s: %s", c.id, e)
-
-    def _unmount_quietly(self, c: Container) -> None:
-        try:
-            self.driver.unmount(c.id)
-        except OSError as e:
-            log.warning("unmounting %s: %s", c.id, e)
 
     # -- exit, restart policy ----------------------------------------------------------------
     async def _watch(self, c: Container) -> None:
@@ -390,7 +264,7 @@ class ContainerService:
             raise
         except Exception as e:  # the monitor died without answering
             log.warning("lost the monitor of %s: %s", c.id, e)
-            status = read_exit_status(self._bundle(c)) or ExitStatus(
+            status = read_exit_status(self.files.bundle(c)) or ExitStatus(
                 exit_code=255, finished_at=now_rfc3339(), oom_killed=False, error=str(e))
         if c.monitor is monitor:
             await self._on_exit(c, status, restart_allowed=True)
@@ -402,31 +276,23 @@ class ContainerService:
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
         await self._release(c)
-        restart = restart_allowed and not self.shutting_down and self._should_restart(c)
-        if restart:
+        again = restart_allowed and not self.shutting_down and self._should_restart(c)
+        if again:
             c.state.update(Status="restarting", Restarting=True)
         await self._persist(c)
-        await asyncio.to_thread(shutil.rmtree, self._bundle(c), True)
+        await asyncio.to_thread(shutil.rmtree, self.files.bundle(c), True)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
         self._wake(c.exit_waiters, status.exit_code, None)
-        if restart:
-            started = parse_timestamp(c.state["StartedAt"])
-            ran = parse_timestamp(c.state["FinishedAt"]) - started
-            delay = 0.1 * (2 ** min(c.restart_count, 10)) if ran < 10 else 0.1
-            c.restart_task = asyncio.create_task(self._restart_after(c, min(delay, 60.0)))
+        if again:
+            ran = parse_timestamp(c.state["FinishedAt"]) - parse_timestamp(c.state["StartedAt"])
+            c.restart_task = asyncio.create_task(self._restart_after(c, restart.delay(c.restart_count, ran)))
         elif c.host_config.get("AutoRemove") and not self.shutting_down:
             await self._auto_remove(c)
 
     def _should_restart(self, c: Container) -> bool:
-        if c.manually_stopped or c.removing:
-            return False
-        rp = c.host_config["RestartPolicy"]
-        name = rp["Name"]
-        if name in ("always", "unless-stopped"):
-            return True
-        if name == "on-failure" and c.state["ExitCode"] != 0:
-            return not rp["MaximumRetryCount"] or c.restart_count < rp["MaximumRetryCount"]
-        return False
+        return restart.should_restart(c.host_config["RestartPolicy"], exit_code=c.state["ExitCode"],
+                                      restart_count=c.restart_count,
+                                      manually_stopped=c.manually_stopped or c.removing, on_boot=False)
 
     async def _restart_after(self, c: Container, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -583,7 +449,7 @@ class ContainerService:
                     await asyncio.wait_for(fut, 30)
                 except TimeoutError:
                     raise DaemonError(f"could not kill container {c.id}: it did not exit within 30s") from None
-            await asyncio.to_thread(self._remove_files, c)
+            await asyncio.to_thread(self.files.remove, c)
             await self.store.delete_container(c.id)
         except BaseException:
             c.removing = False
@@ -591,7 +457,7 @@ class ContainerService:
         self.registry.discard(c)
         if volumes:
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
-        self._fail_pending_attaches(c)
+        attaching.fail_pending(c)
         self.events.publish("container", "destroy", c.id, c.event_attrs())
         self._wake(c.removed_waiters, c.state["ExitCode"], None)
         self._wake(c.exit_waiters, c.state["ExitCode"], None)
@@ -607,7 +473,7 @@ class ContainerService:
                 continue
             if until and not all(parse_timestamp(c.created) <= u for u in until):
                 continue
-            size = await asyncio.to_thread(self._size_rw, c)
+            size = await asyncio.to_thread(self.files.size_rw, c)
             try:
                 await self.remove(c.id)
             except DaemonError:
@@ -615,12 +481,6 @@ class ContainerService:
             deleted.append(c.id)
             reclaimed += size
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
-
-    def _size_rw(self, c: Container) -> int:
-        try:
-            return self.driver.size_rw(c.id)
-        except OSError:
-            return 0
 
     # -- wait --------------------------------------------------------------------------------
     async def wait_future(self, ref: str, condition: str) -> asyncio.Future:
@@ -638,37 +498,6 @@ class ContainerService:
             c.exit_waiters.append(fut)
         return fut
 
-    # -- attach ------------------------------------------------------------------------------
-    async def attach_streams(self, c: Container, stdin: bool, stdout: bool, stderr: bool
-                             ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """Connects to the container's monitor now, or at its next start (attach comes first)."""
-        if c.running and c.monitor is not None:
-            return await c.monitor.attach(stdin, stdout, stderr)
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        entry = (fut, stdin, stdout, stderr)
-        c.pending_attaches.append(entry)
-        try:
-            return await fut
-        finally:
-            if entry in c.pending_attaches:
-                c.pending_attaches.remove(entry)
-
-    async def _connect_pending_attaches(self, c: Container, monitor: Monitor) -> None:
-        for fut, stdin, stdout, stderr in list(c.pending_attaches):
-            if fut.done():
-                continue
-            try:
-                fut.set_result(await monitor.attach(stdin, stdout, stderr))
-            except Exception as e:  # noqa: BLE001 - the attach client sees its stream end
-                fut.set_exception(e)
-        c.pending_attaches.clear()
-
-    def _fail_pending_attaches(self, c: Container) -> None:
-        for fut, *_ in c.pending_attaches:
-            if not fut.done():
-                fut.set_exception(Conflict("container is not running"))
-        c.pending_attaches.clear()
-
     async def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
         container_config.validate_terminal_size(height, width)
@@ -681,23 +510,8 @@ class ContainerService:
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
              stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
         c = self.get(ref)
-        runtime_options.check_logs_readable(c.host_config)
-        if not stdout and not stderr:
-            raise InvalidParameter("Bad parameters: you must choose at least one stream")
-        tail_n: int | None = None
-        if tail not in ("", "all"):
-            try:
-                tail_n = int(tail)
-            except ValueError:
-                tail_n = -1  # as dockerd: what is not a number means all of it
-            if tail_n < 0:
-                tail_n = None
-        since_t = parse_time_filter(since) if since and since != "0" else 0.0
-        until_t = parse_time_filter(until) if until and until != "0" else None
-        it = read_log(paths(self.data_root, c.id)["log"], follow=follow, tail=tail_n, since=since_t,
-                      until=until_t, stdout=stdout, stderr=stderr,
-                      is_running=lambda: c.running or c.state["Restarting"])
-        return c, it
+        return c, container_log(c, self.files.paths(c)["log"], follow=follow, tail=tail, since=since, until=until,
+                                stdout=stdout, stderr=stderr)
 
     # -- pause / unpause (cgroup freezer) ----------------------------------------------------
     async def pause(self, ref: str) -> None:
@@ -740,197 +554,35 @@ class ContainerService:
             self.registry.release(new, c.id)
             raise
         self.registry.release(old, c.id)
-        if self.networks is not None:
-            await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
+        await self.networks.renamed(c, old)  # peers resolve it by its new name from now on
         self.events.publish("container", "rename", c.id, c.event_attrs(oldName=old))
 
     async def top(self, ref: str, ps_args: str) -> dict:
-        c = self.get(ref)
-        if not c.running:
-            raise Conflict(f"Container {c.id} is not running")
-        if (c.host_config.get("PidMode") or "").startswith(("host", "container:")):
-            # No pid namespace of its own to tell its processes by: its cgroup has them.
-            pids = await asyncio.to_thread(self.cgroups.pids, c.id)
-        else:
-            pids = await asyncio.to_thread(_pids_in_pidns, c.state["Pid"])
-        args = (ps_args or "-ef").split()
-        proc = await asyncio.create_subprocess_exec("ps", *args, stdout=asyncio.subprocess.PIPE,
-                                                    stderr=asyncio.subprocess.PIPE)
-        out, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise DaemonError(f"Error running top: ps {' '.join(args)}: {err.decode().strip()}")
-        lines = out.decode(errors="replace").splitlines()
-        if not lines:
-            return {"Titles": [], "Processes": []}
-        titles = lines[0].split()
-        if "PID" not in titles:
-            raise DaemonError("Couldn't find PID field in ps output")
-        pid_idx = titles.index("PID")
-        procs = []
-        for line in lines[1:]:
-            fields = line.split(None, len(titles) - 1)
-            if len(fields) <= pid_idx:
-                continue
-            try:
-                pid = int(fields[pid_idx])
-            except ValueError:
-                continue
-            if pid in pids:
-                procs.append(fields)
-        return {"Titles": titles, "Processes": procs}
+        return await top_mod.top(self.get(ref), self.cgroups, ps_args)
 
     async def changes(self, ref: str) -> list[dict]:
         c = self.get(ref)
-        items = await asyncio.to_thread(self.driver.changes, c.id, self._lowers(c))
+        items = await asyncio.to_thread(self.files.changes, c)
         return [{"Path": path, "Kind": kind} for path, kind in items]
 
-    # -- views -------------------------------------------------------------------------------
+    # -- views (ContainerViews) --------------------------------------------------------------
     def inspect(self, ref: str) -> dict:
-        c = self.get(ref)
-        p = paths(self.data_root, c.id)
-        names = self._name_files(c)
-        state = dict(c.state)
-        if c.removing:
-            state["Status"] = "removing"
-        data = {
-            "Id": c.id,
-            "Created": c.created,
-            "Path": c.path,
-            "Args": c.args,
-            "State": state,
-            "Image": c.image_id,
-            "ResolvConfPath": str(names["resolv"]),
-            "HostnamePath": str(names["hostname"]),
-            "HostsPath": str(names["hosts"]),
-            "LogPath": "" if (c.host_config.get("LogConfig") or {}).get("Type") == "none" else str(p["log"]),
-            "Name": c.name,
-            "RestartCount": c.restart_count,
-            "Driver": c.driver,
-            "Platform": "linux",
-            "MountLabel": "",
-            "ProcessLabel": "",
-            "AppArmorProfile": "",
-            "ExecIDs": list(c.exec_ids) or None,
-            "HostConfig": c.host_config,
-            "GraphDriver": self._graph_driver(c),
-            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
-            "Config": c.config,
-            "NetworkSettings": self._network_settings(c),
-        }
-        return data
-
-    async def add_sizes(self, docs: list[dict]) -> None:
-        """SizeRw/SizeRootFs for `ps -s` and `inspect -s`: a walk of each container's own
-        layer, so off the event loop."""
-        found = [(doc, self.registry.find(doc["Id"])) for doc in docs]
-        sizes = await asyncio.to_thread(lambda: [self._size_rw(c) if c else 0 for _, c in found])
-        for (doc, c), size in zip(found, sizes, strict=True):
-            img = self.images.images.get(c.image_id) if c else None
-            doc["SizeRw"] = size
-            doc["SizeRootFs"] = size + (img.size if img else 0)
-
-    def _graph_driver(self, c: Container) -> dict:
-        base = Path(getattr(self.driver, "root", self.data_root)) / c.id
-        lowers = ":".join(str(x) for x in self._lowers(c))
-        if c.driver == "vfs":
-            return {"Name": "vfs", "Data": None}
-        return {"Name": c.driver, "Data": {"LowerDir": lowers, "MergedDir": str(base / "merged"),
-                                           "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
-
-    def _network_settings(self, c: Container) -> dict:
-        if self.networks is not None:
-            return self.networks.settings(c)
-        sandbox = f"/proc/{c.state['Pid']}/ns/net" if c.running and c.network_mode != "host" else ""
-        return {
-            "Bridge": "", "SandboxID": c.id if c.running else "", "HairpinMode": False,
-            "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0, "Ports": {},
-            "SandboxKey": sandbox, "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-            "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-            "Networks": c.networks,
-        }
+        return self.views.inspect(ref)
 
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
              since_ref: str = "") -> list[dict]:
-        f = Filters.parse(filters_raw, PS_FILTERS)
-        for st in f.get("status"):
-            if st not in STATUSES:
-                raise InvalidParameter(f"Invalid filter 'status={st}'")
-        exited = []
-        for e in f.get("exited"):
-            try:
-                exited.append(int(e))
-            except ValueError:
-                raise InvalidParameter(f"Invalid filter 'exited={e}'") from None
-        before = [self.get(r) for r in f.get("before") + ([before_ref] if before_ref else [])]
-        since = [self.get(r) for r in f.get("since") + ([since_ref] if since_ref else [])]
-        ancestors = set()
-        for a in f.get("ancestor"):
-            img = self.images.find(a)
-            if img is not None:
-                ancestors.add(img.id)
-            else:
-                ancestors.add("<none>")
-        show_all = all_ or bool(f.get("status")) or bool(exited) or limit > 0 or bool(before) or bool(since)
-        rows = sorted(self.registry, key=lambda c: c.created, reverse=True)
-        out = []
-        for c in rows:
-            status = "removing" if c.removing else ("paused" if c.state["Paused"] else c.state["Status"])
-            if not show_all and not c.running:
-                continue
-            if f.get("status") and status not in f.get("status"):
-                continue
-            if exited and (c.running or c.state["FinishedAt"] == ZERO_TIME or c.state["ExitCode"] not in exited):
-                continue
-            if f.get("id") and not any(c.id.startswith(i) for i in f.get("id")):
-                continue
-            if not f.match_regex("name", c.name.lstrip("/")) and not f.match_regex("name", c.name):
-                continue
-            if not f.match_labels(c.labels):
-                continue
-            if before and not all(c.created < b.created for b in before):
-                continue
-            if since and not all(c.created > s.created for s in since):
-                continue
-            if ancestors and c.image_id not in ancestors:
-                continue
-            if f.get("network") and not any(n in c.networks for n in f.get("network")):
-                continue
-            if f.get("publish") and not ports.filter_match(f.get("publish"), (c.host_config.get("PortBindings") or {})):
-                continue
-            if f.get("expose") and not ports.filter_match(f.get("expose"), (c.config.get("ExposedPorts") or {})):
-                continue
-            if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
-                continue
-            out.append(self._summary(c))
-            if limit > 0 and len(out) >= limit:
-                break
-        return out
+        return self.views.list(all_, limit, filters_raw, before_ref, since_ref)
 
-    def _summary(self, c: Container) -> dict:
-        row: dict[str, Any] = {
-            "Id": c.id,
-            "Names": [c.name],
-            "Image": self.images.display_name(c.image_id, c.config.get("Image", "")),
-            "ImageID": c.image_id,
-            "Command": c.command_text,
-            "Created": int(parse_timestamp(c.created)),
-            "Ports": self.networks.summary_ports(c) if self.networks is not None else [],
-            "Labels": c.labels,
-            "State": "removing" if c.removing else c.state["Status"],
-            "Status": c.status_text(),
-            "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
-            "NetworkSettings": {"Networks": self.networks.public_networks(c) if self.networks is not None
-                                else c.networks},
-            "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),
-        }
-        return row
+    async def add_sizes(self, docs: list[dict]) -> None:
+        await self.views.add_sizes(docs)
 
     def counts(self) -> dict[str, int]:
-        running = sum(1 for c in self.registry if c.running and not c.state["Paused"])
-        paused = sum(1 for c in self.registry if c.state["Paused"])
-        return {"Containers": len(self.registry), "ContainersRunning": running, "ContainersPaused": paused,
-                "ContainersStopped": len(self.registry) - running - paused}
+        return self.views.counts()
+
+    # -- attach (daemon/containers/attaching.py) ----------------------------------------------
+    def attach(self, ref: str, *, stdin: bool, stdout: bool, stderr: bool) -> attaching.Attachment:
+        """An attach session to `ref`; refused for a paused container."""
+        return attaching.Attachment(self.get(ref), stdin=stdin, stdout=stdout, stderr=stderr, read_logs=self.logs)
 
     async def shutdown(self) -> None:
         """Daemon shutdown: containers keep running under their monitors (live restore)."""
@@ -939,50 +591,8 @@ class ContainerService:
             for task in (c.watch_task, c.restart_task):
                 if task and not task.done():
                     task.cancel()
-            self._fail_pending_attaches(c)
-
-
-# What dockerd's "-init" layer holds: the mount points the runtime needs, so that creating
-# them never copies up into the container's own layer (and `docker diff` stays clean).
-_INIT_DIRS = ("dev/pts", "dev/shm", "dev/mqueue", "proc", "sys", "etc")
-_INIT_FILES = ("dev/console", "etc/hostname", "etc/hosts", "etc/resolv.conf", ".dockerenv")
-
-
-def make_init_layer(root: Path) -> None:
-    root.mkdir(mode=0o755)
-    for d in _INIT_DIRS:
-        (root / d).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for f in _INIT_FILES:
-        (root / f).touch(mode=0o644 if f != "dev/console" else 0o600)
-    (root / "etc" / "mtab").symlink_to("/proc/mounts")
+            attaching.fail_pending(c)
 
 
 def _anonymous_volumes(c: Container) -> list[str]:
     return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
-
-
-def _network_entries(mode: str) -> dict:
-    if mode.startswith("container:"):
-        return {}
-    return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "MacAddress": "", "DriverOpts": None,
-                   "NetworkID": "", "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "DNSNames": None}}
-
-
-def _pids_in_pidns(init_pid: int) -> set[int]:
-    try:
-        target = os.readlink(f"/proc/{init_pid}/ns/pid")
-    except OSError:
-        return set()
-    pids = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/ns/pid") == target:
-                pids.add(int(entry))
-        except OSError:
-            continue
-    return pids
-
-

@@ -7,9 +7,10 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
-from daemon.containers.service import ContainerService
+from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339
+from runtime.cgroups import Cgroups
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 INTERVAL = 1.0  # dockerd's collector period: the CLI computes CPU % from two samples this far apart
@@ -46,11 +47,12 @@ def _empty_cpu() -> dict[str, Any]:
 
 
 class StatsService:
-    def __init__(self, containers: ContainerService) -> None:
-        self.containers = containers
+    def __init__(self, registry: ContainerRegistry, cgroups: Cgroups) -> None:
+        self.registry = registry
+        self.cgroups = cgroups
 
     def _sample(self, cid: str) -> dict[str, Any]:
-        c = self.containers.get(cid)
+        c = self.registry.get(cid)
         doc: dict[str, Any] = {
             "read": now_rfc3339(), "preread": ZERO_TIME, "name": c.name, "id": c.id,
             "pids_stats": {}, "blkio_stats": {"io_service_bytes_recursive": None, "io_serviced_recursive": None},
@@ -59,7 +61,7 @@ class StatsService:
         }
         if not c.running:
             return doc
-        raw = self.containers.cgroups.stats(c.id)
+        raw = self.cgroups.stats(c.id)
         ncpu = os.cpu_count() or 1
         doc["cpu_stats"] = {
             "cpu_usage": {"total_usage": raw["cpu_total"], "percpu_usage": raw["cpu_percpu"] or None,
@@ -82,7 +84,7 @@ class StatsService:
         return doc
 
     async def stream(self, ref: str, stream: bool, one_shot: bool) -> AsyncIterator[dict]:
-        c = self.containers.get(ref)
+        c = self.registry.get(ref)
         if c.state["Restarting"]:
             raise Conflict(f"Container {c.id} is restarting")
         prev = await asyncio.to_thread(self._sample, c.id)
@@ -91,7 +93,7 @@ class StatsService:
             return
         while True:
             await asyncio.sleep(INTERVAL)
-            if c.id not in self.containers.registry:
+            if c.id not in self.registry:
                 return
             cur = await asyncio.to_thread(self._sample, c.id)
             cur["precpu_stats"] = prev["cpu_stats"]

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from daemon.containers import runtime_options
+from daemon.containers import spec as container_spec
+from daemon.containers.container import Container
 from daemon.containers.logs import read_log
 from daemon.errors import InvalidParameter
 from runtime import jsonlog, spec, users
@@ -108,15 +110,24 @@ def test_validate_refuses(hc: dict, message: str) -> None:
     assert message in exc.value.message
 
 
+def _spec_for(hc: dict) -> dict:
+    c = Container(id="b" * 64, name="/x", created="", path="sh", args=[], config={"Hostname": "h"},
+                  host_config=hc, image_id="")
+    prepared = container_spec.Prepared(rootfs=Path("/r"), name_files={k: Path(f"/f/{k}") for k in
+                                       ("hostname", "hosts", "resolv")}, log_path=Path("/l/log"),
+                                       user_mounts=[], namespaces=container_spec.namespaces(c, lambda ref: c))
+    return dict(container_spec.build(c, prepared, netns=None, link_env=[], init_path=None))
+
+
 def test_spec_fields() -> None:
     hc = {"ReadonlyRootfs": True, "SecurityOpt": ["no-new-privileges:true"], "PidMode": "host",
           "LogConfig": {"Type": "json-file", "Config": {"max-size": "10k", "max-file": "3"}}}
     runtime_options.validate(hc)
-    fields = runtime_options.spec_fields(hc, lambda ref: None)
+    fields = _spec_for(hc)
     assert fields["readonly_rootfs"] and fields["no_new_privileges"] and fields["pid_ns"] == "host"
     assert (fields["log_max_size"], fields["log_max_file"], fields["ipc_ns"]) == (10240, 3, "new")
-    assert "log_path" not in fields
+    assert fields["log_path"] == "/l/log"
     none = {"LogConfig": {"Type": "none"}}
     runtime_options.validate(none)
-    assert runtime_options.spec_fields(none, lambda ref: None)["log_path"] == ""
+    assert _spec_for(none)["log_path"] == ""
     assert runtime_options.parse_size("1.5m") == 1572864

@@ -35,7 +35,8 @@ from runtime import cgroups
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources
-from storage.rootfs import make_driver, mounted_under
+from storage.mounts import mounted_under
+from storage.rootfs import make_driver
 from storage.volumes import LocalDriver
 
 log = logging.getLogger("pydockerd")

@@ -7,9 +7,8 @@ several daemons (tests) on one host never touch each other's rules.
 
 Why iptables as well: on hosts with br_netfilter and a FORWARD policy of DROP (set by a
 dockerd), an accept in our own table does not override a drop in another table's base
-chain (spikes.md 3), so forwarding for our bridges must be accepted in iptables' own
-FORWARD chain. Our own drops (isolation, --internal) still win, because a drop in any base
-chain is final.
+chain, so forwarding for our bridges must be accepted in iptables' own FORWARD chain. Our
+own drops (isolation, --internal) still win, because a drop in any base chain is final.
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ async def add_veth(host_if: str, bridge: str, netns: Path, inner_if: str, mac: s
             try:
                 await ipr.link("set", index=idx, master=br, state="up", IFLA_IFALIAS=ALIAS_PREFIX + owner)
                 # Hairpin: a container reaching its own published port through the host comes
-                # back in on the port it left from (spikes.md 4a). pyroute2's brport("set")
+                # back in on the port it left from. pyroute2's brport("set")
                 # silently ignores the flag here, sysfs does not.
                 Path(f"/sys/class/net/{host_if}/brport/hairpin_mode").write_text("1")
             except BaseException:
@@ -127,7 +127,7 @@ def set_sysctl(path: str, value: str) -> None:
 
 def route_localnet(bridge: str) -> None:
     """127.0.0.1:PORT DNATed to a container leaves through the bridge with a loopback source;
-    without route_localnet the kernel drops it as martian (spikes.md 4a)."""
+    without route_localnet the kernel drops it as martian."""
     set_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
 
 

@@ -8,7 +8,7 @@ has no DNAT here, so that socket listens and proxies to the container's IPv4 add
 so does IPv4 when no nftables rules could be installed.
 
 The proxy is Protocol-based with flow control (pause_reading while the peer's buffer is
-over its high-water mark): spikes.md 4b measured it at ~1 GB/s, 3x a streams-based one.
+over its high-water mark): measured here at ~1 GB/s, 3x a streams-based one.
 """
 
 from __future__ import annotations

@@ -26,15 +26,12 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from . import tempfiles, whiteout
-from .compression import Readable, decompress
+from .compression import Readable
 from .errors import ArchiveError
 from .fsmeta import proc_path, write_xattrs
 from .rmtree import remove_at
-from .rootpath import clean, open_dir, resolve_in_root, split
+from .rootpath import clean, open_dir, split
 from .tarsplit import SplitRecorder
-from .tarwriter import tar_directory
-
-__all__ = ["ArchiveError", "decompress", "extract_tar", "resolve_in_root", "tar_directory"]
 
 # tarfile's stream buffer is re-sliced on every read: bigger than this costs more than it saves.
 _TAR_BUFSIZE = 64 << 10

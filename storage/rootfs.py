@@ -11,12 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Protocol
 
-from .errors import DriverUnavailable
-from .mounts import mounted_under
 from .overlay import OverlayDriver
 from .vfs import VfsDriver
-
-__all__ = ["DriverUnavailable", "RootfsDriver", "make_driver", "mounted_under", "DRIVERS"]
 
 DRIVERS = ("overlay2", "vfs")
 

@@ -31,9 +31,9 @@ from daemon.errors import DaemonError, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.util.bodyreader import ThreadReader
 from daemon.util.threadstream import thread_stream
-from storage.archive import ArchiveError, MountTarget, extract_tar, resolve_in_root
+from storage.archive import ArchiveError, MountTarget, extract_tar
 from storage.fsmeta import proc_path
-from storage.rootpath import split
+from storage.rootpath import resolve_in_root, split
 from storage.tarwriter import tar_directory, tar_entry
 
 # Go's os.FileMode type bits, which X-Docker-Container-Path-Stat carries.

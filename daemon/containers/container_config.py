@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import re
 import signal as signal_mod
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daemon.containers import runtime_options
-from daemon.errors import InvalidParameter
+from daemon.errors import Conflict, InvalidParameter
 from runtime.libc import CAPABILITIES
 from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
 
@@ -202,6 +203,19 @@ def validate_terminal_size(height: int, width: int) -> None:
     """Resize requests: a tty's rows and columns are 16-bit (struct winsize)."""
     if not (0 <= height <= 65535 and 0 <= width <= 65535):
         raise InvalidParameter(f"invalid terminal size {height}x{width}")
+
+
+async def resize_terminal(height: int, width: int, *, what: str, running: bool, tty: bool,
+                          resize: Callable[[int, int], Awaitable[None] | None]) -> None:
+    """A container's or an exec's resize, as dockerd: the size is checked first, then a 409 when
+    `what` is not running; without a tty there is nothing to resize, which is no error."""
+    validate_terminal_size(height, width)
+    if not running:
+        raise Conflict(f"{what} is not running")
+    if tty:
+        done = resize(height, width)
+        if done is not None:
+            await done
 
 
 def validate_resources(hc: dict) -> None:

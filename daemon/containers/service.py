@@ -36,6 +36,7 @@ from daemon.events import EventBus
 from daemon.images import reference
 from daemon.store import Store
 from daemon.util.filters import Filters
+from daemon.util.prune import remove_each
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
 from runtime.cgroups import Cgroups
@@ -45,6 +46,7 @@ log = logging.getLogger("pydockerd.containers")
 
 PRUNE_FILTERS = {"label", "label!", "until"}
 DEFAULT_STOP_TIMEOUT = 10
+KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 
 
 class ContainerService:
@@ -405,11 +407,17 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
             await self._persist(c)
+        # dockerd: a kill without a signal waits (up to 10 s) until the container is no longer
+        # running, so that what follows (inspect, rm) sees it exited; an explicit signal does not.
+        exited = self._exit_future(c) if not sig else None
         if signum == signal_mod.SIGKILL:
             await self._sigkill(c)
         else:  # to a paused container it stays pending until unpause, as with dockerd
             await c.monitor.kill(signum)
         self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(signum)))
+        if exited is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -465,21 +473,12 @@ class ContainerService:
     async def prune(self, filters_raw: str | None) -> dict:
         f = Filters.parse(filters_raw, PRUNE_FILTERS)
         until = [parse_time_filter(u) for u in f.get("until")]
-        deleted, reclaimed = [], 0
-        for c in self.registry:
-            if c.running or c.state["Restarting"] or c.removing:
-                continue
-            if not f.match_label_filters(c.labels):
-                continue
-            if until and not all(parse_timestamp(c.created) <= u for u in until):
-                continue
-            size = await asyncio.to_thread(self.files.size_rw, c)
-            try:
-                await self.remove(c.id)
-            except DaemonError:
-                continue
-            deleted.append(c.id)
-            reclaimed += size
+        # A generator: each candidate is judged when its turn comes, after the removals before it.
+        candidates = (c for c in self.registry
+                      if not (c.running or c.state["Restarting"] or c.removing)
+                      and f.match_label_filters(c.labels)
+                      and all(parse_timestamp(c.created) <= u for u in until))
+        deleted, reclaimed = await remove_each(candidates, lambda c: c.id, self.files.size_rw, self.remove)
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
     # -- wait --------------------------------------------------------------------------------
@@ -500,11 +499,10 @@ class ContainerService:
 
     async def resize(self, ref: str, height: int, width: int) -> None:
         c = self.get(ref)
-        container_config.validate_terminal_size(height, width)
-        if not c.running or c.monitor is None:
-            raise Conflict(f"Container {c.id} is not running")
-        if c.tty:
-            await c.monitor.resize(height, width)
+        monitor = c.monitor
+        await container_config.resize_terminal(height, width, what=f"Container {c.id}",
+                                               running=c.running and monitor is not None, tty=c.tty,
+                                               resize=lambda h, w: monitor.resize(h, w))
 
     # -- logs --------------------------------------------------------------------------------
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,

@@ -182,8 +182,7 @@ class ExecService:
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ex = self.get(exec_id)
-        container_config.validate_terminal_size(height, width)
-        if not ex.running or ex.process is None:
-            raise Conflict(f"Exec {ex.id} is not running")
-        if ex.tty:
-            ex.process.resize(height, width)
+        process = ex.process
+        await container_config.resize_terminal(height, width, what=f"Exec {ex.id}",
+                                               running=ex.running and process is not None, tty=ex.tty,
+                                               resize=lambda h, w: process.resize(h, w))

@@ -13,7 +13,6 @@ import platform
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from daemon.errors import Conflict, InvalidParameter, NotFound
@@ -22,7 +21,7 @@ from daemon.images import dockerfile_changes, reference
 from daemon.store import Store
 from daemon.util.bodyreader import ThreadReader
 from daemon.util.filters import Filters
-from daemon.util.timeutil import format_time, now_rfc3339, parse_time_filter, parse_timestamp
+from daemon.util.timeutil import now_rfc3339, parse_time_filter, parse_timestamp
 from storage.archive import ArchiveError
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
@@ -538,4 +537,3 @@ def image_created_unix(img: Image) -> float:
     return parse_timestamp(img.created) if img.created else time.time()
 
 
-__all__ = ["Image", "ImageService", "GOARCH", "format_time", "Path"]

@@ -23,8 +23,10 @@ from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.prune import remove_each
 from daemon.volumes import mounts
-from storage.archive import ArchiveError, extract_tar, resolve_in_root, tar_directory
+from storage.archive import ArchiveError, extract_tar
 from storage.mounts import propagation
+from storage.rootpath import resolve_in_root
+from storage.tarwriter import tar_directory
 from storage.volumes import NAME_RE, LocalDriver, VolumeDriverError, validate_options
 
 log = logging.getLogger("pydockerd.volumes")

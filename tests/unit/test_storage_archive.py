@@ -18,8 +18,11 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from storage.archive import ArchiveError, decompress, extract_tar, resolve_in_root, tar_directory
+from storage.archive import ArchiveError, extract_tar
+from storage.compression import decompress
 from storage.rmtree import remove_tree
+from storage.rootpath import resolve_in_root
+from storage.tarwriter import tar_directory
 from tests.unit.test_storage_support import (
     DEFAULT_MTIME,
     Pipe,

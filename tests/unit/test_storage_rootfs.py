@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 from storage import mounts
-from storage.archive import tar_directory
 from storage.layers import LayerStore
+from storage.mounts import mounted_under
 from storage.overlay import OverlayDriver
 from storage.rmtree import remove_tree
-from storage.rootfs import RootfsDriver, make_driver, mounted_under
+from storage.rootfs import RootfsDriver, make_driver
+from storage.tarwriter import tar_directory
 from tests.unit.test_storage_support import dir_, hard, member, no_leaked_mounts, reg, sym, tar_bytes
 
 __all__ = ["no_leaked_mounts"]  # a fixture, used by name

@@ -1,5 +1,8 @@
 """Containers: run/create/start, ps, inspect, logs, stop/kill/restart/rm, prune, rename, wait,
-top, diff, exit codes, and what a container really is (namespaces, mounts, capabilities)."""
+top, diff, exit codes, and what a container really is (namespaces, mounts, capabilities).
+
+Long on purpose: one file per CLI area, as the other e2e files (`docker container ...` here);
+split by subcommand, the files would only repeat its helpers."""
 
 from __future__ import annotations
 

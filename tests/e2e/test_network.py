@@ -1,5 +1,7 @@
 """Networking end to end: bridge/host/none/container modes, user networks, name resolution,
 isolation, published ports with a real data path, and cleanup (300 run/rm cycles).
+Long on purpose: one file per CLI area; its tests share the helpers below (http_get,
+our_veths, nft_table...).
 
 Traffic only goes to 127.0.0.1 or to addresses on bridges this session's daemons made.
 Containers talk with busybox `nc` and `ping` (this busybox's wget crashes).

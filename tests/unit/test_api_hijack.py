@@ -1,4 +1,5 @@
 """api/hijack.py, api/streams.py and api/versioning.py, driven by the real docker CLI.
+Long on purpose: the toy engine below is shared by every test of the three modules.
 
 A toy engine (not the real routers) is served by api.server.serve() on a temp unix
 socket and a loopback TCP port: create/attach/wait/start/inspect and exec fake a few

@@ -1,4 +1,6 @@
-"""The monitor with real namespaces (run as root): busybox containers in a temp rootfs."""
+"""The monitor with real namespaces (run as root): busybox containers in a temp rootfs.
+
+Long on purpose: every case needs the same rootfs fixture and spawn helpers kept here."""
 
 from __future__ import annotations
 

@@ -92,8 +92,10 @@ class EventFilter:
         """An image's own events by its id or name; a container's by the image it was created from;
         each also without its tag."""
         values = self.filters.get("image")
+        if not values:
+            return True  # no reference parsing for every event when nobody filters by image
         name = attrs.get("name" if type_ == "image" else "image", "")
-        return any(_exact(values, s) for s in (actor_id, name, _strip_tag(actor_id), _strip_tag(name)))
+        return any(s in values for s in (actor_id, name, _strip_tag(actor_id), _strip_tag(name)))
 
 
 class EventBus:

@@ -192,6 +192,9 @@ async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.Str
             await in_task
         if detached.is_set():
             out_task.cancel()
+            # A cancelled gather ends with CancelledError as its exception: retrieve it, or asyncio
+            # logs "exception was never retrieved" with a traceback for every detach.
+            out_task.add_done_callback(lambda f: f.cancelled() or f.exception())
             if proc.master is not None:
                 # The command runs on: keep draining its terminal (output after a detach goes
                 # nowhere, as with dockerd) so it never blocks, and release it at its end.

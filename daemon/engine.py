@@ -11,6 +11,9 @@ import uuid
 from pathlib import Path
 
 from api.backends import Backends
+from daemon.build.cache import BuildCache
+from daemon.build.executor import Engine as BuildEngine
+from daemon.build.service import BuildService
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry
@@ -88,11 +91,17 @@ class Daemon:
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
+        self.build = BuildService(
+            BuildEngine(images=self.images, containers=self.containers, rootfs=self.containers.files,
+                        commits=self.commit, pulls=self.distribution, blobs=self.blobs, layers=self.layers,
+                        sources=self.sources,
+                        cache=BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)),
+            users=self.registry, tmp_root=root / "builder" / "tmp")
         self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events)
+                                    self.events, self.build)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
@@ -100,7 +109,7 @@ class Daemon:
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
         return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
-                        images=self.images, image_archives=self.image_archives, commit=self.commit,
+                        images=self.images, image_archives=self.image_archives, commit=self.commit, build=self.build,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
                         volumes=self.volumes, system=self.system, stopping=self.stopping)
 
@@ -116,6 +125,7 @@ class Daemon:
     async def start(self) -> None:
         self.store.open()
         self.images.load()
+        self.build.load()
         self.volumes.load()
         await self.networks.load()
         await self.containers.load()

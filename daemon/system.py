@@ -45,6 +45,11 @@ class VolumeViews(Protocol):
         """The volumes with their UsageData (blocking: it walks them)."""
 
 
+class BuildCacheViews(Protocol):
+    def usage(self) -> list[dict]:
+        """The BuildCache rows of docker system df."""
+
+
 @dataclass
 class SystemService:
     cfg: Config
@@ -54,6 +59,7 @@ class SystemService:
     images: ImageViews
     volumes: VolumeViews
     events: EventBus
+    build_cache: BuildCacheViews
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,
@@ -72,7 +78,8 @@ class SystemService:
             img["Containers"] = users.get(img["Id"], 0)
             img["SharedSize"] = 0
         return {"LayersSize": self.images.total_size(), "Images": imgs, "Containers": ctrs,
-                "Volumes": await asyncio.to_thread(self.volumes.usage), "BuildCache": []}
+                "Volumes": await asyncio.to_thread(self.volumes.usage),
+                "BuildCache": await asyncio.to_thread(self.build_cache.usage)}
 
     def version(self, api_version: str, min_version: str) -> dict:
         """GET /version: the engine's component, as dockerd reports it."""

@@ -8,6 +8,7 @@ import asyncio
 from dataclasses import dataclass
 
 from api.backends.archive import ArchiveBackend
+from api.backends.build import BuildBackend
 from api.backends.containers import ContainerBackend
 from api.backends.distribution import DistributionBackend
 from api.backends.execs import ExecBackend
@@ -27,6 +28,7 @@ class Backends:
     images: ImageBackend
     image_archives: ImageArchiveBackend
     commit: CommitBackend
+    build: BuildBackend
     distribution: DistributionBackend
     networks: NetworkBackend
     network_connect: NetworkConnectBackend

@@ -88,7 +88,7 @@ class CommitService:
         if paused:
             await svc.pause(c.id)
         try:
-            layer = await self._make_layer(c.id, parent)
+            layer = await self.container_layer(c.id, parent)
         finally:
             if paused:
                 await svc.unpause(c.id)
@@ -123,7 +123,9 @@ class CommitService:
                              "name": c.name.lstrip("/")})
         return img.id
 
-    async def _make_layer(self, cid: str, parent: str | None) -> Layer:
+    async def container_layer(self, cid: str, parent: str | None) -> Layer:
+        """The layer of a container's changes on top of `parent`, in the blob and layer stores
+        (also the builder's: each RUN, COPY and ADD step is one)."""
         driver = self.driver
         # vfs keeps no upper dir: the layer is what `docker diff` finds in the full copy.
         diff = None if driver.name == "overlay2" else await self.containers.changes(cid)

@@ -57,7 +57,12 @@ class FakeVolumes:
 def service(tmp_path: Path, containers: FakeContainers, images: FakeImages) -> SystemService:
     cfg = Config()
     cfg.data_root = tmp_path
-    return SystemService(cfg, "engine-1", "vfs", containers, images, FakeVolumes(), EventBus())
+    return SystemService(cfg, "engine-1", "vfs", containers, images, FakeVolumes(), EventBus(), FakeBuildCache())
+
+
+class FakeBuildCache:
+    def usage(self) -> list[dict]:
+        return []
 
 
 def test_df_counts_the_containers_of_each_image(tmp_path: Path) -> None:

@@ -1,0 +1,30 @@
+"""POST /build (docker build with the classic builder) and POST /build/prune."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from api.backends.build import BuildBackend
+from api.params import qbool, qstr
+from api.responses import JSONResponse
+from api.streams import json_stream_first
+
+router = APIRouter()
+
+
+def _svc(request: Request) -> BuildBackend:
+    return request.app.state.backends.build
+
+
+@router.post("/build")
+async def build(request: Request) -> Response:
+    # The context is read before the response starts: a bad one is an error response.
+    q = request.query_params
+    return await json_stream_first(_svc(request).build(dict(q), q.getlist("t"), q.getlist("extrahosts"),
+                                                       request.stream()))
+
+
+@router.post("/build/prune")
+async def prune(request: Request) -> JSONResponse:
+    return JSONResponse(await _svc(request).prune(qstr(request, "filters") or None, qbool(request, "all")))

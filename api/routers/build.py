@@ -19,7 +19,8 @@ def _svc(request: Request) -> BuildBackend:
 
 @router.post("/build")
 async def build(request: Request) -> Response:
-    # The context is read before the response starts: a bad one is an error response.
+    # The context is read before the response starts: a bad one is an error response. A client
+    # that goes away cancels the stream (starlette watches for the disconnect), and so the build.
     q = request.query_params
     return await json_stream_first(_svc(request).build(dict(q), q.getlist("t"), q.getlist("extrahosts"),
                                                        request.stream()))

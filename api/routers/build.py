@@ -22,7 +22,12 @@ async def build(request: Request) -> Response:
     # The context is read before the response starts: a bad one is an error response. A client
     # that goes away cancels the stream (starlette watches for the disconnect), and so the build.
     q = request.query_params
-    return await json_stream_first(_svc(request).build(dict(q), q.getlist("t"), q.getlist("extrahosts"),
+    # A parameter given twice counts with its first value, as Go's FormValue (docker-py sends
+    # `dockerfile` twice for a Dockerfile outside the context).
+    first: dict[str, str] = {}
+    for k, v in q.multi_items():
+        first.setdefault(k, v)
+    return await json_stream_first(_svc(request).build(first, q.getlist("t"), q.getlist("extrahosts"),
                                                        request.stream()))
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from api.backends import Backends
 from daemon.build.cache import BuildCache
+from daemon.build.contexts import ContextStore
 from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
 from daemon.config import Config
@@ -96,7 +97,8 @@ class Daemon:
                         commits=self.commit, pulls=self.distribution, blobs=self.blobs, layers=self.layers,
                         sources=self.sources,
                         cache=BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)),
-            users=self.registry, tmp_root=root / "builder" / "tmp")
+            users=self.registry, tmp_root=root / "builder" / "tmp",
+            contexts=ContextStore(root / "builder" / "contexts"))
         self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()

@@ -140,6 +140,10 @@ def test_quiet_iidfile_and_stdin_dockerfile(d: Daemon, uname: Callable[[str], st
     assert r.stdout.strip() == iid.read_text().strip() and r.stdout.startswith("sha256:")
     assert "quiet-step" not in r.stdout and "Step" not in r.stdout
     assert image_inspect(d, uname("q"))["Id"] == r.stdout.strip()
+    # --rm=false keeps the RUN step's container.
+    before = set(d.container_ids())
+    d.docker("build", "--rm=false", "-", input="FROM busybox\nRUN echo keep-me\n", env=_legacy(d), timeout=120)
+    assert len(_builder_containers(d, before)) == 1
     # A Dockerfile on stdin has no context: COPY fails with dockerd's message.
     r = d.docker("build", "-", input="FROM busybox\nCOPY hello.txt /\n", env=_legacy(d), check=False)
     assert r.returncode == 1
@@ -412,6 +416,29 @@ def test_remote_contexts(d: Daemon, uname: Callable[[str], str], served: Callabl
     assert image_inspect(d, uname("rd"))["Config"]["Labels"] == {"from": "remote-dockerfile"}
     st, msg = _build_api(d, b"", "remote=ftp://127.0.0.1/x")
     assert st == 400 and "unsupported remote context" in str(msg)
+    st, msg = _build_api(d, b"", "remote=/etc/some.git")  # never a path on the daemon's host
+    assert st == 400 and "unsupported remote context" in str(msg)
+
+
+def test_git_remote_context(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
+                            served: Callable[[str, bytes], str]) -> None:
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    base = served("index", b"").rsplit("/", 1)[0]
+    work = _ctx(tmp_path / "work", {"Dockerfile": "FROM busybox\nCOPY hello /hello\n", "hello": "from git\n",
+                                    "sub/Dockerfile": "FROM busybox\nCOPY f /f\n", "sub/f": "sub dir\n"})
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run([*git, *args], cwd=work, check=True, capture_output=True)
+    bare = tmp_path / "www" / "repo.git"  # served as git's "dumb" HTTP protocol
+    subprocess.run(["git", "clone", "-q", "--bare", str(work), str(bare)], check=True, capture_output=True)
+    subprocess.run(["git", "update-server-info"], cwd=bare, check=True, capture_output=True)
+    st, recs = _build_api(d, b"", f"remote={base}/repo.git&t={uname('git')}")
+    assert st == 200 and not _errors(recs), recs
+    assert d.docker("run", "--rm", uname("git"), "cat", "/hello").stdout == "from git\n"
+    st, recs = _build_api(d, b"", f"remote={base}/repo.git%23main:sub&t={uname('gitsub')}")
+    assert st == 200 and not _errors(recs), recs
+    assert d.docker("run", "--rm", uname("gitsub"), "cat", "/f").stdout == "sub dir\n"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose (v1) is not installed")

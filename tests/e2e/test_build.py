@@ -381,6 +381,23 @@ def test_client_disconnect_cancels_the_build(d: Daemon, uname: Callable[[str], s
     assert "Traceback" not in d.log_text()[-20000:]
 
 
+def test_from_pulls_a_missing_base(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    from tests.e2e.registry_fixture import docker_registry
+
+    with docker_registry(tmp_path / "registry") as addr:
+        base = f"{addr}/build/{uname('base')}:1"
+        d.docker("tag", "busybox:latest", base)
+        d.docker("push", base, timeout=120)
+        d.docker("rmi", base)
+        r = d.docker("build", "-t", uname("pulled"), "-", input=f"FROM {base}\nRUN echo on-pulled > /p\n",
+                     env=_legacy(d), timeout=180)
+        assert "Pulling from" in r.stdout or "Downloaded newer image" in r.stdout, r.stdout
+        assert d.docker("run", "--rm", uname("pulled"), "cat", "/p").stdout == "on-pulled\n"
+        r = d.docker("build", "-", input=f"FROM {addr}/build/nothing-here:1\n", env=_legacy(d), check=False,
+                     timeout=120)
+        assert r.returncode != 0 and r.stderr.strip(), r
+
+
 # --------------------------------------------------------------------------- other clients
 
 

@@ -89,6 +89,7 @@ def extract_tar(
     recorder: SplitRecorder | None = None,
     writeback: bool = False,
     mounts: dict[tuple[str, ...], MountTarget] | None = None,
+    sparse_limit: int | None = None,
 ) -> int:
     """Extract the (uncompressed) tar stream `fileobj` into `root`/`subdir`; return the bytes of
     regular file content written.
@@ -103,6 +104,8 @@ def extract_tar(
     writeback: start writing big files to disk as they complete (for a caller that syncs at the end).
     mounts: what is mounted where below `subdir` (relative components): entries there go into the
     mount, as they would in the container, not into the directory the mount hides.
+    sparse_limit: the most bytes a sparse member may expand to (a few stored bytes can claim
+    terabytes of holes, which are written out as zeros).
     Raises ArchiveError for invalid or hostile archives; OSError for host trouble (ENOSPC...).
     On error, what was already extracted stays: extract into a fresh directory to be atomic.
     """
@@ -112,6 +115,7 @@ def extract_tar(
         ex.owner = owner
         ex.split = recorder
         ex.writeback = writeback
+        ex.sparse_limit = sparse_limit
         return ex
 
     ex: _Extractor | _Routed = make(Path(root), subdir)
@@ -224,6 +228,7 @@ class _Extractor:
         self.owner: tuple[int, int] | None = None
         self.split: SplitRecorder | None = None
         self.writeback = False
+        self.sparse_limit: int | None = None
         self.size = 0
         self._root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         # Entries come grouped by directory: keep the last parent open. It cannot go stale, since
@@ -305,6 +310,9 @@ class _Extractor:
         if (m.ischr() or m.isblk()) and not self.devices:
             return
         if m.isreg():
+            if m.sparse is not None and self.sparse_limit is not None and m.size > self.sparse_limit:
+                raise ArchiveError(f"sparse file {m.name!r} would expand to {m.size} bytes, more than the "
+                                   f"{self.sparse_limit} allowed")
             ref = self.split.payload(m.offset_data, m.size) if self.split and m.sparse is None and m.size else 0
             fd = _create(parent, name, lambda: os.open(name, _NEW_FILE, 0o600, dir_fd=parent))
             try:

@@ -360,6 +360,20 @@ def test_hostile_contexts_fail_cleanly(d: Daemon, uname: Callable[[str], str]) -
     assert leftovers == [], leftovers
 
 
+def test_huge_sparse_file_is_refused(d: Daemon, tmp_path: Path) -> None:
+    src = _ctx(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nCOPY big /big\n"})
+    with open(src / "big", "wb") as f:
+        f.truncate(64 << 30)  # 64 GiB of holes: a few blocks in a GNU sparse tar
+        f.write(b"x")
+    tar = tmp_path / "ctx.tar"
+    subprocess.run(["tar", "--sparse", "-C", str(src), "-cf", str(tar), "Dockerfile", "big"], check=True)
+    assert tar.stat().st_size < 1 << 20
+    with nothing_created(d):
+        st, msg = _build_api(d, tar.read_bytes())
+    assert st == 400 and "sparse file" in str(msg), (st, msg)
+    assert list((d.data_root / "builder" / "tmp").iterdir()) == []
+
+
 def test_client_disconnect_cancels_the_build(d: Daemon, uname: Callable[[str], str]) -> None:
     marker = uname("sleeper")
     body = tar_bytes({"Dockerfile": f"FROM busybox\nRUN echo {marker}; sleep 60\n".encode()})

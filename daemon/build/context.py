@@ -1,0 +1,275 @@
+"""The build context: the uploaded tar (plain, gzip, bzip2, xz) or a remote URL, unpacked into
+the build's own directory with the safe extractor, the Dockerfile found inside it, and the
+.dockerignore applied. The context is untrusted: names, symlinks and hard links cannot reach
+outside its directory, and nothing outside it is read."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from daemon.build import ignore
+from daemon.build.contexts import ContextStore, Unpacked
+from daemon.errors import InvalidParameter
+from daemon.util.bodyreader import ThreadReader
+from storage.archive import ArchiveError, extract_tar
+from storage.compression import decompress
+from storage.rootpath import resolve_in_root
+
+MAX_DOCKERFILE = 16 << 20
+SPARSE_LIMIT = 1 << 30  # a sparse file in a context is written out whole: no more than this
+# dockerd's urlutil.IsGitURL: never a local path (that would read the daemon's own files).
+_GIT_URL = re.compile(r"^(git://|git@|github\.com/|https?://[^#]*\.git(#.*)?$)")
+
+
+@dataclass
+class BuildContext:
+    workdir: Path  # the build's own directory: removed with close()
+    root: Path  # the unpacked context (read-only: it may be shared with other builds)
+    dockerfile: str  # the Dockerfile's text
+    dockerfile_name: str
+    memo: dict[Any, Any] = field(default_factory=dict)  # COPY/ADD source plans, kept with the context
+    store: ContextStore | None = None
+    kept: Unpacked | None = None
+
+    def release(self) -> list[Path]:
+        """On the loop: gives the kept context back; returns evicted directories to remove."""
+        if self.store is None or self.kept is None:
+            return []
+        gone, self.kept = self.store.release(self.kept), None
+        return gone
+
+    def close(self, gone: list[Path]) -> None:
+        """Off the loop: removes the build's own directory and the evicted ones."""
+        for p in [self.workdir, *gone]:
+            shutil.rmtree(p, ignore_errors=True)
+
+    def scratch(self, name: str) -> Path:
+        """A fresh directory of the build's own (downloads, layers of FROM scratch)."""
+        p = self.workdir / f"{name}-{uuid.uuid4().hex[:8]}"
+        p.mkdir(mode=0o700)
+        return p
+
+
+async def receive(body: AsyncIterator[bytes] | None, remote: str, dockerfile_name: str, tmp_root: Path,
+                  store: ContextStore) -> BuildContext:
+    """Unpacks the context; InvalidParameter (a 400) when it cannot be used, leaving nothing behind."""
+    tmp_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    workdir = tmp_root / uuid.uuid4().hex
+    workdir.mkdir(mode=0o700)
+    root = workdir / "context"
+    root.mkdir(mode=0o755)
+    name = dockerfile_name or "Dockerfile"
+    try:
+        if not remote and body is not None:
+            return await _from_upload(body, name, workdir, root, store)
+        text: str | None = None
+        if remote:
+            text = await _remote(remote, root, workdir)
+            if text is not None:
+                name = "Dockerfile"
+        if text is None:
+            text = await asyncio.to_thread(_read_dockerfile, root, name)
+        await asyncio.to_thread(_apply_dockerignore, root)
+        return BuildContext(workdir, root, text, name)
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+
+
+async def _from_upload(body: AsyncIterator[bytes], name: str, workdir: Path, root: Path,
+                       store: ContextStore) -> BuildContext:
+    spool = workdir / "upload"
+    digest = await _spool(body, spool)
+    key = f"{digest}:{name}"
+    kept = store.acquire(key)
+    if kept is None:
+        with open(spool, "rb") as f:
+            await asyncio.to_thread(_extract, f, root)
+        text = await asyncio.to_thread(_read_dockerfile, root, name)
+        await asyncio.to_thread(_apply_dockerignore, root)
+        kept, gone = store.add(key, root, text)
+        for g in gone:
+            await asyncio.to_thread(shutil.rmtree, g, True)
+    await asyncio.to_thread(spool.unlink)
+    return BuildContext(workdir, kept.root, kept.dockerfile, name, kept.memo, store, kept)
+
+
+async def _spool(body: AsyncIterator[bytes], path: Path) -> str:
+    """Writes the upload to `path`; returns its sha256. A thread hashes and writes while the
+    loop goes on reading the upload."""
+    reader = ThreadReader()
+    feeder = asyncio.create_task(reader.feed(body))
+
+    def drain() -> str:
+        h = hashlib.sha256()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while chunk := reader.read(1 << 20):
+                h.update(chunk)
+                out.write(chunk)
+        return h.hexdigest()
+
+    try:
+        return await asyncio.to_thread(drain)
+    except OSError as e:
+        if e.errno is None:  # the upload broke off
+            raise InvalidParameter(f"failed to read the build context: {e}") from None
+        raise
+    finally:
+        reader.close()
+        feeder.cancel()
+        with contextlib.suppress(BaseException):
+            await feeder
+
+
+def _extract(fileobj: Any, root: Path) -> None:
+    try:
+        extract_tar(decompress(fileobj), root, devices=False, sparse_limit=SPARSE_LIMIT)
+    except ArchiveError as e:
+        raise InvalidParameter(f"failed to read the build context: {e}") from None
+    except OSError as e:
+        if e.errno is None or "upload interrupted" in str(e):
+            raise InvalidParameter(f"failed to read the build context: {e}") from None
+        raise
+
+
+def _read_dockerfile(root: Path, name: str) -> str:
+    path = resolve_in_root(root, name)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except (FileNotFoundError, NotADirectoryError, OSError):
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not os.path.isfile(f"/proc/self/fd/{f.fileno()}"):
+            raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+        data = f.read(MAX_DOCKERFILE + 1)
+    if len(data) > MAX_DOCKERFILE:
+        raise InvalidParameter(f"the Dockerfile {name} is larger than {MAX_DOCKERFILE >> 20} MB")
+    if not data.strip():
+        raise InvalidParameter(f"the Dockerfile ({name}) cannot be empty")
+    return data.decode("utf-8", errors="replace").removeprefix("\ufeff")
+
+
+def _apply_dockerignore(root: Path) -> None:
+    path = resolve_in_root(root, ".dockerignore")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as f:
+        text = f.read(MAX_DOCKERFILE).decode("utf-8", errors="replace")
+    ignore.apply(root, ignore.Matcher(ignore.read_patterns(text)), keep=set())
+
+
+async def _remote(url: str, root: Path, workdir: Path) -> str | None:
+    """remote=: a git repository (cloned with the host's git), a tarball, or a plain Dockerfile
+    (returned as text, with an empty context)."""
+    if _GIT_URL.match(url):
+        await asyncio.to_thread(_git_clone, url, root)
+        return None
+    if not url.startswith(("http://", "https://")):
+        raise InvalidParameter(f"unable to prepare context: unsupported remote context {url!r}: use an http(s) URL "
+                               "or a git repository")
+    dest = workdir / "remote"
+    await asyncio.to_thread(_download, url, dest)
+    with open(dest, "rb") as raw:
+        try:
+            head = decompress(raw).read(512)
+        except ArchiveError:
+            head = b""
+    if len(head) == 512 and _looks_like_tar(head):
+        with open(dest, "rb") as raw:
+            await asyncio.to_thread(_extract, raw, root)
+        dest.unlink()
+        return None
+    data = dest.read_bytes()
+    dest.unlink()
+    if len(data) > MAX_DOCKERFILE:
+        raise InvalidParameter("the remote Dockerfile is too large")
+    return data.decode("utf-8", errors="replace")
+
+
+def _looks_like_tar(block: bytes) -> bool:
+    import tarfile
+
+    try:
+        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        return False
+    return True
+
+
+def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
+    """Fetches an http(s) URL into dest; returns its Last-Modified header ('' if none)."""
+    try:
+        resp = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - the scheme is checked by callers
+    except (OSError, ValueError) as e:
+        raise InvalidParameter(f"failed to GET {url}: {e}") from None
+    size = 0
+    with resp, open(dest, "wb") as out:
+        while chunk := resp.read(1 << 20):
+            size += len(chunk)
+            if size > limit:
+                raise InvalidParameter(f"{url}: larger than {limit} bytes")
+            out.write(chunk)
+        return resp.headers.get("Last-Modified", "")
+
+
+def _download(url: str, dest: Path) -> None:
+    download(url, dest)
+
+
+def _git_clone(url: str, root: Path) -> None:
+    git = shutil.which("git")
+    if git is None:
+        raise InvalidParameter(f"unable to prepare context: git is not installed on the daemon's host ({url})")
+    repo, _, frag = url.partition("#")
+    ref, _, sub = frag.partition(":")
+    if repo.startswith("github.com/"):
+        repo = "https://" + repo
+    clone = root.parent / "git"
+    # Submodules must not reach the daemon's own files (file://) or run commands (ext::).
+    argv = [git, "-c", "protocol.file.allow=never", "-c", "protocol.ext.allow=never", "clone", "--quiet",
+            "--recurse-submodules"]
+    if ref:
+        argv += ["--branch", ref]
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    r = subprocess.run([*argv, "--depth", "1", "--", repo, os.fspath(clone)], capture_output=True, text=True,
+                       env=env, timeout=600)
+    if r.returncode != 0:
+        # Servers without shallow support (git's dumb HTTP) need a full clone, as dockerd falls back to.
+        shutil.rmtree(clone, ignore_errors=True)
+        r = subprocess.run([*argv, "--", repo, os.fspath(clone)], capture_output=True, text=True, env=env,
+                           timeout=600)
+    if r.returncode != 0:
+        raise InvalidParameter(f"unable to prepare context: unable to 'git clone' to temporary context directory: "
+                               f"{r.stderr.strip()}")
+    shutil.rmtree(clone / ".git", ignore_errors=True)
+    src = resolve_in_root(clone, sub) if sub else clone
+    if not src.is_dir():
+        raise InvalidParameter(f"unable to prepare context: subdirectory {sub!r} not found in {repo}")
+    root.rmdir()
+    os.rename(src, root)
+    shutil.rmtree(clone, ignore_errors=True)
+
+
+def url_basename(url: str) -> str:
+    path = urllib.parse.urlparse(url).path
+    return posixpath_basename(path) or "__unnamed__"
+
+
+def posixpath_basename(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]

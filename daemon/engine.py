@@ -25,12 +25,14 @@ from daemon.execs.service import ExecService
 from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
+from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
+from network.dns import Resolver
 from runtime import cgroups
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
@@ -78,8 +80,10 @@ class Daemon:
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
                                        sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
                                        ip_masq=cfg.ip_masq)
+        names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
+        dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
-                                        events=self.events, exec_root=cfg.exec_root, data_root=root)
+                                        events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,

@@ -60,6 +60,10 @@ class ContainerNetworking(Protocol):
 
     def ipv6_enabled(self, c: Container) -> bool: ...
 
+    def uses_internal_dns(self, c: Container) -> bool:
+        """Whether names are answered by the embedded resolver at 127.0.0.11 (user networks)."""
+        ...
+
     def settings(self, c: Container) -> dict:
         """NetworkSettings of `docker inspect`."""
         ...

@@ -96,13 +96,18 @@ class ContainerFiles:
                                            "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
 
     def write_name_files(self, c: Container, extra_hosts: list[tuple[str, str]], ipv6: bool, *,
-                         host_network: bool) -> None:
+                         host_network: bool, internal_dns: bool = False) -> None:
         """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
-        /etc/resolv.conf of a container with its own network or the host's."""
+        /etc/resolv.conf of a container with its own network or the host's; with
+        `internal_dns` (user networks) the resolv.conf points at the embedded resolver."""
         p = self.paths(c)
         hc = c.host_config
         hosts.write_hostname(p["hostname"], c.config["Hostname"])
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra_hosts,
                           host_network=host_network)
+        if internal_dns:
+            hosts.write_internal_resolv_conf(p["resolv"], dns=hc.get("Dns"), search=hc.get("DnsSearch"),
+                                             options=hc.get("DnsOptions"), ipv6=ipv6)
+            return
         hosts.write_resolv_conf(p["resolv"], host_network=host_network, dns=hc.get("Dns"),
                                 search=hc.get("DnsSearch"), options=hc.get("DnsOptions"), ipv6=ipv6)

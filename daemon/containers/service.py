@@ -222,7 +222,7 @@ class ContainerService:
             files = paths(self.data_root, other.id)
         else:
             self.files.write_name_files(c, self.networks.extra_hosts(c), self.networks.ipv6_enabled(c),
-                                        host_network=mode == "host")
+                                        host_network=mode == "host", internal_dns=self.networks.uses_internal_dns(c))
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.

@@ -1,13 +1,11 @@
-"""How containers find each other by name: the /etc/hosts file of each connected
-container (its own address, --add-host entries, --link targets, and its peers on
-user-defined networks), the legacy --link environment, and the DNS names of an endpoint.
+"""How containers find each other by name in files: the /etc/hosts file of each connected
+container (its own address, --add-host entries, and on the default bridge its --link
+targets), the legacy --link environment, and the DNS names of an endpoint.
 
-Name resolution on user-defined networks uses /etc/hosts files kept up to date rather than
-an embedded DNS server: dockerd's 127.0.0.11 resolver needs a socket and NAT rules inside
-every container's namespace, which a threaded daemon cannot create itself (no setns), and
-a resolver is one more thing to keep alive. A hosts file is read by every libc and by
-busybox, costs nothing at lookup time, and is rewritten (in place, it is bind-mounted)
-whenever a container joins or leaves a network it shares.
+On user-defined networks names are answered by the embedded DNS resolver (dns.py), as
+under dockerd: a container's hosts file holds only its own lines there, and nobody
+rewrites a peer's file when a container comes or goes. Only a legacy link's hosts line
+follows its target (rewritten in place, the file is bind-mounted).
 """
 
 from __future__ import annotations
@@ -53,16 +51,13 @@ class NameFiles:
         link_entries, env = self._links(c)
         ip = next((ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")), None)
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), ip,
-                          self.extra_hosts(c) + link_entries, peers=self._peers(c), in_place=in_place)
+                          self.extra_hosts(c) + link_entries, in_place=in_place)
         return env
 
-    async def refresh_peers(self, c: Container, left: set[str] | None = None) -> None:
-        """Rewrites the hosts files that name c: its peers on user networks (and on the
-        networks `left`, which it has just left), and containers linked to it (dockerd
+    async def refresh_linkers(self, c: Container) -> None:
+        """Rewrites the hosts files of the running containers with a legacy link to c (dockerd
         updates a parent's entry when the linked container moves)."""
-        nets = {name for name in c.networks if name != "bridge"} | (left or set())
-        others = [o for o in self.registry
-                  if o.id != c.id and o.id in self.sandboxes and (nets & set(o.networks) or self._links_to(o, c))]
+        others = [o for o in self.registry if o.id != c.id and o.id in self.sandboxes and self._links_to(o, c)]
 
         def rewrite() -> None:
             for o in others:
@@ -72,30 +67,14 @@ class NameFiles:
         if others:
             await asyncio.to_thread(rewrite)
 
-    def _peers(self, c: Container) -> list[tuple[str, str]]:
-        """(address, names) of c itself and of the running containers sharing a user-defined
-        network with it: dockerd's resolver answers all of them there."""
-        out, seen = [], set()
-        for name, ep in c.networks.items():
-            if name == "bridge" or not ep.get("IPAddress"):
-                continue
-            out.append((ep["IPAddress"], " ".join(ep.get("DNSNames") or dns_names(c, ep))))
-            for other in self.registry:
-                if other.id == c.id or other.id in seen or other.id not in self.sandboxes:
-                    continue
-                oep = other.networks.get(name)
-                if oep and oep.get("IPAddress"):
-                    seen.add(other.id)
-                    out.append((oep["IPAddress"], " ".join(oep.get("DNSNames") or dns_names(other, oep))))
-        return out
-
     def _links(self, c: Container) -> tuple[list[tuple[str, str]], list[str]]:
-        """--link: hosts entries (alias shortid name) and the legacy environment variables."""
+        """Legacy --link on the default bridge: hosts entries (alias shortid name) and the
+        environment variables. On a user network a link is only a name the embedded resolver
+        answers for this container (dockerd writes neither there)."""
         entries: list[tuple[str, str]] = []
         env: list[str] = []
-        # Only the default bridge has legacy links; on a user network a link is just a name
-        # (dockerd adds no environment there).
-        legacy = c.network_mode in ("default", "bridge")
+        if c.network_mode not in ("default", "bridge"):
+            return entries, env
         for link in c.host_config.get("Links") or []:
             target, _, alias = link.partition(":")
             other = self.registry.find(target.lstrip("/"))
@@ -107,17 +86,7 @@ class NameFiles:
             if not ip:
                 continue
             entries.append((f"{alias} {other.id[:12]} {other.name.lstrip('/')}", ip))
-            if legacy:
-                env += _link_env(alias, c.name, ip, other)
-        # `network connect --link` (and links in EndpointsConfig): on a user network a link is
-        # only a name for the other container, visible to this one, without the legacy env.
-        for name, ep in c.networks.items():
-            for link in ep.get("Links") or []:
-                target, _, alias = link.partition(":")
-                other = self.registry.find(target.lstrip("/"))
-                oep = other.networks.get(name) if other is not None and other.id in self.sandboxes else None
-                if other is not None and oep and oep.get("IPAddress"):
-                    entries.append((alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), oep["IPAddress"]))
+            env += _link_env(alias, c.name, ip, other)
         return entries, env
 
     def _links_to(self, o: Container, c: Container) -> bool:

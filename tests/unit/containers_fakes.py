@@ -52,6 +52,9 @@ class FakeNetworking:
     def ipv6_enabled(self, c: Container) -> bool:
         return False
 
+    def uses_internal_dns(self, c: Container) -> bool:
+        return False
+
     def settings(self, c: Container) -> dict:
         return {"Networks": c.networks}
 

@@ -320,7 +320,7 @@ def test_user_network_names_aliases_isolation_internal(d: Daemon, uname) -> None
                  "busybox", "sh", "-c", HTTPD)
         srv_ip = inspect(d, uname("srv"))["NetworkSettings"]["Networks"][n1]["IPAddress"]
         d.docker("run", "-d", "--name", uname("peer"), "--network", n1, "busybox", "sleep", "60")
-        # The first container learns about one started later (hosts file kept up to date).
+        # The first container finds one started later (the embedded resolver, tests/e2e/test_dns.py).
         d.docker("run", "-d", "--name", uname("late"), "--network", n1, "busybox", "sleep", "60")
         out = d.docker("exec", uname("srv"), "sh", "-c", f"ping -c1 -W2 {uname('late')} >/dev/null && echo OK").stdout
         assert "OK" in out
@@ -342,7 +342,7 @@ def test_user_network_names_aliases_isolation_internal(d: Daemon, uname) -> None
         d.docker("run", "-d", "--name", uname("n2peer"), "--network", n2, "busybox", "sleep", "60")
         d.docker("network", "connect", "--alias", "beta", "--ip", ip2, n2, uname("srv"))
         out = d.docker("exec", uname("srv"), "sh", "-c", f"ping -c1 -W2 {uname('n2peer')} >/dev/null && echo OK").stdout
-        assert "OK" in out, "a running container's hosts file is updated in place on connect"
+        assert "OK" in out, "a running container resolves the peers of a network it is connected to"
         out = d.docker("exec", uname("srv"), "ip", "-o", "-4", "addr").stdout
         assert f"eth1    inet {ip2}/24" in out, out
         info = json.loads(d.docker("network", "inspect", n2).stdout)[0]
@@ -706,7 +706,7 @@ def test_user_network_names_hosts_lines_rename_and_links(d: Daemon, uname) -> No
         d.docker("rm", "-f", c)
         hosts = d.docker("exec", a, "cat", "/etc/hosts").stdout
         assert "10.77.0.1 mine.example" in hosts and c not in hosts, hosts
-        # A rename reaches the peers' hosts files and DNSNames.
+        # A rename reaches the peers' answers and DNSNames.
         d.docker("rename", b, uname("b2"))
         out = d.docker("exec", a, "sh", "-c", ping.format(uname("b2"), "renamed")).stdout
         assert "OK-renamed" in out

@@ -92,7 +92,7 @@ class Daemon:
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
-        self.execs = ExecService(self.registry, self.events, self.cgroups)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, link_env=self.sandboxes.link_env)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,

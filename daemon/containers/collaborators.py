@@ -80,6 +80,10 @@ class ContainerNetworking(Protocol):
         """Peers resolve the container by its new name from now on."""
         ...
 
+    async def links_changed(self, c: Container) -> None:
+        """c's links were edited: its hosts file and names follow (while it runs)."""
+        ...
+
 
 class ContainerVolumes(Protocol):
     """A container's volumes: created with it, mounted while it runs, removed with it on request."""

@@ -534,6 +534,23 @@ class ContainerService:
             await self._persist(c)
         self.events.publish("container", "unpause", c.id, c.event_attrs())
 
+    async def remove_link(self, ref: str) -> None:
+        """`docker rm --link /PARENT/ALIAS`: PARENT forgets its link of that alias, and the
+        line of its hosts file goes; its environment was set at start and stays, as under
+        dockerd. A link is named by its parent and alias, never by the linked container."""
+        parent_name, _, alias = ("/" + ref.lstrip("/")).rpartition("/")
+        if not parent_name:
+            raise InvalidParameter("Conflict, cannot remove the default link name.")
+        parent = self.registry.find(parent_name.lstrip("/"))
+        links = list(parent.host_config.get("Links") or []) if parent is not None else []
+        keep = [link for link in links if _link_alias(link) != alias]
+        if parent is None or len(keep) == len(links):
+            raise NotFound(f"No such container: {ref}")
+        async with parent.lock:
+            parent.host_config["Links"] = keep or None
+            await self._persist(parent)
+            await self.networks.links_changed(parent)
+
     # -- rename / top / diff -----------------------------------------------------------------
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -594,3 +611,9 @@ class ContainerService:
 
 def _anonymous_volumes(c: Container) -> list[str]:
     return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
+
+
+def _link_alias(link: str) -> str:
+    """The alias of a HostConfig.Links entry ("target:alias", "/target:/parent/alias", "target")."""
+    target, _, alias = link.partition(":")
+    return alias.rsplit("/", 1)[-1] or target.lstrip("/")

@@ -113,6 +113,7 @@ class SandboxService:
             net = n if name == primary else self._for_create(name)
             src = eps_in.get(name) or (eps_in.get("default") if name == primary else None) or {}
             out[net.name] = endpoint_config(net, src)
+        _container_wide_mac(config.get("MacAddress") or "", out[n.name], n)
         return out
 
     def _for_create(self, ref: str) -> Network:
@@ -461,6 +462,28 @@ class SandboxService:
         if c.id in self.sandboxes:
             await asyncio.to_thread(self.names.write, c, True)
             await self.names.refresh_linkers(c)
+
+
+    def link_env(self, c: Container) -> list[str]:
+        """The legacy --link variables of a running container, for its execs."""
+        return self.names.link_env(c) if c.id in self.sandboxes else []
+
+    async def links_changed(self, c: Container) -> None:
+        self.dns.changed()
+        if c.id in self.sandboxes:
+            await asyncio.to_thread(self.names.write, c, True)
+
+
+def _container_wide_mac(mac: str, ep: dict, n: Network) -> None:
+    """Config.MacAddress (docker-py, API < 1.44 clients) is the main network's endpoint MAC,
+    as dockerd migrates it; given both ways, they must agree."""
+    if not mac or n.driver != "bridge":
+        return
+    if ep.get("_UserMac") and ep["_UserMac"].lower() != mac.lower():
+        raise InvalidParameter("the container-wide MAC address must match the endpoint-specific MAC address "
+                               "for the main network, or be left empty")
+    endpoint_config(n, {"MacAddress": mac})  # validates it
+    ep["MacAddress"] = ep["_UserMac"] = mac
 
 
 def _has_own_netns(c: Container) -> bool:

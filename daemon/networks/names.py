@@ -67,6 +67,9 @@ class NameFiles:
         if others:
             await asyncio.to_thread(rewrite)
 
+    def link_env(self, c: Container) -> list[str]:
+        return self._links(c)[1]
+
     def _links(self, c: Container) -> tuple[list[tuple[str, str]], list[str]]:
         """Legacy --link on the default bridge: hosts entries (alias shortid name) and the
         environment variables. On a user network a link is only a name the embedded resolver

@@ -7,6 +7,8 @@ starts on its network's gateway address (host side), so no query leaves the mach
 from __future__ import annotations
 
 import concurrent.futures
+import ipaddress
+import os
 import shutil
 import socket
 import subprocess
@@ -356,3 +358,69 @@ networks:
         assert addresses(lookup(d, client, "web")) == want
     finally:
         subprocess.run(cmd + ["down", "-t", "1"], env=env, capture_output=True, timeout=180)
+
+
+def test_ipv6_names_answer_aaaa_and_ptr(d: Daemon, uname) -> None:
+    sub4 = allocate_subnet()
+    sub6 = str(ipaddress.IPv6Network(f"fd{os.getpid() % 256:02x}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::/64"))
+    n = uname("v6")
+    d.docker("network", "create", "--ipv6", "--subnet", str(sub4), "--subnet", sub6, n)
+    try:
+        d.docker("run", "-d", "--name", uname("a"), "--network", n, "busybox", "sleep", "300")
+        d.docker("run", "-d", "--name", uname("b"), "--network", n, "--ip6", sub6.replace("::/64", "::b"),
+                 "busybox", "sleep", "300")
+        ep = inspect(d, uname("b"))["NetworkSettings"]["Networks"][n]
+        out = lookup(d, uname("a"), uname("b"))
+        assert addresses(out) == {ep["IPAddress"], ep["GlobalIPv6Address"]}, out
+        assert f"{uname('b')}.{n}" in lookup(d, uname("a"), ep["GlobalIPv6Address"])
+    finally:
+        d.docker("rm", "-f", uname("a"), uname("b"), check=False)
+        d.docker("network", "rm", n)
+
+
+def test_link_removal_and_link_environment(d: Daemon, uname) -> None:
+    """`docker rm --link /PARENT/ALIAS` on the default bridge: the link and its hosts line go,
+    the linked container stays."""
+    web, parent = uname("web"), uname("parent")
+    d.docker("run", "-d", "--name", web, "--expose", "80", "--expose", "53/udp", "-e", "COLOR=blue",
+             "busybox", "sleep", "300")
+    ip = inspect(d, web)["NetworkSettings"]["IPAddress"]
+    d.docker("run", "-d", "--name", parent, "--link", f"{web}:webalias", "busybox", "sleep", "300")
+    env = d.docker("exec", parent, "env").stdout.splitlines()
+    # The lowest port is ALIAS_PORT (dockerd sorts by number, tcp before udp).
+    for line in (f"WEBALIAS_PORT=udp://{ip}:53", f"WEBALIAS_PORT_80_TCP_ADDR={ip}", "WEBALIAS_PORT_80_TCP_PORT=80",
+                 "WEBALIAS_PORT_80_TCP_PROTO=tcp", f"WEBALIAS_PORT_80_TCP=tcp://{ip}:80",
+                 f"WEBALIAS_NAME=/{parent}/webalias", "WEBALIAS_ENV_COLOR=blue"):
+        assert line in env, (line, env)
+    assert "webalias" in d.docker("exec", parent, "cat", "/etc/hosts").stdout
+    r = d.docker("rm", "--link", f"/{parent}/nope", check=False)
+    assert r.returncode != 0 and f"No such container: {parent}/nope" in r.stderr, r.stderr
+    d.docker("rm", "--link", f"/{parent}/webalias")
+    assert "webalias" not in d.docker("exec", parent, "cat", "/etc/hosts").stdout
+    assert not inspect(d, parent)["HostConfig"]["Links"]
+    assert inspect(d, web)["State"]["Running"]
+    r = d.docker("rm", "--link", parent, check=False)
+    assert r.returncode != 0 and "cannot remove the default link name" in r.stderr, r.stderr
+
+
+def test_mac_address_on_run_docker_py_and_connect(d: Daemon, net, uname) -> None:
+    name, _, _ = net
+    mac = "02:42:ac:11:00:0a"
+    d.docker("run", "-d", "--name", uname("cli"), "--network", name, "--mac-address", mac, "busybox", "sleep", "300")
+    assert mac in d.docker("exec", uname("cli"), "ip", "link", "show", "eth0").stdout
+    assert inspect(d, uname("cli"))["NetworkSettings"]["Networks"][name]["MacAddress"] == mac
+    # docker-py sends the container-wide Config.MacAddress: the default bridge's endpoint gets it.
+    api = d.client.api
+    ctr = api.create_container("busybox", ["sleep", "60"], mac_address="02:42:ac:11:00:0b", name=uname("py"))
+    api.start(ctr)
+    assert api.inspect_container(ctr["Id"])["NetworkSettings"]["MacAddress"] == "02:42:ac:11:00:0b"
+    # Connect with a MAC on the endpoint.
+    r = d.api("POST", f"/networks/{name}/connect",
+              body={"Container": uname("py"), "EndpointConfig": {"MacAddress": "02:42:ac:11:00:0c"}})
+    assert r.status == 200, r.text
+    assert "02:42:ac:11:00:0c" in d.docker("exec", uname("py"), "ip", "link", "show", "eth1").stdout
+    body = {"Image": "busybox", "MacAddress": "02:42:ac:11:00:0d",
+            "NetworkingConfig": {"EndpointsConfig": {name: {"MacAddress": "02:42:ac:11:00:0e"}}},
+            "HostConfig": {"NetworkMode": name}}
+    r = d.api("POST", "/containers/create", body=body)
+    assert r.status == 400 and "container-wide MAC address must match" in r.message(), r.text

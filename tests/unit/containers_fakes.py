@@ -67,6 +67,9 @@ class FakeNetworking:
     async def renamed(self, c: Container, old_name: str) -> None:
         return None
 
+    async def links_changed(self, c: Container) -> None:
+        return None
+
 
 class FakeVolumes:
     def __init__(self, fail_attach: bool = False) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from api.backends import Backends
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
+from daemon.containers.files import DnsDefaults
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
@@ -87,7 +88,8 @@ class Daemon:
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups,
+                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts))
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,

@@ -27,7 +27,7 @@ from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
-from daemon.containers.files import ContainerFiles
+from daemon.containers.files import ContainerFiles, DnsDefaults
 from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.views import ContainerViews
@@ -52,7 +52,7 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups) -> None:
+                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -66,7 +66,7 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
-        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
 

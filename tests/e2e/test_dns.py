@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import json
 import os
 import shutil
 import socket
@@ -424,3 +425,34 @@ def test_mac_address_on_run_docker_py_and_connect(d: Daemon, net, uname) -> None
             "HostConfig": {"NetworkMode": name}}
     r = d.api("POST", "/containers/create", body=body)
     assert r.status == 400 and "container-wide MAC address must match" in r.message(), r.text
+
+
+def test_daemon_json_dns_settings(new_daemon, busybox_rootfs: Path, tmp_path: Path) -> None:
+    """daemon.json's dns, dns-search and dns-opts stand in for a container's own: the resolver
+    forwards to those servers (here a stand-in on the daemon's default bridge gateway)."""
+    probe: Daemon = new_daemon(start=False)
+    gateway = probe.bip.split("/")[0]
+    conf = tmp_path / "daemon.json"
+    conf.write_text(json.dumps({"dns": [gateway], "dns-search": ["corp.example"], "dns-opts": ["timeout:2"]}))
+    probe.extra_args += ["--config-file", str(conf)]
+    probe.start()
+    import_busybox(probe, busybox_rootfs)
+    stand_in = StandIn(gateway)
+    try:
+        probe.docker("network", "create", "--subnet", str(allocate_subnet()), "dnet")
+        probe.docker("run", "-d", "--name", "cli", "--network", "dnet", "busybox", "sleep", "300")
+        rc = probe.docker("exec", "cli", "cat", "/etc/resolv.conf").stdout
+        assert f"# ExtServers: [{gateway}]" in rc and "search corp.example\n" in rc, rc
+        assert "options timeout:2 ndots:0\n" in rc, rc
+        assert EXT_ADDR in addresses(lookup(probe, "cli", EXT_NAME))
+        # A container's own --dns wins over the daemon's.
+        rc = probe.docker("run", "--rm", "--network", "dnet", "--dns", "10.9.9.9", "busybox", "cat",
+                          "/etc/resolv.conf").stdout
+        assert "# ExtServers: [10.9.9.9]" in rc and "search corp.example" in rc, rc
+        # The default bridge has no resolver: the servers are written as they are.
+        rc = probe.docker("run", "--rm", "busybox", "cat", "/etc/resolv.conf").stdout
+        assert f"nameserver {gateway}\n" in rc, rc
+    finally:
+        stand_in.close()
+        probe.remove_containers()
+        probe.docker("network", "rm", "dnet", check=False)

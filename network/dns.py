@@ -8,7 +8,10 @@ everything else is forwarded, from the host's namespace, to the upstream servers
 container's resolv.conf lists as ExtServers, and their answer goes back as it came
 (NXDOMAIN and SERVFAIL included).
 
-Bounded on purpose: a query is one small synchronous look-up unless it is forwarded, and
+Answers of our own are kept, rendered, per container and query until the names change
+(forget_answers): dnspython takes ~0.1 ms to parse and render one, a kept answer is reused by
+putting the new query's id in front. Bounded on purpose: a query is one small synchronous
+look-up unless it is forwarded, and
 forwards (per container and in all), TCP connections per container and the time a TCP
 client may take are capped, so one container flooding or sending garbage costs the others
 nothing. Packets are parsed and built with dnspython, never by hand.
@@ -49,6 +52,8 @@ MAX_TCP_PER_CONTAINER = 16
 TCP_IDLE = 10.0  # a TCP client that sends nothing this long is dropped
 UDP_MIN_SIZE = 512
 LOG_EVERY = 60.0  # seconds between two warnings of one kind for one container
+MAX_CACHED_ANSWERS = 4096
+UDP_BATCH = 64  # datagrams read per wake-up: fewer trips through the loop, yet fair to the others
 
 log = logging.getLogger("pydockerd.dns")
 
@@ -80,7 +85,7 @@ class Directory(Protocol):
 class _Listener:
     owner: str
     upstreams: list[str]
-    udp: asyncio.DatagramTransport | None = None
+    udp: socket.socket | None = None  # read by _read_udp on the loop's reader callback
     tcp: asyncio.Server | None = None
     tasks: set[asyncio.Task] = field(default_factory=set)
     tcp_clients: int = 0
@@ -120,8 +125,14 @@ class Resolver:
         self._listeners: dict[str, _Listener] = {}
         self._forwards = 0
         self._warned: dict[tuple[str, str], float] = {}
+        # (container, query without its id) -> our reply without its id
+        self._answers: dict[tuple[str, bytes], bytes] = {}
 
     # -- per container -------------------------------------------------------------------------
+    def forget_answers(self) -> None:
+        """Names changed: no kept answer may be reused."""
+        self._answers.clear()
+
     def serving(self, owner: str) -> bool:
         return owner in self._listeners
 
@@ -137,14 +148,15 @@ class Resolver:
         loop = asyncio.get_running_loop()
         lst = _Listener(owner, upstreams[:MAX_UPSTREAMS])
         try:
-            lst.udp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self, lst), sock=pair[0])
             lst.tcp = await asyncio.start_server(lambda r, w: self._tcp_client(lst, r, w), sock=pair[1],
                                                  limit=70_000)
         except BaseException:
-            if lst.udp is not None:
-                lst.udp.close()
             _close_pair(pair)
             raise
+        # A reader callback of our own rather than a datagram transport: asyncio's reads one
+        # datagram per wake-up, this drains up to UDP_BATCH.
+        lst.udp = pair[0]
+        loop.add_reader(lst.udp.fileno(), self._read_udp, lst)
         self._listeners[owner] = lst
 
     async def detach(self, owner: str) -> None:
@@ -152,7 +164,9 @@ class Resolver:
         if lst is None:
             return
         if lst.udp is not None:
+            asyncio.get_running_loop().remove_reader(lst.udp.fileno())
             lst.udp.close()
+            lst.udp = None
         if lst.tcp is not None:
             lst.tcp.close()
         for t in list(lst.tasks):
@@ -160,6 +174,7 @@ class Resolver:
         if lst.tasks:
             await asyncio.gather(*lst.tasks, return_exceptions=True)
         self._warned = {k: v for k, v in self._warned.items() if k[0] != owner}
+        self._answers.clear()
 
     async def close(self) -> None:
         for owner in list(self._listeners):
@@ -251,20 +266,50 @@ class Resolver:
         lst.forwards -= 1
         self._forwards -= 1
 
+    def _read_udp(self, lst: _Listener) -> None:
+        for _ in range(UDP_BATCH):
+            if lst.udp is None:
+                return
+            try:
+                data, addr = lst.udp.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # an ICMP error of an earlier reply: nothing to do
+                continue
+            try:
+                self.on_datagram(lst, data, addr)
+            except Exception:  # one bad query must not end the listener
+                log.exception("answering a DNS query of container %s", lst.owner[:12])
+
+    def _send(self, lst: _Listener, wire: bytes, addr: tuple) -> None:
+        if lst.udp is None:
+            return
+        try:
+            lst.udp.sendto(wire, addr)
+        except OSError:  # full buffer or the client gone: UDP may drop, the client asks again
+            pass
+
     def on_datagram(self, lst: _Listener, data: bytes, addr: tuple) -> None:
+        kept = self._answers.get((lst.owner, data[2:]))
+        if kept is not None:
+            self._send(lst, data[:2] + kept, addr)
+            return
         q, early = self.parse(lst.owner, data)
         if q is None:
-            if early is not None and lst.udp is not None:
-                lst.udp.sendto(early, addr)
+            if early is not None:
+                self._send(lst, early, addr)
             return
         resp = self.answer_local(lst.owner, q)
         if resp is not None:
-            if lst.udp is not None:
-                lst.udp.sendto(_reply_wire(resp, _udp_limit(q)), addr)
+            wire = _reply_wire(resp, _udp_limit(q))
+            if not resp.answer or len(resp.answer[0]) == 1:  # several records are rotated: built each time
+                if len(self._answers) >= MAX_CACHED_ANSWERS:
+                    self._answers.clear()
+                self._answers[(lst.owner, data[2:])] = wire[2:]
+            self._send(lst, wire, addr)
             return
         if not self._may_start_forward(lst):
-            if lst.udp is not None:
-                lst.udp.sendto(_reply_wire(_reply(q, dns.rcode.SERVFAIL)), addr)
+            self._send(lst, _reply_wire(_reply(q, dns.rcode.SERVFAIL)), addr)
             return
         task = asyncio.create_task(self._forward_udp(lst, q, addr))
         lst.tasks.add(task)
@@ -275,8 +320,7 @@ class Resolver:
             r = await self.forward(lst.owner, q, lst.upstreams, tcp=False)
         finally:
             self._end_forward(lst)
-        if lst.udp is not None and not lst.udp.is_closing():
-            lst.udp.sendto(_reply_wire(r, _udp_limit(q)), addr)
+        self._send(lst, _reply_wire(r, _udp_limit(q)), addr)
 
     async def _tcp_client(self, lst: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -324,22 +368,6 @@ class Resolver:
         if now - self._warned.get((owner, kind), -LOG_EVERY) >= LOG_EVERY:
             self._warned[(owner, kind)] = now
             log.warning("%s", message)
-
-
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, resolver: Resolver, lst: _Listener) -> None:
-        self.resolver = resolver
-        self.lst = lst
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        try:
-            self.resolver.on_datagram(self.lst, data, addr)
-        except Exception:  # one bad query must not end the listener
-            log.exception("answering a DNS query of container %s", self.lst.owner[:12])
-
-    def error_received(self, exc: Exception) -> None:
-        # ICMP errors for replies to clients that left: nothing to do.
-        pass
 
 
 def _reply(q: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:

@@ -166,6 +166,7 @@ class EmbeddedDns:
     def changed(self) -> None:
         """Endpoints came, went or were renamed: answers are rebuilt at the next query."""
         self.names.invalidate()
+        self.resolver.forget_answers()
 
     async def start(self, c: Container, netns_path: Path) -> None:
         """Starts c's resolver unless it runs; a container that took 127.0.0.11:53 itself keeps

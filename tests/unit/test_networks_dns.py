@@ -127,8 +127,11 @@ def test_ptr_and_forwarding_policy(world) -> None:
 class FakeDirectory:
     def __init__(self, forward: bool = True) -> None:
         self.forward = forward
+        self.one = "10.1.0.4"
 
     def addresses(self, owner: str, name: str) -> Addresses | None:
+        if name == "one":
+            return Addresses([self.one], [])
         if name == "web":
             return Addresses(["10.1.0.2", "10.1.0.3"], [])
         if name == "many":
@@ -238,7 +241,8 @@ def test_serving_and_forwarding(monkeypatch: pytest.MonkeyPatch) -> None:
         upstream = Upstream()
         up_transport, _ = await loop.create_datagram_endpoint(lambda: upstream, sock=up_sock)
         up_port = up_sock.getsockname()[1]
-        r = Resolver(FakeDirectory(), upstream_port=up_port, timeout=0.5)
+        directory = FakeDirectory()
+        r = Resolver(directory, upstream_port=up_port, timeout=0.5)
         udp, tcp, port = _pair()
         # Two upstreams: the first one's SERVFAIL sends the query on to the second.
         await r.serve("o" * 64, (udp, tcp), ["127.0.0.2", "127.0.0.2"])
@@ -250,6 +254,12 @@ def test_serving_and_forwarding(monkeypatch: pytest.MonkeyPatch) -> None:
                 return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=5)
 
             assert sorted(str(x) for x in (await ask("web")).answer[0]) == ["10.1.0.2", "10.1.0.3"]
+            # A single answer is kept and reused (with each query's own id) until names change.
+            assert str((await ask("one")).answer[0][0]) == "10.1.0.4"
+            directory.one = "10.1.0.5"
+            assert str((await ask("one")).answer[0][0]) == "10.1.0.4"
+            r.forget_answers()
+            assert str((await ask("one")).answer[0][0]) == "10.1.0.5"
             assert [str(x) for x in (await ask("web", tcp_=True)).answer[0]] != []
             assert str((await ask("ext.example")).answer[0][0]) == "192.0.2.7"
             assert (await ask("nope.example")).rcode() == dns.rcode.NXDOMAIN

@@ -155,6 +155,9 @@ class FakeResolver:
     async def close(self) -> None:
         self.attached.clear()
 
+    def forget_answers(self) -> None:
+        pass
+
 
 class FakeStore:
     async def put_container(self, cid: str, name: str, doc: dict) -> None:

@@ -273,12 +273,19 @@ class NetworkService:
 
     def _ipam_config6(self, cfgs: list, enabled: bool) -> tuple[str, str, list[dict]]:
         """The IPv6 subnet of a network: only with --ipv6, and (no default IPv6 pool, as in
-        dockerd 20.10) only when one is given."""
+        dockerd 20.10) only when one is given. Without --ipv6 a given IPv6 pool is kept in the
+        network's IPAM config and nothing else, as dockerd does (docker-py's tests rely on it):
+        no address of it is ever assigned."""
         v6 = [c for c in cfgs if isinstance(c, dict) and ":" in str(c.get("Subnet") or "")]
         if not enabled:
-            if v6:
-                raise InvalidParameter("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
-            return "", "", []
+            shown = []
+            for c in v6:
+                try:
+                    shown.append({"Subnet": str(ipaddress.IPv6Network(c["Subnet"], strict=False)),
+                                  **({"Gateway": c["Gateway"]} if c.get("Gateway") else {})})
+                except ValueError:
+                    raise InvalidParameter(f"invalid subnet {c['Subnet']}") from None
+            return "", "", shown
         if len(v6) != 1:
             raise InvalidParameter("could not find an available, non-overlapping IPv6 address pool: "
                                    "give exactly one IPv6 --subnet with --ipv6")

@@ -456,3 +456,28 @@ def test_daemon_json_dns_settings(new_daemon, busybox_rootfs: Path, tmp_path: Pa
         stand_in.close()
         probe.remove_containers()
         probe.docker("network", "rm", "dnet", check=False)
+
+
+def test_docker_py_ipv6_address_on_create_and_connect(d: Daemon, uname) -> None:
+    """docker-py's test_create_with_ipv6_address and test_connect_with_ipv6_address: an IPv6
+    pool on a network without EnableIPv6, a static IPv6 address in the endpoint config."""
+    import docker.types
+
+    api = d.client.api
+    ipam = docker.types.IPAMConfig(driver="default", pool_configs=[docker.types.IPAMPool(subnet="2001:389::/64")])
+    net = api.create_network(uname("py6"), ipam=ipam)["Id"]
+    try:
+        ctr = api.create_container(
+            "busybox", "top", host_config=api.create_host_config(network_mode=uname("py6")),
+            networking_config=api.create_networking_config(
+                {uname("py6"): api.create_endpoint_config(ipv6_address="2001:389::f00d")}))
+        api.start(ctr)
+        data = api.inspect_container(ctr)["NetworkSettings"]["Networks"][uname("py6")]
+        assert data["IPAMConfig"]["IPv6Address"] == "2001:389::f00d"
+        api.disconnect_container_from_network(ctr, net)
+        api.connect_container_to_network(ctr, net, ipv6_address="2001:389::f00e")
+        data = api.inspect_container(ctr)["NetworkSettings"]["Networks"][uname("py6")]
+        assert data["IPAMConfig"]["IPv6Address"] == "2001:389::f00e"
+        api.remove_container(ctr, force=True)
+    finally:
+        api.remove_network(net)

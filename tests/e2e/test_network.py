@@ -473,11 +473,20 @@ def test_ipv6_network_addresses_ip6_and_routes(d: Daemon, uname) -> None:
         out = d.docker("run", "--rm", "--network", n, "--ip6", f"{prefix}::99", "busybox", "sh", "-c",
                        f"ip -o -6 addr show eth0; ip -6 route; ping6 -c1 -W2 {prefix}::2 >/dev/null && echo OK6").stdout
         assert f"inet6 {prefix}::99/64" in out and f"default via {prefix}::1 dev eth0" in out and "OK6" in out, out
-        r = d.docker("network", "create", "--subnet", "fd00:1::/64", uname("bad"), check=False)
-        assert r.returncode != 0 and "--ipv6" in r.stderr
+        # Without --ipv6 an IPv6 pool is only recorded (as dockerd): no IPv6 address is given out.
+        d.docker("network", "create", "--subnet", "fd00:1::/64", uname("nov6"))
+        info = json.loads(d.docker("network", "inspect", uname("nov6")).stdout)[0]
+        assert info["EnableIPv6"] is False and {"Subnet": "fd00:1::/64"} in info["IPAM"]["Config"], info
+        d.docker("run", "-d", "--name", uname("b"), "--network", uname("nov6"), "--ip6", "fd00:1::9", "busybox",
+                 "sleep", "60")
+        ep = inspect(d, uname("b"))["NetworkSettings"]["Networks"][uname("nov6")]
+        assert ep["IPAMConfig"]["IPv6Address"] == "fd00:1::9" and ep["GlobalIPv6Address"] == "", ep
+        r = d.docker("run", "--rm", "--network", uname("nov6"), "--ip6", "fd00:2::9", "busybox", "true", check=False)
+        assert r.returncode != 0 and "no configured subnet" in r.stderr, r.stderr
     finally:
-        d.docker("rm", "-f", uname("a"), check=False)
+        d.docker("rm", "-f", uname("a"), uname("b"), check=False)
         d.docker("network", "rm", n)
+        d.docker("network", "rm", uname("nov6"), check=False)
 
 
 # --------------------------------------------------------------------------- gateway endpoint

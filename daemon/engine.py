@@ -80,7 +80,7 @@ class Daemon:
         sandboxes = Sandboxes()
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
                                        sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
-                                       ip_masq=cfg.ip_masq)
+                                       ip_masq=cfg.ip_masq, fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
         names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
         dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,

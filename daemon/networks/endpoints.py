@@ -427,8 +427,10 @@ class SandboxService:
             "SandboxKey": str(sb.path) if sb else "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
             "EndpointID": main.get("EndpointID", ""), "Gateway": main.get("Gateway", ""),
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": main.get("IPAddress", ""),
-            "IPPrefixLen": main.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": main.get("MacAddress", ""),
+            "GlobalIPv6Address": main.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": main.get("GlobalIPv6PrefixLen", 0), "IPAddress": main.get("IPAddress", ""),
+            "IPPrefixLen": main.get("IPPrefixLen", 0), "IPv6Gateway": main.get("IPv6Gateway", ""),
+            "MacAddress": main.get("MacAddress", ""),
             "Networks": nets,
         }
 

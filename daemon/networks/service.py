@@ -42,7 +42,7 @@ PRUNE_FILTERS = {"label", "label!", "until"}
 
 class NetworkService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, events: EventBus, sandboxes: Sandboxes,
-                 default_bridge: str, bip: str | None, ip_masq: bool) -> None:
+                 default_bridge: str, bip: str | None, ip_masq: bool, fixed_cidr_v6: str | None = None) -> None:
         self.store = store
         self.registry = registry
         self.events = events
@@ -50,6 +50,7 @@ class NetworkService:
         self.default_bridge = default_bridge
         self.bip = bip
         self.ip_masq = ip_masq
+        self.fixed_cidr_v6 = fixed_cidr_v6  # IPv6 on the default bridge when set
         self.firewall = Firewall(default_bridge)
         self.nft_ok = True  # whether kernel rules carry published IPv4 ports (probed at load)
         self.ipv6 = True  # whether [::] ports are published too (probed at load)
@@ -169,6 +170,11 @@ class NetworkService:
         n.subnet, n.gateway, n.bridge, n.options = subnet, gateway, self.default_bridge, opts
         # As dockerd shows docker0: the gateway only when it was configured (--bip).
         n.ipam_config = [{"Subnet": subnet, "Gateway": gateway}] if self.bip else [{"Subnet": subnet}]
+        n.subnet6 = n.gateway6 = ""
+        if self.fixed_cidr_v6:
+            net6 = ipaddress.IPv6Network(self.fixed_cidr_v6)
+            n.subnet6, n.gateway6 = str(net6), str(net6.network_address + 1)
+            n.ipam_config.append({"Subnet": n.subnet6, "Gateway": n.gateway6})
         await self._save(n)
 
     async def _save(self, n: Network) -> None:

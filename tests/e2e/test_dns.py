@@ -481,3 +481,20 @@ def test_docker_py_ipv6_address_on_create_and_connect(d: Daemon, uname) -> None:
         api.remove_container(ctr, force=True)
     finally:
         api.remove_network(net)
+
+
+def test_default_bridge_ipv6(new_daemon, busybox_rootfs: Path) -> None:
+    """--ipv6 --fixed-cidr-v6: the default bridge gives IPv6 addresses, as dockerd's docker0."""
+    sub6 = str(ipaddress.IPv6Network(f"fd{os.getpid() % 256:02x}:{os.urandom(2).hex()}:{os.urandom(2).hex()}::/64"))
+    prefix = sub6.split("::")[0]
+    dm: Daemon = new_daemon(extra_args=["--ipv6", "--fixed-cidr-v6", sub6])
+    import_busybox(dm, busybox_rootfs)
+    info = json.loads(dm.docker("network", "inspect", "bridge").stdout)[0]
+    assert info["EnableIPv6"] is True and {"Subnet": sub6, "Gateway": f"{prefix}::1"} in info["IPAM"]["Config"]
+    dm.docker("run", "-d", "--name", "six", "busybox", "sleep", "300")
+    ns = inspect(dm, "six")["NetworkSettings"]
+    assert ns["GlobalIPv6Address"] == f"{prefix}::2" and ns["IPv6Gateway"] == f"{prefix}::1", ns
+    out = dm.docker("exec", "six", "sh", "-c",
+                    f"ip -o -6 addr show eth0; ping6 -c1 -W2 {prefix}::1 >/dev/null && echo OK6")
+    assert f"inet6 {prefix}::2/64" in out.stdout and "OK6" in out.stdout, out.stdout
+    dm.remove_containers()

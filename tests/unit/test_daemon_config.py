@@ -117,6 +117,11 @@ def test_config_dns_keys_and_flags(tmp_path: Path) -> None:
         f.write_text(json.dumps(bad))
         with pytest.raises(ConfigError, match="dns"):
             load(["--config-file", str(f)])
+    f.write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": "fd00:1::5/64"}))
+    cfg = load(["--config-file", str(f)])
+    assert cfg.ipv6 and cfg.fixed_cidr_v6 == "fd00:1::/64"
+    with pytest.raises(ConfigError, match="fixed-cidr-v6"):
+        load(["--config-file", str(tmp_path / "none.json"), "--ipv6"])
 
 
 def test_store_unique_names_and_reopen(tmp_path: Path) -> None:

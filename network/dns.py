@@ -271,7 +271,7 @@ class Resolver:
             if lst.udp is None:
                 return
             try:
-                data, addr = lst.udp.recvfrom(65535)
+                data, addr = lst.udp.recvfrom(4096)  # a longer datagram is cut, then refused as malformed
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # an ICMP error of an earlier reply: nothing to do

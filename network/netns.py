@@ -159,8 +159,14 @@ async def sockets_in(path: Path, make: Callable[[], T], close: Callable[[T], Non
                     _setns(target)
                     try:
                         result = make()
-                    finally:
+                    except BaseException:
                         _setns(own)
+                        raise
+                    try:
+                        _setns(own)
+                    except BaseException:
+                        close(result)
+                        raise
                 finally:
                     os.close(target)
             finally:

@@ -327,3 +327,59 @@ def test_internal_resolv_conf_overrides(tmp_path: Path) -> None:
     text, servers = hosts.internal_resolv_conf(source=empty, resolved_source=tmp_path / "none")
     assert servers == ["8.8.8.8", "8.8.4.4"] and "# Used default nameservers.\n" in text
     assert hosts.ext_servers(tmp_path / "missing") is None
+
+
+# -- when the resolver listens ---------------------------------------------------------------------
+
+class RecordingResolver:
+    def __init__(self, fail: OSError | None = None) -> None:
+        self.fail = fail
+        self.attached: dict[str, list[str]] = {}
+
+    def serving(self, owner: str) -> bool:
+        return owner in self.attached
+
+    async def attach(self, owner: str, path: Path, upstreams: list[str]) -> None:
+        if self.fail is not None:
+            raise self.fail
+        self.attached[owner] = upstreams
+
+    async def detach(self, owner: str) -> None:
+        self.attached.pop(owner, None)
+
+
+def test_embedded_dns_listens_for_user_networks_with_the_servers_of_resolv_conf(
+        world, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from daemon.containers.container import paths
+    from daemon.networks.dns import EmbeddedDns
+
+    names = world[0]
+    resolver = RecordingResolver()
+    edns = EmbeddedDns(names=names, resolver=resolver, network=NETS.get, data_root=tmp_path)  # type: ignore[arg-type]
+    user = _ctr("u", "user", {"front": ("10.1.0.2", [])})
+    user.host_config["NetworkMode"] = "front"
+    legacy = _ctr("l", "legacy", {"bridge": ("172.17.0.2", [])})
+    legacy.host_config["NetworkMode"] = "bridge"
+    joined = _ctr("j", "joined", {})
+    joined.host_config["NetworkMode"] = "container:" + user.id
+    assert edns.wanted(user) and not edns.wanted(legacy) and not edns.wanted(joined)
+    resolv = paths(tmp_path, user.id)["resolv"]
+    resolv.parent.mkdir(parents=True)
+    hosts.write_internal_resolv_conf(resolv, dns=["10.9.0.53", "10.9.0.54"])
+
+    async def scenario() -> None:
+        await edns.start(user, tmp_path / "netns")
+        await edns.start(legacy, tmp_path / "netns")
+        assert resolver.attached == {user.id: ["10.9.0.53", "10.9.0.54"]}
+        await edns.stop(user)
+        resolv.write_text("nameserver 127.0.0.11\n")  # rewritten by the user: --dns (none) or the host's
+        user.host_config["Dns"] = ["10.9.0.99"]
+        await edns.start(user, tmp_path / "netns")
+        assert resolver.attached[user.id] == ["10.9.0.99"]
+        # A container that took 127.0.0.11:53 itself: logged, its start goes on.
+        taken = EmbeddedDns(names=names, resolver=RecordingResolver(OSError(98, "Address in use")),  # type: ignore
+                            network=NETS.get, data_root=tmp_path)
+        await taken.start(user, tmp_path / "netns")
+        assert "cannot listen on 127.0.0.11:53 (Address in use)" in caplog.text
+
+    asyncio.run(scenario())

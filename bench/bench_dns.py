@@ -6,8 +6,9 @@ Measures, for the engine at $DOCKER_HOST (or --host), on a user network it creat
   * latency of one query at a time for a container's name (answered by the resolver itself):
     median and p99 over --queries sequential queries, in ms
   * queries per second with --window queries in flight, for --seconds
-  * POST /start of a container on the user network and on the default bridge (ms), and the
-    difference of the medians (what the user network's resolver and names cost at start)
+  * POST /start of a container on the user network (with --peers running containers on it)
+    and on the default bridge (ms), and the difference of the medians (what the user
+    network's resolver and names cost at start)
 
 The queries come from the host's python (dnspython) running inside one container's network
 namespace (nsenter on its SandboxKey), so both engines are asked from the same client over
@@ -138,21 +139,24 @@ def bench(e: Engine, args: argparse.Namespace) -> dict[str, list[float]]:
     res: dict[str, list[float]] = {}
     e.container("--name", f"target-{e.label}")
     client = e.container()
-    sandbox = json.loads(e.run("inspect", client))[0]["NetworkSettings"]["SandboxKey"]
-    p = subprocess.run(["nsenter", f"--net={sandbox}", sys.executable, "-c", LOAD, f"target-{e.label}",
-                        str(args.queries), str(args.seconds), str(args.window)],
-                       capture_output=True, text=True, timeout=600)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr.strip())
-    out = json.loads(p.stdout)
-    lat = sorted(out["lat"])
-    res["query latency, median ms"] = [statistics.median(lat)]
-    res["query latency, p99 ms"] = [lat[int(len(lat) * 0.99) - 1]]
-    res["queries lost (of --queries)"] = [float(out["lost"])]
-    res[f"queries/s, {args.window} in flight"] = [out["qps"]]
+    if not args.skip_queries:
+        sandbox = json.loads(e.run("inspect", client))[0]["NetworkSettings"]["SandboxKey"]
+        p = subprocess.run(["nsenter", f"--net={sandbox}", sys.executable, "-c", LOAD, f"target-{e.label}",
+                            str(args.queries), str(args.seconds), str(args.window)],
+                           capture_output=True, text=True, timeout=600)
+        if p.returncode != 0:
+            raise RuntimeError(p.stderr.strip())
+        out = json.loads(p.stdout)
+        lat = sorted(out["lat"])
+        res["query latency, median ms"] = [statistics.median(lat)]
+        res["query latency, p99 ms"] = [lat[int(len(lat) * 0.99) - 1]]
+        res["queries lost (of --queries)"] = [float(out["lost"])]
+        res[f"queries/s, {args.window} in flight"] = [out["qps"]]
+    for _ in range(args.peers):
+        e.container()
     user = start_time(e, e.network, args.runs)
     bridge = start_time(e, "bridge", args.runs)
-    res["start on the user network, ms"] = user
+    res[f"start on the user network ({args.peers} peers), ms"] = user
     res["start on the default bridge, ms"] = bridge
     res["start(user) - start(bridge), ms"] = [statistics.median(user) - statistics.median(bridge)]
     return res
@@ -166,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=5, help="duration of the throughput run (default 5)")
     ap.add_argument("--window", type=int, default=16, help="queries in flight for throughput (default 16)")
     ap.add_argument("--runs", type=int, default=10, help="start-time samples per network (default 10)")
+    ap.add_argument("--peers", type=int, default=20, help="running containers on the user network (default 20)")
+    ap.add_argument("--skip-queries", action="store_true", help="start latency only (an engine without a resolver)")
     ap.add_argument("--subnet", default="", help="subnet of the user network on --host (default: the engine's pick)")
     ap.add_argument("--compare-subnet", default="", help="the same on --compare")
     args = ap.parse_args(argv)

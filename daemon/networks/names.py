@@ -99,18 +99,31 @@ class NameFiles:
 
 
 def _link_env(alias: str, me: str, ip: str, other: Container) -> list[str]:
-    prefix = alias.upper().replace("-", "_").replace(".", "_")
-    env = [f"{prefix}_NAME={me}/{alias}"]
-    exposed = sorted((other.config.get("ExposedPorts") or {}), key=split_key)
-    for i, key in enumerate(exposed):
-        port, proto = split_key(key)
-        base = f"{prefix}_PORT_{port}_{proto.upper()}"
+    """dockerd's link variables: per exposed port (by number, tcp first on a tie) its URL,
+    address, port and protocol, the lowest as ALIAS_PORT, _START/_END for a run of
+    consecutive ports, the link's name, and the linked container's environment."""
+    prefix = alias.upper().replace("-", "_")
+    env: list[str] = []
+    exposed = sorted((split_key(k) for k in other.config.get("ExposedPorts") or {}),
+                     key=lambda pp: (pp[0], pp[1] != "tcp", pp[1]))
+    start = end = exposed[0] if exposed else (0, "")
+    for i, (port, proto) in enumerate(exposed):
         if i == 0:
             env.append(f"{prefix}_PORT={proto}://{ip}:{port}")
+        base = f"{prefix}_PORT_{port}_{proto.upper()}"
         env += [f"{base}={proto}://{ip}:{port}", f"{base}_ADDR={ip}", f"{base}_PORT={port}", f"{base}_PROTO={proto}"]
-    skip = {"HOME", "PATH", "HOSTNAME"}
+        if i and port == end[0] + 1 and proto == end[1]:
+            end = (port, proto)
+            if i < len(exposed) - 1:
+                continue
+        if end != start:
+            first = f"{prefix}_PORT_{start[0]}_{start[1].upper()}"
+            env += [f"{first}_START={start[1]}://{ip}:{start[0]}", f"{first}_PORT_START={start[0]}",
+                    f"{first}_END={end[1]}://{ip}:{end[0]}", f"{first}_PORT_END={end[0]}"]
+        start = end = (port, proto)
+    env.append(f"{prefix}_NAME={me}/{alias}")
     for e in other.config.get("Env") or []:
-        k, _, v = e.partition("=")
-        if k not in skip:
+        k, sep, v = e.partition("=")
+        if sep and k not in ("HOME", "PATH"):
             env.append(f"{prefix}_ENV_{k}={v}")
     return env

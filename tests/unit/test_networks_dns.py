@@ -383,3 +383,20 @@ def test_embedded_dns_listens_for_user_networks_with_the_servers_of_resolv_conf(
         assert "cannot listen on 127.0.0.11:53 (Address in use)" in caplog.text
 
     asyncio.run(scenario())
+
+
+def test_link_environment_as_dockerd() -> None:
+    from daemon.networks.names import _link_env
+
+    web = Container(id="w" * 64, name="/web", created="", path="sh", args=[], image_id="", host_config={},
+                    config={"ExposedPorts": {"8001/tcp": {}, "8000/tcp": {}, "8002/tcp": {}, "53/udp": {}},
+                            "Env": ["COLOR=blue", "PATH=/bin", "HOME=/root", "EMPTY="]})
+    env = _link_env("my-db", "/app", "10.0.0.2", web)
+    assert env[0] == "MY_DB_PORT=udp://10.0.0.2:53"  # the lowest port
+    for line in ("MY_DB_PORT_8001_TCP=tcp://10.0.0.2:8001", "MY_DB_PORT_8001_TCP_ADDR=10.0.0.2",
+                 "MY_DB_PORT_8001_TCP_PORT=8001", "MY_DB_PORT_8001_TCP_PROTO=tcp",
+                 "MY_DB_PORT_8000_TCP_START=tcp://10.0.0.2:8000", "MY_DB_PORT_8000_TCP_PORT_START=8000",
+                 "MY_DB_PORT_8000_TCP_END=tcp://10.0.0.2:8002", "MY_DB_PORT_8000_TCP_PORT_END=8002",
+                 "MY_DB_NAME=/app/my-db", "MY_DB_ENV_COLOR=blue", "MY_DB_ENV_EMPTY="):
+        assert line in env, line
+    assert not any("_ENV_PATH" in e or "_ENV_HOME" in e or "PORT_53_UDP_START" in e for e in env)

@@ -52,7 +52,7 @@ MAX_TCP_PER_CONTAINER = 16
 TCP_IDLE = 10.0  # a TCP client that sends nothing this long is dropped
 UDP_MIN_SIZE = 512
 LOG_EVERY = 60.0  # seconds between two warnings of one kind for one container
-MAX_CACHED_ANSWERS = 4096
+MAX_CACHED_ANSWERS = 2048  # queries are at most 4 KiB: 8 MiB at worst
 UDP_BATCH = 64  # datagrams read per wake-up: fewer trips through the loop, yet fair to the others
 
 log = logging.getLogger("pydockerd.dns")

@@ -10,6 +10,7 @@ import socket
 from pathlib import Path
 
 import dns.asyncquery
+import dns.exception
 import dns.flags
 import dns.message
 import dns.rcode
@@ -247,11 +248,11 @@ def test_serving_and_forwarding(monkeypatch: pytest.MonkeyPatch) -> None:
         # Two upstreams: the first one's SERVFAIL sends the query on to the second.
         await r.serve("o" * 64, (udp, tcp), ["127.0.0.2", "127.0.0.2"])
         try:
-            async def ask(name: str, tcp_: bool = False) -> dns.message.Message:
+            async def ask(name: str, tcp_: bool = False, timeout: float = 5) -> dns.message.Message:
                 q = dns.message.make_query(name, "A")
                 if tcp_:
-                    return await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=5)
-                return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=5)
+                    return await dns.asyncquery.tcp(q, "127.0.0.1", port=port, timeout=timeout)
+                return await dns.asyncquery.udp(q, "127.0.0.1", port=port, timeout=timeout)
 
             assert sorted(str(x) for x in (await ask("web")).answer[0]) == ["10.1.0.2", "10.1.0.3"]
             # A single answer is kept and reused (with each query's own id) until names change.
@@ -275,6 +276,13 @@ def test_serving_and_forwarding(monkeypatch: pytest.MonkeyPatch) -> None:
             assert (await ask("other.example")).rcode() == dns.rcode.SERVFAIL and loop.time() - t0 < 0.4
             assert (await ask("web")).answer
             await asyncio.gather(*slow)
+            # Queries in flight when the container goes (its network removed): dropped quietly.
+            pending = [asyncio.create_task(ask("slow.example", timeout=1)) for _ in range(2)]
+            await asyncio.sleep(0.1)
+            await r.detach("o" * 64)
+            assert r._forwards == 0
+            results = await asyncio.gather(*pending, return_exceptions=True)
+            assert all(isinstance(x, dns.exception.Timeout) for x in results), results
         finally:
             await r.close()
             up_transport.close()

@@ -374,8 +374,14 @@ def test_ipv6_names_answer_aaaa_and_ptr(d: Daemon, uname) -> None:
         out = lookup(d, uname("a"), uname("b"))
         assert addresses(out) == {ep["IPAddress"], ep["GlobalIPv6Address"]}, out
         assert f"{uname('b')}.{n}" in lookup(d, uname("a"), ep["GlobalIPv6Address"])
+        # connect --ip6: the address is on the new interface and answered at once.
+        d.docker("run", "-d", "--name", uname("c"), "busybox", "sleep", "300")
+        d.docker("network", "connect", "--ip6", sub6.replace("::/64", "::c"), n, uname("c"))
+        out = d.docker("exec", uname("c"), "ip", "-o", "-6", "addr", "show", "eth1").stdout
+        assert sub6.replace("::/64", "::c/64") in out, out
+        assert sub6.replace("::/64", "::c") in addresses(lookup(d, uname("a"), uname("c")))
     finally:
-        d.docker("rm", "-f", uname("a"), uname("b"), check=False)
+        d.docker("rm", "-f", uname("a"), uname("b"), uname("c"), check=False)
         d.docker("network", "rm", n)
 
 

@@ -43,6 +43,13 @@ class Config:
     labels: list[str] = field(default_factory=list)
     init_path: str | None = None
     cgroup_parent: str = "pydockerd"
+    # Resolver settings for containers that give none of their own (dockerd's --dns, --dns-search, --dns-opt).
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_opts: list[str] = field(default_factory=list)
+    # IPv6 on the default bridge, from this subnet (dockerd's --ipv6 --fixed-cidr-v6).
+    ipv6: bool = False
+    fixed_cidr_v6: str | None = None
 
     @property
     def pidfile_path(self) -> Path:
@@ -70,6 +77,11 @@ _JSON_KEYS = {
     "labels": "labels",
     "init-path": "init_path",
     "cgroup-parent": "cgroup_parent",
+    "dns": "dns",
+    "dns-search": "dns_search",
+    "dns-opts": "dns_opts",
+    "ipv6": "ipv6",
+    "fixed-cidr-v6": "fixed_cidr_v6",
 }
 
 
@@ -105,6 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-path")
     p.add_argument("--cgroup-parent", help="parent cgroup of the containers' cgroups: relative to the "
                    "daemon's own cgroup, or absolute (default pydockerd)")
+    p.add_argument("--dns", action="append", help="DNS server for containers (repeatable)")
+    p.add_argument("--dns-search", action="append", help="DNS search domain for containers (repeatable)")
+    p.add_argument("--dns-opt", action="append", dest="dns_opts", help="DNS option for containers (repeatable)")
+    p.add_argument("--ipv6", action="store_true", default=None, help="IPv6 on the default bridge")
+    p.add_argument("--fixed-cidr-v6", help="IPv6 subnet of the default bridge (with --ipv6)")
     p.add_argument("-v", "--version", action="store_true", help="print the version and exit")
     return p
 
@@ -133,7 +150,8 @@ def load(argv: list[str] | None = None) -> Config:
     # Flags win over the file, as in dockerd (which refuses conflicts; we let flags override).
     for attr in ("hosts", "data_root", "exec_root", "pidfile", "log_level", "bridge", "bip", "storage_driver",
                  "ip_masq", "tls", "tlsverify", "tlscacert", "tlscert", "tlskey", "insecure_registries",
-                 "labels", "init_path", "cgroup_parent"):
+                 "labels", "init_path", "cgroup_parent", "dns", "dns_search", "dns_opts", "ipv6",
+                 "fixed_cidr_v6"):
         value = getattr(args, attr, None)
         if value is not None:
             _set(cfg, attr, value)
@@ -179,6 +197,21 @@ def _validate(cfg: Config) -> None:
             ipaddress.ip_interface(cfg.bip)
         except ValueError as e:
             raise ConfigError(f"invalid --bip {cfg.bip!r}: {e}") from e
+    for key, values in (("dns", cfg.dns), ("dns-search", cfg.dns_search), ("dns-opts", cfg.dns_opts)):
+        if not isinstance(values, list) or not all(isinstance(v, str) and v for v in values):
+            raise ConfigError(f"invalid {key}: expected a list of strings")
+    for server in cfg.dns:
+        try:
+            ipaddress.ip_address(server)
+        except ValueError:
+            raise ConfigError(f"invalid dns {server!r}: not an IP address") from None
+    if cfg.fixed_cidr_v6 is not None:
+        try:
+            cfg.fixed_cidr_v6 = str(ipaddress.IPv6Network(cfg.fixed_cidr_v6, strict=False))
+        except ValueError as e:
+            raise ConfigError(f"invalid fixed-cidr-v6 {cfg.fixed_cidr_v6!r}: {e}") from e
+    if cfg.ipv6 and not cfg.fixed_cidr_v6:
+        raise ConfigError("ipv6 on the default bridge needs fixed-cidr-v6 (there is no default IPv6 pool)")
     if not 1 <= len(cfg.bridge) <= 15:
         raise ConfigError(f"invalid --bridge {cfg.bridge!r}: interface names are 1 to 15 characters")
     try:

@@ -17,6 +17,7 @@ from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
+from daemon.containers.files import DnsDefaults
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
@@ -29,12 +30,14 @@ from daemon.execs.service import ExecService
 from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
+from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
+from network.dns import Resolver
 from runtime import cgroups
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
@@ -81,13 +84,16 @@ class Daemon:
         sandboxes = Sandboxes()
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
                                        sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
-                                       ip_masq=cfg.ip_masq)
+                                       ip_masq=cfg.ip_masq, fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
+        names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
+        dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
-                                        events=self.events, exec_root=cfg.exec_root, data_root=root)
+                                        events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups,
+                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts))
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
@@ -99,7 +105,7 @@ class Daemon:
                         cache=BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)),
             users=self.registry, tmp_root=root / "builder" / "tmp",
             contexts=ContextStore(root / "builder" / "contexts"))
-        self.execs = ExecService(self.registry, self.events, self.cgroups)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, link_env=self.sandboxes.link_env)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,

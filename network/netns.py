@@ -1,10 +1,14 @@
 """Network namespaces as files: created by a short-lived helper, configured from outside.
 
-The daemon is multi-threaded, so it never unshares or setns itself (the namespace would
-belong to one thread only). `unshare --net=FILE true` makes the namespace and bind-mounts
+The daemon is multi-threaded, so it never unshares itself, nor enters a namespace on a
+thread that does other work. `unshare --net=FILE true` makes the namespace and bind-mounts
 it on FILE; `nsenter --net=FILE ip -batch -` configures its inside. Both are plain
 subprocesses (fork/exec in C, no preexec_fn). Unmounting a bind mount is an ordinary
-umount2() on the host's mount table and is safe from any thread.
+umount2() on the host's mount table and is safe from any thread. The one exception,
+`sockets_in`, enters a network namespace (never a mount namespace: that fails in a threaded
+process) on a thread of its own that ends right after: a socket belongs for life to the
+namespace it was created in, which is how the embedded DNS resolver listens inside
+containers while the daemon's loop serves it.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ import ctypes.util
 import errno
 import json
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 _MNT_DETACH = 2
+_CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 
 
@@ -115,3 +124,57 @@ def leftovers(directory: Path, keep: set[str]) -> list[Path]:
         return [p for p in directory.iterdir() if p.name not in keep]
     except FileNotFoundError:
         return []
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+async def sockets_in(path: Path, make: Callable[[], T], close: Callable[[T], None]) -> T:
+    """Runs `make` (which creates sockets) inside the namespace file `path` and returns its
+    result. It runs on a fresh thread, never a pooled one: a thread that failed to return to
+    the daemon's namespace must not go on to serve anything else, and this one ends at once.
+    `close` undoes `make` when the caller stopped waiting meanwhile."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[T] = loop.create_future()
+
+    def deliver(ok: bool, value: object) -> None:
+        if fut.cancelled():
+            if ok:
+                close(value)  # type: ignore[arg-type]
+            return
+        if ok:
+            fut.set_result(value)  # type: ignore[arg-type]
+        else:
+            fut.set_exception(value)  # type: ignore[arg-type]
+
+    def run() -> None:
+        try:
+            own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    _setns(target)
+                    try:
+                        result = make()
+                    except BaseException:
+                        _setns(own)
+                        raise
+                    try:
+                        _setns(own)
+                    except BaseException:
+                        close(result)
+                        raise
+                finally:
+                    os.close(target)
+            finally:
+                os.close(own)
+        except BaseException as e:  # handed to the awaiting coroutine
+            loop.call_soon_threadsafe(deliver, False, e)
+        else:
+            loop.call_soon_threadsafe(deliver, True, result)
+
+    threading.Thread(target=run, name="netns-sockets", daemon=True).start()
+    return await fut

@@ -69,6 +69,10 @@ class ContainerBackend(Protocol):
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
+    async def remove_link(self, ref: str) -> None:
+        """`docker rm --link /PARENT/ALIAS`: the parent's link of that alias goes."""
+        ...
+
     async def wait_future(self, ref: str, condition: str) -> asyncio.Future:
         """Registers the waiter now; the future gives (exit code, error or None)."""
         ...

@@ -60,6 +60,10 @@ class ContainerNetworking(Protocol):
 
     def ipv6_enabled(self, c: Container) -> bool: ...
 
+    def uses_internal_dns(self, c: Container) -> bool:
+        """Whether names are answered by the embedded resolver at 127.0.0.11 (user networks)."""
+        ...
+
     def settings(self, c: Container) -> dict:
         """NetworkSettings of `docker inspect`."""
         ...
@@ -74,6 +78,10 @@ class ContainerNetworking(Protocol):
 
     async def renamed(self, c: Container, old_name: str) -> None:
         """Peers resolve the container by its new name from now on."""
+        ...
+
+    async def links_changed(self, c: Container) -> None:
+        """c's links were edited: its hosts file and names follow (while it runs)."""
         ...
 
 

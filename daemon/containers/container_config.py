@@ -163,6 +163,9 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     }
     if not config["ExposedPorts"]:
         del config["ExposedPorts"]
+    if isinstance(cfg.get("MacAddress"), str) and cfg["MacAddress"]:
+        # The container-wide MAC of older clients (docker-py): the main endpoint takes it.
+        config["MacAddress"] = cfg["MacAddress"]
     stop_signal = cfg.get("StopSignal") or img.get("StopSignal")
     if stop_signal:
         parse_signal(stop_signal)  # refused at create, as dockerd: else every `docker stop` would fail

@@ -27,7 +27,7 @@ from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
-from daemon.containers.files import ContainerFiles
+from daemon.containers.files import ContainerFiles, DnsDefaults
 from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.views import ContainerViews
@@ -52,7 +52,7 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups) -> None:
+                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -66,7 +66,7 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
-        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
 
@@ -222,7 +222,7 @@ class ContainerService:
             files = paths(self.data_root, other.id)
         else:
             self.files.write_name_files(c, self.networks.extra_hosts(c), self.networks.ipv6_enabled(c),
-                                        host_network=mode == "host")
+                                        host_network=mode == "host", internal_dns=self.networks.uses_internal_dns(c))
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.
@@ -534,6 +534,23 @@ class ContainerService:
             await self._persist(c)
         self.events.publish("container", "unpause", c.id, c.event_attrs())
 
+    async def remove_link(self, ref: str) -> None:
+        """`docker rm --link /PARENT/ALIAS`: PARENT forgets its link of that alias, and the
+        line of its hosts file goes; its environment was set at start and stays, as under
+        dockerd. A link is named by its parent and alias, never by the linked container."""
+        parent_name, _, alias = ("/" + ref.lstrip("/")).rpartition("/")
+        if not parent_name:
+            raise InvalidParameter("Conflict, cannot remove the default link name.")
+        parent = self.registry.find(parent_name.lstrip("/"))
+        links = list(parent.host_config.get("Links") or []) if parent is not None else []
+        keep = [link for link in links if _link_alias(link) != alias]
+        if parent is None or len(keep) == len(links):
+            raise NotFound(f"No such container: {ref}")
+        async with parent.lock:
+            parent.host_config["Links"] = keep or None
+            await self._persist(parent)
+            await self.networks.links_changed(parent)
+
     # -- rename / top / diff -----------------------------------------------------------------
     async def rename(self, ref: str, new_name: str) -> None:
         c = self.get(ref)
@@ -594,3 +611,9 @@ class ContainerService:
 
 def _anonymous_volumes(c: Container) -> list[str]:
     return [mp["Name"] for mp in c.mount_points if mp["Type"] == "volume" and mp["Anonymous"] and mp["Name"]]
+
+
+def _link_alias(link: str) -> str:
+    """The alias of a HostConfig.Links entry ("target:alias", "/target:/parent/alias", "target")."""
+    target, _, alias = link.partition(":")
+    return alias.rsplit("/", 1)[-1] or target.lstrip("/")

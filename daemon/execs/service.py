@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from daemon.containers import container_config, runtime_options
+from daemon.containers.container import Container
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
@@ -58,10 +60,12 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups) -> None:
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups, *,
+                 link_env: Callable[[Container], list[str]]) -> None:
         self.registry = registry
         self.events = events
         self.cgroups = cgroups
+        self.link_env = link_env  # the legacy --link variables, as of now (dockerd computes them per exec)
         self.execs: dict[str, ExecInstance] = {}
 
     def create(self, ref: str, body: Any) -> str:
@@ -126,10 +130,11 @@ class ExecService:
         if tty is not None:
             ex.tty = ex.tty or tty
         ex.started = True
-        # As dockerd's CreateDaemonEnvironment: HOSTNAME (and TERM with a tty) first, then the
-        # container's environment, then the exec's own; "NAME" alone (unset on the client) is no
-        # variable at all.
+        # As dockerd's CreateDaemonEnvironment: HOSTNAME (and TERM with a tty) first, the --link
+        # variables, then the container's environment, then the exec's own; "NAME" alone (unset
+        # on the client) is no variable at all.
         base = [f"HOSTNAME={c.config.get('Hostname') or c.id[:12]}"] + (["TERM=xterm"] if ex.tty else [])
+        base += self.link_env(c)
         merged: dict[str, str] = {}  # a later value replaces an earlier one in its place
         for e in [*base, *(c.config.get("Env") or []), *ex.env]:
             if "=" in e:

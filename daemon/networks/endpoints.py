@@ -5,7 +5,8 @@ live sandboxes after a daemon restart, and the networking parts of inspect and p
 
 The networks and their addresses belong to NetworkService (daemon/networks/service.py),
 published ports to PortPublisher (publish.py), hosts files and links to NameFiles
-(names.py); this class decides when each of them acts for a container.
+(names.py), the embedded DNS resolver of user networks to EmbeddedDns (dns.py); this class
+decides when each of them acts for a container.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from daemon.containers.registry import ContainerRegistry
 from daemon.errors import DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.networks import ports
+from daemon.networks.dns import EmbeddedDns
 from daemon.networks.names import NameFiles, dns_names
 from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, endpoint_config, public
 from daemon.networks.publish import PortPublisher
@@ -36,8 +38,9 @@ log = logging.getLogger("pydockerd.networks")
 
 class SandboxService:
     def __init__(self, *, networks: NetworkService, sandboxes: Sandboxes, registry: ContainerRegistry,
-                 events: EventBus, exec_root: Path, data_root: Path) -> None:
+                 events: EventBus, exec_root: Path, data_root: Path, dns: EmbeddedDns) -> None:
         self.networks = networks
+        self.dns = dns
         self.sandboxes = sandboxes
         self.registry = registry
         self.events = events
@@ -110,6 +113,7 @@ class SandboxService:
             net = n if name == primary else self._for_create(name)
             src = eps_in.get(name) or (eps_in.get("default") if name == primary else None) or {}
             out[net.name] = endpoint_config(net, src)
+        _container_wide_mac(config.get("MacAddress") or "", out[n.name], n)
         return out
 
     def _for_create(self, ref: str) -> Network:
@@ -148,8 +152,10 @@ class SandboxService:
             await netns.configure(sb.path, commands, disable_ipv6=not v6)
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])
+            self.dns.changed()
+            await self.dns.start(c, sb.path)
             env = await asyncio.to_thread(self.names.write, c)
-            await self.names.refresh_peers(c)
+            await self.names.refresh_linkers(c)
         except BaseException as e:
             await self.teardown(c)
             if isinstance(e, DaemonError):
@@ -243,7 +249,9 @@ class SandboxService:
 
     async def teardown(self, c: Container) -> None:
         """Undoes setup (idempotent, never raises for what is already gone)."""
+        await self.dns.stop(c)
         sb = self.sandboxes.pop(c.id)
+        self.dns.changed()
         if sb is None:
             path = self.netns_dir / c.id[:12]
             if path.exists():
@@ -266,7 +274,7 @@ class SandboxService:
             with contextlib.suppress(OSError, netns.NetnsError):
                 netns.remove(sb.path)
             self.ports.forget(sb)
-            await self.names.refresh_peers(c)
+            await self.names.refresh_linkers(c)
 
     # -- connect / disconnect ----------------------------------------------------------------
     async def connect(self, ref: str, body: dict) -> None:
@@ -301,8 +309,10 @@ class SandboxService:
                     if isinstance(e, DaemonError):
                         raise
                     raise DaemonError(f"failed to connect {c.id[:12]} to {n.name}: {e}") from e
+                self.dns.changed()
+                await self.dns.start(c, sb.path)
                 await asyncio.to_thread(self.names.write, c, True)
-                await self.names.refresh_peers(c)
+                await self.names.refresh_linkers(c)
             await self.registry.persist(c)
         self._event("connect", n, c)
 
@@ -326,9 +336,10 @@ class SandboxService:
             sb = self.sandboxes.get(c.id)
             if c.running and sb is not None:
                 await self._follow_gateway(c, sb)
+            self.dns.changed()
             if c.running:
                 await asyncio.to_thread(self.names.write, c, True)
-                await self.names.refresh_peers(c, left={n.name})
+                await self.names.refresh_linkers(c)
             await self.registry.persist(c)
         self._event("disconnect", n, c)
 
@@ -383,7 +394,9 @@ class SandboxService:
         if ways_out:
             sb.gateway, sb.port_ip = ways_out[0][0].id, ways_out[0][1]["IPAddress"]
         self.sandboxes.add(c.id, sb)
+        self.dns.changed()
         await self.ports.restore(c.id, sb)
+        await self.dns.start(c, sb.path)
 
     async def shutdown(self) -> None:
         """Port sockets close with us (the kernel rules and the bridges are the network
@@ -391,6 +404,7 @@ class SandboxService:
         for sb in self.sandboxes:
             for b in sb.bindings:
                 b.close()
+        await self.dns.close()
 
     # -- views -------------------------------------------------------------------------------
     def _port_view(self, c: Container) -> Sandbox | None:
@@ -413,8 +427,10 @@ class SandboxService:
             "SandboxKey": str(sb.path) if sb else "",
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
             "EndpointID": main.get("EndpointID", ""), "Gateway": main.get("Gateway", ""),
-            "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": main.get("IPAddress", ""),
-            "IPPrefixLen": main.get("IPPrefixLen", 0), "IPv6Gateway": "", "MacAddress": main.get("MacAddress", ""),
+            "GlobalIPv6Address": main.get("GlobalIPv6Address", ""),
+            "GlobalIPv6PrefixLen": main.get("GlobalIPv6PrefixLen", 0), "IPAddress": main.get("IPAddress", ""),
+            "IPPrefixLen": main.get("IPPrefixLen", 0), "IPv6Gateway": main.get("IPv6Gateway", ""),
+            "MacAddress": main.get("MacAddress", ""),
             "Networks": nets,
         }
 
@@ -424,6 +440,9 @@ class SandboxService:
 
     def public_networks(self, c: Container) -> dict:
         return {k: public(ep) for k, ep in c.networks.items()}
+
+    def uses_internal_dns(self, c: Container) -> bool:
+        return self.dns.wanted(c)
 
     def ipv6_enabled(self, c: Container) -> bool:
         """Whether one of the container's networks gives it IPv6 (its resolv.conf keeps IPv6
@@ -441,9 +460,32 @@ class SandboxService:
             if name != "bridge" and ep.get("DNSNames"):
                 ep["DNSNames"] = list(dict.fromkeys(c.name.lstrip("/") if x == old else x for x in ep["DNSNames"]))
         await self.registry.persist(c)
+        self.dns.changed()
         if c.id in self.sandboxes:
             await asyncio.to_thread(self.names.write, c, True)
-            await self.names.refresh_peers(c)
+            await self.names.refresh_linkers(c)
+
+
+    def link_env(self, c: Container) -> list[str]:
+        """The legacy --link variables of a running container, for its execs."""
+        return self.names.link_env(c) if c.id in self.sandboxes else []
+
+    async def links_changed(self, c: Container) -> None:
+        self.dns.changed()
+        if c.id in self.sandboxes:
+            await asyncio.to_thread(self.names.write, c, True)
+
+
+def _container_wide_mac(mac: str, ep: dict, n: Network) -> None:
+    """Config.MacAddress (docker-py, API < 1.44 clients) is the main network's endpoint MAC,
+    as dockerd migrates it; given both ways, they must agree."""
+    if not mac or n.driver != "bridge":
+        return
+    if ep.get("_UserMac") and ep["_UserMac"].lower() != mac.lower():
+        raise InvalidParameter("the container-wide MAC address must match the endpoint-specific MAC address "
+                               "for the main network, or be left empty")
+    endpoint_config(n, {"MacAddress": mac})  # validates it
+    ep["MacAddress"] = ep["_UserMac"] = mac
 
 
 def _has_own_netns(c: Container) -> bool:

@@ -1,13 +1,11 @@
-"""How containers find each other by name: the /etc/hosts file of each connected
-container (its own address, --add-host entries, --link targets, and its peers on
-user-defined networks), the legacy --link environment, and the DNS names of an endpoint.
+"""How containers find each other by name in files: the /etc/hosts file of each connected
+container (its own address, --add-host entries, and on the default bridge its --link
+targets), the legacy --link environment, and the DNS names of an endpoint.
 
-Name resolution on user-defined networks uses /etc/hosts files kept up to date rather than
-an embedded DNS server: dockerd's 127.0.0.11 resolver needs a socket and NAT rules inside
-every container's namespace, which a threaded daemon cannot create itself (no setns), and
-a resolver is one more thing to keep alive. A hosts file is read by every libc and by
-busybox, costs nothing at lookup time, and is rewritten (in place, it is bind-mounted)
-whenever a container joins or leaves a network it shares.
+On user-defined networks names are answered by the embedded DNS resolver (dns.py), as
+under dockerd: a container's hosts file holds only its own lines there, and nobody
+rewrites a peer's file when a container comes or goes. Only a legacy link's hosts line
+follows its target (rewritten in place, the file is bind-mounted).
 """
 
 from __future__ import annotations
@@ -53,16 +51,13 @@ class NameFiles:
         link_entries, env = self._links(c)
         ip = next((ep["IPAddress"] for ep in c.networks.values() if ep.get("IPAddress")), None)
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), ip,
-                          self.extra_hosts(c) + link_entries, peers=self._peers(c), in_place=in_place)
+                          self.extra_hosts(c) + link_entries, in_place=in_place)
         return env
 
-    async def refresh_peers(self, c: Container, left: set[str] | None = None) -> None:
-        """Rewrites the hosts files that name c: its peers on user networks (and on the
-        networks `left`, which it has just left), and containers linked to it (dockerd
+    async def refresh_linkers(self, c: Container) -> None:
+        """Rewrites the hosts files of the running containers with a legacy link to c (dockerd
         updates a parent's entry when the linked container moves)."""
-        nets = {name for name in c.networks if name != "bridge"} | (left or set())
-        others = [o for o in self.registry
-                  if o.id != c.id and o.id in self.sandboxes and (nets & set(o.networks) or self._links_to(o, c))]
+        others = [o for o in self.registry if o.id != c.id and o.id in self.sandboxes and self._links_to(o, c)]
 
         def rewrite() -> None:
             for o in others:
@@ -72,30 +67,17 @@ class NameFiles:
         if others:
             await asyncio.to_thread(rewrite)
 
-    def _peers(self, c: Container) -> list[tuple[str, str]]:
-        """(address, names) of c itself and of the running containers sharing a user-defined
-        network with it: dockerd's resolver answers all of them there."""
-        out, seen = [], set()
-        for name, ep in c.networks.items():
-            if name == "bridge" or not ep.get("IPAddress"):
-                continue
-            out.append((ep["IPAddress"], " ".join(ep.get("DNSNames") or dns_names(c, ep))))
-            for other in self.registry:
-                if other.id == c.id or other.id in seen or other.id not in self.sandboxes:
-                    continue
-                oep = other.networks.get(name)
-                if oep and oep.get("IPAddress"):
-                    seen.add(other.id)
-                    out.append((oep["IPAddress"], " ".join(oep.get("DNSNames") or dns_names(other, oep))))
-        return out
+    def link_env(self, c: Container) -> list[str]:
+        return self._links(c)[1]
 
     def _links(self, c: Container) -> tuple[list[tuple[str, str]], list[str]]:
-        """--link: hosts entries (alias shortid name) and the legacy environment variables."""
+        """Legacy --link on the default bridge: hosts entries (alias shortid name) and the
+        environment variables. On a user network a link is only a name the embedded resolver
+        answers for this container (dockerd writes neither there)."""
         entries: list[tuple[str, str]] = []
         env: list[str] = []
-        # Only the default bridge has legacy links; on a user network a link is just a name
-        # (dockerd adds no environment there).
-        legacy = c.network_mode in ("default", "bridge")
+        if c.network_mode not in ("default", "bridge"):
+            return entries, env
         for link in c.host_config.get("Links") or []:
             target, _, alias = link.partition(":")
             other = self.registry.find(target.lstrip("/"))
@@ -107,17 +89,7 @@ class NameFiles:
             if not ip:
                 continue
             entries.append((f"{alias} {other.id[:12]} {other.name.lstrip('/')}", ip))
-            if legacy:
-                env += _link_env(alias, c.name, ip, other)
-        # `network connect --link` (and links in EndpointsConfig): on a user network a link is
-        # only a name for the other container, visible to this one, without the legacy env.
-        for name, ep in c.networks.items():
-            for link in ep.get("Links") or []:
-                target, _, alias = link.partition(":")
-                other = self.registry.find(target.lstrip("/"))
-                oep = other.networks.get(name) if other is not None and other.id in self.sandboxes else None
-                if other is not None and oep and oep.get("IPAddress"):
-                    entries.append((alias.rsplit("/", 1)[-1] or other.name.lstrip("/"), oep["IPAddress"]))
+            env += _link_env(alias, c.name, ip, other)
         return entries, env
 
     def _links_to(self, o: Container, c: Container) -> bool:
@@ -127,18 +99,31 @@ class NameFiles:
 
 
 def _link_env(alias: str, me: str, ip: str, other: Container) -> list[str]:
-    prefix = alias.upper().replace("-", "_").replace(".", "_")
-    env = [f"{prefix}_NAME={me}/{alias}"]
-    exposed = sorted((other.config.get("ExposedPorts") or {}), key=split_key)
-    for i, key in enumerate(exposed):
-        port, proto = split_key(key)
-        base = f"{prefix}_PORT_{port}_{proto.upper()}"
+    """dockerd's link variables: per exposed port (by number, tcp first on a tie) its URL,
+    address, port and protocol, the lowest as ALIAS_PORT, _START/_END for a run of
+    consecutive ports, the link's name, and the linked container's environment."""
+    prefix = alias.upper().replace("-", "_")
+    env: list[str] = []
+    exposed = sorted((split_key(k) for k in other.config.get("ExposedPorts") or {}),
+                     key=lambda pp: (pp[0], pp[1] != "tcp", pp[1]))
+    start = end = exposed[0] if exposed else (0, "")
+    for i, (port, proto) in enumerate(exposed):
         if i == 0:
             env.append(f"{prefix}_PORT={proto}://{ip}:{port}")
+        base = f"{prefix}_PORT_{port}_{proto.upper()}"
         env += [f"{base}={proto}://{ip}:{port}", f"{base}_ADDR={ip}", f"{base}_PORT={port}", f"{base}_PROTO={proto}"]
-    skip = {"HOME", "PATH", "HOSTNAME"}
+        if i and port == end[0] + 1 and proto == end[1]:
+            end = (port, proto)
+            if i < len(exposed) - 1:
+                continue
+        if end != start:
+            first = f"{prefix}_PORT_{start[0]}_{start[1].upper()}"
+            env += [f"{first}_START={start[1]}://{ip}:{start[0]}", f"{first}_PORT_START={start[0]}",
+                    f"{first}_END={end[1]}://{ip}:{end[0]}", f"{first}_PORT_END={end[0]}"]
+        start = end = (port, proto)
+    env.append(f"{prefix}_NAME={me}/{alias}")
     for e in other.config.get("Env") or []:
-        k, _, v = e.partition("=")
-        if k not in skip:
+        k, sep, v = e.partition("=")
+        if sep and k not in ("HOME", "PATH"):
             env.append(f"{prefix}_ENV_{k}={v}")
     return env

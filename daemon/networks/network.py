@@ -109,10 +109,12 @@ def endpoint_config(n: Network, src: dict) -> dict:
 
 
 def _check_static(n: Network, addr: str, addr6: str) -> None:
-    if addr6 and not n.subnet6:
+    # Without IPv6 enabled, an IPv6 pool may still be configured (and the address only recorded).
+    subnets6 = [n.subnet6] if n.subnet6 else [c["Subnet"] for c in n.ipam_config if ":" in c.get("Subnet", "")]
+    if addr6 and not subnets6:
         raise InvalidParameter("invalid IPv6 address: IPv6 is not enabled on this network")
     try:
-        if addr6 and ipaddress.IPv6Address(addr6) not in ipaddress.ip_network(n.subnet6):
+        if addr6 and not any(ipaddress.IPv6Address(addr6) in ipaddress.ip_network(s) for s in subnets6):
             raise InvalidParameter(f"no configured subnet or ip-range contain the IP address {addr6}")
     except ValueError:
         raise InvalidParameter(f"invalid IPv6 address: {addr6}") from None

@@ -42,7 +42,7 @@ PRUNE_FILTERS = {"label", "label!", "until"}
 
 class NetworkService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, events: EventBus, sandboxes: Sandboxes,
-                 default_bridge: str, bip: str | None, ip_masq: bool) -> None:
+                 default_bridge: str, bip: str | None, ip_masq: bool, fixed_cidr_v6: str | None = None) -> None:
         self.store = store
         self.registry = registry
         self.events = events
@@ -50,6 +50,7 @@ class NetworkService:
         self.default_bridge = default_bridge
         self.bip = bip
         self.ip_masq = ip_masq
+        self.fixed_cidr_v6 = fixed_cidr_v6  # IPv6 on the default bridge when set
         self.firewall = Firewall(default_bridge)
         self.nft_ok = True  # whether kernel rules carry published IPv4 ports (probed at load)
         self.ipv6 = True  # whether [::] ports are published too (probed at load)
@@ -169,6 +170,11 @@ class NetworkService:
         n.subnet, n.gateway, n.bridge, n.options = subnet, gateway, self.default_bridge, opts
         # As dockerd shows docker0: the gateway only when it was configured (--bip).
         n.ipam_config = [{"Subnet": subnet, "Gateway": gateway}] if self.bip else [{"Subnet": subnet}]
+        n.subnet6 = n.gateway6 = ""
+        if self.fixed_cidr_v6:
+            net6 = ipaddress.IPv6Network(self.fixed_cidr_v6)
+            n.subnet6, n.gateway6 = str(net6), str(net6.network_address + 1)
+            n.ipam_config.append({"Subnet": n.subnet6, "Gateway": n.gateway6})
         await self._save(n)
 
     async def _save(self, n: Network) -> None:
@@ -273,12 +279,19 @@ class NetworkService:
 
     def _ipam_config6(self, cfgs: list, enabled: bool) -> tuple[str, str, list[dict]]:
         """The IPv6 subnet of a network: only with --ipv6, and (no default IPv6 pool, as in
-        dockerd 20.10) only when one is given."""
+        dockerd 20.10) only when one is given. Without --ipv6 a given IPv6 pool is kept in the
+        network's IPAM config and nothing else, as dockerd does (docker-py's tests rely on it):
+        no address of it is ever assigned."""
         v6 = [c for c in cfgs if isinstance(c, dict) and ":" in str(c.get("Subnet") or "")]
         if not enabled:
-            if v6:
-                raise InvalidParameter("an IPv6 subnet needs IPv6 enabled on the network (--ipv6)")
-            return "", "", []
+            shown = []
+            for c in v6:
+                try:
+                    shown.append({"Subnet": str(ipaddress.IPv6Network(c["Subnet"], strict=False)),
+                                  **({"Gateway": c["Gateway"]} if c.get("Gateway") else {})})
+                except ValueError:
+                    raise InvalidParameter(f"invalid subnet {c['Subnet']}") from None
+            return "", "", shown
         if len(v6) != 1:
             raise InvalidParameter("could not find an available, non-overlapping IPv6 address pool: "
                                    "give exactly one IPv6 --subnet with --ipv6")

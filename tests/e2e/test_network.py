@@ -320,7 +320,7 @@ def test_user_network_names_aliases_isolation_internal(d: Daemon, uname) -> None
                  "busybox", "sh", "-c", HTTPD)
         srv_ip = inspect(d, uname("srv"))["NetworkSettings"]["Networks"][n1]["IPAddress"]
         d.docker("run", "-d", "--name", uname("peer"), "--network", n1, "busybox", "sleep", "60")
-        # The first container learns about one started later (hosts file kept up to date).
+        # The first container finds one started later (the embedded resolver, tests/e2e/test_dns.py).
         d.docker("run", "-d", "--name", uname("late"), "--network", n1, "busybox", "sleep", "60")
         out = d.docker("exec", uname("srv"), "sh", "-c", f"ping -c1 -W2 {uname('late')} >/dev/null && echo OK").stdout
         assert "OK" in out
@@ -342,7 +342,7 @@ def test_user_network_names_aliases_isolation_internal(d: Daemon, uname) -> None
         d.docker("run", "-d", "--name", uname("n2peer"), "--network", n2, "busybox", "sleep", "60")
         d.docker("network", "connect", "--alias", "beta", "--ip", ip2, n2, uname("srv"))
         out = d.docker("exec", uname("srv"), "sh", "-c", f"ping -c1 -W2 {uname('n2peer')} >/dev/null && echo OK").stdout
-        assert "OK" in out, "a running container's hosts file is updated in place on connect"
+        assert "OK" in out, "a running container resolves the peers of a network it is connected to"
         out = d.docker("exec", uname("srv"), "ip", "-o", "-4", "addr").stdout
         assert f"eth1    inet {ip2}/24" in out, out
         info = json.loads(d.docker("network", "inspect", n2).stdout)[0]
@@ -473,11 +473,20 @@ def test_ipv6_network_addresses_ip6_and_routes(d: Daemon, uname) -> None:
         out = d.docker("run", "--rm", "--network", n, "--ip6", f"{prefix}::99", "busybox", "sh", "-c",
                        f"ip -o -6 addr show eth0; ip -6 route; ping6 -c1 -W2 {prefix}::2 >/dev/null && echo OK6").stdout
         assert f"inet6 {prefix}::99/64" in out and f"default via {prefix}::1 dev eth0" in out and "OK6" in out, out
-        r = d.docker("network", "create", "--subnet", "fd00:1::/64", uname("bad"), check=False)
-        assert r.returncode != 0 and "--ipv6" in r.stderr
+        # Without --ipv6 an IPv6 pool is only recorded (as dockerd): no IPv6 address is given out.
+        d.docker("network", "create", "--subnet", "fd00:1::/64", uname("nov6"))
+        info = json.loads(d.docker("network", "inspect", uname("nov6")).stdout)[0]
+        assert info["EnableIPv6"] is False and {"Subnet": "fd00:1::/64"} in info["IPAM"]["Config"], info
+        d.docker("run", "-d", "--name", uname("b"), "--network", uname("nov6"), "--ip6", "fd00:1::9", "busybox",
+                 "sleep", "60")
+        ep = inspect(d, uname("b"))["NetworkSettings"]["Networks"][uname("nov6")]
+        assert ep["IPAMConfig"]["IPv6Address"] == "fd00:1::9" and ep["GlobalIPv6Address"] == "", ep
+        r = d.docker("run", "--rm", "--network", uname("nov6"), "--ip6", "fd00:2::9", "busybox", "true", check=False)
+        assert r.returncode != 0 and "no configured subnet" in r.stderr, r.stderr
     finally:
-        d.docker("rm", "-f", uname("a"), check=False)
+        d.docker("rm", "-f", uname("a"), uname("b"), check=False)
         d.docker("network", "rm", n)
+        d.docker("network", "rm", uname("nov6"), check=False)
 
 
 # --------------------------------------------------------------------------- gateway endpoint
@@ -706,7 +715,7 @@ def test_user_network_names_hosts_lines_rename_and_links(d: Daemon, uname) -> No
         d.docker("rm", "-f", c)
         hosts = d.docker("exec", a, "cat", "/etc/hosts").stdout
         assert "10.77.0.1 mine.example" in hosts and c not in hosts, hosts
-        # A rename reaches the peers' hosts files and DNSNames.
+        # A rename reaches the peers' answers and DNSNames.
         d.docker("rename", b, uname("b2"))
         out = d.docker("exec", a, "sh", "-c", ping.format(uname("b2"), "renamed")).stdout
         assert "OK-renamed" in out

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.containers.container import Container
+from daemon.containers.files import DnsDefaults
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.events import EventBus
@@ -52,6 +53,9 @@ class FakeNetworking:
     def ipv6_enabled(self, c: Container) -> bool:
         return False
 
+    def uses_internal_dns(self, c: Container) -> bool:
+        return False
+
     def settings(self, c: Container) -> dict:
         return {"Networks": c.networks}
 
@@ -62,6 +66,9 @@ class FakeNetworking:
         return c.networks
 
     async def renamed(self, c: Container, old_name: str) -> None:
+        return None
+
+    async def links_changed(self, c: Container) -> None:
         return None
 
 
@@ -113,5 +120,5 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
     svc = ContainerService(store=store, registry=ContainerRegistry(store), images=FakeImages(),
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
-                           cgroups=None)  # type: ignore[arg-type] - create and remove never reach cgroups
+                           cgroups=None, dns=DnsDefaults())  # type: ignore[arg-type] - never reach cgroups
     return svc, store, driver

@@ -106,6 +106,24 @@ def test_config_flags_and_file(tmp_path: Path) -> None:
         load(["--config-file", str(tmp_path / "none.json"), "--storage-driver", "zfs"])
 
 
+def test_config_dns_keys_and_flags(tmp_path: Path) -> None:
+    f = tmp_path / "daemon.json"
+    f.write_text(json.dumps({"dns": ["10.9.0.53"], "dns-search": ["corp.example"], "dns-opts": ["ndots:2"]}))
+    cfg = load(["--config-file", str(f)])
+    assert (cfg.dns, cfg.dns_search, cfg.dns_opts) == (["10.9.0.53"], ["corp.example"], ["ndots:2"])
+    cfg = load(["--config-file", str(f), "--dns", "10.9.0.54", "--dns-opt", "timeout:1"])
+    assert cfg.dns == ["10.9.0.54"] and cfg.dns_opts == ["timeout:1"] and cfg.dns_search == ["corp.example"]
+    for bad in ({"dns": ["not-an-ip"]}, {"dns": "10.9.0.53"}, {"dns-search": [1]}):
+        f.write_text(json.dumps(bad))
+        with pytest.raises(ConfigError, match="dns"):
+            load(["--config-file", str(f)])
+    f.write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": "fd00:1::5/64"}))
+    cfg = load(["--config-file", str(f)])
+    assert cfg.ipv6 and cfg.fixed_cidr_v6 == "fd00:1::/64"
+    with pytest.raises(ConfigError, match="fixed-cidr-v6"):
+        load(["--config-file", str(tmp_path / "none.json"), "--ipv6"])
+
+
 def test_store_unique_names_and_reopen(tmp_path: Path) -> None:
     store = Store(tmp_path / "db")
     store.open()

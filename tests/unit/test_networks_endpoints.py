@@ -18,6 +18,7 @@ from daemon.containers.registry import ContainerRegistry
 from daemon.errors import DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.networks import endpoints as endpoints_mod
+from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.network import Network, empty_endpoint, endpoint_config
 from daemon.networks.sandbox import Sandboxes
@@ -136,6 +137,28 @@ class FakeNetworks:
         self.rules.append([(r.host_port, r.container_ip) for r in self.sandboxes.port_rules()])
 
 
+class FakeResolver:
+    """The embedded resolver's surface: which containers it serves."""
+
+    def __init__(self) -> None:
+        self.attached: dict[str, list[str]] = {}
+
+    def serving(self, owner: str) -> bool:
+        return owner in self.attached
+
+    async def attach(self, owner: str, path: Path, upstreams: list[str]) -> None:
+        self.attached[owner] = upstreams
+
+    async def detach(self, owner: str) -> None:
+        self.attached.pop(owner, None)
+
+    async def close(self) -> None:
+        self.attached.clear()
+
+    def forget_answers(self) -> None:
+        pass
+
+
 class FakeStore:
     async def put_container(self, cid: str, name: str, doc: dict) -> None:
         pass
@@ -206,8 +229,11 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     nets.sandboxes = sandboxes
     registry = ContainerRegistry(FakeStore())  # type: ignore[arg-type]
     events = EventBus()
+    names = ContainerNames(registry=registry, sandboxes=sandboxes, network=nets.by_name)
+    resolver = FakeResolver()
+    dns = EmbeddedDns(names=names, resolver=resolver, network=nets.by_name, data_root=tmp_path)  # type: ignore[arg-type]
     svc = SandboxService(networks=nets, sandboxes=sandboxes, registry=registry,  # type: ignore[arg-type]
-                         events=events, exec_root=tmp_path / "exec", data_root=tmp_path)
+                         events=events, exec_root=tmp_path / "exec", data_root=tmp_path, dns=dns)
     kernel = Kernel(monkeypatch)
     published: list[tuple[str, str, str]] = []
     monkeypatch.setattr(events, "publish", lambda t, action, nid, attrs=None: published.append(
@@ -218,7 +244,7 @@ def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 
     w = World()
     w.__dict__.update(nets=nets, svc=svc, registry=registry, kernel=kernel, sandboxes=sandboxes, events=published,
-                      front=front, back=back, inner=inner, tmp=tmp_path)
+                      front=front, back=back, inner=inner, tmp=tmp_path, resolver=resolver, names=names)
     return w
 
 
@@ -344,17 +370,39 @@ def test_connect_and_disconnect_refusals(world: Any) -> None:
     asyncio.run(scenario())
 
 
-def test_hosts_files_name_peers_on_user_networks(world: Any) -> None:
+def test_user_networks_answer_names_by_dns_not_hosts_files(world: Any) -> None:
+    """On a user network names come from the embedded resolver: it serves each running
+    container, answers for peers as they come and go, and nobody's hosts file names a peer."""
     a = _add(world, _container("aa", "alpha", {"front": endpoint_config(world.front, {"Aliases": ["al"]})}))
     b = _add(world, _container("bb", "beta", {"front": endpoint_config(world.front, {})}))
 
     async def scenario() -> None:
         await world.svc.setup(a)
+        hosts_before = paths(world.tmp, a.id)["hosts"].read_text()
         await world.svc.setup(b)
-        hosts_a = paths(world.tmp, a.id)["hosts"].read_text()
-        assert "10.1.0.3\tbeta bbbbbbbbbbbb" in hosts_a  # a's file was rewritten when b came
-        assert "10.1.0.2\talpha al aaaaaaaaaaaa" in paths(world.tmp, b.id)["hosts"].read_text()
+        assert paths(world.tmp, a.id)["hosts"].read_text() == hosts_before  # not rewritten when b came
+        assert "beta" not in hosts_before and "10.1.0.2\taa" in hosts_before  # its own line only
+        assert set(world.resolver.attached) == {a.id, b.id}
+        assert world.names.addresses(a.id, "beta").v4 == ["10.1.0.3"]
+        assert world.names.addresses(b.id, "al").v4 == ["10.1.0.2"]
         await world.svc.teardown(b)
-        assert "beta" not in paths(world.tmp, a.id)["hosts"].read_text()
+        assert set(world.resolver.attached) == {a.id}
+        assert world.names.addresses(a.id, "beta") is None
+
+    asyncio.run(scenario())
+
+
+def test_default_bridge_has_no_resolver(world: Any) -> None:
+    bridge = _net("bridge", "172.17.0.0/16")
+    world.nets.networks[bridge.id] = bridge
+    world.nets.pools[bridge.id] = ipam.SubnetAllocator(bridge.subnet, bridge.gateway)
+    c = _add(world, _container("cc", "cee", {"bridge": endpoint_config(bridge, {})}))
+    c.host_config["NetworkMode"] = "bridge"
+    assert not world.svc.uses_internal_dns(c)
+
+    async def scenario() -> None:
+        await world.svc.setup(c)
+        assert world.resolver.attached == {}
+        await world.svc.teardown(c)
 
     asyncio.run(scenario())

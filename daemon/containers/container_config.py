@@ -8,7 +8,7 @@ import signal as signal_mod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.containers import health, runtime_options
+from daemon.containers import health, resource_checks, runtime_options
 from daemon.errors import Conflict, InvalidParameter
 from runtime.libc import CAPABILITIES
 from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
@@ -250,6 +250,7 @@ def validate_resources(hc: dict) -> None:
     quota = hc.get("CpuQuota") or 0
     if 0 < quota < 1000:
         raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    resource_checks.create(hc)
 
 
 def default_host_config() -> dict:

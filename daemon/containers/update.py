@@ -13,12 +13,11 @@ import asyncio
 import copy
 import logging
 import os
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from daemon.containers import container_config
+from daemon.containers import container_config, resource_checks
 from daemon.containers import spec as spec_mod
 from daemon.containers.container import Container
 from daemon.containers.registry import ContainerRegistry
@@ -28,7 +27,7 @@ from runtime.cgroups import Cgroups
 
 log = logging.getLogger("pydockerd.update")
 
-MIN_MEMORY = 6 * 1024 * 1024  # dockerd's linuxMinMemory
+MIN_MEMORY = resource_checks.MIN_MEMORY
 _INT64 = (-(2**63), 2**63 - 1)
 _UINT16 = (0, 65535)
 # Resources fields an update may carry, and their Go types.
@@ -37,7 +36,6 @@ _INT_FIELDS = {"Memory": _INT64, "MemorySwap": _INT64, "MemoryReservation": _INT
                "CpuRealtimePeriod": _INT64, "CpuRealtimeRuntime": _INT64, "PidsLimit": _INT64,
                "BlkioWeight": _UINT16}
 _STR_FIELDS = ("CpusetCpus", "CpusetMems")
-_CPU_LIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 
 
 @dataclass
@@ -80,8 +78,7 @@ def parse(body: Any, *, blkio_weight_supported: bool, ncpu: int | None = None,
             res[key] = value
     _check_memory(res, upd.warnings)
     _check_cpu(res, ncpu or os.cpu_count() or 1)
-    _check_cpuset(res, online_cpus if online_cpus is not None else _online("cpus"),
-                  online_mems if online_mems is not None else _online("mems"))
+    resource_checks.cpuset(res, online_cpus, online_mems)
     weight = res.get("BlkioWeight", 0)
     if weight and not blkio_weight_supported:
         upd.warnings.append("Your kernel does not support Block I/O weight or the cgroup is not mounted. "
@@ -143,47 +140,6 @@ def _check_cpu(res: dict, ncpu: int) -> None:
     if res.get("CpuRealtimePeriod") or res.get("CpuRealtimeRuntime"):
         # Real-time CPU budgets need CONFIG_RT_GROUP_SCHED and a share of the parent's: not offered.
         raise InvalidParameter("Your kernel does not support cgroup cpu real-time period")
-
-
-def _parse_list(text: str, what: str) -> set[int]:
-    if not _CPU_LIST.match(text):
-        raise InvalidParameter(f"Invalid value {text} for cpuset {what}: invalid format: {text}")
-    out: set[int] = set()
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        start, end = int(lo), int(hi or lo)
-        if end < start:
-            raise InvalidParameter(f"Invalid value {text} for cpuset {what}: invalid format: {text}")
-        out.update(range(start, end + 1))
-    return out
-
-
-def _check_cpuset(res: dict, cpus: set[int], mems: set[int]) -> None:
-    for key, what, online, label in (("CpusetCpus", "cpus", cpus, "CPUs"), ("CpusetMems", "mems", mems,
-                                                                          "memory nodes")):
-        text = res.get(key)
-        if text and not _parse_list(text, what) <= online:
-            raise InvalidParameter(f"Requested {label} are not available - requested {text}, available: "
-                                   f"{_format_list(online)}")
-
-
-def _format_list(values: set[int]) -> str:
-    ranges: list[str] = []
-    for v in sorted(values):
-        if ranges and int(ranges[-1].split("-")[-1]) == v - 1:
-            ranges[-1] = f"{ranges[-1].split('-')[0]}-{v}"
-        else:
-            ranges.append(str(v))
-    return ",".join(ranges)
-
-
-def _online(kind: str) -> set[int]:
-    path = "/sys/devices/system/cpu/online" if kind == "cpus" else "/sys/devices/system/node/online"
-    try:
-        with open(path) as f:
-            return _parse_list(f.read().strip(), kind)
-    except OSError:
-        return {0} if kind == "mems" else set(range(os.cpu_count() or 1))
 
 
 def merge(hc: dict, upd: Update, cid: str) -> dict:

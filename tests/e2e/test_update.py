@@ -171,3 +171,21 @@ def test_update_racing_remove(d: Daemon, uname) -> None:
         t.join(60)
         assert statuses and set(statuses) <= {200, 404, 409}, statuses
     assert "Traceback" not in d.log_text(log_from)
+
+
+def test_create_time_limits(d: Daemon, uname) -> None:
+    """What start writes to the cgroup as given is checked at create (a 400, nothing made)."""
+    before = set(d.container_ids())
+    r = d.docker("run", "--rm", "--cpuset-cpus", "4095", "busybox", "true", check=False)
+    assert r.returncode != 0 and "Requested CPUs are not available - requested 4095" in r.stderr, r
+    r = d.docker("run", "--rm", "--memory-reservation", "1m", "busybox", "true", check=False)
+    assert r.returncode != 0 and "Minimum memory reservation allowed is 6MB" in r.stderr, r
+    assert set(d.container_ids()) == before
+    name = uname("cpuset")
+    cid = d.docker("run", "-d", "--name", name, "--cpuset-cpus", "0", "--memory-reservation", "20m", "busybox",
+                   "sleep", "300").stdout.strip()
+    if Path("/sys/fs/cgroup/cpuset").is_dir():
+        assert _cg(cid, "cpuset.cpus") == "0"
+        assert _cg(cid, "memory.soft_limit_in_bytes") == str(20 * MiB)
+    assert d.docker("exec", name, "cat", "/proc/self/status").stdout.count("Cpus_allowed_list:\t0\n") == 1
+    d.docker("rm", "-f", name)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from daemon.containers import update
+from daemon.containers import resource_checks, update
 from daemon.containers.container_config import default_host_config
 from daemon.errors import InvalidParameter
 
@@ -119,3 +119,24 @@ def test_merge_allows() -> None:
     assert out["RestartPolicy"] == {"Name": "no", "MaximumRetryCount": 0}
     out = update.merge(_hc(NanoCpus=10**9), _parse({"NanoCpus": 5 * 10**8}), "cid")
     assert out["NanoCpus"] == 5 * 10**8
+
+
+@pytest.mark.parametrize(("hc", "message"), [
+    ({"CpusetCpus": "0-"}, "Invalid value 0- for cpuset cpus"),
+    ({"CpusetCpus": "4096"}, "Requested CPUs are not available - requested 4096"),
+    ({"CpusetMems": "64"}, "Requested memory nodes are not available - requested 64"),
+    ({"CpusetCpus": 1}, "HostConfig.CpusetCpus"),
+    ({"MemoryReservation": -1}, "MemoryReservation"),
+    ({"MemoryReservation": MiB}, "Minimum memory reservation allowed is 6MB"),
+    ({"Memory": 10 * MiB, "MemoryReservation": 20 * MiB}, "memory reservation limit"),
+    ({"BlkioWeight": 1001}, "Range of blkio weight is from 10 to 1000"),
+    ({"BlkioWeight": "x"}, "HostConfig.BlkioWeight"),
+])
+def test_create_checks(hc: dict, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=re.escape(message)):
+        resource_checks.create(hc)
+
+
+def test_create_checks_accept() -> None:
+    resource_checks.create({})
+    resource_checks.create({"CpusetCpus": "0", "CpusetMems": "0", "MemoryReservation": 10 * MiB, "BlkioWeight": 500})

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -143,6 +145,87 @@ def probe_config(config: dict) -> ProbeConfig | None:
                        start_period=seconds("StartPeriod", DEFAULT_START_PERIOD),
                        start_interval=seconds("StartInterval", DEFAULT_START_INTERVAL),
                        retries=hc.get("Retries") or DEFAULT_RETRIES)
+
+
+_GO_DURATION = re.compile(r"(\d+\.?\d*|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
+_FLAGS = {"interval": "Interval", "timeout": "Timeout", "start-period": "StartPeriod",
+          "start-interval": "StartInterval", "retries": "Retries"}
+
+
+def parse_go_duration(text: str) -> int:
+    """Go's time.ParseDuration, in nanoseconds ("1m30s", "500ms", "0")."""
+    if text in ("0", "+0", "-0"):
+        return 0
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    if body.replace(".", "").isdigit():
+        raise InvalidParameter(f'time: missing unit in duration "{text}"')
+    pos, total = 0, 0.0
+    while pos < len(body):
+        m = _GO_DURATION.match(body, pos)
+        if m is None:
+            raise InvalidParameter(f'time: invalid duration "{text}"')
+        total += float(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    if not body:
+        raise InvalidParameter(f'time: invalid duration "{text}"')
+    return sign * round(total)
+
+
+def parse_instruction(args: str) -> dict:
+    """The Healthcheck of a `HEALTHCHECK ...` line (its arguments): `NONE`, or
+    `[--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D] [--retries=N] CMD ...`
+    with the command in JSON (CMD) or shell form (CMD-SHELL); dockerd's messages."""
+    rest = args.strip()
+    flags: dict[str, str] = {}
+    while rest.startswith("--"):
+        word, _, rest = rest.partition(" ")
+        rest = rest.lstrip()
+        name, eq, value = word[2:].partition("=")
+        if name not in _FLAGS:
+            raise InvalidParameter(f"Unknown flag: {name}")
+        if not eq:
+            raise InvalidParameter(f"Missing a value on flag: {name}")
+        flags[name] = value
+    if not rest:
+        raise InvalidParameter("HEALTHCHECK requires at least one argument")
+    kind, _, command = rest.partition(" ")
+    kind, command = kind.upper(), command.strip()
+    if kind == "NONE":
+        if command or flags:
+            raise InvalidParameter("HEALTHCHECK NONE takes no arguments")
+        return {"Test": ["NONE"]}
+    if kind != "CMD":
+        raise InvalidParameter(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')
+    test: list[str] | None = None
+    if command.startswith("["):
+        with contextlib.suppress(ValueError):
+            value = json.loads(command)
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                test = ["CMD", *value]
+    if test is None:
+        test = ["CMD-SHELL", command] if command else ["CMD"]
+    if len(test) == 1:
+        raise InvalidParameter("Missing command after HEALTHCHECK CMD")
+    out: dict[str, Any] = {"Test": test}
+    for flag, value in flags.items():
+        key = _FLAGS[flag]
+        if key == "Retries":
+            try:
+                retries = int(value)
+            except ValueError:
+                raise InvalidParameter(f'strconv.ParseInt: parsing "{value}": invalid syntax') from None
+            if retries < 0:
+                raise InvalidParameter(f"--retries cannot be negative ({retries})")
+            out[key] = retries
+            continue
+        ns = parse_go_duration(value) if value else 0
+        if ns and ns < _MIN_DURATION_NS:
+            raise InvalidParameter(f'Interval "{flag}" cannot be less than 1ms')
+        if ns:  # dockerd's JSON leaves unset durations out
+            out[key] = ns
+    return out
 
 
 # -- decisions -------------------------------------------------------------------------------

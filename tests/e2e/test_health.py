@@ -157,6 +157,24 @@ def test_image_healthcheck_merged(d: Daemon, uname) -> None:
     d.docker("rmi", img)
 
 
+def test_import_and_commit_healthcheck_changes(d: Daemon, busybox_rootfs: Path, uname) -> None:
+    """HEALTHCHECK in `docker import -c` and `docker commit -c` sets the image's Healthcheck."""
+    img, img2, name = uname("imp").lower(), uname("com").lower(), uname("c")
+    d.docker("import", "-c", 'CMD ["sleep", "300"]', "-c",
+             "HEALTHCHECK --interval=200ms --retries=2 CMD echo from-image", str(busybox_rootfs), img)
+    hc = d.client.api.inspect_image(img)["Config"]["Healthcheck"]
+    assert hc == {"Test": ["CMD-SHELL", "echo from-image"], "Interval": 200_000_000, "Retries": 2}, hc
+    d.docker("run", "-d", "--name", name, img)
+    h = _wait_status(d, name, "healthy")
+    assert h["Log"][-1]["Output"] == "from-image\n"
+    d.docker("commit", "-c", "HEALTHCHECK NONE", name, img2)
+    assert d.client.api.inspect_image(img2)["Config"]["Healthcheck"] == {"Test": ["NONE"]}
+    r = d.docker("commit", "-c", "HEALTHCHECK --interval=1us CMD true", name, img2, check=False)
+    assert r.returncode != 0 and 'Interval "interval" cannot be less than 1ms' in r.stderr, r
+    d.docker("rm", "-f", name)
+    d.docker("rmi", img, img2)
+
+
 @pytest.mark.parametrize(("hc", "message"), [
     ({"Test": ["CMD", "true"], "Interval": 5}, "Interval in Healthcheck cannot be less than 1ms"),
     ({"Test": ["CMD", "true"], "Timeout": -1_000_000_000}, "Timeout in Healthcheck cannot be less than 1ms"),

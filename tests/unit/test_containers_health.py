@@ -215,3 +215,41 @@ def test_monitor_ignores_containers_without_healthcheck() -> None:
         assert "Health" not in c.state
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    ("--interval=5s --retries=3 CMD curl -f http://x || exit 1",
+     {"Test": ["CMD-SHELL", "curl -f http://x || exit 1"], "Interval": 5 * S, "Retries": 3}),
+    ('CMD ["wget", "-q", "x"]', {"Test": ["CMD", "wget", "-q", "x"]}),
+    ("none", {"Test": ["NONE"]}),
+    ("--timeout=1m30s --start-period=0 --start-interval=500ms cmd true",
+     {"Test": ["CMD-SHELL", "true"], "Timeout": 90 * S, "StartInterval": S // 2}),
+])
+def test_parse_instruction(args: str, expected: dict) -> None:
+    assert health.parse_instruction(args) == expected
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ("FOO x", 'Unknown type "FOO" in HEALTHCHECK (try CMD)'),
+    ("NONE x", "HEALTHCHECK NONE takes no arguments"),
+    ("CMD", "Missing command after HEALTHCHECK CMD"),
+    ("--interval 5s CMD x", "Missing a value on flag: interval"),
+    ("--bogus=1 CMD x", "Unknown flag: bogus"),
+    ("--retries=-1 CMD x", "--retries cannot be negative (-1)"),
+    ("--retries=x CMD x", 'strconv.ParseInt: parsing "x": invalid syntax'),
+    ("--interval=1us CMD x", 'Interval "interval" cannot be less than 1ms'),
+    ("--interval=5 CMD x", 'time: missing unit in duration "5"'),
+    ("--interval=5q CMD x", 'time: invalid duration "5q"'),
+    ("", "HEALTHCHECK requires at least one argument"),
+])
+def test_parse_instruction_refuses(args: str, message: str) -> None:
+    with pytest.raises(InvalidParameter) as e:
+        health.parse_instruction(args)
+    assert e.value.message == message
+
+
+@pytest.mark.parametrize(("text", "ns"), [("0", 0), ("1s", S), ("1.5s", 3 * S // 2), ("2m3s", 123 * S),
+                                          ("300ms", 3 * S // 10), ("1h", 3600 * S), ("10us", 10_000),
+                                          ("7ns", 7), ("-1s", -S)])
+def test_parse_go_duration(text: str, ns: int) -> None:
+    assert health.parse_go_duration(text) == ns

@@ -9,8 +9,8 @@ side by side, it measures over the window:
   * CPU time of the per-container monitors (pydockerd's monitor, containerd-shim): the parent
     of each container's init process;
   * memory at the end: RSS and PSS (/proc/PID/smaps_rollup) of the daemon and the monitors;
-  * probes seen: how many containers are healthy at the end and the probes per second the
-    health logs show.
+  * probes: how many ran in the window (exec_start events of the run's containers), and so the
+    CPU time per probe; how many containers are healthy at the end.
 
 The engine's daemon is found as the process listening on the unix socket (unix:// hosts
 only). Every container carries a label of this run and is removed at the end. Needs a
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 import urllib.parse
 import uuid
@@ -127,39 +128,40 @@ def measure(e: Engine, n: int, seconds: float) -> dict:
     monitors = {ppid(d["State"]["Pid"]) for d in docs} - {0, 1, daemon}
     helpers = children(daemon) - monitors
     procs = {"daemon": {daemon} | helpers, "monitors": monitors}
-    t0 = {p: cpu_seconds(p) for group in procs.values() for p in group}
+    probes: list[int] = []
     start = time.time()
+    counter = threading.Thread(target=count_probes, args=(e, start, start + seconds, probes), daemon=True)
+    counter.start()
+    t0 = {p: cpu_seconds(p) for group in procs.values() for p in group}
     time.sleep(seconds)
     elapsed = time.time() - start
     t1 = {p: cpu_seconds(p) for p in t0}
+    counter.join(30)
     cpu = {name: sum((t1[p] or 0) - (t0[p] or 0) for p in group if t0[p] is not None and t1[p] is not None)
            for name, group in procs.items()}
     mem = {name: [sum(memory_kib(p)[i] for p in group) / 1024 for i in (0, 1)] for name, group in procs.items()}
     docs = e.inspect(ids)
     healthy = sum((d["State"].get("Health") or {}).get("Status") == "healthy" for d in docs)
-    # Probes per second from the logs' last entries (5 kept): their span over their count.
-    rates = []
-    for d in docs:
-        log = (d["State"].get("Health") or {}).get("Log") or []
-        if len(log) >= 2:
-            span = _ts(log[-1]["Start"]) - _ts(log[0]["Start"])
-            if span > 0:
-                rates.append((len(log) - 1) / span)
-    return {"n": n, "elapsed": elapsed, "cpu": cpu, "mem": mem, "healthy": healthy,
-            "probe_rate": sum(rates), "monitors": len(monitors), "helpers": len(helpers)}
+    return {"n": n, "elapsed": elapsed, "cpu": cpu, "mem": mem, "healthy": healthy, "probes": sum(probes),
+            "monitors": len(monitors), "helpers": len(helpers)}
 
 
-def _ts(text: str) -> float:
-    from datetime import datetime
+def count_probes(e: Engine, since: float, until: float, out: list[int]) -> None:
+    """The exec_start events of this run's containers (one per probe) in the window."""
+    flt = json.dumps({"type": ["container"], "event": ["exec_start"], "label": [e.label]})
+    def stamp(t: float) -> str:  # seconds.nanoseconds, as dockerd parses it
+        return f"{int(t)}.{int((t % 1) * 1e9):09d}"
 
-    head, _, frac = text.rstrip("Z").partition(".")
-    tz = ""
-    for sign in ("+", "-"):
-        if sign in frac:
-            frac, _, tz = frac.partition(sign)
-            tz = sign + tz
-    base = datetime.fromisoformat(head + (tz or "+00:00")).timestamp()
-    return base + (float("0." + frac) if frac else 0.0)
+    query = urllib.parse.urlencode({"since": stamp(since), "until": stamp(until), "filters": flt})
+    conn = common.connect(e.host, timeout=until - time.time() + 30)
+    conn.request("GET", f"/events?{query}")
+    resp = conn.getresponse()
+    count = 0
+    for line in resp:
+        if line.strip():
+            count += 1
+    out.append(count)
+    conn.close()
 
 
 def main() -> int:
@@ -178,12 +180,14 @@ def main() -> int:
             results.append((host, measure(e, args.containers, args.seconds)))
         finally:
             e.cleanup()
-    head = ["engine", "healthy", "probes/s", "daemon CPU s", "monitors CPU s", "CPU % of a core",
+    head = ["engine", "healthy", "probes", "CPU ms/probe", "daemon CPU s", "monitors CPU s", "CPU % of a core",
             "daemon RSS/PSS MiB", "monitors RSS/PSS MiB"]
     rows = []
     for host, r in results:
         total = r["cpu"]["daemon"] + r["cpu"]["monitors"]
-        rows.append([host, f"{r['healthy']}/{r['n']}", f"{r['probe_rate']:.1f}", f"{r['cpu']['daemon']:.2f}",
+        per_probe = f"{1000 * total / r['probes']:.1f}" if r["probes"] else "-"
+        rows.append([host, f"{r['healthy']}/{r['n']}", f"{r['probes']} ({r['probes'] / r['elapsed']:.1f}/s)",
+                     per_probe, f"{r['cpu']['daemon']:.2f}",
                      f"{r['cpu']['monitors']:.2f} ({r['monitors']})", f"{100 * total / r['elapsed']:.1f}",
                      "{:.0f}/{:.0f}".format(*r["mem"]["daemon"]), "{:.0f}/{:.0f}".format(*r["mem"]["monitors"])])
     common.print_rows(head, rows)

@@ -338,9 +338,10 @@ class HealthMonitor:
         """Stopping, exited or paused: the loop ends (a running probe is killed, and waited
         for: dying probes must not pile up) and the health reads unhealthy, as dockerd's."""
         task = self._loops.pop(c.id, None)
-        if task is None:
-            return
-        await _cancel(task)
+        if task is not None:
+            await _cancel(task)
+        # Also without a loop (a container that died while the daemon was down): a stopped
+        # container is never reported healthy.
         health = c.state.get("Health")
         if health is not None:
             health["Status"] = UNHEALTHY

@@ -18,9 +18,11 @@ from daemon.build.service import BuildService
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
 from daemon.containers.files import DnsDefaults
+from daemon.containers.health import HealthMonitor
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
+from daemon.containers.update import UpdateService
 from daemon.distribution.pull import Puller
 from daemon.distribution.push import Pusher
 from daemon.distribution.registries import RegistryClients
@@ -89,11 +91,16 @@ class Daemon:
         dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, link_env=self.sandboxes.link_env)
+        # Health probes run as execs.
+        self.health = HealthMonitor(runner=self.execs, events=self.events, persist=self.registry.persist)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups,
-                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts))
+                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts), health=self.health)
+        self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
+                                     persist=self.registry.persist)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
@@ -105,7 +112,6 @@ class Daemon:
                         cache=BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)),
             users=self.registry, tmp_root=root / "builder" / "tmp",
             contexts=ContextStore(root / "builder" / "contexts"))
-        self.execs = ExecService(self.registry, self.events, self.cgroups, link_env=self.sandboxes.link_env)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
@@ -116,8 +122,9 @@ class Daemon:
 
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
-        return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
-                        images=self.images, image_archives=self.image_archives, commit=self.commit, build=self.build,
+        return Backends(containers=self.containers, updates=self.updates, archive=self.archive, stats=self.stats,
+                        execs=self.execs, images=self.images, image_archives=self.image_archives, commit=self.commit,
+                        build=self.build,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
                         volumes=self.volumes, system=self.system, stopping=self.stopping)
 

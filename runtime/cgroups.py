@@ -20,7 +20,9 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 GROUP = "pydockerd"  # default parent: <daemon cgroup>/pydockerd/<container id>
-_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
+_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset")
+_DEFAULT_CPU_PERIOD = 100_000
+_DEFAULT_CPU_SHARES = 1024
 
 
 @dataclass
@@ -33,6 +35,17 @@ class Resources:
     cpu_period: int = 0
     cpu_shares: int = 0
     pids_limit: int = 0  # 0 or negative = unlimited
+    memory_reservation: int = 0  # soft limit, bytes; 0 = none
+    cpuset_cpus: str = ""  # "" = all the parent has
+    cpuset_mems: str = ""
+    blkio_weight: int = 0  # 10-1000; 0 = the kernel's default
+
+
+def swap_limit(res: Resources) -> int:
+    """memory+swap to write: -1 unlimited; dockerd's twice the memory when only memory is set."""
+    if not res.memory or res.memory_swap < 0:
+        return -1
+    return res.memory_swap or 2 * res.memory
 
 
 def _own_paths() -> dict[str, str]:
@@ -122,10 +135,67 @@ class CgroupV1:
                     _write(d["cpu"] / "cpu.shares", str(res.cpu_shares))
             if res.pids_limit > 0 and "pids" in d:
                 _write(d["pids"] / "pids.max", str(res.pids_limit))
+            if "cpuset" in d:
+                # A new cpuset cgroup has no CPUs and no memory nodes: nothing could join it.
+                self._init_cpuset(d["cpuset"])
+                if res.cpuset_cpus:
+                    _write(d["cpuset"] / "cpuset.cpus", res.cpuset_cpus)
+                if res.cpuset_mems:
+                    _write(d["cpuset"] / "cpuset.mems", res.cpuset_mems)
+            if res.memory_reservation and "memory" in d:
+                _write(d["memory"] / "memory.soft_limit_in_bytes", str(res.memory_reservation))
+            if res.blkio_weight and "blkio" in d and (d["blkio"] / "blkio.weight").exists():
+                _write(d["blkio"] / "blkio.weight", str(res.blkio_weight))
         except OSError:
             for p in reversed(made):
                 _rmdir(p)
             raise
+
+    def _init_cpuset(self, leaf: Path) -> None:
+        """Copies cpus and mems down from the nearest configured ancestor, level by level."""
+        chain = [leaf, *leaf.parents]
+        levels = list(reversed(chain[:chain.index(ROOT / "cpuset")]))
+        for level in levels:
+            for name in ("cpuset.cpus", "cpuset.mems"):
+                if not (level / name).read_text().strip():
+                    _write(level / name, (level.parent / name).read_text().strip())
+
+    def update(self, cid: str, res: Resources) -> None:
+        """A running container's limits, all of them written (unset ones as unlimited), in an
+        order every step of which the kernel accepts."""
+        d = self.dirs(cid)
+        if "memory" in d:
+            mem = d["memory"]
+            memory, swap = res.memory or -1, swap_limit(res)
+            memsw = mem / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                # memory.limit_in_bytes may never exceed memsw: raise memsw first when growing.
+                current = int((mem / "memory.limit_in_bytes").read_text())
+                if swap == -1 or current < swap:
+                    _write(memsw, str(swap))
+                    _write(mem / "memory.limit_in_bytes", str(memory))
+                else:
+                    _write(mem / "memory.limit_in_bytes", str(memory))
+                    _write(memsw, str(swap))
+            else:
+                _write(mem / "memory.limit_in_bytes", str(memory))
+            _write(mem / "memory.soft_limit_in_bytes", str(res.memory_reservation or -1))
+        if "cpu" in d:
+            _write(d["cpu"] / "cpu.cfs_period_us", str(res.cpu_period or _DEFAULT_CPU_PERIOD))
+            _write(d["cpu"] / "cpu.cfs_quota_us", str(res.cpu_quota or -1))
+            _write(d["cpu"] / "cpu.shares", str(res.cpu_shares or _DEFAULT_CPU_SHARES))
+        if "pids" in d:
+            _write(d["pids"] / "pids.max", str(res.pids_limit) if res.pids_limit > 0 else "max")
+        if "cpuset" in d:
+            parent = d["cpuset"].parent
+            # Memory nodes before CPUs would not matter; parent values mean "no restriction".
+            _write(d["cpuset"] / "cpuset.cpus", res.cpuset_cpus or (parent / "cpuset.cpus").read_text().strip())
+            _write(d["cpuset"] / "cpuset.mems", res.cpuset_mems or (parent / "cpuset.mems").read_text().strip())
+        if res.blkio_weight and "blkio" in d and (d["blkio"] / "blkio.weight").exists():
+            _write(d["blkio"] / "blkio.weight", str(res.blkio_weight))
+
+    def supports_blkio_weight(self) -> bool:
+        return (ROOT / "blkio" / "blkio.weight").exists()
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs(cid).values()]
@@ -211,7 +281,7 @@ class CgroupV2:
         if not self.base.is_dir():
             self.base.mkdir(parents=True, exist_ok=True)
             controllers = (self.base.parent / "cgroup.controllers").read_text().split()
-            wanted = [c for c in ("memory", "cpu", "pids") if c in controllers]
+            wanted = [c for c in ("memory", "cpu", "pids", "cpuset", "io") if c in controllers]
             if wanted:
                 try:
                     _write(self.base / "cgroup.subtree_control", " ".join("+" + c for c in wanted))
@@ -227,12 +297,44 @@ class CgroupV2:
             if res.cpu_quota:
                 _write(d / "cpu.max", f"{res.cpu_quota} {res.cpu_period or 100000}")
             if res.cpu_shares:
-                _write(d / "cpu.weight", str(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142))))
+                _write(d / "cpu.weight", str(_cpu_weight(res.cpu_shares)))
             if res.pids_limit > 0:
                 _write(d / "pids.max", str(res.pids_limit))
+            if res.memory_reservation:
+                _write(d / "memory.low", str(res.memory_reservation))
+            if res.cpuset_cpus:
+                _write(d / "cpuset.cpus", res.cpuset_cpus)
+            if res.cpuset_mems:
+                _write(d / "cpuset.mems", res.cpuset_mems)
+            if res.blkio_weight and (d / "io.weight").exists():
+                _write(d / "io.weight", f"default {_io_weight(res.blkio_weight)}")
         except OSError:
             _rmdir(d)
             raise
+
+    def update(self, cid: str, res: Resources) -> None:
+        """A running container's limits, all of them written (unset ones as unlimited)."""
+        d = self.base / cid
+        if (d / "memory.max").exists():
+            _write(d / "memory.max", str(res.memory) if res.memory else "max")
+            swap = swap_limit(res)
+            if (d / "memory.swap.max").exists():
+                _write(d / "memory.swap.max", "max" if swap < 0 else str(max(0, swap - res.memory)))
+            _write(d / "memory.low", str(res.memory_reservation))
+        if (d / "cpu.max").exists():
+            period = res.cpu_period or _DEFAULT_CPU_PERIOD
+            _write(d / "cpu.max", f"{res.cpu_quota} {period}" if res.cpu_quota > 0 else f"max {period}")
+            _write(d / "cpu.weight", str(_cpu_weight(res.cpu_shares or _DEFAULT_CPU_SHARES)))
+        if (d / "pids.max").exists():
+            _write(d / "pids.max", str(res.pids_limit) if res.pids_limit > 0 else "max")
+        if (d / "cpuset.cpus").exists():
+            _write(d / "cpuset.cpus", res.cpuset_cpus)
+            _write(d / "cpuset.mems", res.cpuset_mems)
+        if res.blkio_weight and (d / "io.weight").exists():
+            _write(d / "io.weight", f"default {_io_weight(res.blkio_weight)}")
+
+    def supports_blkio_weight(self) -> bool:
+        return "io" in (ROOT / "cgroup.controllers").read_text().split()
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(self.base / cid / "cgroup.procs")]
@@ -288,6 +390,16 @@ class CgroupV2:
     def release(self) -> None:
         if self.owned:
             _rmdir_if_empty(self.base)
+
+
+def _cpu_weight(shares: int) -> int:
+    """cgroup v2's cpu.weight for v1 shares (runc's conversion)."""
+    return max(1, min(10000, 1 + (shares - 2) * 9999 // 262142))
+
+
+def _io_weight(blkio_weight: int) -> int:
+    """cgroup v2's io.weight (1-10000) for a v1 blkio weight (10-1000), as runc converts it."""
+    return 1 + (blkio_weight - 10) * 9999 // 990
 
 
 def _oom_kills(path: Path) -> int:

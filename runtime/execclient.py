@@ -7,14 +7,18 @@ master stays with the daemon for the stream and for resizes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fcntl
 import json
 import os
+import signal
 import socket
 import struct
 import sys
 from pathlib import Path
+
+from runtime import procfs
 
 _EXECPROC = str(Path(__file__).with_name("execproc.py"))
 _TIOCSWINSZ = 0x5414
@@ -45,6 +49,17 @@ class ExecProcess:
             # The stream may still be reading it; the pump's EIO/EOF ends that.
             pass
         return 128 - rc if rc < 0 else rc
+
+    def kill_all(self) -> None:
+        """SIGKILL to the command, its process group and whatever it started (blocking: reads
+        /proc). The exec process forwards catchable signals only; a health probe past its
+        timeout must leave nothing running, or probes pile up."""
+        for pid in procfs.children(self.pid):
+            with contextlib.suppress(OSError):
+                os.killpg(pid, signal.SIGKILL)  # the command is a session (and group) leader
+        for pid in procfs.descendants(self.pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
     def resize(self, height: int, width: int) -> None:
         if self.master is not None:

@@ -26,6 +26,15 @@ def pid_namespace_members(pid: int) -> list[int]:
     return members
 
 
+def children(pid: int) -> list[int]:
+    """The direct children of `pid` (its main thread's), [] once it is gone."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
 def descendants(root: int) -> list[int]:
     """Every process below `root` in the process tree (not `root` itself)."""
     parent: dict[int, int] = {}

@@ -16,12 +16,14 @@ from api.backends.images import CommitBackend, ImageArchiveBackend, ImageBackend
 from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.backends.stats import StatsBackend
 from api.backends.system import SystemBackend
+from api.backends.updates import UpdateBackend
 from api.backends.volumes import VolumeBackend
 
 
 @dataclass(frozen=True)
 class Backends:
     containers: ContainerBackend
+    updates: UpdateBackend
     archive: ArchiveBackend
     stats: StatsBackend
     execs: ExecBackend

@@ -9,10 +9,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.backends.containers import ContainerBackend
 from api.backends.stats import StatsBackend
+from api.backends.updates import UpdateBackend
 from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type, until_stopping
-from api.versioning import request_version
+from api.versioning import request_version, version_at_least
 
 router = APIRouter(prefix="/containers")
 
@@ -166,6 +167,20 @@ async def changes(name: str, request: Request) -> JSONResponse:
 async def rename(name: str, request: Request) -> Response:
     await _svc(request).rename(name, qstr(request, "name"))
     return Response(status_code=204)
+
+
+@router.post("/{name}/update")
+async def update(name: str, request: Request) -> JSONResponse:
+    body = await json_body(request, allow_empty=False)
+    if isinstance(body, dict):
+        # dockerd's router: KernelMemory is ignored from API 1.42, PidsLimit before 1.40.
+        version = request_version(request)
+        if version_at_least(version, "1.42"):
+            body.pop("KernelMemory", None)
+        if not version_at_least(version, "1.40"):
+            body.pop("PidsLimit", None)
+    backend: UpdateBackend = request.app.state.backends.updates
+    return JSONResponse(await backend.update(name, body))
 
 
 @router.post("/{name}/resize")

@@ -105,3 +105,22 @@ class ContainerVolumes(Protocol):
     def release(self, points: list[dict]) -> None:
         """Exit (blocking): unmounts device volumes no running container uses now."""
         ...
+
+
+class ContainerHealth(Protocol):
+    """Healthcheck probes (daemon/containers/health.py's HealthMonitor), told when a container
+    starts, is found running at daemon start, stops or pauses."""
+
+    def started(self, c: Container) -> None:
+        """Health starting, probes from now on (nothing without a healthcheck)."""
+        ...
+
+    def resumed(self, c: Container) -> None:
+        """Probes go on from the recorded health (daemon start, unpause)."""
+        ...
+
+    async def stopped(self, c: Container) -> None:
+        """Probes end, a running one killed; health unhealthy."""
+        ...
+
+    async def shutdown(self) -> None: ...

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.containers import health
 from daemon.util.timeutil import ZERO_TIME, parse_timestamp
 
 
@@ -94,7 +95,9 @@ class Container:
             return f"Restarting ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"
         if st["Running"]:
             text = "Up " + human_duration(now - parse_timestamp(st["StartedAt"]))
-            return text + " (Paused)" if st["Paused"] else text
+            if st["Paused"]:
+                return text + " (Paused)"
+            return f"{text} ({health.status_text(st['Health'])})" if st.get("Health") else text
         if st["FinishedAt"] == ZERO_TIME:
             return "Created"
         return f"Exited ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"

@@ -8,7 +8,7 @@ import signal as signal_mod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.containers import runtime_options
+from daemon.containers import health, resource_checks, runtime_options
 from daemon.errors import Conflict, InvalidParameter
 from runtime.libc import CAPABILITIES
 from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
@@ -172,8 +172,10 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
         config["StopSignal"] = stop_signal
     if cfg.get("StopTimeout") is not None:
         config["StopTimeout"] = cfg["StopTimeout"]
-    if cfg.get("Healthcheck") or img.get("Healthcheck"):
-        config["Healthcheck"] = cfg.get("Healthcheck") or img.get("Healthcheck")
+    health.validate(cfg.get("Healthcheck"))
+    healthcheck = health.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
+    if healthcheck:
+        config["Healthcheck"] = healthcheck
 
     host_config = default_host_config()
     host_config.update({k: v for k, v in hc.items() if v is not None or k in ("Init",)})
@@ -251,6 +253,7 @@ def validate_resources(hc: dict) -> None:
     quota = hc.get("CpuQuota") or 0
     if 0 < quota < 1000:
         raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
+    resource_checks.create(hc)
 
 
 def default_host_config() -> dict:

@@ -24,7 +24,7 @@ from typing import Any
 from daemon.containers import attaching, container_config, restart
 from daemon.containers import spec as spec_mod
 from daemon.containers import top as top_mod
-from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
+from daemon.containers.collaborators import ContainerHealth, ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
 from daemon.containers.files import ContainerFiles, DnsDefaults
@@ -52,7 +52,7 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults) -> None:
+                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults, health: ContainerHealth) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -66,6 +66,7 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
+        self.health = health
         self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
@@ -87,6 +88,8 @@ class ContainerService:
                     c.monitor = monitor
                     c.state["Restarting"] = False
                     c.watch_task = asyncio.create_task(self._watch(c))
+                    if not c.state["Paused"]:
+                        self.health.resumed(c)
                     continue
                 status = read_exit_status(self.files.bundle(c)) or ExitStatus(
                     exit_code=255, finished_at=now_rfc3339(), oom_killed=False,
@@ -201,6 +204,7 @@ class ContainerService:
         c.monitor = monitor
         c.state.update(Status="running", Running=True, Paused=False, Restarting=False, OOMKilled=False,
                        Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
+        self.health.started(c)
         await self._persist(c)
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
@@ -273,6 +277,7 @@ class ContainerService:
 
     async def _on_exit(self, c: Container, status: ExitStatus, restart_allowed: bool) -> None:
         c.monitor = None
+        await self.health.stopped(c)
         oom = status.oom_killed or await asyncio.to_thread(self.cgroups.oom_killed, c.id)
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
@@ -366,6 +371,7 @@ class ContainerService:
         monitor = c.monitor
         if monitor is None:
             return
+        await self.health.stopped(c)
         try:
             await monitor.kill(stop_sig)
         except Exception as e:  # noqa: BLE001 - already exiting
@@ -519,7 +525,13 @@ class ContainerService:
                 raise Conflict(f"Container {c.id} is not running")
             if c.state["Paused"]:
                 raise Conflict(f"Container {c.id} is already paused")
-            await asyncio.to_thread(self.cgroups.freeze, c.id, True)
+            # Probes end first: a probe frozen with the container could not be killed.
+            await self.health.stopped(c)
+            try:
+                await asyncio.to_thread(self.cgroups.freeze, c.id, True)
+            except BaseException:
+                self.health.resumed(c)
+                raise
             c.state.update(Paused=True, Status="paused")
             await self._persist(c)
         self.events.publish("container", "pause", c.id, c.event_attrs())
@@ -531,6 +543,7 @@ class ContainerService:
                 raise DaemonError(f"Container {c.id} is not paused")
             await asyncio.to_thread(self.cgroups.freeze, c.id, False)
             c.state.update(Paused=False, Status="running")
+            self.health.resumed(c)
             await self._persist(c)
         self.events.publish("container", "unpause", c.id, c.event_attrs())
 
@@ -602,6 +615,7 @@ class ContainerService:
     async def shutdown(self) -> None:
         """Daemon shutdown: containers keep running under their monitors (live restore)."""
         self.shutting_down = True
+        await self.health.shutdown()
         for c in self.registry:
             for task in (c.watch_task, c.restart_task):
                 if task and not task.done():

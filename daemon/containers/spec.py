@@ -47,14 +47,16 @@ class Prepared:
 
 
 def resources(hc: dict) -> Resources:
-    """The cgroup limits of --memory, --memory-swap, --cpus (or --cpu-quota/--cpu-period),
-    --cpu-shares and --pids-limit."""
+    """The cgroup limits of --memory, --memory-swap, --memory-reservation, --cpus (or
+    --cpu-quota/--cpu-period), --cpu-shares, --cpuset-cpus/-mems, --blkio-weight and --pids-limit."""
     quota, period = hc.get("CpuQuota") or 0, hc.get("CpuPeriod") or 0
     if hc.get("NanoCpus"):
         period = _CPU_PERIOD
         quota = hc["NanoCpus"] * period // 1_000_000_000
     return Resources(memory=hc.get("Memory") or 0, memory_swap=hc.get("MemorySwap") or 0, cpu_quota=quota,
-                     cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0)
+                     cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0,
+                     memory_reservation=hc.get("MemoryReservation") or 0, cpuset_cpus=hc.get("CpusetCpus") or "",
+                     cpuset_mems=hc.get("CpusetMems") or "", blkio_weight=hc.get("BlkioWeight") or 0)
 
 
 def _join(mode: str, kind: str, ns_file: str, lookup: Callable[[str], Container]) -> str:

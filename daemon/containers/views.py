@@ -11,6 +11,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from daemon.containers import health
 from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.files import ContainerFiles
@@ -95,6 +96,9 @@ class ContainerViews:
         for st in f.get("status"):
             if st not in STATUSES:
                 raise InvalidParameter(f"Invalid filter 'status={st}'")
+        for h in f.get("health"):
+            if h not in health.STATUSES:
+                raise InvalidParameter(f"Unrecognised filter value for health: {h}")
         exited = []
         for e in f.get("exited"):
             try:
@@ -140,6 +144,8 @@ class ContainerViews:
             if f.get("expose") and not ports.filter_match(f.get("expose"), (c.config.get("ExposedPorts") or {})):
                 continue
             if f.get("volume") and not mounts.matches(c.mount_points, f.get("volume")):
+                continue
+            if f.get("health") and health.status_of(c.state) not in f.get("health"):
                 continue
             out.append(self._summary(c))
             if limit > 0 and len(out) >= limit:

@@ -16,6 +16,7 @@ from typing import Any
 
 from daemon.containers import container_config, runtime_options
 from daemon.containers.container import Container
+from daemon.containers.health import ProbeOutcome
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
@@ -24,6 +25,8 @@ from runtime.execclient import ExecProcess, spawn_exec
 
 log = logging.getLogger("pydockerd.exec")
 _KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
+_KILL_WAIT = 10.0  # seconds a killed probe has to be gone before it is given up on
+_CHUNK = 1 << 16
 
 
 @dataclass
@@ -184,6 +187,51 @@ class ExecService:
                 c.exec_ids.remove(ex.id)
             self.events.publish("container", "exec_die", cid,
                                            c.event_attrs(execID=ex.id, exitCode=str(code)))
+
+    async def run_probe(self, cid: str, cmd: list[str], timeout: float, output_limit: int) -> ProbeOutcome:
+        """A health probe: an exec of `cmd` with stdout and stderr into one buffer of at most
+        `output_limit` bytes (the rest is read and dropped, so a chatty probe never blocks),
+        killed with everything it started past `timeout` seconds or when the caller is
+        cancelled; either way it is gone (or given up on) before this returns."""
+        exec_id = self.create(cid, {"Cmd": cmd, "AttachStdout": True, "AttachStderr": True})
+        ex = await self.start(exec_id)
+        assert ex.process is not None
+        proc = ex.process.proc
+        kept = bytearray()
+        dropped = False
+
+        async def collect(stream: asyncio.StreamReader | None) -> None:
+            nonlocal dropped
+            while stream is not None and (data := await stream.read(_CHUNK)):
+                room = output_limit - len(kept)
+                kept.extend(data[:max(room, 0)])
+                dropped = dropped or len(data) > room
+
+        readers = [asyncio.create_task(collect(s)) for s in (proc.stdout, proc.stderr)]
+        try:
+            # ex.done is set once the command has exited and its output has ended; what the
+            # readers have not taken yet is already in their buffers.
+            await asyncio.wait_for(ex.done.wait(), timeout)
+            await asyncio.wait(readers, timeout=_KILL_WAIT)
+        except TimeoutError:
+            await self._kill_probe(ex)
+            return ProbeOutcome(exit_code=-1, output=bytes(kept), truncated=dropped, timed_out=True)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill_probe(ex))
+            raise
+        finally:
+            for r in readers:
+                r.cancel()
+        return ProbeOutcome(exit_code=ex.exit_code if ex.exit_code is not None else -1, output=bytes(kept),
+                            truncated=dropped)
+
+    async def _kill_probe(self, ex: ExecInstance) -> None:
+        if ex.process is not None and not ex.done.is_set():
+            await asyncio.to_thread(ex.process.kill_all)
+            try:
+                await asyncio.wait_for(ex.done.wait(), _KILL_WAIT)
+            except TimeoutError:
+                log.warning("health probe %s of %s did not end after SIGKILL", ex.id, ex.container_id)
 
     async def resize(self, exec_id: str, height: int, width: int) -> None:
         ex = self.get(exec_id)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import shlex
 
+from daemon.containers import health
 from daemon.errors import InvalidParameter
 
-ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME", "WORKDIR")
+ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
+           "WORKDIR")
 
 
 def _json_or_shell(args: str, shell: bool) -> list[str]:
@@ -103,6 +105,8 @@ def apply(config: dict, changes: list[str]) -> dict:
             cfg["User"] = args
         elif instr == "STOPSIGNAL":
             cfg["StopSignal"] = args
+        elif instr == "HEALTHCHECK":
+            cfg["Healthcheck"] = health.parse_instruction(args)
         elif instr == "ONBUILD":
             cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [args]
     return cfg

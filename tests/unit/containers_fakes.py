@@ -112,6 +112,25 @@ class FakeDriver:
         self.created.discard(cid)
 
 
+class FakeHealth:
+    """Records what the lifecycle tells the health monitor."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def started(self, c: Container) -> None:
+        self.calls.append(("started", c.id))
+
+    def resumed(self, c: Container) -> None:
+        self.calls.append(("resumed", c.id))
+
+    async def stopped(self, c: Container) -> None:
+        self.calls.append(("stopped", c.id))
+
+    async def shutdown(self) -> None:
+        self.calls.append(("shutdown", ""))
+
+
 def make_service(tmp: Path, volumes: FakeVolumes | None = None,
                  store_cls: type[Store] = Store) -> tuple[ContainerService, Store, FakeDriver]:
     store = store_cls(tmp / "db.sqlite")
@@ -120,5 +139,5 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
     svc = ContainerService(store=store, registry=ContainerRegistry(store), images=FakeImages(),
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
-                           cgroups=None, dns=DnsDefaults())  # type: ignore[arg-type] - never reach cgroups
+                           cgroups=None, dns=DnsDefaults(), health=FakeHealth())  # type: ignore[arg-type] - never reach cgroups
     return svc, store, driver

@@ -69,6 +69,9 @@ class ContainerBackend(Protocol):
 
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
 
+    async def remove_link(self, link_name: str) -> None:
+        """`docker rm --link PARENT/ALIAS`: the link goes, both containers stay."""
+
     async def wait_future(self, ref: str, condition: str) -> asyncio.Future:
         """Registers the waiter now; the future gives (exit code, error or None)."""
         ...

@@ -87,9 +87,13 @@ async def kill(name: str, request: Request) -> Response:
     return Response(status_code=204)
 
 
-@router.delete("/{name}", status_code=204)
+@router.delete("/{name:path}", status_code=204)
 async def remove(name: str, request: Request) -> Response:
-    await _svc(request).remove(name, force=qbool(request, "force"), volumes=qbool(request, "v"))
+    # A link's name is PARENT/ALIAS, slash included.
+    if qbool(request, "link"):
+        await _svc(request).remove_link(name)
+    else:
+        await _svc(request).remove(name, force=qbool(request, "force"), volumes=qbool(request, "v"))
     return Response(status_code=204)
 
 

@@ -68,8 +68,9 @@ def _save(request: Request, names: list[str]) -> Response:
 @router.post("/load")
 async def load(request: Request) -> Response:
     # The upload must be read before the response starts (a streaming response consumes the
-    # request's messages); so errors come as a plain error response, which the CLI prints alike.
-    return await json_stream_first(_archives(request).load(request.stream()))
+    # request's messages). A failure is a 200 with the error as the stream's line, as dockerd
+    # writes it (the CLI prints either form; docker-py raises ImageLoadError only for this one).
+    return await json_stream_first(_archives(request).load(request.stream()), errors_in_stream=True)
 
 
 @router.get("/search")

@@ -366,18 +366,24 @@ class ContainerService:
         monitor = c.monitor
         if monitor is None:
             return
+        # Events as dockerd's containerStop: kill (the stop signal), kill (9) if the timeout
+        # forces it, then die (from the exit), then stop.
         try:
             await monitor.kill(stop_sig)
         except Exception as e:  # noqa: BLE001 - already exiting
             log.debug("stop signal to %s: %s", c.id, e)
+        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(stop_sig))))
         try:
             if timeout >= 0:
                 await asyncio.wait_for(asyncio.shield(fut), timeout)
+                self.events.publish("container", "stop", c.id, c.event_attrs())
                 return
         except TimeoutError:
             pass
         await self._sigkill(c)
+        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
         await fut
+        self.events.publish("container", "stop", c.id, c.event_attrs())
 
     async def _sigkill(self, c: Container) -> None:
         """SIGKILL to everything in the container. A paused one is thawed as well, as containerd
@@ -407,9 +413,9 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
             await self._persist(c)
-        # dockerd: a kill without a signal waits (up to 10 s) until the container is no longer
-        # running, so that what follows (inspect, rm) sees it exited; an explicit signal does not.
-        exited = self._exit_future(c) if not sig else None
+        # dockerd: SIGKILL, the default, waits (up to 10 s) until the container is no longer
+        # running, so that what follows (inspect, rm) sees it exited; other signals do not.
+        exited = self._exit_future(c) if signum == signal_mod.SIGKILL else None
         if signum == signal_mod.SIGKILL:
             await self._sigkill(c)
         else:  # to a paused container it stays pending until unpause, as with dockerd
@@ -434,9 +440,14 @@ class ContainerService:
     # -- remove ------------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.running and not force:
-            raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
-                           "attempting removal or force remove")
+        if (c.running or c.state["Restarting"]) and not force:
+            # dockerd's state is Running while a restart policy restarts it, so a container
+            # between two runs is refused too, named by its state.
+            state = "paused" if c.state["Paused"] else "restarting" if c.state["Restarting"] else "running"
+            procedure = "Stop the container before attempting removal or force remove"
+            if state == "paused":
+                procedure = "Unpause and then stop the container before attempting removal or force remove"
+            raise Conflict(f"You cannot remove a {state} container {c.id}. {procedure}")
         if c.removing:
             raise Conflict(f"removal of container {c.id} is already in progress")
         c.removing = True
@@ -453,6 +464,7 @@ class ContainerService:
                 fut = self._exit_future(c)
                 c.manually_stopped = True
                 await self._sigkill(c)
+                self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
                 try:
                     await asyncio.wait_for(fut, 30)
                 except TimeoutError:
@@ -461,6 +473,7 @@ class ContainerService:
             await self.store.delete_container(c.id)
         except BaseException:
             c.removing = False
+            await self._persist(c)  # what changed meanwhile (a kill's exit) was not written
             raise
         self.registry.discard(c)
         if volumes:
@@ -469,6 +482,21 @@ class ContainerService:
         self.events.publish("container", "destroy", c.id, c.event_attrs())
         self._wake(c.removed_waiters, c.state["ExitCode"], None)
         self._wake(c.exit_waiters, c.state["ExitCode"], None)
+
+    async def remove_link(self, link_name: str) -> None:
+        """dockerd's rmLink: PARENT/ALIAS names a link of PARENT; it is dropped from PARENT's links."""
+        parent_name, _, alias = link_name.strip("/").rpartition("/")
+        if not parent_name:
+            raise Conflict("Conflict, cannot remove the default link name of the container")
+        parent = self.find(parent_name)
+        if parent is None:
+            raise NotFound(f"Cannot get parent /{parent_name} for link name /{link_name.strip('/')}")
+        links = list(parent.host_config.get("Links") or [])
+        kept = [link for link in links if link.partition(":")[2].rsplit("/", 1)[-1] != alias]
+        if len(kept) == len(links):
+            raise NotFound(f"No such container: {link_name}")
+        parent.host_config["Links"] = kept or None
+        await self._persist(parent)
 
     async def prune(self, filters_raw: str | None) -> dict:
         f = Filters.parse(filters_raw, PRUNE_FILTERS)
@@ -528,7 +556,7 @@ class ContainerService:
         c = self.get(ref)
         async with c.lock:
             if not c.state["Paused"]:
-                raise DaemonError(f"Container {c.id} is not paused")
+                raise Conflict(f"Container {c.id} is not paused")
             await asyncio.to_thread(self.cgroups.freeze, c.id, False)
             c.state.update(Paused=False, Status="running")
             await self._persist(c)

@@ -17,10 +17,14 @@ from daemon.containers import container_config, runtime_options
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
+from daemon.util.gojson import fold_keys
 from runtime.cgroups import Cgroups
 from runtime.execclient import ExecProcess, spawn_exec
 
 log = logging.getLogger("pydockerd.exec")
+# moby's ExecConfig (api/types/container/exec.go): what POST /containers/{id}/exec reads.
+EXEC_CONFIG_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout",
+                      "DetachKeys", "Env", "WorkingDir", "Cmd")
 _KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
 
 
@@ -68,6 +72,7 @@ class ExecService:
         c = self.registry.get(ref)
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
+        body = fold_keys(body, EXEC_CONFIG_FIELDS)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:

@@ -29,19 +29,20 @@ WORK="$(mktemp -d /tmp/dockerpy-src.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$OUT"; rm -f "$OUT"/*.txt "$OUT"/junit.xml
 
-cd "$WORK"
-python3 -m pip download -q --no-binary :all: --no-deps "docker==$VER" -d . >/dev/null
-tar xzf "docker-$VER.tar.gz"
-SRC="$WORK/docker-$VER"
-if [ ! -d "$SRC/tests/integration" ]; then
-  echo "docker==$VER sdist has no tests/integration; set DOCKERPY_VERSION=6.1.3" >&2; exit 2
-fi
-
+# The venv first: its pip downloads the sdist too (a fresh Debian has no pip for python3).
 if ! "$VENV/bin/python" -c "import pytest, pytest_timeout, paramiko, requests, websocket" 2>/dev/null; then
   [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
   # requests>=2.32 breaks docker-py<7.1 ("Not supported URL scheme http+docker")
   "$VENV/bin/pip" install -q "requests==2.31.0" "urllib3<2" "websocket-client" "packaging" \
       "pytest==7.4.4" "pytest-timeout==2.2.0" "paramiko"
+fi
+
+cd "$WORK"
+"$VENV/bin/python" -m pip download -q --no-binary :all: --no-deps "docker==$VER" -d . >/dev/null
+tar xzf "docker-$VER.tar.gz"
+SRC="$WORK/docker-$VER"
+if [ ! -d "$SRC/tests/integration" ]; then
+  echo "docker==$VER sdist has no tests/integration; set DOCKERPY_VERSION=6.1.3" >&2; exit 2
 fi
 
 # Images the tests expect, made from our busybox (no pulls from the internet).

@@ -277,10 +277,12 @@ class ContainerService:
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
-        await self._release(c)
+        # Restarting from the moment it is not running (before the awaits of the release): an rm
+        # without force in between must be refused, as dockerd's state goes straight to restarting.
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
         if again:
             c.state.update(Status="restarting", Restarting=True)
+        await self._release(c)
         await self._persist(c)
         await asyncio.to_thread(shutil.rmtree, self.files.bundle(c), True)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))

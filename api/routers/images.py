@@ -9,16 +9,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.backends.distribution import DistributionBackend
 from api.backends.images import ImageArchiveBackend, ImageBackend
-from api.params import qbool, qstr
+from api.params import qbool, qint, qstr
 from api.responses import JSONResponse
 from api.streams import json_stream, json_stream_first
-from daemon.errors import DaemonError
 
 router = APIRouter(prefix="/images")
-
-
-class NotImplementedYet(DaemonError):
-    status = 501
 
 
 def _svc(request: Request) -> ImageBackend:
@@ -74,8 +69,10 @@ async def load(request: Request) -> Response:
 
 
 @router.get("/search")
-async def search(request: Request) -> Response:
-    raise NotImplementedYet("docker search is not implemented by pydockerd")
+async def search(request: Request) -> JSONResponse:
+    return JSONResponse(await _distribution(request).search(
+        qstr(request, "term"), qint(request, "limit"), qstr(request, "filters") or None,
+        request.headers.get("X-Registry-Auth")))
 
 
 @router.get("/json")

@@ -3,14 +3,12 @@ endpoints answered as a node outside a swarm, attach and exec taken over without
 headers, the websocket attach, dockerd's events for stop, kill and rm -f, exec framing by the
 start request, rm --link, load errors in the stream, and the races docker-py's tests hit
 (kill then rm, commit of a container that is just exiting, rm during a restart policy's
-pause)."""
+pause). docker-py 7's models: test_dockerpy7.py."""
 
 from __future__ import annotations
 
-import io
 import json
 import socket
-import tarfile
 import time
 from collections.abc import Callable
 
@@ -326,61 +324,3 @@ def test_attach_websocket(d: Daemon, uname: Callable[[str], str]) -> None:
     missing = _WsClient(d, "/containers/no-such-ctr-ws/attach/ws?stream=1")
     missing.read_to_close()
     assert missing.status == 404 and b"No such container" in missing.reject_body
-
-
-def test_docker_py_7_models(d: Daemon, uname: Callable[[str], str]) -> None:
-    """docker-py 7 (the current major) through its models, as applications use it."""
-    assert tuple(int(x) for x in docker.__version__.split(".")[:2]) >= (7, 0)
-    client = docker.DockerClient(base_url=d.host, version="auto", timeout=60)
-    try:
-        assert client.ping() is True
-        assert client.version()["ApiVersion"] == "1.50"
-        out = client.containers.run("busybox", ["sh", "-c", "echo hi; echo err >&2"], remove=True,
-                                    stderr=True)
-        assert out == b"hi\nerr\n"
-        c = client.containers.run("busybox", "sleep 300", detach=True, name=uname("m"),
-                                  labels={"sdk": "7"}, environment={"A": "1"})
-        assert c.status == "created" or c.reload() is None
-        assert client.containers.get(c.id).status == "running"
-        assert [x.id for x in client.containers.list(filters={"label": "sdk=7"})] == [c.id]
-        code, out = c.exec_run("sh -c 'echo $A; exit 3'")
-        assert (code, out) == (3, b"1\n")
-        code, (o, e) = c.exec_run(["sh", "-c", "echo o; echo e >&2"], demux=True)
-        assert (code, o, e) == (0, b"o\n", b"e\n")
-        c.put_archive("/tmp", _tar({"f.txt": b"data"}))
-        bits, stat = c.get_archive("/tmp/f.txt")
-        assert stat["name"] == "f.txt" and b"data" in b"".join(bits)
-        c.kill()
-        c.reload()
-        assert c.status == "exited" and c.attrs["State"]["ExitCode"] == 137
-        c.remove()
-        vol = client.volumes.create(uname("v"))
-        assert client.volumes.get(vol.name).name == vol.name
-        vol.remove()
-        net = client.networks.create(uname("n"))
-        assert client.networks.get(net.id).name == net.name
-        net.remove()
-        img = client.images.get("busybox")
-        assert img.tag(uname("t"), "x") is True
-        client.images.remove(f"{uname('t')}:x")
-        logs = client.containers.run("busybox", "echo logged", detach=True, name=uname("l"))
-        assert logs.wait()["StatusCode"] == 0
-        assert logs.logs() == b"logged\n"
-        logs.remove()
-        with pytest.raises(docker.errors.NotFound):
-            client.containers.get("no-such-container-sdk7")
-        with pytest.raises(docker.errors.APIError):
-            client.swarm.leave()
-        assert "Containers" in client.info() and "Images" in client.df()
-    finally:
-        client.close()
-
-
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tf:
-        for name, data in files.items():
-            ti = tarfile.TarInfo(name)
-            ti.size = len(data)
-            tf.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()

@@ -160,9 +160,10 @@ async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.Str
         body = req.json() or {}
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
-        ex = svc.get(req.params["id"])
+        ex = svc.check_start(req.params["id"])
         keys = parse_keys(ex.detach_keys or DEFAULT_DETACH_KEYS)
-        ex = await svc.start(ex.id, body.get("Tty"))
+        if body.get("Detach"):
+            ex = await svc.start(ex.id, body.get("Tty"))
     except ValueError as e:
         await send_error(writer, 400, f"invalid JSON: {e}")
         return
@@ -184,7 +185,17 @@ async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.Str
             await send_empty_ok(writer)
         await close_gracefully(writer, reader)
         return
+    # The stream starts before the command, as with dockerd: output glued to the 101's header
+    # block is lost to a client that reads the headers through a buffer (docker-py).
     await send_stream_start(writer, req, stream_content_type(raw, req.version))
+    try:
+        ex = await svc.start(ex.id, body.get("Tty"))
+    except (DaemonError, OSError) as e:
+        # After the upgrade, as dockerd: the error is the stream's text.
+        message = e.message if isinstance(e, DaemonError) else f"exec failed: {e}"
+        writer.write(message.encode() + b"\r\n")
+        await close_gracefully(writer, reader)
+        return
     proc = ex.process
     assert proc is not None
     detached = asyncio.Event()

@@ -117,8 +117,8 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return ex
 
-    async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
-        """Starts the process (stdio not yet pumped); raises before anything is running."""
+    def check_start(self, exec_id: str) -> ExecInstance:
+        """The exec, if it could start now; raises what start() would refuse it with."""
         ex = self.get(exec_id)
         if ex.started:
             state = "is already running" if ex.running else "has already run"
@@ -128,6 +128,12 @@ class ExecService:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return ex
+
+    async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
+        """Starts the process (stdio not yet pumped); raises before anything is running."""
+        ex = self.check_start(exec_id)
+        c = self.registry.get(ex.container_id)
         if tty is not None:
             ex.tty = ex.tty or tty
         ex.started = True

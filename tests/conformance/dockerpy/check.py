@@ -95,7 +95,7 @@ def check(env: dict[str, str], out: Path, extra: list[str]) -> bool:
 def remove_networks(daemon: Daemon) -> list[str]:
     """Remove the networks docker-py's tests left (a failed test skips its tearDown). A daemon
     keeps its networks' bridges when it stops, as dockerd does, so they would outlive the run;
-    returns the bridges of those that could not be removed."""
+    returns a problem line for each one that could not be removed."""
     problems = []
     r = daemon.api("GET", "/networks")
     for net in r.json() if r.status == 200 else []:

@@ -192,6 +192,24 @@ def test_exec_start_without_upgrade_reads_stdin(d: Daemon, uname: Callable[[str]
     sock.close()
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200") and joined(demux(rest), 1) == b"after-ping\n"
+    # A head whose blank line is split between two reads, its body and stdin in a third.
+    eid = d.api("POST", f"/containers/{n}/exec", {"Cmd": ["sh", "-c", "read l; echo split:$l"], "AttachStdin": True,
+                                                   "AttachStdout": True}).json()["Id"]
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(20)
+    sock.connect(str(d.sock))
+    sock.sendall(f"POST /exec/{eid}/start HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 f"Content-Length: {len(body)}\r\n\r".encode())
+    time.sleep(0.2)
+    sock.sendall(b"\n")
+    time.sleep(0.2)
+    sock.sendall(body + b"xyz\n")
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    head, _, rest = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and joined(demux(rest), 1) == b"split:xyz\n"
 
 
 def test_exec_framing_follows_the_start_request(d: Daemon, uname: Callable[[str], str]) -> None:

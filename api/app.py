@@ -13,7 +13,20 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.backends import Backends
 from api.hijack import HijackRoutes
 from api.responses import JSONResponse
-from api.routers import archive, attach, build, commit, containers, execs, images, networks, system, volumes
+from api.routers import (
+    archive,
+    attach,
+    build,
+    commit,
+    containers,
+    distribution,
+    execs,
+    images,
+    networks,
+    swarm,
+    system,
+    volumes,
+)
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError
 
@@ -23,7 +36,8 @@ log = logging.getLogger("pydockerd.api")
 def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.backends = backends
-    for module in (system, containers, images, commit, build, execs, attach, volumes, archive, networks):
+    for module in (system, containers, images, commit, build, execs, attach, volumes, archive, networks, swarm,
+                   distribution):
         app.include_router(module.router)
 
     @app.exception_handler(DaemonError)

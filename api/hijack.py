@@ -2,6 +2,10 @@
 
 The Engine API answers `Upgrade: tcp` requests on attach/exec-start with
 `101 UPGRADED` and then speaks a raw full-duplex byte stream on the same connection.
+dockerd takes these connections over without the upgrade headers too (a bare `200 OK`,
+`application/vnd.docker.raw-stream`, no length: the body lasts until the connection
+closes), and dockerode relies on it: it writes stdin on the same connection after such a
+request. Routes registered with `plain=True` are taken over that way as well.
 ASGI cannot express that (by default uvicorn logs "Unsupported upgrade request" and serves
 it as plain HTTP, and the CLI then fails), so this module subclasses uvicorn's httptools
 protocol: when the request headers are complete and the
@@ -34,6 +38,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .streams import RAW_STREAM
 from .versioning import API_VERSION, STANDARD_HEADERS, check_version, strip_version
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,7 @@ class HijackRequest:
     headers: dict[str, str]  # lower-case keys
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    upgrade: bool = True  # False: taken over without `Upgrade: tcp` (see send_stream_start)
 
     def arg(self, name: str, default: str | None = None) -> str | None:
         """First value of a query parameter, as Go's r.Form.Get."""
@@ -82,11 +88,16 @@ class HijackRoutes:
     """
 
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], HijackHandler]] = []
+        self._routes: list[tuple[str, re.Pattern[str], HijackHandler, bool]] = []
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def add(self, method: str, regex: str, handler: HijackHandler) -> None:
-        self._routes.append((method.upper(), re.compile(regex), handler))
+    def add(self, method: str, regex: str, handler: HijackHandler, plain: bool = False) -> None:
+        """plain: take the connection over without `Upgrade: tcp` too, as dockerd does."""
+        self._routes.append((method.upper(), re.compile(regex), handler, plain))
+
+    @property
+    def has_plain(self) -> bool:
+        return any(plain for *_, plain in self._routes)
 
     def route(self, method: str, regex: str) -> Callable[[HijackHandler], HijackHandler]:
         def decorator(handler: HijackHandler) -> HijackHandler:
@@ -95,9 +106,9 @@ class HijackRoutes:
 
         return decorator
 
-    def match(self, method: str, path: str) -> tuple[HijackHandler, dict[str, str]] | None:
-        for m, pattern, handler in self._routes:
-            if m != method:
+    def match(self, method: str, path: str, upgrade: bool = True) -> tuple[HijackHandler, dict[str, str]] | None:
+        for m, pattern, handler, plain in self._routes:
+            if m != method or not (upgrade or plain):
                 continue
             found = pattern.match(path)
             if found is not None:
@@ -151,6 +162,7 @@ class _Pending:
     query: dict[str, list[str]]
     headers: dict[str, str]
     params: dict[str, str]
+    upgrade: bool
     body: bytearray = field(default_factory=bytearray)
 
 
@@ -172,6 +184,27 @@ async def send_upgrade(writer: asyncio.StreamWriter, content_type: str) -> None:
     # buffered reader and then reads the raw socket, so stream bytes glued to the
     # header block could be swallowed by that buffer.
     writer.write(_header_block("HTTP/1.1 101 UPGRADED", headers))
+    await writer.drain()
+
+
+async def send_stream_start(writer: asyncio.StreamWriter, request: HijackRequest, content_type: str) -> None:
+    """Start the stream: `101 UPGRADED` when the client asked for it, else dockerd's bare `200 OK`.
+
+    The bare answer has neither a length nor chunking (dockerd writes it on the hijacked
+    connection): the stream lasts until the connection closes, and stdin is what the client
+    writes after its request.
+    """
+    if request.upgrade:
+        await send_upgrade(writer, content_type)
+        return
+    writer.write(_header_block("HTTP/1.1 200 OK", [("Content-Type", RAW_STREAM), *STANDARD_HEADERS]))
+    await writer.drain()
+
+
+async def send_empty_ok(writer: asyncio.StreamWriter) -> None:
+    """A complete `200 OK` without a body (a detached exec start taken over without upgrade)."""
+    writer.write(_header_block("HTTP/1.1 200 OK", [("Content-Length", "0"), ("Connection", "close"),
+                                                   *STANDARD_HEADERS]))
     await writer.drain()
 
 
@@ -343,6 +376,7 @@ async def _run_hijack(
             headers=pending.headers,
             body=body,
             params=pending.params,
+            upgrade=pending.upgrade,
         )
         await pending.handler(request, reader, writer)
     except asyncio.CancelledError:
@@ -375,6 +409,12 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         _hijack_routes = routes
         _hijack: _Pending | None = None
         _plain_body_left = 0
+        # Between a request's headers and its end: data then is body, not a head to look into.
+        _in_body = False
+        _head_tail = b""  # the last bytes of a head split between two reads
+        # Set while the parser is fed exactly up to the end of a head: only then can a request
+        # without upgrade be taken over, since the bytes after it are known (see data_received).
+        _at_head_end = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
@@ -396,11 +436,13 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             pending = self._match_hijack()
             if pending is not None:
                 # No RequestResponseCycle: the HttpParserUpgrade that feed_data raises next
-                # (in data_received) takes the connection over.
+                # (in data_received), or data_received itself for a plain one, takes the
+                # connection over.
                 self._hijack = pending
                 return
+            self._in_body = True
             super().on_headers_complete()
-            if self.parser.should_upgrade() and self.cycle is not None:
+            if self.parser.should_upgrade() and self.cycle is not None and not self._should_upgrade():
                 # An upgrade request we do not hijack (HTTP/1.0, another path, another
                 # protocol) is served as plain HTTP, as dockerd does. httptools skips the
                 # body of every upgrade request, so it is fed to the cycle by hand from
@@ -411,9 +453,13 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def _match_hijack(self) -> _Pending | None:
             parser = self.parser
-            if not parser.should_upgrade() or parser.get_http_version() != "1.1":
-                return None
-            if self._get_upgrade() != b"tcp":
+            if parser.should_upgrade():
+                if parser.get_http_version() != "1.1" or self._get_upgrade() != b"tcp":
+                    return None
+                upgrade = True
+            elif self._at_head_end:
+                upgrade = False
+            else:
                 return None
             if self.cycle is not None and not self.cycle.response_complete:
                 # A hijack pipelined behind an unfinished response would interleave with
@@ -425,7 +471,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if "%" in path:
                 path = urllib.parse.unquote(path)
             version, path = strip_version(path)
-            found = self._hijack_routes.match(method, path)
+            found = self._hijack_routes.match(method, path, upgrade)
             if found is None:
                 return None
             handler, params = found
@@ -440,6 +486,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 query=query,
                 headers=_parse_headers(self.headers),
                 params=params,
+                upgrade=upgrade,
             )
 
         def on_body(self, body: bytes) -> None:
@@ -458,6 +505,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             cycle.message_event.set()
 
         def on_message_complete(self) -> None:
+            self._in_body = False
             if self._hijack is not None or self._plain_body_left:
                 return
             super().on_message_complete()
@@ -471,27 +519,60 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 super().on_message_complete()
 
         def data_received(self, data: bytes) -> None:
-            # Mirrors HttpToolsProtocol.data_received, plus the take-over on upgrade.
+            # Mirrors HttpToolsProtocol.data_received, plus the take-overs.
             self._unset_keepalive_if_required()
             if self._plain_body_left:
                 self._feed_plain_body(data)
                 return
+            end = None
+            if not self._in_body and self._hijack_routes.has_plain:
+                # httptools goes on parsing whatever follows a request without upgrade (body,
+                # then stdin as if it were the next request), and cannot say where the head
+                # ended: so the parser gets the bytes up to the first blank line alone, and a
+                # plain take-over (see _match_hijack) gets the rest.
+                found = (self._head_tail + data).find(b"\r\n\r\n")
+                end = found + 4 - len(self._head_tail) if found >= 0 else None
+                self._head_tail = b"" if end is not None else (self._head_tail + data)[-3:]
+            if end is None:
+                self._feed(data)
+                return
+            self._at_head_end = True
+            try:
+                done = self._feed(data[:end], data[end:])
+            finally:
+                self._at_head_end = False
+            if done:
+                return
+            pending = self._hijack
+            if pending is not None and not pending.upgrade:
+                self._take_over(pending, data[end:])
+            elif end < len(data):
+                self.data_received(data[end:])
+
+        def _feed(self, data: bytes, rest: bytes = b"") -> bool:
+            """Parse `data`; True when the connection is no longer uvicorn's (taken over, or
+            answered 400). `rest` is what follows data in this read (for an upgrade)."""
             try:
                 self.parser.feed_data(data)
             except httptools.HttpParserError:
                 msg = "Invalid HTTP request received."
                 self.logger.warning(msg)
                 self.send_400_response(msg)
-                return
+                return True
             except httptools.HttpParserUpgrade as exc:
                 pending = self._hijack
                 if pending is not None:
-                    self._take_over(pending, data[exc.args[0] :])
-                    return
+                    self._take_over(pending, data[exc.args[0] :] + rest)
+                    return True
+                if self._should_upgrade():
+                    self.handle_websocket_upgrade()
+                    return True
                 # uvicorn warns about these; for us they are ordinary requests.
                 self.logger.debug("serving upgrade request to %s as plain HTTP", self.url[:200])
                 if self._plain_body_left:
-                    self._feed_plain_body(data[exc.args[0] :])
+                    self._feed_plain_body(data[exc.args[0] :] + rest)
+                return True
+            return False
 
         def _take_over(self, pending: _Pending, leftover: bytes) -> None:
             self._hijack = None

@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 
 from daemon.errors import InvalidParameter
 
 
-def qbool(request: Request, name: str, default: bool = False) -> bool:
+def qbool(request: HTTPConnection, name: str, default: bool = False) -> bool:
     value = request.query_params.get(name)
     if value is None:
         return default

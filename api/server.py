@@ -354,7 +354,9 @@ async def serve(
         config = uvicorn.Config(
             app,
             http=http_class,
-            ws="none",
+            # websockets only for GET /containers/{id}/attach/ws; attach and exec start are
+            # taken over by the hijack protocol instead.
+            ws="wsproto",
             lifespan="off",
             # None: uvicorn installs no handlers of its own; its loggers propagate to the
             # daemon's logging setup, so nothing is logged twice.

@@ -209,12 +209,14 @@ async def json_stream_first(
     *,
     status_code: int = 200,
     headers: Mapping[str, str] | None = None,
+    errors_in_stream: bool = False,
 ) -> StreamingResponse:
     """Like json_stream, but waits for the first object before answering.
 
     An error raised before the first object propagates to the caller and so becomes a
     normal `{"message"}` error response with its status code, as dockerd does for pulls
-    that fail before any progress.
+    that fail before any progress; with errors_in_stream it is the stream's only line
+    instead (dockerd's load: docker-py raises ImageLoadError only for that form).
     """
     iterator = aiter(items)
     first: list[Any] = []
@@ -222,6 +224,11 @@ async def json_stream_first(
         first.append(await anext(iterator))
     except StopAsyncIteration:
         pass
+    except DaemonError as exc:
+        if not errors_in_stream:
+            raise
+        return StreamingResponse(iter([error_line(exc.message)]), status_code=status_code,
+                                 headers=dict(headers or {}), media_type="application/json")
     return StreamingResponse(
         _json_lines(iterator, first),
         status_code=status_code,

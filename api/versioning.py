@@ -104,9 +104,11 @@ class VersionPrefixMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        # A websocket (attach/ws) refused before its handshake gets an HTTP answer all the same.
+        kind = "http" if scope["type"] == "http" else "websocket.http"
 
         version, path = strip_version(scope["path"])
         # A fresh scope: uvicorn logs from its own scope object, so the access log keeps
@@ -128,7 +130,7 @@ class VersionPrefixMiddleware:
         if version is not None:
             error = check_version(version)
             if error is not None:
-                await _json_error(send, 400, error)
+                await _json_error(send, 400, error, kind)
                 return
 
         await self.app(scope, receive, send)
@@ -149,11 +151,11 @@ def _with_standard_headers(send: Send) -> Send:
     return wrapped
 
 
-async def _json_error(send: Send, status: int, message: str) -> None:
+async def _json_error(send: Send, status: int, message: str, kind: str = "http") -> None:
     body = json.dumps({"message": message}).encode() + b"\n"
     await send(
         {
-            "type": "http.response.start",
+            "type": f"{kind}.response.start",
             "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
@@ -161,4 +163,4 @@ async def _json_error(send: Send, status: int, message: str) -> None:
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{kind}.response.body", "body": body})

@@ -37,6 +37,7 @@ from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
+from daemon.swarm import NoSwarm
 from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
 from network.dns import Resolver
@@ -126,7 +127,8 @@ class Daemon:
                         execs=self.execs, images=self.images, image_archives=self.image_archives, commit=self.commit,
                         build=self.build,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
-                        volumes=self.volumes, system=self.system, stopping=self.stopping)
+                        volumes=self.volumes, system=self.system, swarm=NoSwarm(),
+                        stopping=self.stopping)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"

@@ -28,6 +28,14 @@ if ! command -v docker >/dev/null 2>&1; then
 fi
 docker --version
 
+# dockerode for tests/e2e/test_dockerode.py: Node and npm (Debian's, unless a Node with its own
+# npm is there already), the locked packages from the npm registry.
+if ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+echo "+ npm ci (tests/e2e/dockerode)"
+(cd tests/e2e/dockerode && npm ci --no-audit --no-fund --silent)
+
 ensure_venv
 echo "+ pip install '.[test]' (into $VENV)"
 "$VENV/bin/python" -m pip install -q '.[test]'
@@ -56,6 +64,15 @@ case "$rc" in
     ;;
 *) status=1 ;;
 esac
+
+# docker-py's own integration tests against a daemon of their own (its summary line says
+# passed/baseline); fails when a baseline test fails that expected-failures.txt does not name.
+echo "+ docker-py conformance (tests/conformance/dockerpy)"
+start=$SECONDS
+"$VENV/bin/python" -m tests.conformance.dockerpy.check </dev/null 2>&1 | grep -v "^WARNING: Location"
+conformance_rc=${PIPESTATUS[0]}
+echo "docker-py conformance: exit $conformance_rc after $((SECONDS - start)) s"
+[ "$conformance_rc" = 0 ] || status=1
 # Repeat pytest's closing line last, so it is the last thing a reader (or CI) sees.
 echo "${summary:-pytest printed no summary (exit $rc)}"
 exit "$status"

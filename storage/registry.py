@@ -28,6 +28,7 @@ from .digest import DigestMismatch
 
 DOCKER_HUB = "docker.io"
 HUB_ENDPOINT = "registry-1.docker.io"
+HUB_INDEX = "index.docker.io"
 MEDIA_MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 MEDIA_OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -313,6 +314,16 @@ class RegistryClient:
         if not media and doc.get("schemaVersion") == 2:
             media = MEDIA_OCI_INDEX if "manifests" in doc else MEDIA_OCI_MANIFEST
         return raw, media, digest
+
+    def catalog(self, limit: int = 1000) -> list[str]:
+        """The repositories the registry lists (GET /v2/_catalog), where it offers that."""
+        r = self.request("GET", f"/v2/_catalog?n={limit}", "registry:catalog:*")
+        return list(json.loads(r.data).get("repositories") or [])
+
+    def search_index(self, term: str, limit: int) -> list[dict]:
+        """Docker Hub's search (index.docker.io/v1/search), its results as it gives them."""
+        r = self.request("GET", "", "", url=f"https://{HUB_INDEX}/v1/search?q={_q(term)}&n={limit}")
+        return list(json.loads(r.data).get("results") or [])
 
     def tags(self, repo: str) -> list[str]:
         r = self.request("GET", f"/v2/{repo}/tags/list", f"repository:{repo}:pull")

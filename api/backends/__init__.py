@@ -15,6 +15,7 @@ from api.backends.execs import ExecBackend
 from api.backends.images import CommitBackend, ImageArchiveBackend, ImageBackend
 from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.backends.stats import StatsBackend
+from api.backends.swarm import SwarmBackend
 from api.backends.system import SystemBackend
 from api.backends.updates import UpdateBackend
 from api.backends.volumes import VolumeBackend
@@ -36,6 +37,7 @@ class Backends:
     network_connect: NetworkConnectBackend
     volumes: VolumeBackend
     system: SystemBackend
+    swarm: SwarmBackend
     # Set when the daemon starts stopping: responses that would last as long as the daemon
     # (wait, logs -f, events, stats, attach) end then.
     stopping: asyncio.Event

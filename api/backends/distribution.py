@@ -1,6 +1,7 @@
 """What the distribution routes need from the engine.
 
-Images between the engine and registries: pull (/images/create?fromImage), push, /auth.
+Images between the engine and registries: pull (/images/create?fromImage), push, /auth,
+/distribution/{name}/json and /images/search.
 """
 
 from __future__ import annotations
@@ -18,3 +19,10 @@ class DistributionBackend(Protocol):
 
     async def login(self, body: Any) -> dict:
         """The credentials of /auth checked against their registry."""
+
+    async def inspect(self, name: str, auth_header: str | None) -> dict:
+        """GET /distribution/{name}/json: {"Descriptor": ..., "Platforms": [...]} from the registry."""
+
+    async def search(self, term: str, limit: int | None, filters_raw: str | None, auth_header: str | None
+                     ) -> list[dict]:
+        """GET /images/search in the registry the term names."""

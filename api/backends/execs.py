@@ -17,6 +17,9 @@ class ExecBackend(Protocol):
 
     def get(self, exec_id: str) -> ExecInstance: ...
 
+    def check_start(self, exec_id: str) -> ExecInstance:
+        """Raises what start() would refuse the exec with, without starting it."""
+
     async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
         """Starts the command; its process and streams are on the instance."""
 

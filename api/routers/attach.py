@@ -2,8 +2,8 @@
 
 The monitor already speaks the wire format (stdcopy frames without a TTY, raw bytes with
 one), so this only connects the two sockets, with back-pressure in both directions. A request
-without the upgrade headers (curl, dockerode) gets the output as a plain response body, as
-dockerd gives it (no stdin then).
+without the upgrade headers (curl, dockerode) is taken over all the same, as dockerd does
+(api/hijack.py); attach_plain serves the rare one that cannot be (pipelined behind another).
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 
 from api.backends import Backends
 from api.backends.containers import AttachSession, ContainerBackend
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
-from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
+from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_stream_start
 from api.params import qbool
-from api.streams import STDERR, STDOUT, frame, relay, stream_content_type, until_stopping
-from api.versioning import request_version
+from api.responses import JSONResponse
+from api.streams import STDERR, STDOUT, Demuxer, frame, relay, stream_content_type, until_stopping
+from api.versioning import request_version, version_at_least
 from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.attach")
@@ -63,6 +64,81 @@ async def attach_plain(name: str, request: Request) -> StreamingResponse:
     return StreamingResponse(body(), media_type=stream_content_type(att.tty, request_version(request)))
 
 
+@router.websocket("/containers/{name}/attach/ws")
+async def attach_ws(name: str, ws: WebSocket) -> None:
+    """Attach over a websocket (Portainer, docker-py's attach_socket(ws=True)), as dockerd's
+    wsContainersAttach: the output raw in binary messages (text before API 1.28), stdout and
+    stderr not told apart; every message received is stdin."""
+    svc: ContainerBackend = ws.app.state.backends.containers
+    stdin = qbool(ws, "stdin")
+    try:
+        att = svc.attach(name, stdin=stdin, stdout=qbool(ws, "stdout"), stderr=qbool(ws, "stderr"))
+        keys = parse_keys(ws.query_params.get("detachKeys") or DEFAULT_DETACH_KEYS)
+    except DaemonError as e:
+        await ws.send_denial_response(JSONResponse({"message": e.message}, status_code=e.status))
+        return
+    await ws.accept()
+    binary = version_at_least(request_version(ws), "1.28")
+
+    async def send(data: bytes) -> None:
+        if binary:
+            await ws.send_bytes(data)
+        else:
+            await ws.send_text(data.decode(errors="replace"))
+
+    if qbool(ws, "logs"):
+        async for _, data in att.replay():
+            await send(data)
+    if not qbool(ws, "stream"):
+        await ws.close()
+        return
+    try:
+        m_reader, m_writer = await att.connect()
+    except (DaemonError, OSError, ConnectionError) as e:
+        log.debug("ws attach to %s ended before start: %s", att.id, e)
+        await ws.close()
+        return
+
+    async def output() -> None:
+        demux = None if att.tty else Demuxer()
+        while data := await m_reader.read(_CHUNK):
+            for _, payload in demux.feed(data) if demux is not None else [(None, data)]:
+                await send(payload)
+
+    async def input_() -> None:
+        matcher = DetachMatcher(keys) if att.tty else None
+        try:
+            while True:
+                msg = await ws.receive()
+                if msg["type"] == "websocket.disconnect":
+                    return
+                data = msg.get("bytes") or (msg.get("text") or "").encode()
+                if matcher is not None:
+                    data, detach = matcher.feed(data)
+                    if detach:
+                        return
+                if stdin and data:
+                    m_writer.write(data)
+                    await m_writer.drain()
+        except (WebSocketDisconnect, ConnectionError, OSError):
+            return
+
+    out_task = asyncio.create_task(output())
+    in_task = asyncio.create_task(input_())
+    try:
+        await asyncio.wait([out_task, in_task], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (out_task, in_task):
+            task.cancel()
+        await asyncio.gather(out_task, in_task, return_exceptions=True)
+        if att.close_stdin and m_writer.can_write_eof():
+            with contextlib.suppress(OSError):
+                m_writer.write_eof()
+        m_writer.close()
+        with contextlib.suppress(Exception):
+            await ws.close()
+
+
 def _log_chunk(att: AttachSession, is_err: bool, data: bytes) -> bytes:
     """A replayed log record as the attach stream carries it: raw with a TTY, framed without."""
     return data if att.tty else frame(STDERR if is_err else STDOUT, data)
@@ -72,7 +148,7 @@ def register(routes: HijackRoutes, backends: Backends) -> None:
     async def attach(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await handle_attach(backends.containers, req, reader, writer)
 
-    routes.add("POST", r"^/containers/(?P<name>[^/]+)/attach$", attach)
+    routes.add("POST", r"^/containers/(?P<name>[^/]+)/attach$", attach, plain=True)
 
 
 async def handle_attach(svc: ContainerBackend, req: HijackRequest, reader: asyncio.StreamReader,
@@ -84,7 +160,7 @@ async def handle_attach(svc: ContainerBackend, req: HijackRequest, reader: async
     except DaemonError as e:
         await send_error(writer, e.status, e.message)
         return
-    await send_upgrade(writer, stream_content_type(att.tty, req.version))
+    await send_stream_start(writer, req, stream_content_type(att.tty, req.version))
     if req.flag("logs"):
         async for is_err, data in att.replay():
             writer.write(_log_chunk(att, is_err, data))

@@ -14,12 +14,21 @@ from fastapi.responses import Response, StreamingResponse
 from api.backends import Backends
 from api.backends.execs import ExecBackend
 from api.detach import DEFAULT_DETACH_KEYS, DetachMatcher, parse_keys
-from api.hijack import HijackRequest, HijackRoutes, close_gracefully, send_error, send_upgrade
+from api.hijack import (
+    HijackRequest,
+    HijackRoutes,
+    close_gracefully,
+    send_empty_ok,
+    send_error,
+    send_stream_start,
+    send_upgrade,
+)
 from api.params import json_body, qint_required
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, relay, stream_content_type
 from api.versioning import request_version
 from daemon.errors import DaemonError, InvalidParameter
+from daemon.util.gojson import fold_keys
 
 if TYPE_CHECKING:
     from daemon.execs.service import ExecInstance
@@ -36,8 +45,8 @@ def _svc(request: Request) -> ExecBackend:
 @router.post("/containers/{name}/exec", status_code=201)
 async def create(name: str, request: Request) -> JSONResponse:
     body = await json_body(request, allow_empty=False)
-    if isinstance(body, dict) and body.get("DetachKeys"):
-        parse_keys(body["DetachKeys"])
+    if isinstance(body, dict) and (keys := fold_keys(body, ("DetachKeys",)).get("DetachKeys")):
+        parse_keys(keys)
     return JSONResponse({"Id": _svc(request).create(name, body)}, status_code=201)
 
 
@@ -64,10 +73,11 @@ async def start_plain(exec_id: str, request: Request) -> Response:
     if body.get("Detach"):
         _discard_output(ex)
         return Response(status_code=200)
-    return StreamingResponse(_output(ex), media_type=stream_content_type(ex.tty, request_version(request)))
+    raw = bool(body.get("Tty"))
+    return StreamingResponse(_output(ex, raw), media_type=stream_content_type(raw, request_version(request)))
 
 
-async def _output(ex: ExecInstance) -> AsyncIterator[bytes]:
+async def _output(ex: ExecInstance, raw: bool) -> AsyncIterator[bytes]:
     proc = ex.process
     if proc is None:
         return
@@ -84,7 +94,7 @@ async def _output(ex: ExecInstance) -> AsyncIterator[bytes]:
 
     if proc.master is not None:
         reader, _ = await proc.tty_streams()
-        sources = [pump(reader, None)]
+        sources = [pump(reader, None if raw else STDOUT)]
     else:
         if proc.proc.stdin is not None:
             proc.proc.stdin.close()  # nobody can write to it: EOF, as dockerd without a hijack
@@ -141,7 +151,7 @@ def register(routes: HijackRoutes, backends: Backends) -> None:
     async def start(req: HijackRequest, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await handle_start(backends.execs, req, reader, writer)
 
-    routes.add("POST", r"^/exec/(?P<id>[^/]+)/start$", start)
+    routes.add("POST", r"^/exec/(?P<id>[^/]+)/start$", start, plain=True)
 
 
 async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.StreamReader,
@@ -150,9 +160,10 @@ async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.Str
         body = req.json() or {}
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
-        ex = svc.get(req.params["id"])
+        ex = svc.check_start(req.params["id"])
         keys = parse_keys(ex.detach_keys or DEFAULT_DETACH_KEYS)
-        ex = await svc.start(ex.id, body.get("Tty"))
+        if body.get("Detach"):
+            ex = await svc.start(ex.id, body.get("Tty"))
     except ValueError as e:
         await send_error(writer, 400, f"invalid JSON: {e}")
         return
@@ -162,18 +173,35 @@ async def handle_start(svc: ExecBackend, req: HijackRequest, reader: asyncio.Str
     except OSError as e:
         await send_error(writer, 500, f"exec failed: {e}")
         return
+    # As dockerd: the start request's Tty, not the exec's, says whether the output is framed
+    # (docker-py's exec_start(tty=False) of an exec created with a TTY gets its terminal's
+    # output as stdout frames).
+    raw = bool(body.get("Tty"))
     if body.get("Detach"):
         _discard_output(ex)
-        await send_upgrade(writer, stream_content_type(ex.tty, req.version))
+        if req.upgrade:
+            await send_upgrade(writer, stream_content_type(raw, req.version))
+        else:
+            await send_empty_ok(writer)
         await close_gracefully(writer, reader)
         return
-    await send_upgrade(writer, stream_content_type(ex.tty, req.version))
+    # The stream starts before the command, as with dockerd: output glued to the 101's header
+    # block is lost to a client that reads the headers through a buffer (docker-py).
+    await send_stream_start(writer, req, stream_content_type(raw, req.version))
+    try:
+        ex = await svc.start(ex.id, body.get("Tty"))
+    except (DaemonError, OSError) as e:
+        # After the upgrade, as dockerd: the error is the stream's text.
+        message = e.message if isinstance(e, DaemonError) else f"exec failed: {e}"
+        writer.write(message.encode() + b"\r\n")
+        await close_gracefully(writer, reader)
+        return
     proc = ex.process
     assert proc is not None
     detached = asyncio.Event()
     if proc.master is not None:
         out_reader, in_writer = await proc.tty_streams()
-        outputs = [relay(out_reader, writer, None)]
+        outputs = [relay(out_reader, writer, None if raw else STDOUT)]
     else:
         in_writer = proc.proc.stdin  # type: ignore[assignment]
         outputs = [relay(proc.proc.stdout, writer, STDOUT), relay(proc.proc.stderr, writer, STDERR)]

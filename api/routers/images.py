@@ -9,16 +9,11 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.backends.distribution import DistributionBackend
 from api.backends.images import ImageArchiveBackend, ImageBackend
-from api.params import qbool, qstr
+from api.params import qbool, qint, qstr
 from api.responses import JSONResponse
 from api.streams import json_stream, json_stream_first
-from daemon.errors import DaemonError
 
 router = APIRouter(prefix="/images")
-
-
-class NotImplementedYet(DaemonError):
-    status = 501
 
 
 def _svc(request: Request) -> ImageBackend:
@@ -68,13 +63,16 @@ def _save(request: Request, names: list[str]) -> Response:
 @router.post("/load")
 async def load(request: Request) -> Response:
     # The upload must be read before the response starts (a streaming response consumes the
-    # request's messages); so errors come as a plain error response, which the CLI prints alike.
-    return await json_stream_first(_archives(request).load(request.stream()))
+    # request's messages). A failure is a 200 with the error as the stream's line, as dockerd
+    # writes it (the CLI prints either form; docker-py raises ImageLoadError only for this one).
+    return await json_stream_first(_archives(request).load(request.stream()), errors_in_stream=True)
 
 
 @router.get("/search")
-async def search(request: Request) -> Response:
-    raise NotImplementedYet("docker search is not implemented by pydockerd")
+async def search(request: Request) -> JSONResponse:
+    return JSONResponse(await _distribution(request).search(
+        qstr(request, "term"), qint(request, "limit"), qstr(request, "filters") or None,
+        request.headers.get("X-Registry-Auth")))
 
 
 @router.get("/json")

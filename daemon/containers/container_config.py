@@ -10,6 +10,7 @@ from typing import Any
 
 from daemon.containers import health, resource_checks, runtime_options
 from daemon.errors import Conflict, InvalidParameter
+from daemon.util.gojson import fold_keys
 from runtime.libc import CAPABILITIES
 from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
 
@@ -107,6 +108,9 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     hc = body.get("HostConfig") or {}
     if not isinstance(hc, dict):
         raise InvalidParameter("json: cannot unmarshal into Go struct field ContainerCreateConfig.HostConfig")
+    # Go's decoder matches keys to fields ignoring case: docker-py sends CPURealtimePeriod.
+    hc = fold_keys(hc, [*default_host_config(), *_HOST_TYPES, "Mounts", "Tmpfs", "Sysctls", "StorageOpt",
+                        "Annotations", "VolumesFrom", "Isolation", "KernelMemory", "KernelMemoryTCP"])
     _check_types("Config", cfg, _CONFIG_TYPES)
     _check_types("HostConfig", hc, _HOST_TYPES)
     img = image_config or {}

@@ -67,8 +67,12 @@ class ContainerRegistry:
         return list(self._by_id.values())
 
     async def persist(self, c: Container) -> None:
-        """Writes the record, unless the container is gone (a late state change after its removal
-        must not bring it back)."""
+        """Writes the record, unless the container is gone or going (a late state change after its
+        removal must not bring it back). During a removal nothing is written: a write queued
+        behind the removal's delete (the exit of a container rm -f killed) would leave a row
+        that holds the name forever; a removal that fails writes the state itself."""
+        if c.removing:
+            return
         if c.id in self._by_id or self._names.get(c.name) == c.id:
             await self._store.put_container(c.id, c.name, c.doc())
 

@@ -282,10 +282,12 @@ class ContainerService:
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
-        await self._release(c)
+        # Restarting from the moment it is not running (before the awaits of the release): an rm
+        # without force in between must be refused, as dockerd's state goes straight to restarting.
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
         if again:
             c.state.update(Status="restarting", Restarting=True)
+        await self._release(c)
         await self._persist(c)
         await asyncio.to_thread(shutil.rmtree, self.files.bundle(c), True)
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
@@ -372,18 +374,24 @@ class ContainerService:
         if monitor is None:
             return
         await self.health.stopped(c)
+        # Events as dockerd's containerStop: kill (the stop signal), kill (9) if the timeout
+        # forces it, then die (from the exit), then stop.
         try:
             await monitor.kill(stop_sig)
         except Exception as e:  # noqa: BLE001 - already exiting
             log.debug("stop signal to %s: %s", c.id, e)
+        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(stop_sig))))
         try:
             if timeout >= 0:
                 await asyncio.wait_for(asyncio.shield(fut), timeout)
+                self.events.publish("container", "stop", c.id, c.event_attrs())
                 return
         except TimeoutError:
             pass
         await self._sigkill(c)
+        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
         await fut
+        self.events.publish("container", "stop", c.id, c.event_attrs())
 
     async def _sigkill(self, c: Container) -> None:
         """SIGKILL to everything in the container. A paused one is thawed as well, as containerd
@@ -413,9 +421,9 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
             await self._persist(c)
-        # dockerd: a kill without a signal waits (up to 10 s) until the container is no longer
-        # running, so that what follows (inspect, rm) sees it exited; an explicit signal does not.
-        exited = self._exit_future(c) if not sig else None
+        # dockerd: SIGKILL, the default, waits (up to 10 s) until the container is no longer
+        # running, so that what follows (inspect, rm) sees it exited; other signals do not.
+        exited = self._exit_future(c) if signum == signal_mod.SIGKILL else None
         if signum == signal_mod.SIGKILL:
             await self._sigkill(c)
         else:  # to a paused container it stays pending until unpause, as with dockerd
@@ -440,9 +448,14 @@ class ContainerService:
     # -- remove ------------------------------------------------------------------------------
     async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         c = self.get(ref)
-        if c.running and not force:
-            raise Conflict(f"You cannot remove a running container {c.id}. Stop the container before "
-                           "attempting removal or force remove")
+        if (c.running or c.state["Restarting"]) and not force:
+            # dockerd's state is Running while a restart policy restarts it, so a container
+            # between two runs is refused too, named by its state.
+            state = "paused" if c.state["Paused"] else "restarting" if c.state["Restarting"] else "running"
+            procedure = "Stop the container before attempting removal or force remove"
+            if state == "paused":
+                procedure = "Unpause and then stop the container before attempting removal or force remove"
+            raise Conflict(f"You cannot remove a {state} container {c.id}. {procedure}")
         if c.removing:
             raise Conflict(f"removal of container {c.id} is already in progress")
         c.removing = True
@@ -459,6 +472,7 @@ class ContainerService:
                 fut = self._exit_future(c)
                 c.manually_stopped = True
                 await self._sigkill(c)
+                self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
                 try:
                     await asyncio.wait_for(fut, 30)
                 except TimeoutError:
@@ -467,6 +481,7 @@ class ContainerService:
             await self.store.delete_container(c.id)
         except BaseException:
             c.removing = False
+            await self._persist(c)  # what changed meanwhile (a kill's exit) was not written
             raise
         self.registry.discard(c)
         if volumes:
@@ -540,7 +555,7 @@ class ContainerService:
         c = self.get(ref)
         async with c.lock:
             if not c.state["Paused"]:
-                raise DaemonError(f"Container {c.id} is not paused")
+                raise Conflict(f"Container {c.id} is not paused")
             await asyncio.to_thread(self.cgroups.freeze, c.id, False)
             c.state.update(Paused=False, Status="running")
             self.health.resumed(c)
@@ -553,11 +568,13 @@ class ContainerService:
         dockerd. A link is named by its parent and alias, never by the linked container."""
         parent_name, _, alias = ("/" + ref.lstrip("/")).rpartition("/")
         if not parent_name:
-            raise InvalidParameter("Conflict, cannot remove the default link name.")
+            raise InvalidParameter("Conflict, cannot remove the default link name of the container")
         parent = self.registry.find(parent_name.lstrip("/"))
-        links = list(parent.host_config.get("Links") or []) if parent is not None else []
+        if parent is None:
+            raise NotFound(f"Cannot get parent {parent_name} for link name /{ref.strip('/')}")
+        links = list(parent.host_config.get("Links") or [])
         keep = [link for link in links if _link_alias(link) != alias]
-        if parent is None or len(keep) == len(links):
+        if len(keep) == len(links):
             raise NotFound(f"No such container: {ref}")
         async with parent.lock:
             parent.host_config["Links"] = keep or None

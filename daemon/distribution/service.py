@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+from daemon.distribution import inspect, search
 from daemon.distribution.pull import Puller
 from daemon.distribution.push import Pusher
 from daemon.distribution.registries import RegistryClients
@@ -25,3 +26,10 @@ class DistributionService:
 
     async def login(self, body: Any) -> dict:
         return await self.registries.login(body)
+
+    async def inspect(self, name: str, auth_header: str | None) -> dict:
+        return await inspect.inspect(self.registries, name, auth_header)
+
+    async def search(self, term: str, limit: int | None, filters_raw: str | None, auth_header: str | None
+                     ) -> list[dict]:
+        return await search.search(self.registries, term, limit, filters_raw, auth_header)

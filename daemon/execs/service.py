@@ -20,10 +20,14 @@ from daemon.containers.health import ProbeOutcome
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
+from daemon.util.gojson import fold_keys
 from runtime.cgroups import Cgroups
 from runtime.execclient import ExecProcess, spawn_exec
 
 log = logging.getLogger("pydockerd.exec")
+# moby's ExecConfig (api/types/container/exec.go): what POST /containers/{id}/exec reads.
+EXEC_CONFIG_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin", "AttachStderr", "AttachStdout",
+                      "DetachKeys", "Env", "WorkingDir", "Cmd")
 _KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
 _KILL_WAIT = 10.0  # seconds a killed probe has to be gone before it is given up on
 _CHUNK = 1 << 16
@@ -75,6 +79,7 @@ class ExecService:
         c = self.registry.get(ref)
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
+        body = fold_keys(body, EXEC_CONFIG_FIELDS)
         if not c.running:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:
@@ -119,8 +124,8 @@ class ExecService:
             raise NotFound(f"No such exec instance: {exec_id}")
         return ex
 
-    async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
-        """Starts the process (stdio not yet pumped); raises before anything is running."""
+    def check_start(self, exec_id: str) -> ExecInstance:
+        """The exec, if it could start now; raises what start() would refuse it with."""
         ex = self.get(exec_id)
         if ex.started:
             state = "is already running" if ex.running else "has already run"
@@ -130,6 +135,12 @@ class ExecService:
             raise Conflict(f"Container {c.id} is not running")
         if c.state["Paused"]:
             raise Conflict(f"Container {c.id} is paused, unpause the container before exec")
+        return ex
+
+    async def start(self, exec_id: str, tty: bool | None = None) -> ExecInstance:
+        """Starts the process (stdio not yet pumped); raises before anything is running."""
+        ex = self.check_start(exec_id)
+        c = self.registry.get(ex.container_id)
         if tty is not None:
             ex.tty = ex.tty or tty
         ex.started = True

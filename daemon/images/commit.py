@@ -10,6 +10,7 @@ A running container is paused (cgroup freezer) while its layer is read, unless p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
 import tarfile
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from daemon.errors import InvalidParameter
+from daemon.errors import Conflict, InvalidParameter
 from daemon.events import EventBus
 from daemon.images import dockerfile_changes, reference
 from daemon.images.service import ImageService
@@ -86,12 +87,18 @@ class CommitService:
         # Frozen while its files are read (dockerd's default): the layer is one consistent moment.
         paused = pause and c.running and not c.state.get("Paused")
         if paused:
-            await svc.pause(c.id)
+            try:
+                await svc.pause(c.id)
+            except Conflict:  # it stopped in the meantime: nothing to freeze
+                paused = False
         try:
             layer = await self.container_layer(c.id, parent)
         finally:
             if paused:
-                await svc.unpause(c.id)
+                # A container that exits while frozen (its command was ending) is no longer
+                # paused: nothing to thaw, and no reason to fail the commit.
+                with contextlib.suppress(Conflict):
+                    await svc.unpause(c.id)
         created = now_rfc3339()
         config = {k: v for k, v in base.config.items() if k not in ("history", "rootfs", "config", "container",
                                                                      "container_config", "comment", "author")}

@@ -115,14 +115,17 @@ class PtyCli:
 
 
 class Hijacked:
-    """One hijacked request on the daemon's unix socket."""
+    """One hijacked request on the daemon's unix socket. upgrade=False sends it without the
+    upgrade headers (as dockerode and curl do): dockerd takes the connection over anyway."""
 
-    def __init__(self, d: Daemon, path: str, body: dict[str, Any] | None = None, timeout: float = 20) -> None:
+    def __init__(self, d: Daemon, path: str, body: dict[str, Any] | None = None, timeout: float = 20,
+                 upgrade: bool = True) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
         self.sock.connect(str(d.sock))
         data = json.dumps(body).encode() if body is not None else b""
-        head = (f"POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
+        upgrade_headers = "Connection: Upgrade\r\nUpgrade: tcp\r\n" if upgrade else ""
+        head = (f"POST {path} HTTP/1.1\r\nHost: api.moby.localhost\r\n{upgrade_headers}"
                 f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n")
         self.sock.sendall(head.encode() + data)
         raw = b""
@@ -135,8 +138,8 @@ class Hijacked:
         lines = header.decode("latin-1").split("\r\n")
         self.status = int(lines[0].split()[1]) if lines[0] else 0
         self.headers = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
-        if self.status != 101:
-            length = int(self.headers.get("content-length", "0"))
+        if self.status != 101 and "content-length" in self.headers:  # else a stream until close
+            length = int(self.headers["content-length"])
             while len(self.buf) < length:
                 chunk = self.sock.recv(4096)
                 if not chunk:

@@ -202,9 +202,8 @@ def test_basic_auth_login_push_pull(d: Daemon, auth_registry: str, uname: Callab
     assert r.returncode != 0 and "authentication required" in r.stderr
 
 
-def test_index_with_two_platforms(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
-    """An OCI index pushed by hand: the host's platform by default, another with --platform."""
-    repo = f"m/{uname('multi')}"
+def _push_index(registry: str, repo: str) -> bytes:
+    """An OCI index of an amd64 and an arm64 image pushed by hand as repo:multi; returns it."""
     client = RegistryClient(registry, Credentials())
     try:
         manifests = []
@@ -228,6 +227,13 @@ def test_index_with_two_platforms(d: Daemon, registry: str, uname: Callable[[str
         client.put_manifest(repo, "multi", index, "application/vnd.oci.image.index.v1+json")
     finally:
         client.close()
+    return index
+
+
+def test_index_with_two_platforms(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    """An OCI index pushed by hand: the host's platform by default, another with --platform."""
+    repo = f"m/{uname('multi')}"
+    index = _push_index(registry, repo)
     name = f"{registry}/{repo}:multi"
     host_arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, "")
     other = "arm64" if host_arch == "amd64" else "amd64"
@@ -298,11 +304,6 @@ def test_bad_registries(d: Daemon, fake: FakeRegistry, new_daemon: Callable[...,
 def test_push_unknown_image(d: Daemon, registry: str) -> None:
     r = d.docker("push", f"{registry}/nope/none:latest", check=False)
     assert r.returncode != 0 and "does not exist locally" in r.stderr + r.stdout
-
-
-def test_search_not_implemented(d: Daemon) -> None:
-    r = d.docker("search", "busybox", check=False)
-    assert r.returncode != 0 and "not implemented" in r.stderr
 
 
 def test_bearer_token_auth(d: Daemon) -> None:
@@ -390,3 +391,51 @@ def test_zstd_layer_pull_save_push(d: Daemon, registry: str, uname: Callable[[st
     pushed = d.docker("push", other).stdout
     assert "Mounted from" in pushed or "Layer already exists" in pushed, pushed
     d.docker("rmi", name, other)
+
+
+def test_distribution_inspect(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    """GET /distribution/{name}/json: the manifest's descriptor and its platforms, read from the
+    registry without pulling; for an index, its entries' platforms."""
+    repo = f"{registry}/di/{uname('bb')}"
+    d.docker("tag", "busybox:latest", f"{repo}:v1")
+    push = d.docker("push", f"{repo}:v1").stdout
+    digest = DIGEST.search(push).group(1)  # type: ignore[union-attr]
+    d.docker("rmi", f"{repo}:v1")
+    images_before = d.api("GET", "/images/json").json()
+    for ref in (f"{repo}:v1", f"{repo}@{digest}"):
+        r = d.api("GET", f"/distribution/{ref}/json")
+        assert r.status == 200, r.text
+        info = r.json()
+        assert info["Descriptor"]["digest"] == digest
+        assert info["Descriptor"]["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+        assert info["Descriptor"]["size"] > 0
+        assert info["Platforms"] == [{"architecture": image_inspect(d, "busybox")["Architecture"], "os": "linux"}]
+    assert d.api("GET", "/images/json").json() == images_before  # nothing pulled
+    # docker-py's inspect_distribution
+    assert d.client.api.inspect_distribution(f"{repo}:v1")["Descriptor"]["digest"] == digest
+    assert d.api("GET", f"/distribution/{repo}:nosuchtag/json").status == 404
+    assert d.api("GET", "/distribution/BadName/json").status == 400
+    # An index: one platform per entry.
+    name = f"{registry}/m/{uname('multi')}"
+    _push_index(registry, f"m/{uname('multi')}")
+    info = d.api("GET", f"/distribution/{name}:multi/json").json()
+    assert info["Descriptor"]["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert info["Platforms"] == [{"architecture": "amd64", "os": "linux"}, {"architecture": "arm64", "os": "linux"}]
+
+
+def test_search_lists_the_registry_catalog(d: Daemon, registry: str, uname: Callable[[str], str]) -> None:
+    tag = uname("srch")
+    for repo in (f"{registry}/s/{tag}-one", f"{registry}/s/{tag}-two"):
+        d.docker("tag", "busybox:latest", repo)
+        d.docker("push", repo)
+        d.docker("rmi", repo)
+    out = d.docker("search", "--format", "{{.Name}}", f"{registry}/{tag}").stdout.split()
+    assert out == [f"{registry}/s/{tag}-one", f"{registry}/s/{tag}-two"]
+    r = d.api("GET", f"/images/search?term={registry}/{tag}-two&limit=5")
+    assert r.status == 200 and r.json() == [{"name": f"{registry}/s/{tag}-two", "description": "", "star_count": 0,
+                                             "is_official": False, "is_automated": False}]
+    assert d.api("GET", f"/images/search?term={registry}/{tag}&limit=1").json()[0]["name"].endswith("-one")
+    assert d.api("GET", f"/images/search?term={registry}/{tag}&filters=" + '{"is-official":["true"]}').json() == []
+    assert d.api("GET", f"/images/search?term={registry}/{tag}&limit=0").status == 400
+    assert d.api("GET", f"/images/search?term={registry}/x&filters=" + '{"nope":["1"]}').status == 400
+    assert d.api("GET", "/images/search").status == 400

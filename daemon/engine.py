@@ -12,6 +12,7 @@ from pathlib import Path
 
 from api.backends import Backends
 from daemon.config import Config
+from daemon.containers import seccomp
 from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
@@ -60,6 +61,7 @@ class Daemon:
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.cgroups = cgroups.detect(cfg.cgroup_parent)
+        self.seccomp = seccomp.detect()
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
@@ -83,12 +85,13 @@ class Daemon:
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups,
+                                           seccomp=self.seccomp)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
-        self.execs = ExecService(self.registry, self.events, self.cgroups)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path("/sys/fs/cgroup")
 GROUP = "pydockerd"  # default parent: <daemon cgroup>/pydockerd/<container id>
-_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio")
+_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices")
 
 
 @dataclass
@@ -33,6 +33,9 @@ class Resources:
     cpu_period: int = 0
     cpu_shares: int = 0
     pids_limit: int = 0  # 0 or negative = unlimited
+    # The devices the container may use, as the devices cgroup writes them ("c 1:3 rwm"),
+    # every other one denied; None leaves all allowed (--privileged).
+    devices: tuple[str, ...] | None = None
 
 
 def _own_paths() -> dict[str, str]:
@@ -122,6 +125,10 @@ class CgroupV1:
                     _write(d["cpu"] / "cpu.shares", str(res.cpu_shares))
             if res.pids_limit > 0 and "pids" in d:
                 _write(d["pids"] / "pids.max", str(res.pids_limit))
+            if res.devices is not None and "devices" in d:
+                _write(d["devices"] / "devices.deny", "a")
+                for rule in res.devices:
+                    _write(d["devices"] / "devices.allow", rule)
         except OSError:
             for p in reversed(made):
                 _rmdir(p)
@@ -129,6 +136,14 @@ class CgroupV1:
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs(cid).values()]
+
+    def hierarchies(self, cid: str) -> list[tuple[str, str]]:
+        """(hierarchy, host directory) of each hierarchy the container has a cgroup in; a
+        hierarchy is named as mounted ("cpu,cpuacct" where those are co-mounted)."""
+        out: dict[str, str] = {}
+        for c, d in self.dirs(cid).items():
+            out.setdefault((ROOT / c).resolve().name, str(d))
+        return list(out.items())
 
     def add(self, cid: str, pid: int) -> None:
         for f in self.procs_files(cid):
@@ -236,6 +251,9 @@ class CgroupV2:
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(self.base / cid / "cgroup.procs")]
+
+    def hierarchies(self, cid: str) -> list[tuple[str, str]]:
+        return [("", str(self.base / cid))]
 
     def add(self, cid: str, pid: int) -> None:
         _write(self.base / cid / "cgroup.procs", str(pid))

@@ -250,12 +250,16 @@ def validate_resources(hc: dict) -> None:
         raise InvalidParameter("CPU cfs quota can not be less than 1ms (i.e. 1000)")
 
 
+# dockerd's default-cgroupns-mode: a namespace of its own where the kernel has cgroup namespaces.
+DEFAULT_CGROUPNS = "private" if os.path.exists("/proc/self/ns/cgroup") else "host"
+
+
 def default_host_config() -> dict:
     return {
         "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None,
-        "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "CapDrop": None, "CgroupnsMode": DEFAULT_CGROUPNS, "Dns": [], "DnsOptions": [], "DnsSearch": [],
         "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
         "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": DEFAULT_SHM_SIZE, "Runtime": "runc",

@@ -8,6 +8,7 @@ exec's stream goes through the hijacked connection of `POST /exec/{id}/start`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any
 
 from daemon.containers import container_config, runtime_options
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.seccomp import SeccompProfiles
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
 from runtime.cgroups import Cgroups
@@ -58,10 +60,12 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups) -> None:
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups,
+                 seccomp: SeccompProfiles) -> None:
         self.registry = registry
         self.events = events
         self.cgroups = cgroups
+        self.seccomp = seccomp
         self.execs: dict[str, ExecInstance] = {}
 
     def create(self, ref: str, body: Any) -> str:
@@ -137,6 +141,8 @@ class ExecService:
         env = list(merged.values())
         hc = c.host_config
         privileged = ex.privileged or bool(hc.get("Privileged"))
+        # The container's filter whatever the exec asks, as runc applies it to every process.
+        program = await asyncio.to_thread(self.seccomp.program, hc, container_config.capabilities(hc))
         spec = {
             "pid": c.state["Pid"],
             "args": ex.cmd,
@@ -153,6 +159,7 @@ class ExecService:
             "no_new_privileges": runtime_options.no_new_privileges(hc),
             "rlimits": runtime_options.rlimits(hc),
             "group_add": list(hc.get("GroupAdd") or []),
+            "seccomp": base64.b64encode(program).decode() if program else "",
         }
         try:
             ex.process = await spawn_exec(spec)

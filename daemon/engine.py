@@ -11,8 +11,9 @@ import uuid
 from pathlib import Path
 
 from api.backends import Backends
+from daemon import security
 from daemon.config import Config
-from daemon.containers import seccomp
+from daemon.containers import container_config, seccomp
 from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
@@ -94,8 +95,10 @@ class Daemon:
         self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
+        security_facts = security.describe(seccomp=self.seccomp.enabled,
+                                           cgroupns=container_config.DEFAULT_CGROUPNS == "private")
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events)
+                                    self.events, security_facts)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()

@@ -27,9 +27,11 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
         app.include_router(module.router)
 
     @app.exception_handler(DaemonError)
-    async def _daemon_error(_: Request, exc: DaemonError) -> Response:
+    async def _daemon_error(request: Request, exc: DaemonError) -> Response:
         if exc.status == 304:
             return Response(status_code=304)
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.url.path, exc.message, exc_info=exc)
         return JSONResponse({"message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)

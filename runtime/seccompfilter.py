@@ -69,6 +69,12 @@ def build_program(flt: Filter) -> bytes:
 
     default = _action(lib, flt.default_action, None, flt.default_errno)
     sf = lib.SyscallFilter(default)
+    try:
+        # A binary search over syscall numbers instead of a linear list: a few BPF instructions
+        # per syscall instead of up to a thousand for the default profile (libseccomp >= 2.5).
+        sf.set_attr(lib.Attr.CTL_OPTIMIZE, 2)
+    except OSError:
+        pass
     for arch in flt.architectures:
         number = getattr(lib.Arch, arch.removeprefix("SCMP_ARCH_"), None)
         if number is None:

@@ -28,7 +28,9 @@ def _selinux_enabled(sys_root: Path) -> bool:
     return (sys_root / "fs/selinux/enforce").exists()
 
 
-def describe(*, seccomp: bool, cgroupns: bool, sys_root: Path = Path("/sys")) -> SecurityFacts:
+def describe(*, seccomp: bool, cgroupns: bool, devices_cgroup: bool = True,
+             sys_root: Path = Path("/sys")) -> SecurityFacts:
+    """``devices_cgroup``: containers' device access is restricted (the v1 devices controller)."""
     options = []
     if seccomp:
         options.append("name=seccomp,profile=builtin")
@@ -43,4 +45,7 @@ def describe(*, seccomp: bool, cgroupns: bool, sys_root: Path = Path("/sys")) ->
                         "to containers")
     if not seccomp:
         warnings.append("WARNING: No seccomp support: containers run without a seccomp filter")
+    if not devices_cgroup:
+        warnings.append("WARNING: cgroup v2: pydockerd does not restrict containers' device access "
+                        "(no device eBPF program)")
     return SecurityFacts(options, warnings)

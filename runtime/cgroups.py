@@ -223,6 +223,8 @@ class CgroupV2:
         return {"": self.base / cid}
 
     def create(self, cid: str, res: Resources) -> None:
+        # res.devices is not applied: v2 has no devices controller, it takes a BPF program
+        # (BPF_PROG_TYPE_CGROUP_DEVICE), which is not written yet; docker info says so.
         if not self.base.is_dir():
             self.base.mkdir(parents=True, exist_ok=True)
             controllers = (self.base.parent / "cgroup.controllers").read_text().split()

@@ -201,9 +201,9 @@ def test_security_facts(tmp_path: Path) -> None:
     (tmp_path / "module/apparmor/parameters/enabled").write_text("Y\n")
     (tmp_path / "fs/selinux").mkdir(parents=True)
     (tmp_path / "fs/selinux/enforce").write_text("1")
-    facts = security.describe(seccomp=False, cgroupns=False, sys_root=tmp_path)
+    facts = security.describe(seccomp=False, cgroupns=False, devices_cgroup=False, sys_root=tmp_path)
     assert facts.options == []  # detected, never claimed
-    assert len(facts.warnings) == 3 and any("AppArmor" in w for w in facts.warnings)
+    assert len(facts.warnings) == 4 and any("AppArmor" in w for w in facts.warnings)
 
 
 def test_cgroupns_mode_validated() -> None:

@@ -96,8 +96,7 @@ class Daemon:
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
         security_facts = security.describe(seccomp=self.seccomp.enabled,
-                                           cgroupns=container_config.DEFAULT_CGROUPNS == "private",
-                                           devices_cgroup=self.cgroups.version == "1")
+                                           cgroupns=container_config.DEFAULT_CGROUPNS == "private")
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
                                     self.events, security_facts)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the

@@ -28,9 +28,7 @@ def _selinux_enabled(sys_root: Path) -> bool:
     return (sys_root / "fs/selinux/enforce").exists()
 
 
-def describe(*, seccomp: bool, cgroupns: bool, devices_cgroup: bool = True,
-             sys_root: Path = Path("/sys")) -> SecurityFacts:
-    """``devices_cgroup``: containers' device access is restricted (the v1 devices controller)."""
+def describe(*, seccomp: bool, cgroupns: bool, sys_root: Path = Path("/sys")) -> SecurityFacts:
     options = []
     if seccomp:
         options.append("name=seccomp,profile=builtin")
@@ -45,7 +43,4 @@ def describe(*, seccomp: bool, cgroupns: bool, devices_cgroup: bool = True,
                         "to containers")
     if not seccomp:
         warnings.append("WARNING: No seccomp support: containers run without a seccomp filter")
-    if not devices_cgroup:
-        warnings.append("WARNING: cgroup v2: pydockerd does not restrict containers' device access "
-                        "(no device eBPF program)")
     return SecurityFacts(options, warnings)

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import devicefilter
+
 ROOT = Path("/sys/fs/cgroup")
 GROUP = "pydockerd"  # default parent: <daemon cgroup>/pydockerd/<container id>
 _V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "devices")
@@ -223,8 +225,6 @@ class CgroupV2:
         return {"": self.base / cid}
 
     def create(self, cid: str, res: Resources) -> None:
-        # res.devices is not applied: v2 has no devices controller, it takes a BPF program
-        # (BPF_PROG_TYPE_CGROUP_DEVICE), which is not written yet; docker info says so.
         if not self.base.is_dir():
             self.base.mkdir(parents=True, exist_ok=True)
             controllers = (self.base.parent / "cgroup.controllers").read_text().split()
@@ -247,6 +247,8 @@ class CgroupV2:
                 _write(d / "cpu.weight", str(max(1, min(10000, 1 + (res.cpu_shares - 2) * 9999 // 262142))))
             if res.pids_limit > 0:
                 _write(d / "pids.max", str(res.pids_limit))
+            if res.devices is not None:  # v2 has no devices controller: a BPF program decides
+                devicefilter.attach(d, devicefilter.program(res.devices))
         except OSError:
             _rmdir(d)
             raise

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -201,9 +202,9 @@ def test_security_facts(tmp_path: Path) -> None:
     (tmp_path / "module/apparmor/parameters/enabled").write_text("Y\n")
     (tmp_path / "fs/selinux").mkdir(parents=True)
     (tmp_path / "fs/selinux/enforce").write_text("1")
-    facts = security.describe(seccomp=False, cgroupns=False, devices_cgroup=False, sys_root=tmp_path)
+    facts = security.describe(seccomp=False, cgroupns=False, sys_root=tmp_path)
     assert facts.options == []  # detected, never claimed
-    assert len(facts.warnings) == 4 and any("AppArmor" in w for w in facts.warnings)
+    assert len(facts.warnings) == 3 and any("AppArmor" in w for w in facts.warnings)
 
 
 def test_cgroupns_mode_validated() -> None:
@@ -291,3 +292,109 @@ def test_header_guard_size_and_timeout() -> None:
     loop.fire()
     assert rejected[-1][0] == 408 and slow.rejected
     assert error_response(431, "x").startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+# -- the cgroup v2 device filter ------------------------------------------------------------------
+
+
+def _run_device_filter(insns: bytes, kind: str, major: int, minor: int, access: str) -> int:
+    """Interprets the opcodes devicefilter emits, on one bpf_cgroup_dev_ctx."""
+    ctx = struct.pack("<III", (sum({"m": 1, "r": 2, "w": 4}[a] for a in access) << 16) | {"b": 1, "c": 2}[kind],
+                      major, minor)
+    regs = [0] * 11
+    pc = 0
+    code = [struct.unpack("<BBhi", insns[i:i + 8]) for i in range(0, len(insns), 8)]
+    for _ in range(10_000):
+        op, regbyte, off, imm = code[pc]
+        dst, src = regbyte & 0xF, regbyte >> 4
+        pc += 1
+        if op == 0x61:
+            regs[dst] = struct.unpack_from("<I", ctx, off)[0]
+        elif op == 0x54:
+            regs[dst] &= imm & 0xFFFFFFFF
+        elif op == 0x74:
+            regs[dst] >>= imm
+        elif op == 0xBC:
+            regs[dst] = regs[src]
+        elif op == 0xB4:
+            regs[dst] = imm
+        elif op == 0x55:
+            pc += off if regs[dst] != imm else 0
+        elif op == 0x5D:
+            pc += off if regs[dst] != regs[src] else 0
+        elif op == 0x95:
+            return regs[0]
+        else:
+            raise AssertionError(f"unexpected opcode {op:#x}")
+    raise AssertionError("no exit")
+
+
+def test_device_filter_program() -> None:
+    from runtime import devicefilter
+
+    prog = devicefilter.program(devices.DEFAULT_RULES)
+    allowed = lambda *a: _run_device_filter(prog, *a) == 1  # noqa: E731
+    assert allowed("c", 1, 3, "rw") and allowed("c", 136, 7, "rwm") and allowed("c", 5, 2, "r")
+    assert allowed("b", 254, 0, "m") and allowed("c", 99, 1, "m")  # mknod of anything
+    assert not allowed("b", 254, 0, "r") and not allowed("c", 10, 237, "r") and not allowed("c", 1, 11, "w")
+    narrow = devicefilter.program(["b 8:16 r"])
+    assert _run_device_filter(narrow, "b", 8, 16, "r") == 1
+    assert _run_device_filter(narrow, "b", 8, 16, "rw") == 0 and _run_device_filter(narrow, "b", 8, 17, "r") == 0
+    assert _run_device_filter(narrow, "c", 8, 16, "r") == 0
+    everything = devicefilter.program(["a *:* rwm"])
+    assert _run_device_filter(everything, "b", 1, 2, "rwm") == 1
+    with pytest.raises(ValueError):
+        devicefilter.program(["c 1:3 rwx"])
+
+
+def _cgroup2_dir() -> Path | None:
+    """This process's own directory in a mounted cgroup2 hierarchy, if there is one."""
+    own = next((line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+                if line.startswith("0::")), None)
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if own is not None and fields[fields.index("-") + 1] == "cgroup2":
+            return Path(fields[4]) / own.lstrip("/")
+    return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a cgroup and load a BPF program")
+def test_device_filter_in_the_kernel() -> None:
+    from runtime import devicefilter
+
+    parent = _cgroup2_dir()
+    if parent is None or not parent.is_dir():
+        pytest.skip("no cgroup2 hierarchy mounted")
+    cg = parent / f"pydockerd-devtest-{os.getpid()}"
+    cg.mkdir()
+    try:
+        devicefilter.attach(cg, devicefilter.program(devices.DEFAULT_RULES))
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                (cg / "cgroup.procs").write_text("0")
+                out = []
+                for path in ("/dev/null", "/dev/loop-control"):
+                    try:
+                        os.close(os.open(path, os.O_RDONLY))
+                        out.append("ok")
+                    except OSError as e:
+                        out.append(str(e.errno))
+                os.write(w, " ".join(out).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        result = os.read(r, 100).decode()
+        os.close(r)
+        os.waitpid(pid, 0)
+        if not os.path.exists("/dev/loop-control"):
+            pytest.skip("no /dev/loop-control to be denied")
+        assert result == "ok 1", result  # /dev/null allowed, loop-control EPERM
+    finally:
+        for _ in range(100):
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.02)

@@ -14,6 +14,7 @@ import socket
 import statistics
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 
 import pytest
@@ -157,6 +158,9 @@ def test_deep_json_400(d: Daemon, pinger: Pinger) -> None:
     assert r.status == 400, (r.status, r.text[:200])
     # networks and exec parse the same way
     r = d.api("POST", "/networks/create", "[" * 5000 + "]" * 5000, headers={"Content-Type": "application/json"})
+    assert r.status == 400, (r.status, r.text[:200])
+    # and JSON in a query string: the filters of ps
+    r = d.api("GET", "/containers/json?filters=" + urllib.parse.quote("[" * 5000))
     assert r.status == 400, (r.status, r.text[:200])
     pinger.check("deep JSON")
 

@@ -6,6 +6,11 @@ in ``MAX_HEADER_BYTES`` (dockerd's net/http MaxHeaderBytes, 1 MiB: 431 beyond) a
 within ``HEADER_TIMEOUT`` of the connection or the request's first byte (a client that trickles
 them, or says nothing, is cut with 408). Neither costs the other connections anything: the
 timers are event-loop timers and nothing is buffered beyond the limit.
+
+Size is counted twice over, because neither count alone sees everything: the bytes read while
+the headers are still incomplete (a single endless header line, which httptools buffers without
+a callback) and the URL and header lines the parser hands over (headers that complete in the
+same read as the bytes that pushed them over the limit).
 """
 
 from __future__ import annotations

@@ -220,7 +220,7 @@ class SeccompProfiles:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        profile = parse(value) if custom else self._default  # type: ignore[arg-type]
+        profile = parse(value) if custom and value else self._default
         try:
             program = self._build(select(profile, caps, self._arch, self._kernel))
         except ValueError as e:

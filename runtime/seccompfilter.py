@@ -20,6 +20,10 @@ ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
           "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390",
           "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64")
 
+_ENOSYS = 38
+_NEWER_SCAN = 256  # syscall numbers looked at above the profile's newest
+
+
 @dataclass(frozen=True)
 class Condition:
     index: int  # syscall argument 0-5
@@ -57,13 +61,31 @@ def _action(lib, name: str, errno: int | None, default_errno: int) -> int:
             "SCMP_ACT_ALLOW": lib.ALLOW, "SCMP_ACT_LOG": lib.LOG}[name]
 
 
+def _newer_than(lib, named: set[str]) -> list[str]:
+    """Syscalls libseccomp knows with a (native) number above every syscall in ``named``."""
+    numbers = [lib.resolve_syscall(lib.Arch.NATIVE, name) for name in named]
+    top = max((n for n in numbers if n >= 0), default=-1)
+    out = []
+    for number in range(top + 1, top + 1 + _NEWER_SCAN):
+        try:
+            name = lib.resolve_syscall(lib.Arch.NATIVE, number).decode()
+        except ValueError:
+            continue
+        if name not in named:
+            out.append(name)
+    return out
+
+
 def build_program(flt: Filter) -> bytes:
     """The BPF program (an array of struct sock_filter) for ``flt``.
 
     Follows runc's translation: syscalls libseccomp does not know are skipped; a rule with two
     conditions on the same argument becomes one rule per condition (libseccomp ANDs the
     conditions of a rule and refuses two on one argument); a rule that repeats the default
-    action is a no-op and skipped. Raises ValueError for what libseccomp refuses.
+    action is a no-op and skipped. And as runc, syscalls newer than every one the profile names
+    fail with ENOSYS rather than the default errno, so that a libc tries its older way (glibc's
+    fchmodat falls back from fchmodat2 on ENOSYS only); here that covers the syscalls this
+    libseccomp knows. Raises ValueError for what libseccomp refuses.
     """
     import pyseccomp as lib
 
@@ -97,6 +119,10 @@ def build_program(flt: Filter) -> bytes:
                     sf.add_rule(action, name, *group)
                 except OSError as e:
                     raise ValueError(f"seccomp rule for {name}: {e.strerror}") from e
+    if flt.default_action not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
+        enosys = lib.ERRNO(_ENOSYS)
+        for name in _newer_than(lib, {n for r in flt.rules for n in r.names}):
+            sf.add_rule(enosys, name)
     with tempfile.TemporaryFile() as f:
         sf.export_bpf(f)
         f.seek(0)

@@ -20,8 +20,8 @@ from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
 
-EPERM, EFAULT = 1, 14
-_SYS_KEYCTL, _SYS_ADD_KEY = 250, 248  # x86_64
+EPERM, EFAULT, ENOSYS = 1, 14, 38
+_SYS_KEYCTL, _SYS_ADD_KEY, _SYS_FCHMODAT2 = 250, 248, 452  # x86_64
 _KEYCTL_GET_KEYRING_ID, _KEY_SPEC_SESSION_KEYRING, _KEY_SPEC_PROCESS_KEYRING = 0, -3, -2
 _ARG_REGS = (b"\x48\xbf", b"\x48\xbe", b"\x48\xba", b"\x49\xba", b"\x49\xb8", b"\x49\xb9")  # movabs rdi..r9
 
@@ -47,13 +47,15 @@ def probes(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("the syscall probes are x86_64 machine code")
     root = tmp_path_factory.mktemp("probes")
     for name, elf in (("keyctl", _syscall_elf(_SYS_KEYCTL, _KEYCTL_GET_KEYRING_ID, _KEY_SPEC_SESSION_KEYRING, 1)),
-                      ("add_key", _syscall_elf(_SYS_ADD_KEY, 0, 0, 0, 0, _KEY_SPEC_PROCESS_KEYRING))):
+                      ("add_key", _syscall_elf(_SYS_ADD_KEY, 0, 0, 0, 0, _KEY_SPEC_PROCESS_KEYRING)),
+                      ("fchmodat2", _syscall_elf(_SYS_FCHMODAT2, -1, 0, 0, 0))):
         (root / name).write_bytes(elf)
         (root / name).chmod(0o755)
     return root
 
 
 PROBE_SCRIPT = ("grep '^Seccomp:' /proc/self/status; /p/keyctl; echo keyctl=$?; /p/add_key; echo add_key=$?; "
+                "/p/fchmodat2; echo fchmodat2=$?; "
                 "unshare -U true 2>&1; echo unshare=$?; mkdir -p /m; mount -t tmpfs t /m 2>&1; echo mount=$?")
 
 
@@ -75,6 +77,8 @@ def test_default_profile_denies(d: Daemon, probes: Path) -> None:
     assert r["keyctl"] == str(EPERM) and r["add_key"] == str(EPERM), out
     assert r["unshare"] != "0" and "Operation not permitted" in out, out
     assert r["mount"] != "0" and "permission denied" in out, out  # busybox's words for EPERM
+    # newer than the profile: ENOSYS, so that a libc falls back (glibc's fchmodat), as with runc
+    assert r["fchmodat2"] == str(ENOSYS), out
 
 
 def test_unconfined_and_privileged_run_without_filter(d: Daemon, probes: Path) -> None:
@@ -83,6 +87,8 @@ def test_unconfined_and_privileged_run_without_filter(d: Daemon, probes: Path) -
     r = _results(out)
     # keyctl works and add_key gets as far as reading its (NULL) type: the kernel's answers.
     assert (r["seccomp"], r["keyctl"], r["add_key"]) == ("0", "0", str(EFAULT)), out
+    has_fchmodat2 = tuple(int(x) for x in os.uname().release.split(".")[:2]) >= (6, 6)
+    assert r["fchmodat2"] == str(EFAULT if has_fchmodat2 else ENOSYS), out
     out = d.docker("run", "--rm", "--privileged", "busybox", "grep", "^Seccomp:", "/proc/self/status").stdout
     assert out.split()[1] == "0", out
 

@@ -208,19 +208,32 @@ class SeccompProfiles:
             raise InvalidParameter("seccomp is not enabled in your kernel, cannot run a custom seccomp profile.")
         self.program(hc, caps)
 
-    def program(self, hc: dict, caps: Collection[str]) -> bytes | None:
-        """The BPF program for a container with HostConfig ``hc`` and bounding set ``caps``;
-        None when it runs unconfined. Blocking on a cache miss: call from a thread."""
+    def _key(self, hc: dict, caps: Collection[str]) -> tuple[str, frozenset[str]] | None:
+        """The cache key of the container's program; None when it runs unconfined."""
         value = requested(hc)
         if hc.get("Privileged") or value == UNCONFINED or not self.enabled:
             return None
-        custom = value not in (None, "", "builtin")
-        key = (value if custom else "", frozenset(caps))
+        custom = "" if value in (None, "builtin") else value
+        return (custom or "", frozenset(caps))
+
+    def ready(self, hc: dict, caps: Collection[str]) -> bool:
+        """program() would answer at once (unconfined or compiled before): callers skip the thread."""
+        key = self._key(hc, caps)
+        with self._lock:
+            return key is None or key in self._cache
+
+    def program(self, hc: dict, caps: Collection[str]) -> bytes | None:
+        """The BPF program for a container with HostConfig ``hc`` and bounding set ``caps``;
+        None when it runs unconfined. Blocking on a cache miss: call from a thread."""
+        key = self._key(hc, caps)
+        if key is None:
+            return None
         with self._lock:
             cached = self._cache.get(key)
         if cached is not None:
             return cached
-        profile = parse(value) if custom and value else self._default
+        value, custom = key[0], bool(key[0])
+        profile = parse(value) if custom else self._default
         try:
             program = self._build(select(profile, caps, self._arch, self._kernel))
         except ValueError as e:

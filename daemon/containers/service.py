@@ -123,7 +123,10 @@ class ContainerService:
         warnings = self.networks.check_mode(body, host_config)
         caps = container_config.capabilities(host_config)  # validates cap names now, not at start
         devices_mod.validate(host_config)
-        await asyncio.to_thread(self.seccomp.validate, host_config, caps)
+        if self.seccomp.ready(host_config, caps):
+            self.seccomp.validate(host_config, caps)
+        else:  # a profile not seen before: libseccomp compiles it (milliseconds)
+            await asyncio.to_thread(self.seccomp.validate, host_config, caps)
         mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
         cid = self.registry.new_id()
         if cname is None:
@@ -174,7 +177,9 @@ class ContainerService:
         try:
             prepared = await asyncio.to_thread(self._prepare, c)
             netns_path, link_env = await self.networks.setup(c)
-            confinement = await asyncio.to_thread(self._confinement, c)
+            caps = container_config.capabilities(c.host_config)
+            confinement = (self._confinement(c) if self.seccomp.ready(c.host_config, caps)  # nothing to compile
+                           else await asyncio.to_thread(self._confinement, c))
             spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path,
                                   confinement=confinement)
         except DaemonError as e:

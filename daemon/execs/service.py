@@ -142,7 +142,9 @@ class ExecService:
         hc = c.host_config
         privileged = ex.privileged or bool(hc.get("Privileged"))
         # The container's filter whatever the exec asks, as runc applies it to every process.
-        program = await asyncio.to_thread(self.seccomp.program, hc, container_config.capabilities(hc))
+        caps = container_config.capabilities(hc)
+        program = (self.seccomp.program(hc, caps) if self.seccomp.ready(hc, caps)  # no thread hop when cached
+                   else await asyncio.to_thread(self.seccomp.program, hc, caps))
         spec = {
             "pid": c.state["Pid"],
             "args": ex.cmd,

@@ -99,11 +99,13 @@ def test_requested_and_unconfined() -> None:
     built: list[seccompfilter.Filter] = []
     profiles = seccomp.SeccompProfiles(seccomp.DEFAULT_PROFILE.read_text(), lambda f: built.append(f) or b"\0" * 8,
                                        enabled=True, arch="amd64", kernel=(6, 1))
+    assert profiles.ready({"SecurityOpt": ["seccomp=unconfined"]}, DEFAULT_CAPS)
+    assert not profiles.ready({}, DEFAULT_CAPS)  # not compiled yet: the caller uses a thread
     assert profiles.program({"SecurityOpt": ["seccomp=unconfined"]}, DEFAULT_CAPS) is None
     assert profiles.program({"Privileged": True}, DEFAULT_CAPS) is None
     assert profiles.program({}, DEFAULT_CAPS) == b"\0" * 8
     assert profiles.program({"SecurityOpt": ["seccomp=builtin"]}, DEFAULT_CAPS) == b"\0" * 8
-    assert len(built) == 1  # the second one came from the cache
+    assert len(built) == 1 and profiles.ready({}, DEFAULT_CAPS)  # the second one came from the cache
     custom = json.dumps({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"],
                                                                           "action": "SCMP_ACT_ERRNO"}]})
     profiles.program({"SecurityOpt": [f"seccomp={custom}"]}, DEFAULT_CAPS)

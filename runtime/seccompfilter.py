@@ -20,7 +20,7 @@ ARCHES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
           "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC", "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390",
           "SCMP_ARCH_S390X", "SCMP_ARCH_PARISC", "SCMP_ARCH_PARISC64", "SCMP_ARCH_RISCV64")
 
-_ENOSYS = 38
+_EPERM, _ENOSYS = 1, 38
 _NEWER_SCAN = 256  # syscall numbers looked at above the profile's newest
 
 
@@ -36,7 +36,7 @@ class Condition:
 class Rule:
     names: tuple[str, ...]
     action: str
-    errno: int | None = None  # for SCMP_ACT_ERRNO / SCMP_ACT_TRACE; None: the filter's default errno
+    errno: int | None = None  # for SCMP_ACT_ERRNO / SCMP_ACT_TRACE; None: EPERM, as runc
     conditions: tuple[Condition, ...] = ()
 
 
@@ -105,7 +105,7 @@ def build_program(flt: Filter) -> bytes:
             sf.add_arch(number)
     ops = {name: getattr(lib, name.removeprefix("SCMP_CMP_")) for name in OPERATORS}
     for rule in flt.rules:
-        action = _action(lib, rule.action, rule.errno, flt.default_errno)
+        action = _action(lib, rule.action, rule.errno, _EPERM)  # runc: a rule without errnoRet is EPERM
         if action == default:
             continue
         args = [lib.Arg(c.index, ops[c.op], c.value, c.value_two) for c in rule.conditions]

@@ -152,6 +152,15 @@ def test_build_program_with_libseccomp() -> None:
     assert 0x00050000 | 1 in {k for code, _, _, k in _bpf(seccompfilter.build_program(odd)) if code == 0x06}
 
 
+def test_rule_errno_defaults_to_eperm() -> None:
+    pytest.importorskip("pyseccomp")
+    profile = seccomp.parse(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [
+        {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}, {"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}))
+    program = seccompfilter.build_program(seccomp.select(profile, DEFAULT_CAPS, "amd64", (6, 1)))
+    returns = {k for code, _, _, k in _bpf(program) if code == 0x06}
+    assert {0x00050000 | 38, 0x00050000 | 1, 0x7FFF0000} <= returns  # default ENOSYS, mkdir EPERM, read
+
+
 def test_two_conditions_on_one_argument_become_two_rules() -> None:
     pytest.importorskip("pyseccomp")
     rule = seccompfilter.Rule(("personality",), "SCMP_ACT_ALLOW", conditions=(

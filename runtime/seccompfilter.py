@@ -119,8 +119,8 @@ def build_program(flt: Filter) -> bytes:
                     sf.add_rule(action, name, *group)
                 except OSError as e:
                     raise ValueError(f"seccomp rule for {name}: {e.strerror}") from e
-    if flt.default_action not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG"):
-        enosys = lib.ERRNO(_ENOSYS)
+    enosys = lib.ERRNO(_ENOSYS)
+    if flt.default_action not in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") and enosys != default:
         for name in _newer_than(lib, {n for r in flt.rules for n in r.names}):
             sf.add_rule(enosys, name)
     with tempfile.TemporaryFile() as f:

@@ -152,6 +152,15 @@ def test_build_program_with_libseccomp() -> None:
     assert 0x00050000 | 1 in {k for code, _, _, k in _bpf(seccompfilter.build_program(odd)) if code == 0x06}
 
 
+@pytest.mark.parametrize("hc", [{"CapAdd": ["ALL"]}, {"CapDrop": ["ALL"]},
+                                {"CapAdd": ["SYS_PTRACE", "SYSLOG", "SYS_ADMIN", "BPF", "PERFMON"]}])
+def test_default_profile_compiles_for_any_caps(hc: dict) -> None:
+    # entries naming the same syscall for several capabilities add it more than once
+    pytest.importorskip("pyseccomp")
+    caps = container_config.capabilities(hc)
+    assert len(seccompfilter.build_program(seccomp.select(DEFAULT, caps, "amd64", (6, 1)))) > 800
+
+
 def test_rule_errno_defaults_to_eperm() -> None:
     pytest.importorskip("pyseccomp")
     profile = seccomp.parse(json.dumps({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38, "syscalls": [

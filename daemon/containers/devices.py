@@ -47,13 +47,10 @@ def validate_cgroup_rules(hc: dict) -> list[str]:
     return rules
 
 
-def _device_rule(path: str, permissions: str, stat_fn: Callable[[str], os.stat_result]) -> str:
+def _device_rule(path: str, permissions: str, stat_fn: Callable[[str], os.stat_result]) -> str | None:
     st = stat_fn(path)
     kind = "b" if stat.S_ISBLK(st.st_mode) else "c" if stat.S_ISCHR(st.st_mode) else ""
-    if not kind:
-        raise InvalidParameter(f"error gathering device information while adding custom device \"{path}\": "
-                               "not a device node")
-    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} {permissions}"
+    return f"{kind} {os.major(st.st_rdev)}:{os.minor(st.st_rdev)} {permissions}" if kind else None
 
 
 def cgroup_rules(hc: dict, stat_fn: Callable[[str], os.stat_result] = os.stat) -> tuple[str, ...] | None:
@@ -65,9 +62,11 @@ def cgroup_rules(hc: dict, stat_fn: Callable[[str], os.stat_result] = os.stat) -
     for dev in hc.get("Devices") or []:
         if isinstance(dev, dict) and isinstance(dev.get("PathOnHost"), str):
             try:
-                rules.append(_device_rule(dev["PathOnHost"], dev.get("CgroupPermissions") or "rwm", stat_fn))
+                rule = _device_rule(dev["PathOnHost"], dev.get("CgroupPermissions") or "rwm", stat_fn)
             except OSError:
-                continue  # the runtime reports the missing node when it creates it
+                rule = None
+            if rule is not None:  # else the runtime refuses the node with dockerd's words when it makes it
+                rules.append(rule)
     rules += validate_cgroup_rules(hc)
     return (*rules, *DEFAULT_RULES)
 

@@ -38,6 +38,8 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from .limits import HeaderGuard, error_response
+from .params import parse_json
 from .streams import RAW_STREAM
 from .versioning import API_VERSION, STANDARD_HEADERS, check_version, strip_version
 
@@ -74,7 +76,7 @@ class HijackRequest:
         return value.strip().lower() not in ("", "0", "no", "false", "none")
 
     def json(self) -> Any:
-        return json.loads(self.body) if self.body.strip() else None
+        return parse_json(self.body) if self.body.strip() else None
 
 
 HijackHandler = Callable[[HijackRequest, asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -415,6 +417,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         # Set while the parser is fed exactly up to the end of a head: only then can a request
         # without upgrade be taken over, since the bytes after it are known (see data_received).
         _at_head_end = False
+        _guard: HeaderGuard
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
@@ -426,13 +429,36 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 except OSError:
                     pass
             super().connection_made(transport)
+            self._guard = HeaderGuard(self.loop, self._reject_headers)
+            self._guard.begin()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._guard.stop()
+            super().connection_lost(exc)
+
+        def _reject_headers(self, status: int, message: str) -> None:
+            self.logger.debug("closing a connection from %s: %s", self.client or "unix", message)
+            if not self.transport.is_closing():
+                self.transport.write(error_response(status, message))
+                self.transport.close()
 
         def on_message_begin(self) -> None:
+            self._guard.begin()
             self._hijack = None
             self._plain_body_left = 0
             super().on_message_begin()
 
+        def on_url(self, url: bytes) -> None:
+            self._guard.parsed(len(url))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            self._guard.parsed(len(name) + len(value) + 4)
+            super().on_header(name, value)
+
         def on_headers_complete(self) -> None:
+            if not self._guard.complete():
+                return
             pending = self._match_hijack()
             if pending is not None:
                 # No RequestResponseCycle: the HttpParserUpgrade that feed_data raises next
@@ -490,6 +516,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             )
 
         def on_body(self, body: bytes) -> None:
+            if self._guard.rejected:
+                return
             if self._hijack is not None:
                 self._hijack.body += body
                 return
@@ -506,7 +534,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_complete(self) -> None:
             self._in_body = False
-            if self._hijack is not None or self._plain_body_left:
+            if self._hijack is not None or self._plain_body_left or self._guard.rejected:
                 return
             super().on_message_complete()
 
@@ -520,6 +548,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def data_received(self, data: bytes) -> None:
             # Mirrors HttpToolsProtocol.data_received, plus the take-overs.
+            if self._guard.rejected:
+                return
             self._unset_keepalive_if_required()
             if self._plain_body_left:
                 self._feed_plain_body(data)
@@ -572,6 +602,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 if self._plain_body_left:
                     self._feed_plain_body(data[exc.args[0] :] + rest)
                 return True
+            if self._guard.reading:
+                self._guard.received(len(data))
             return False
 
         def _take_over(self, pending: _Pending, leftover: bytes) -> None:

@@ -11,11 +11,13 @@ import uuid
 from pathlib import Path
 
 from api.backends import Backends
+from daemon import security
 from daemon.build.cache import BuildCache
 from daemon.build.contexts import ContextStore
 from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
 from daemon.config import Config
+from daemon.containers import container_config, seccomp
 from daemon.containers.archive import ArchiveService
 from daemon.containers.files import DnsDefaults
 from daemon.containers.health import HealthMonitor
@@ -70,6 +72,7 @@ class Daemon:
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.cgroups = cgroups.detect(cfg.cgroup_parent)
+        self.seccomp = seccomp.detect()
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
@@ -92,14 +95,16 @@ class Daemon:
         dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
-        self.execs = ExecService(self.registry, self.events, self.cgroups, link_env=self.sandboxes.link_env)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp,
+                                 link_env=self.sandboxes.link_env)
         # Health probes run as execs.
         self.health = HealthMonitor(runner=self.execs, events=self.events, persist=self.registry.persist)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups,
-                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts), health=self.health)
+                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts), health=self.health,
+                                           seccomp=self.seccomp)
         self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
                                      persist=self.registry.persist)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
@@ -115,8 +120,10 @@ class Daemon:
             contexts=ContextStore(root / "builder" / "contexts"))
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
+        security_facts = security.describe(seccomp=self.seccomp.enabled,
+                                           cgroupns=container_config.DEFAULT_CGROUPNS == "private")
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events, self.build)
+                                    self.events, self.build, security_facts)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()

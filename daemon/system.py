@@ -7,13 +7,14 @@ import os
 import platform
 import socket
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
 from daemon.config import Config
 from daemon.events import EventBus, EventFilter
+from daemon.security import SecurityFacts
 from daemon.version import GIT_COMMIT, VERSION
 
 
@@ -60,6 +61,7 @@ class SystemService:
     volumes: VolumeViews
     events: EventBus
     build_cache: BuildCacheViews
+    security: SecurityFacts = field(default_factory=SecurityFacts)
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,
@@ -158,8 +160,8 @@ class SystemService:
             "Isolation": "",
             "InitBinary": "docker-init" if self.containers.init_path else "",
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
-            "SecurityOptions": ["name=cgroupns"] if cgroup_version == "2" else [],
-            "Warnings": [],
+            "SecurityOptions": list(self.security.options),
+            "Warnings": list(self.security.warnings),
         }
 
 def _sysctl(name: str) -> str:

@@ -18,9 +18,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import devicefilter
+
 ROOT = Path("/sys/fs/cgroup")
 GROUP = "pydockerd"  # default parent: <daemon cgroup>/pydockerd/<container id>
-_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset")
+_V1_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer", "blkio", "cpuset", "devices")
 _DEFAULT_CPU_PERIOD = 100_000
 _DEFAULT_CPU_SHARES = 1024
 
@@ -39,6 +41,9 @@ class Resources:
     cpuset_cpus: str = ""  # "" = all the parent has
     cpuset_mems: str = ""
     blkio_weight: int = 0  # 10-1000; 0 = the kernel's default
+    # The devices the container may use, as the devices cgroup writes them ("c 1:3 rwm"),
+    # every other one denied; None leaves all allowed (--privileged).
+    devices: tuple[str, ...] | None = None
 
 
 def swap_limit(res: Resources) -> int:
@@ -146,6 +151,10 @@ class CgroupV1:
                 _write(d["memory"] / "memory.soft_limit_in_bytes", str(res.memory_reservation))
             if res.blkio_weight and "blkio" in d and (d["blkio"] / "blkio.weight").exists():
                 _write(d["blkio"] / "blkio.weight", str(res.blkio_weight))
+            if res.devices is not None and "devices" in d:
+                _write(d["devices"] / "devices.deny", "a")
+                for rule in res.devices:
+                    _write(d["devices"] / "devices.allow", rule)
         except OSError:
             for p in reversed(made):
                 _rmdir(p)
@@ -199,6 +208,14 @@ class CgroupV1:
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(d / "cgroup.procs") for d in self.dirs(cid).values()]
+
+    def hierarchies(self, cid: str) -> list[tuple[str, str]]:
+        """(hierarchy, host directory) of each hierarchy the container has a cgroup in; a
+        hierarchy is named as mounted ("cpu,cpuacct" where those are co-mounted)."""
+        out: dict[str, str] = {}
+        for c, d in self.dirs(cid).items():
+            out.setdefault((ROOT / c).resolve().name, str(d))
+        return list(out.items())
 
     def add(self, cid: str, pid: int) -> None:
         for f in self.procs_files(cid):
@@ -308,6 +325,8 @@ class CgroupV2:
                 _write(d / "cpuset.mems", res.cpuset_mems)
             if res.blkio_weight and (d / "io.weight").exists():
                 _write(d / "io.weight", f"default {_io_weight(res.blkio_weight)}")
+            if res.devices is not None:  # v2 has no devices controller: a BPF program decides
+                devicefilter.attach(d, devicefilter.program(res.devices))
         except OSError:
             _rmdir(d)
             raise
@@ -338,6 +357,9 @@ class CgroupV2:
 
     def procs_files(self, cid: str) -> list[str]:
         return [str(self.base / cid / "cgroup.procs")]
+
+    def hierarchies(self, cid: str) -> list[tuple[str, str]]:
+        return [("", str(self.base / cid))]
 
     def add(self, cid: str, pid: int) -> None:
         _write(self.base / cid / "cgroup.procs", str(pid))

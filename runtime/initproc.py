@@ -14,6 +14,7 @@ means the execve succeeded):
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import fcntl
 import os
@@ -21,7 +22,7 @@ import resource
 import select
 import struct
 
-from . import lean, libc, lookpath, rootfs, users
+from . import lean, libc, lookpath, rootfs, seccomp, users
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,9 +90,18 @@ def _join(path: str, nstype: int) -> None:
         os.close(fd)
 
 
+def _enter_cgroups(cfg: dict) -> int:
+    """Moves the init into the container's cgroups ("0" is the writer itself, whatever its pid in
+    the new pid namespace): a cgroup namespace made next is rooted there. The flag to unshare."""
+    for procs in cfg.get("cgroup_procs") or []:
+        with open(procs, "w") as f:
+            f.write("0")
+    return libc.CLONE_NEWCGROUP if cfg.get("cgroupns") == "private" else 0
+
+
 def _namespaces(cfg: dict) -> None:
     network = cfg["network"]
-    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS
+    flags = libc.CLONE_NEWNS | libc.CLONE_NEWUTS | _enter_cgroups(cfg)
     if network == "new":
         flags |= libc.CLONE_NEWNET
     elif network != "host":
@@ -194,9 +204,19 @@ def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
     env = list(cfg["env"])
     if not any(e.startswith("HOME=") for e in env):
         env.append(f"HOME={ident.home}")
+    if not cfg["no_new_privileges"]:
+        load_seccomp(cfg)
     _become(ident, _cap_mask(cfg["capabilities"], cfg["privileged"]), cfg["no_new_privileges"])
     os.umask(0o022)
     return console, env
+
+
+def load_seccomp(cfg: dict) -> None:
+    """The container's seccomp filter, as runc places it: without no_new_privs the kernel wants
+    CAP_SYS_ADMIN for it, so it goes right before the capabilities are dropped; with
+    no_new_privs right before execve, so that as few of our own syscalls as possible pass it."""
+    if cfg.get("seccomp"):
+        seccomp.load(binascii.a2b_base64(cfg["seccomp"]))
 
 
 def _exec(cfg: dict, env: list[str], chan: lean.Socket) -> NoReturn:
@@ -210,6 +230,12 @@ def _exec(cfg: dict, env: list[str], chan: lean.Socket) -> NoReturn:
         _send(chan, {"error": e.message, "exit_code": e.exit_code, "stage": "exec"})
         os._exit(e.exit_code)
     environ = dict(e.split("=", 1) for e in env)
+    if cfg["no_new_privileges"]:
+        try:
+            load_seccomp(cfg)
+        except OSError as e:
+            _send(chan, {"error": str(e), "exit_code": 128, "stage": "exec"})
+            os._exit(128)
     _send(chan, {"exec": True})
     try:
         os.execve(path, args, environ)

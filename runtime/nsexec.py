@@ -22,7 +22,7 @@ from . import initproc, lean, libc, lookpath, users
 signal = lean.signal
 
 # mnt last: after it, /proc/<pid>/ns paths would be the container's own /proc.
-_NAMESPACES = ("ipc", "uts", "net", "pid", "mnt")
+_NAMESPACES = ("ipc", "uts", "net", "pid", "cgroup", "mnt")
 _TIOCSCTTY = 0x540E
 _TIOCSWINSZ = 0x5414
 _TIOCSPTLCK = 0x40045431
@@ -54,6 +54,13 @@ def _fail(message: str, code: int) -> None:
     os._exit(code)
 
 
+def _load_seccomp(spec: dict) -> None:
+    try:
+        initproc.load_seccomp(spec)
+    except OSError as e:
+        _fail(str(e), 126)
+
+
 def _child(spec: dict) -> None:
     os.setsid()
     if spec.get("tty"):
@@ -76,12 +83,17 @@ def _child(spec: dict) -> None:
         initproc._set_limits({"rlimits": spec.get("rlimits")})
     except OSError as e:
         _fail(str(e), 126)
-    initproc._become(ident, initproc._cap_mask(spec["capabilities"], spec["privileged"]),
-                     bool(spec.get("no_new_privileges")))
+    nnp = bool(spec.get("no_new_privileges"))
+    # The container's seccomp filter, placed as in the container's init (see load_seccomp).
+    if not nnp:
+        _load_seccomp(spec)
+    initproc._become(ident, initproc._cap_mask(spec["capabilities"], spec["privileged"]), nnp)
     args = spec["args"]
     path_env = next((e[5:] for e in env if e.startswith("PATH=")), initproc.DEFAULT_PATH)
     try:
         path = lookpath.find(args[0], path_env)
+        if nnp:
+            _load_seccomp(spec)
         os.execve(path, args, dict(e.split("=", 1) if "=" in e else (e, "") for e in env))
     except lookpath.ExecError as e:
         _fail(e.message, e.exit_code)
@@ -101,7 +113,10 @@ def main(argv: list[str]) -> int:
         for procs in spec.get("cgroup_procs") or []:
             with open(procs, "w") as f:
                 f.write(str(os.getpid()))
-        fds = [(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), ns) for ns in _NAMESPACES]
+        # The cgroup namespace only when the container has its own (--cgroupns private).
+        names = [ns for ns in _NAMESPACES if ns != "cgroup"
+                 or os.stat(f"/proc/{pid}/ns/cgroup").st_ino != os.stat("/proc/self/ns/cgroup").st_ino]
+        fds = [(os.open(f"/proc/{pid}/ns/{ns}", os.O_RDONLY | os.O_CLOEXEC), ns) for ns in names]
         for fd, _ in fds:
             libc.setns(fd, 0)
             os.close(fd)

@@ -252,6 +252,7 @@ def _standard_mounts(root: str, cfg: dict) -> None:
     _mount_at(root, "/proc", "proc", "proc", nse, None, no_symlinks=True)
     sys_flags = nse if cfg["privileged"] else nse | MS_RDONLY
     _mount_at(root, "/sys", "sysfs", "sysfs", sys_flags, None, no_symlinks=True)
+    _cgroup_mounts(os.path.join(root, "sys/fs/cgroup"), cfg)
     _mount_at(root, "/dev", "tmpfs", "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k",
               no_symlinks=True)
     dev = os.path.join(root, "dev")
@@ -265,6 +266,45 @@ def _standard_mounts(root: str, cfg: dict) -> None:
     else:
         libc.mount("shm", f"{dev}/shm", "tmpfs", nse, f"mode=1777,size={cfg['shm_size']}")
     libc.mount("mqueue", f"{dev}/mqueue", "mqueue", nse, None)
+
+
+def _cgroup_mounts(target: str, cfg: dict) -> None:
+    """/sys/fs/cgroup as runc makes it, showing the container's own cgroups: with a cgroup
+    namespace the hierarchies are mounted afresh (rooted at the container's cgroup), else the
+    container's cgroup directories are bound; read-only unless privileged. ``target`` is in a
+    fresh sysfs, so plain paths below it are safe."""
+    mounts = cfg.get("cgroup_mounts") or []
+    if not mounts:
+        return
+    nse = MS_NOSUID | MS_NOEXEC | MS_NODEV
+    ro = 0 if cfg["privileged"] else MS_RDONLY
+    private = cfg.get("cgroupns") == "private"
+
+    def mount_one(hierarchy: str, source: str, dest: str) -> None:
+        if private:
+            fstype = "cgroup" if hierarchy else "cgroup2"
+            libc.mount(fstype, dest, fstype, nse | ro, hierarchy or None)
+        else:
+            libc.mount(source, dest, None, MS_BIND, None)
+            if ro:
+                libc.mount(None, dest, None, MS_BIND | MS_REMOUNT | MS_RDONLY | nse, None)
+
+    try:
+        if len(mounts) == 1 and not mounts[0]["hierarchy"]:  # v2: one hierarchy
+            mount_one("", mounts[0]["source"], target)
+            return
+        libc.mount("tmpfs", target, "tmpfs", nse, "mode=755")
+        for m in mounts:
+            dest = os.path.join(target, m["hierarchy"])
+            os.mkdir(dest, 0o755)
+            mount_one(m["hierarchy"], m["source"], dest)
+            for name in m["hierarchy"].split(","):  # cpu -> cpu,cpuacct where co-mounted
+                if name != m["hierarchy"] and not os.path.lexists(os.path.join(target, name)):
+                    os.symlink(m["hierarchy"], os.path.join(target, name))
+        if ro:
+            libc.mount(None, target, None, MS_REMOUNT | MS_RDONLY | nse, "mode=755")
+    except OSError as e:
+        raise MountError(f"cannot mount /sys/fs/cgroup: {e.strerror or e}") from e
 
 
 def _add_devices(root: str, devices: list[dict]) -> None:

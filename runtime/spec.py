@@ -79,10 +79,23 @@ Fields (defaults in brackets):
 ``log_max_size``, ``log_max_file``
     json-file rotation: the log moves to ``<log>.1`` (and up to ``.N-1``) once it reaches
     ``log_max_size`` bytes (0 = never) [0, 1].
+``seccomp``
+    the seccomp BPF program (struct sock_filter array, base64), compiled by the daemon and
+    loaded by the init as late as the kernel allows; ``""`` runs unconfined [``""``].
+``cgroup_procs``
+    the container's ``cgroup.procs`` files: the init moves itself into them before it makes
+    its cgroup namespace, so that namespace is rooted at the container's cgroup [``[]``].
+``cgroupns``
+    ``"private"`` (a cgroup namespace of its own) or ``"host"`` [``"host"``].
+``cgroup_mounts``
+    what the container sees under /sys/fs/cgroup: ``[{"hierarchy": "memory", "source":
+    "/sys/fs/cgroup/memory/.../<id>"}, ...]`` (v1: one per controller, the container's own
+    cgroup; v2: one with hierarchy ``""``), read-only unless privileged [``[]``].
 """
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Mapping
 from typing import Any, TypedDict
@@ -129,6 +142,11 @@ class DeviceSpec(TypedDict):
     destination: str
 
 
+class CgroupMountSpec(TypedDict):
+    hierarchy: str  # v1 controller ("memory"), or "" for the v2 unified hierarchy
+    source: str  # host path of the container's cgroup in that hierarchy
+
+
 # Docker's --ulimit names (RLIMIT_<NAME>).
 RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
@@ -166,6 +184,10 @@ class ContainerSpec(TypedDict):
     devices: list[DeviceSpec]
     log_max_size: int
     log_max_file: int
+    seccomp: str
+    cgroup_procs: list[str]
+    cgroupns: str
+    cgroup_mounts: list[CgroupMountSpec]
 
 
 class SpecError(ValueError):
@@ -259,6 +281,40 @@ def _devices(raw: Any) -> list[DeviceSpec]:
     return [{"source": _abs(d.get("source") if isinstance(d, Mapping) else None, f"devices[{i}].source"),
              "destination": _abs(d.get("destination"), f"devices[{i}].destination")}
             for i, d in enumerate(raw)]
+
+
+def _seccomp(raw: Any) -> str:
+    if raw in (None, ""):
+        return ""
+    if not isinstance(raw, str):
+        raise SpecError("seccomp: expected a base64 string")
+    try:
+        program = binascii.a2b_base64(raw)
+    except binascii.Error as e:
+        raise SpecError(f"seccomp: {e}") from None
+    if not program or len(program) % 8:
+        raise SpecError("seccomp: not a BPF program (whole 8-byte instructions)")
+    return raw
+
+
+def _cgroupns(raw: Any) -> str:
+    if raw in (None, ""):
+        return "host"
+    if raw not in ("host", "private"):
+        raise SpecError("cgroupns: expected \"host\" or \"private\"")
+    return raw
+
+
+def _cgroup_mounts(raw: Any) -> list[CgroupMountSpec]:
+    if not isinstance(raw, list):
+        raise SpecError("cgroup_mounts: expected a list")
+    out: list[CgroupMountSpec] = []
+    for i, m in enumerate(raw):
+        hierarchy = m.get("hierarchy") if isinstance(m, Mapping) else None
+        if not isinstance(hierarchy, str) or "/" in hierarchy or hierarchy in (".", ".."):
+            raise SpecError(f"cgroup_mounts[{i}].hierarchy: expected a controller name")
+        out.append({"hierarchy": hierarchy, "source": _abs(m.get("source"), f"cgroup_mounts[{i}].source")})
+    return out
 
 
 def _capabilities(names: list[str]) -> list[str]:
@@ -364,4 +420,8 @@ def normalize(spec: Mapping[str, Any]) -> ContainerSpec:
         "devices": _devices(spec.get("devices") or []),
         "log_max_size": _int(spec, "log_max_size", 0, 0, 2**63 - 1),
         "log_max_file": _int(spec, "log_max_file", 1, 1, 2**31 - 1),
+        "seccomp": _seccomp(spec.get("seccomp")),
+        "cgroup_procs": [_abs(p, "cgroup_procs") for p in _str_list(spec, "cgroup_procs", [])],
+        "cgroupns": _cgroupns(spec.get("cgroupns")),
+        "cgroup_mounts": _cgroup_mounts(spec.get("cgroup_mounts") or []),
     }

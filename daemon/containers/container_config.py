@@ -227,13 +227,28 @@ async def resize_terminal(height: int, width: int, *, what: str, running: bool, 
             await done
 
 
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
 def validate_resources(hc: dict) -> None:
     """dockerd's checks (and wording) for the cgroup limits a container asks for."""
     ncpu = os.cpu_count() or 1
-    for key in ("Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares", "PidsLimit"):
+    for key in ("Memory", "MemorySwap", "NanoCpus", "CpuQuota", "CpuPeriod", "CpuShares", "PidsLimit",
+                "MemoryReservation", "ShmSize"):
         value = hc.get(key)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise InvalidParameter(f"json: cannot unmarshal into Go struct field HostConfig.{key} of type int64")
+        if value is not None and not _INT64_MIN <= value <= _INT64_MAX:
+            # Stored, it would break every inspect of the container (and Go clients reading it).
+            raise InvalidParameter(f"json: cannot unmarshal number {value} into Go struct field HostConfig.{key} "
+                                   "of type int64")
+    if (hc.get("CpuShares") or 0) < 0:
+        raise InvalidParameter(f"invalid CPU shares ({hc['CpuShares']}): value must be a positive integer")
+    for key in ("MemorySwap", "CpuQuota"):  # -1 is "unlimited"
+        if (hc.get(key) or 0) < -1:
+            raise InvalidParameter(f"invalid HostConfig.{key} {hc[key]}: must be -1 (unlimited) or more")
+    if (hc.get("MemoryReservation") or 0) < 0:
+        raise InvalidParameter("invalid HostConfig.MemoryReservation: must not be negative")
     memory = hc.get("Memory") or 0
     if memory < 0:
         raise InvalidParameter("invalid memory limit: must not be negative")
@@ -260,12 +275,16 @@ def validate_resources(hc: dict) -> None:
     resource_checks.create(hc)
 
 
+# dockerd's default-cgroupns-mode: a namespace of its own where the kernel has cgroup namespaces.
+DEFAULT_CGROUPNS = "private" if os.path.exists("/proc/self/ns/cgroup") else "host"
+
+
 def default_host_config() -> dict:
     return {
         "Binds": None, "ContainerIDFile": "", "LogConfig": {"Type": "json-file", "Config": {}},
         "NetworkMode": "default", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": False, "VolumeDriver": "", "VolumesFrom": None, "ConsoleSize": [0, 0], "CapAdd": None,
-        "CapDrop": None, "CgroupnsMode": "host", "Dns": [], "DnsOptions": [], "DnsSearch": [],
+        "CapDrop": None, "CgroupnsMode": DEFAULT_CGROUPNS, "Dns": [], "DnsOptions": [], "DnsSearch": [],
         "ExtraHosts": None, "GroupAdd": None, "IpcMode": "private", "Cgroup": "", "Links": None,
         "OomScoreAdj": 0, "PidMode": "", "Privileged": False, "PublishAllPorts": False, "ReadonlyRootfs": False,
         "SecurityOpt": None, "UTSMode": "", "UsernsMode": "", "ShmSize": DEFAULT_SHM_SIZE, "Runtime": "runc",

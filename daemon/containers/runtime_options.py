@@ -159,6 +159,8 @@ def validate(hc: dict) -> None:
         raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.GroupAdd of type string")
     _namespace_mode(hc.get("PidMode"), "PID", ("", "host"))
     _namespace_mode(hc.get("IpcMode"), "IPC", IPC_MODES)
+    if hc.get("CgroupnsMode") not in (None, "", "host", "private"):
+        raise InvalidParameter(f"invalid cgroup namespace mode: {hc['CgroupnsMode']}")
     devices(hc)
     hc["LogConfig"] = log_config(hc)
 

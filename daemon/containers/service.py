@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.containers import attaching, container_config, restart
+from daemon.containers import devices as devices_mod
 from daemon.containers import spec as spec_mod
 from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerHealth, ContainerImages, ContainerNetworking, ContainerVolumes
@@ -30,6 +31,7 @@ from daemon.containers.container_config import parse_signal
 from daemon.containers.files import ContainerFiles, DnsDefaults
 from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.seccomp import SeccompProfiles
 from daemon.containers.views import ContainerViews
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound, NotModified
 from daemon.events import EventBus
@@ -52,7 +54,8 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults, health: ContainerHealth) -> None:
+                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults, health: ContainerHealth,
+                 seccomp: SeccompProfiles) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -67,6 +70,7 @@ class ContainerService:
         self.networks = networks
         self.cgroups = cgroups
         self.health = health
+        self.seccomp = seccomp
         self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
@@ -121,7 +125,12 @@ class ContainerService:
         config, host_config = container_config.merge(body, img.config.get("config") or {})
         net = host_config["NetworkMode"]
         warnings = self.networks.check_mode(body, host_config)
-        container_config.capabilities(host_config)  # validates cap names now, not at start
+        caps = container_config.capabilities(host_config)  # validates cap names now, not at start
+        devices_mod.validate(host_config)
+        if self.seccomp.ready(host_config, caps):
+            self.seccomp.validate(host_config, caps)
+        else:  # a profile not seen before: libseccomp compiles it (milliseconds)
+            await asyncio.to_thread(self.seccomp.validate, host_config, caps)
         mount_points = mounts.parse(config, host_config, lambda ref: self.get(ref).mount_points)
         cid = self.registry.new_id()
         if cname is None:
@@ -172,7 +181,11 @@ class ContainerService:
         try:
             prepared = await asyncio.to_thread(self._prepare, c)
             netns_path, link_env = await self.networks.setup(c)
-            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path)
+            caps = container_config.capabilities(c.host_config)
+            confinement = (self._confinement(c) if self.seccomp.ready(c.host_config, caps)  # nothing to compile
+                           else await asyncio.to_thread(self._confinement, c))
+            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path,
+                                  confinement=confinement)
         except DaemonError as e:
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
             # removal), and an AutoRemove container removed.
@@ -181,7 +194,7 @@ class ContainerService:
         bundle = self.files.bundle(c)
         monitor = None
         try:
-            await asyncio.to_thread(self.cgroups.create, c.id, spec_mod.resources(c.host_config))
+            await asyncio.to_thread(self._create_cgroup, c)
             monitor = await Monitor.spawn(bundle, spec)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
@@ -208,6 +221,17 @@ class ContainerService:
         await self._persist(c)
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
+
+    def _confinement(self, c: Container) -> spec_mod.Confinement:
+        """Blocking (a seccomp profile not compiled yet): the filter and the cgroups to enter."""
+        hc = c.host_config
+        return spec_mod.Confinement(seccomp=self.seccomp.program(hc, container_config.capabilities(hc)),
+                                    cgroup_procs=self.cgroups.procs_files(c.id),
+                                    cgroup_hierarchies=self.cgroups.hierarchies(c.id))
+
+    def _create_cgroup(self, c: Container) -> None:
+        hc = c.host_config
+        self.cgroups.create(c.id, spec_mod.resources(hc, devices_mod.cgroup_rules(hc)))
 
     def _prepare(self, c: Container) -> spec_mod.Prepared:
         """Blocking part of start: mounts the rootfs and the volumes, writes the name files."""

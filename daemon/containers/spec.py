@@ -11,6 +11,7 @@ the volumes and sets up the network first, and hands their results in as a Prepa
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,15 @@ class Namespaces:
 
 
 @dataclass(frozen=True)
+class Confinement:
+    """What confines the container besides namespaces and capabilities, decided before the spec."""
+
+    seccomp: bytes | None  # the compiled BPF program; None runs unconfined
+    cgroup_procs: list[str]  # the container's cgroup.procs files
+    cgroup_hierarchies: list[tuple[str, str]]  # (hierarchy, host directory) shown at /sys/fs/cgroup
+
+
+@dataclass(frozen=True)
 class Prepared:
     """What start has set up on the host before the spec can be written."""
 
@@ -46,9 +56,10 @@ class Prepared:
     namespaces: Namespaces
 
 
-def resources(hc: dict) -> Resources:
+def resources(hc: dict, devices: tuple[str, ...] | None = None) -> Resources:
     """The cgroup limits of --memory, --memory-swap, --memory-reservation, --cpus (or
-    --cpu-quota/--cpu-period), --cpu-shares, --cpuset-cpus/-mems, --blkio-weight and --pids-limit."""
+    --cpu-quota/--cpu-period), --cpu-shares, --cpuset-cpus/-mems, --blkio-weight and --pids-limit;
+    ``devices`` the devices cgroup's allow-list (None: all)."""
     quota, period = hc.get("CpuQuota") or 0, hc.get("CpuPeriod") or 0
     if hc.get("NanoCpus"):
         period = _CPU_PERIOD
@@ -56,7 +67,8 @@ def resources(hc: dict) -> Resources:
     return Resources(memory=hc.get("Memory") or 0, memory_swap=hc.get("MemorySwap") or 0, cpu_quota=quota,
                      cpu_period=period, cpu_shares=hc.get("CpuShares") or 0, pids_limit=hc.get("PidsLimit") or 0,
                      memory_reservation=hc.get("MemoryReservation") or 0, cpuset_cpus=hc.get("CpusetCpus") or "",
-                     cpuset_mems=hc.get("CpusetMems") or "", blkio_weight=hc.get("BlkioWeight") or 0)
+                     cpuset_mems=hc.get("CpusetMems") or "", blkio_weight=hc.get("BlkioWeight") or 0,
+                     devices=devices)
 
 
 def _join(mode: str, kind: str, ns_file: str, lookup: Callable[[str], Container]) -> str:
@@ -106,7 +118,7 @@ def _mounts(files: dict[str, Path], readonly: bool, user_mounts: list[dict]) -> 
 
 
 def build(c: Container, prepared: Prepared, *, netns: str | None, link_env: list[str],
-          init_path: str | None) -> ContainerSpec:
+          init_path: str | None, confinement: Confinement) -> ContainerSpec:
     """The monitor's spec for starting `c`. `netns` is the sandbox's network namespace (None:
     the container has none of its own), `link_env` the --link variables."""
     hc = c.host_config
@@ -153,4 +165,8 @@ def build(c: Container, prepared: Prepared, *, netns: str | None, link_env: list
         "devices": devices,
         "log_max_size": log_max_size,
         "log_max_file": log_max_file,
+        "seccomp": base64.b64encode(confinement.seccomp).decode() if confinement.seccomp else "",
+        "cgroup_procs": list(confinement.cgroup_procs),
+        "cgroupns": "private" if hc.get("CgroupnsMode") == "private" else "host",
+        "cgroup_mounts": [{"hierarchy": h, "source": d} for h, d in confinement.cgroup_hierarchies],
     }

@@ -8,6 +8,7 @@ exec's stream goes through the hijacked connection of `POST /exec/{id}/start`.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from daemon.containers import container_config, runtime_options
 from daemon.containers.container import Container
 from daemon.containers.health import ProbeOutcome
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.seccomp import SeccompProfiles
 from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
 from daemon.util.gojson import fold_keys
@@ -67,11 +69,12 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups, *,
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups, seccomp: SeccompProfiles, *,
                  link_env: Callable[[Container], list[str]]) -> None:
         self.registry = registry
         self.events = events
         self.cgroups = cgroups
+        self.seccomp = seccomp
         self.link_env = link_env  # the legacy --link variables, as of now (dockerd computes them per exec)
         self.execs: dict[str, ExecInstance] = {}
 
@@ -156,6 +159,10 @@ class ExecService:
         env = list(merged.values())
         hc = c.host_config
         privileged = ex.privileged or bool(hc.get("Privileged"))
+        # The container's filter whatever the exec asks, as runc applies it to every process.
+        caps = container_config.capabilities(hc)
+        program = (self.seccomp.program(hc, caps) if self.seccomp.ready(hc, caps)  # no thread hop when cached
+                   else await asyncio.to_thread(self.seccomp.program, hc, caps))
         spec = {
             "pid": c.state["Pid"],
             "args": ex.cmd,
@@ -172,6 +179,7 @@ class ExecService:
             "no_new_privileges": runtime_options.no_new_privileges(hc),
             "rlimits": runtime_options.rlimits(hc),
             "group_add": list(hc.get("GroupAdd") or []),
+            "seccomp": base64.b64encode(program).decode() if program else "",
         }
         try:
             ex.process = await spawn_exec(spec)

@@ -17,7 +17,7 @@ def _json_or_shell(args: str, shell: bool) -> list[str]:
     if s.startswith("["):
         try:
             value = json.loads(s)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON (or absurdly nested): the shell form, as dockerd
             value = None
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return value

@@ -18,8 +18,10 @@ class Filters:
             return cls({})
         try:
             data = json.loads(raw)
-        except json.JSONDecodeError as e:
+        except ValueError as e:
             raise InvalidParameter(f"invalid filter: {e}") from e
+        except RecursionError:  # a hostile query string: nesting deeper than Python's stack
+            raise InvalidParameter("invalid filter: nested too deeply") from None
         if not isinstance(data, dict):
             raise InvalidParameter("invalid filter: expected a JSON object")
         values: dict[str, list[str]] = {}

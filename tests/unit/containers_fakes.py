@@ -8,6 +8,7 @@ from pathlib import Path
 from daemon.containers.container import Container
 from daemon.containers.files import DnsDefaults
 from daemon.containers.registry import ContainerRegistry
+from daemon.containers.seccomp import DEFAULT_PROFILE, SeccompProfiles
 from daemon.containers.service import ContainerService
 from daemon.events import EventBus
 from daemon.images.service import Image
@@ -131,6 +132,12 @@ class FakeHealth:
         self.calls.append(("shutdown", ""))
 
 
+def fake_seccomp() -> SeccompProfiles:
+    """dockerd's default profile with a stand-in compiler: one instruction per rule."""
+    return SeccompProfiles(DEFAULT_PROFILE.read_text(), lambda flt: b"\0" * 8 * (1 + len(flt.rules)),
+                           enabled=True, arch="amd64", kernel=(6, 1))
+
+
 def make_service(tmp: Path, volumes: FakeVolumes | None = None,
                  store_cls: type[Store] = Store) -> tuple[ContainerService, Store, FakeDriver]:
     store = store_cls(tmp / "db.sqlite")
@@ -139,5 +146,6 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
     svc = ContainerService(store=store, registry=ContainerRegistry(store), images=FakeImages(),
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
-                           cgroups=None, dns=DnsDefaults(), health=FakeHealth())  # type: ignore[arg-type] - never reach cgroups
+                           cgroups=None,  # type: ignore[arg-type] - create and remove never reach cgroups
+                           dns=DnsDefaults(), health=FakeHealth(), seccomp=fake_seccomp())
     return svc, store, driver

@@ -29,7 +29,8 @@ def _build(c: Container, user_mounts: list[dict] | None = None, netns: str | Non
     prepared = spec.Prepared(rootfs=Path("/r"), name_files=files, log_path=Path("/l/log"),
                              user_mounts=user_mounts or [],
                              namespaces=spec.namespaces(c, lambda ref: c))
-    return spec.build(c, prepared, netns=netns, link_env=["DB_PORT=tcp://10.0.0.2:5432"], init_path=init_path)
+    return spec.build(c, prepared, netns=netns, link_env=["DB_PORT=tcp://10.0.0.2:5432"], init_path=init_path,
+                      confinement=spec.Confinement(seccomp=None, cgroup_procs=[], cgroup_hierarchies=[]))
 
 
 def test_resources_from_host_config() -> None:

@@ -116,7 +116,9 @@ def _spec_for(hc: dict) -> dict:
     prepared = container_spec.Prepared(rootfs=Path("/r"), name_files={k: Path(f"/f/{k}") for k in
                                        ("hostname", "hosts", "resolv")}, log_path=Path("/l/log"),
                                        user_mounts=[], namespaces=container_spec.namespaces(c, lambda ref: c))
-    return dict(container_spec.build(c, prepared, netns=None, link_env=[], init_path=None))
+    return dict(container_spec.build(c, prepared, netns=None, link_env=[], init_path=None,
+                                     confinement=container_spec.Confinement(seccomp=None, cgroup_procs=[],
+                                                                            cgroup_hierarchies=[])))
 
 
 def test_spec_fields() -> None:

@@ -32,6 +32,7 @@ from daemon.store import Store
 from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
 from runtime import cgroups
+from runtime.launcher import ZygoteLauncher
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources
@@ -80,10 +81,13 @@ class Daemon:
                                        ip_masq=cfg.ip_masq)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root)
+        # Monitors are forked from a template process that shares its memory with them.
+        self.launcher = ZygoteLauncher(cfg.exec_root)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups,
+                                           launcher=self.launcher)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
@@ -114,6 +118,7 @@ class Daemon:
             return value
 
     async def start(self) -> None:
+        await self.launcher.start()
         self.store.open()
         self.images.load()
         self.volumes.load()
@@ -147,6 +152,7 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.shutdown()
+        await self.launcher.close()
         await asyncio.to_thread(self.cgroups.release)
         await self.sandboxes.shutdown()
         await self.networks.shutdown()

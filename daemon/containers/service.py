@@ -41,6 +41,7 @@ from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, pars
 from daemon.volumes import mounts
 from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
+from runtime.launcher import Launcher
 
 log = logging.getLogger("pydockerd.containers")
 
@@ -52,7 +53,7 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups) -> None:
+                 init_path: str | None, cgroups: Cgroups, launcher: Launcher) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -66,6 +67,7 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
+        self.launcher = launcher
         self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
@@ -179,7 +181,7 @@ class ContainerService:
         monitor = None
         try:
             await asyncio.to_thread(self.cgroups.create, c.id, spec_mod.resources(c.host_config))
-            monitor = await Monitor.spawn(bundle, spec)
+            monitor = await Monitor.spawn(bundle, spec, self.launcher)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
             await attaching.connect_pending(c, monitor)

@@ -11,6 +11,7 @@ from daemon.containers.service import ContainerService
 from daemon.events import EventBus
 from daemon.images.service import Image
 from daemon.store import Store
+from runtime.launcher import FreshLauncher
 
 IMAGE = Image(id="sha256:" + "1" * 64, config={"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}},
               chain_ids=[], size=0, tags=["busybox:latest"])
@@ -113,5 +114,6 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
     svc = ContainerService(store=store, registry=ContainerRegistry(store), images=FakeImages(),
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
-                           cgroups=None)  # type: ignore[arg-type] - create and remove never reach cgroups
+                           cgroups=None,  # type: ignore[arg-type] - create and remove never reach cgroups
+                           launcher=FreshLauncher())
     return svc, store, driver

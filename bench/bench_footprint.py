@@ -32,28 +32,6 @@ import common
 MIB = 1024 * 1024
 
 
-def _socket_owner(path: str) -> int:
-    """The pid of the process holding the listening unix socket `path`."""
-    inodes = set()
-    with open("/proc/net/unix") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 8 and parts[7] == path:
-                inodes.add(parts[6])
-    if not inodes:
-        raise SystemExit(f"nobody listens on {path}")
-    targets = {f"socket:[{i}]" for i in inodes}
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
-                    return int(pid)
-        except OSError:
-            continue
-    raise SystemExit(f"no process found for the socket {path}")
-
-
 def _children() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
@@ -103,7 +81,7 @@ class Engine(common.Engine):
         u = urllib.parse.urlparse(host)
         if u.scheme != "unix":
             raise SystemExit(f"{host}: needs a unix socket of an engine on this machine")
-        self.daemon_pid = _socket_owner(u.path)
+        self.daemon_pid = common.socket_owner(u.path)
 
     def container_pids(self) -> list[int]:
         ids = self.docker("ps", "-q", "--filter", f"label={self.label}").stdout.split()

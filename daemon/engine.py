@@ -25,6 +25,7 @@ from daemon.execs.service import ExecService
 from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
+from daemon.looplag import LoopLag
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
@@ -81,7 +82,8 @@ class Daemon:
                                        ip_masq=cfg.ip_masq)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root)
-        # Monitors are forked from a template process that shares its memory with them.
+        # Monitors and exec processes are forked from a template process that shares its
+        # memory with them.
         self.launcher = ZygoteLauncher(cfg.exec_root)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
@@ -92,11 +94,12 @@ class Daemon:
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
                                     self.driver, self.events)
-        self.execs = ExecService(self.registry, self.events, self.cgroups)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, self.launcher)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
+        self.looplag = LoopLag()
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events)
+                                    self.events, self.looplag)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
@@ -118,6 +121,7 @@ class Daemon:
             return value
 
     async def start(self) -> None:
+        self.looplag.start()
         await self.launcher.start()
         self.store.open()
         self.images.load()
@@ -158,4 +162,5 @@ class Daemon:
         await self.networks.shutdown()
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
+        await self.looplag.stop()
 

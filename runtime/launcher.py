@@ -1,5 +1,6 @@
-"""How the daemon starts a container's monitor: forked from the template process
-(runtime/zygote.py, one per daemon), or as a fresh interpreter (runtime/monitor.py).
+"""How the daemon starts a container's monitor (and exec processes, runtime/execclient.py):
+forked from the template process (runtime/zygote.py, one per daemon), or as a fresh
+interpreter (runtime/monitor.py).
 
 Either way the monitor ends up detached from the daemon (see runtime/zygote.py for why the
 guarantees hold) and its first and only line on its stdout is the ready line; ``launch``
@@ -19,6 +20,8 @@ import socket
 import sys
 from pathlib import Path
 from typing import Protocol
+
+from . import zygote
 
 log = logging.getLogger("pydockerd.runtime")
 
@@ -62,7 +65,8 @@ class FreshLauncher:
 
 
 class ZygoteLauncher:
-    """Forks monitors from the template process; falls back to `fallback` without one.
+    """Forks monitors (and exec processes) from the template process; monitors start with
+    `fallback` without one.
 
     The template is the daemon's child, started by ``start()`` and ended by ``close()``
     (it also ends by itself when the daemon dies: its socket reaches EOF).
@@ -135,24 +139,32 @@ class ZygoteLauncher:
                     proc.kill()
                 await proc.wait()
 
-    async def launch(self, bundle_dir: Path, log_fd: int) -> bytes:
+    async def request(self, kind: bytes, arg: bytes, fds: list[int]) -> bool:
+        """Hand a request to the template (runtime/zygote.py); False when there is none to take
+        it (the caller then starts a fresh process)."""
         if not self.running and not self._closed:
             await self.start()
         sock = self._sock
-        if sock is None or not self.running:
-            return await self.fallback.launch(bundle_dir, log_fd)
+        if sock is None or not self.running or len(arg) + 1 > zygote.MAX_REQUEST:
+            return False
+        try:
+            socket.send_fds(sock, [kind + arg], fds)
+        except OSError as e:
+            # Gone (EPIPE) or not reading (its queue is full): the next request starts a new
+            # template if this one has died.
+            log.warning("monitor template unavailable (%s), starting a new process instead", e)
+            return False
+        return True
+
+    async def launch(self, bundle_dir: Path, log_fd: int) -> bytes:
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
-            try:
-                socket.send_fds(sock, [os.fsencode(bundle_dir)], [log_fd, w])
-            except OSError as e:
-                # Gone (EPIPE) or not reading (its queue is full): this monitor starts fresh;
-                # the next launch starts a new template if this one has died.
-                log.warning("monitor template unavailable (%s), starting the monitor as a new process", e)
-                os.close(r)
-                return await self.fallback.launch(bundle_dir, log_fd)
+            sent = await self.request(zygote.MONITOR, os.fsencode(bundle_dir), [log_fd, w])
         finally:
             os.close(w)
+        if not sent:
+            os.close(r)
+            return await self.fallback.launch(bundle_dir, log_fd)
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),

@@ -19,6 +19,7 @@ from daemon.errors import Conflict, InvalidParameter, NotFound
 from daemon.events import EventBus
 from runtime.cgroups import Cgroups
 from runtime.execclient import ExecProcess, spawn_exec
+from runtime.launcher import ZygoteLauncher
 
 log = logging.getLogger("pydockerd.exec")
 _KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
@@ -58,10 +59,12 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups) -> None:
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups,
+                 launcher: ZygoteLauncher | None = None) -> None:
         self.registry = registry
         self.events = events
         self.cgroups = cgroups
+        self.launcher = launcher
         self.execs: dict[str, ExecInstance] = {}
 
     def create(self, ref: str, body: Any) -> str:
@@ -155,7 +158,7 @@ class ExecService:
             "group_add": list(hc.get("GroupAdd") or []),
         }
         try:
-            ex.process = await spawn_exec(spec)
+            ex.process = await spawn_exec(spec, self.launcher)
         except Exception:
             ex.started = False
             raise

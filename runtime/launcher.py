@@ -82,6 +82,11 @@ class ZygoteLauncher:
         self._closed = False
 
     @property
+    def pid(self) -> int | None:
+        """The template's pid while it runs."""
+        return self._proc.pid if self.running and self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._sock is not None and self._proc is not None and self._proc.returncode is None
 

@@ -508,7 +508,7 @@ class ContainerService:
 
     # -- logs --------------------------------------------------------------------------------
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
-             stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
+             stderr: bool) -> tuple[Container, AsyncIterator[list[dict]]]:
         c = self.get(ref)
         return c, container_log(c, self.files.paths(c)["log"], follow=follow, tail=tail, since=since, until=until,
                                 stdout=stdout, stderr=stderr)

@@ -124,6 +124,11 @@ def measure(e: Engine, n: int, log) -> dict[str, float]:
     time.sleep(2)
     engine, _ = e.processes()
     after = sum(_rollup(p)[0] for p in engine)
+    log(f"[{e.host}] a test suite's worth of work: {n} containers with execs and logs, networks, volumes, images")
+    work(e, n)
+    time.sleep(2)
+    engine, _ = e.processes()
+    after_work = sum(_rollup(p)[0] for p in engine)
     return {
         "engine PSS, idle": idle / MIB,
         f"engine PSS, {n} containers running": busy / MIB,
@@ -131,7 +136,33 @@ def measure(e: Engine, n: int, log) -> dict[str, float]:
         "monitor PSS (median)": statistics.median(m[0] for m in mon) / MIB if mon else 0.0,
         "monitor private (median)": statistics.median(m[1] for m in mon) / MIB if mon else 0.0,
         "engine PSS after removing them": after / MIB,
+        "engine PSS after more work, all removed": after_work / MIB,
     }
+
+
+def work(e: Engine, n: int) -> None:
+    """Create and remove what a test suite does: every object is gone again at the end."""
+    tag = e.label.rsplit("=", 1)[1]
+    for i in range(n):
+        net = f"benchnet{tag}{i % 5}"
+        if i < 5:
+            e.docker("network", "create", "--label", e.label, net)
+            e.docker("volume", "create", "--label", e.label, f"benchvol{tag}{i}")
+        cid = e.docker("run", "-d", "-l", e.label, "--network", net, "-v", f"benchvol{tag}{i % 5}:/data",
+                       "busybox", "sh", "-c", "seq 1 2000; sleep 100000").stdout.strip()
+        e.docker("exec", cid, "sh", "-c", "echo hi > /data/f; cat /data/f")
+        e.docker("logs", "--tail", "5", cid)
+        e.docker("inspect", cid)
+        if i % 10 == 0:
+            e.docker("tag", "busybox", f"benchimg{tag}:{i}")
+            e.docker("commit", cid, f"benchimg{tag}:c{i}")
+    e.docker("ps", "-a")
+    e.cleanup()
+    for i in range(5):
+        e.docker("network", "rm", f"benchnet{tag}{i}", check=False)
+        e.docker("volume", "rm", f"benchvol{tag}{i}", check=False)
+    imgs = [f"benchimg{tag}:{i}" for i in range(0, n, 10)] + [f"benchimg{tag}:c{i}" for i in range(0, n, 10)]
+    e.docker("rmi", *imgs, check=False)
 
 
 def main(argv: list[str] | None = None) -> int:

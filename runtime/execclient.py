@@ -158,11 +158,18 @@ async def _spawn_forked(spec: dict, zygote: ZygoteLauncher) -> ExecProcess | Non
     finally:
         for fd in theirs:
             os.close(fd)
+    # The terminal's master first, and at once: once the command has ended, the kernel drops
+    # output that nobody read from it.
+    receiving = asyncio.ensure_future(asyncio.to_thread(socket.recv_fds, console, 1, 1)) if console else None
     status = await _read_pipe(status_r)
     stderr = await _read_pipe(err_r)
     pid_line = await status.readline()
     if not pid_line.strip().isdigit():
         # The template could not fork: nothing runs, and nothing holds the other ends.
+        if receiving is not None:
+            received = await receiving
+            for fd in received[1]:
+                os.close(fd)
         if console is not None:
             console.close()
         for fd in (stdin_w, out_r):
@@ -175,9 +182,9 @@ async def _spawn_forked(spec: dict, zygote: ZygoteLauncher) -> ExecProcess | Non
         # No exit code: the process between the template and the exec was killed.
         return int(line) if line.strip().isdigit() else 137
 
-    if console is not None:
+    if console is not None and receiving is not None:
         with console:
-            _, fds, _, _ = await asyncio.to_thread(socket.recv_fds, console, 1, 1)
+            _, fds, _, _ = await receiving
         if not fds:
             err = (await stderr.read()).decode(errors="replace").strip()
             await wait()

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.backends.containers import ContainerBackend
+from api.backends.containers import ContainerBackend, LoggedContainer
 from api.backends.stats import StatsBackend
 from api.params import json_body, qbool, qint, qint_required, qstr
 from api.responses import JSONResponse
 from api.streams import STDERR, STDOUT, frame, json_line, json_stream, stream_content_type, until_stopping
 from api.versioning import request_version
-
-# Log batches of more records than this are framed in a worker thread.
-_RENDER_INLINE = 64
 
 router = APIRouter(prefix="/containers")
 
@@ -116,14 +112,12 @@ async def wait(name: str, request: Request) -> StreamingResponse:
 @router.get("/{name}/logs")
 async def logs(name: str, request: Request) -> StreamingResponse:
     svc = _svc(request)
-    container, records = svc.logs(
-        name, follow=qbool(request, "follow"), tail=qstr(request, "tail", "all"), since=qstr(request, "since"),
-        until=qstr(request, "until"), stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"))
     timestamps = qbool(request, "timestamps")
     details = qbool(request, "details")
-    tty = container.tty
 
-    def render(batch: list[dict]) -> bytes:
+    def render(container: LoggedContainer, batch: list[dict]) -> bytes:
+        # Runs in the daemon's reading thread: a batch of a big log is ~10k records.
+        tty = container.tty
         out = []
         for rec in batch:
             data = rec.get("log", "").encode()
@@ -139,12 +133,12 @@ async def logs(name: str, request: Request) -> StreamingResponse:
             out.append(data if tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data))
         return b"".join(out)
 
-    async def body() -> AsyncIterator[bytes]:
-        async for batch in until_stopping(request, records):
-            # A batch of a big log is ~10k records: framed off the event loop, sent in one write.
-            yield await asyncio.to_thread(render, batch) if len(batch) > _RENDER_INLINE else render(batch)
-
-    return StreamingResponse(body(), media_type=stream_content_type(tty, request_version(request)))
+    container, chunks = svc.logs(
+        name, follow=qbool(request, "follow"), tail=qstr(request, "tail", "all"), since=qstr(request, "since"),
+        until=qstr(request, "until"), stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"),
+        render=render)
+    return StreamingResponse(until_stopping(request, chunks),
+                             media_type=stream_content_type(container.tty, request_version(request)))
 
 
 @router.get("/{name}/stats")

@@ -18,7 +18,7 @@ from runtime.client import Monitor
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # (ref, follow, tail, since, until, stdout, stderr) -> (container, log records), as ContainerService.logs
-LogReader = Callable[..., tuple[Container, AsyncIterator[dict]]]
+LogReader = Callable[..., tuple[Container, AsyncIterator[list[dict]]]]
 
 
 class Attachment:

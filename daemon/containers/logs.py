@@ -6,7 +6,7 @@ import asyncio
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import orjson
 
@@ -130,19 +130,25 @@ def _read_from(path: Path, offset: int) -> bytes:
         return b""
 
 
+def _same(records: list[dict]) -> list[dict]:
+    return records
+
+
 class _Filter:
-    def __init__(self, since: float, until: float | None, stdout: bool, stderr: bool) -> None:
+    def __init__(self, since: float, until: float | None, stdout: bool, stderr: bool,
+                 transform: Callable[[list[dict]], Any] = _same) -> None:
         self.since, self.until, self.stdout, self.stderr = since, until, stdout, stderr
+        self.transform = transform
         self.done = False  # a record after `until` was seen
 
     def records(self, lines: list[bytes]) -> list[dict]:
-        out = []
+        recs = _decode_all(lines)
         # Parsing each record's time costs more than decoding it: only when asked to filter.
         timed = self.since > 0 or self.until is not None
-        for line in lines:
-            rec = _decode(line)
-            if rec is None:
-                continue
+        if not timed and self.stdout and self.stderr:
+            return recs
+        out = []
+        for rec in recs:
             if timed:
                 ts = parse_timestamp(rec["time"]) if rec.get("time") else 0
                 if ts < self.since:
@@ -154,18 +160,21 @@ class _Filter:
                 out.append(rec)
         return out
 
-    def read(self, f: BinaryIO, pending: bytes) -> tuple[list[dict], bytes, bool]:
-        """Up to 1 MiB more of `f` (blocking): (its complete records, the partial last line,
-        whether anything was read)."""
+    def read(self, f: BinaryIO, pending: bytes) -> tuple[Any, bytes, bool]:
+        """Up to 1 MiB more of `f` (blocking): (its complete records transformed, or None when
+        there are none; the partial last line; whether anything was read)."""
         data = f.read(_CHUNK)
         if not data:
-            return [], pending, False
+            return None, pending, False
         *lines, pending = (pending + data).split(b"\n")
-        return self.records(lines), pending, True
+        recs = self.records(lines)
+        return (self.transform(recs) if recs else None), pending, True
 
-    def read_file(self, path: Path, offset: int) -> list[dict]:
-        """Every record of a (rotated, complete) file from `offset` (blocking)."""
-        return self.records(_read_from(path, offset).split(b"\n"))
+    def read_file(self, path: Path, offset: int) -> Any:
+        """Every record of a (rotated, complete) file from `offset` (blocking), transformed;
+        None when there are none."""
+        recs = self.records(_read_from(path, offset).split(b"\n"))
+        return self.transform(recs) if recs else None
 
 
 def _rotated_away(path: Path, f: BinaryIO) -> bool:
@@ -176,15 +185,17 @@ def _rotated_away(path: Path, f: BinaryIO) -> bool:
 
 
 async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, until: float | None,
-                   stdout: bool, stderr: bool, is_running: Callable[[], bool]) -> AsyncIterator[list[dict]]:
+                   stdout: bool, stderr: bool, is_running: Callable[[], bool],
+                   transform: Callable[[list[dict]], Any] = _same) -> AsyncIterator[Any]:
     """Yields lists of {"log","stream","time"} records, the rotated files' first. With
     follow, keeps reading until the container stops (and the rest of the file has been
     read) or the client goes away. Files are read and decoded in a worker thread, up to
     1 MiB at a time (a big log is over a million records: one at a time through the event
-    loop, they were the cost of `docker logs`)."""
+    loop, they were the cost of `docker logs`); ``transform`` (e.g. the API's framing) is
+    applied to each batch there too, and what it returns is yielded."""
     if tail == 0 and not follow:
         return
-    flt = _Filter(since, until, stdout, stderr)
+    flt = _Filter(since, until, stdout, stderr, transform)
     chain = [*await asyncio.to_thread(_rotated, path), path]
     first, offset = 0, 0
     if tail is not None and tail > 0:
@@ -196,7 +207,7 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
     for older in chain[first:-1]:
         recs = await asyncio.to_thread(flt.read_file, older, offset)
         offset = 0
-        if recs:
+        if recs is not None:
             yield recs
         if flt.done:
             return
@@ -204,7 +215,7 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
     f: BinaryIO | None = None
     reading: asyncio.Future | None = None
 
-    async def read_more(f: BinaryIO, pending: bytes) -> tuple[list[dict], bytes, bool]:
+    async def read_more(f: BinaryIO, pending: bytes) -> tuple[Any, bytes, bool]:
         nonlocal reading
         # Shielded: a cancelled read goes on in its thread, and the file must stay open until then.
         reading = asyncio.ensure_future(asyncio.to_thread(flt.read, f, pending))
@@ -223,7 +234,7 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
                     continue
             recs, pending, got = await read_more(f, pending)
             if got:
-                if recs:
+                if recs is not None:
                     yield recs
                 if flt.done:
                     return
@@ -240,7 +251,7 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
                 recs, pending, got = await read_more(f, pending)
                 if not got:
                     return
-                if recs:
+                if recs is not None:
                     yield recs
                 if flt.done:
                     return
@@ -254,6 +265,17 @@ async def read_log(path: Path, *, follow: bool, tail: int | None, since: float, 
                 f.close()
 
 
+def _decode_all(lines: list[bytes]) -> list[dict]:
+    """The records of many lines, decoded as one JSON array (a line at a time only when one
+    of them is broken): the per-call cost was most of the decoding."""
+    lines = [line for line in lines if line.strip()]
+    try:
+        recs = orjson.loads(b"[" + b",".join(lines) + b"]")
+    except orjson.JSONDecodeError:
+        return [rec for rec in map(_decode, lines) if rec is not None]
+    return [rec for rec in recs if isinstance(rec, dict)]
+
+
 def _decode(line: bytes) -> dict | None:
     if not line.strip():
         return None
@@ -265,8 +287,9 @@ def _decode(line: bytes) -> dict | None:
 
 
 def container_log(c: Container, path: Path, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
-                  stderr: bool) -> AsyncIterator[list[dict]]:
-    """`docker logs` of `c` with the API's query values: checked now, read as iterated."""
+                  stderr: bool, transform: Callable[[list[dict]], Any] = _same) -> AsyncIterator[Any]:
+    """`docker logs` of `c` with the API's query values: checked now, read as iterated; each
+    batch of records passes through `transform` in the reading thread."""
     runtime_options.check_logs_readable(c.host_config)
     if not stdout and not stderr:
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
@@ -281,4 +304,4 @@ def container_log(c: Container, path: Path, *, follow: bool, tail: str, since: s
     since_t = parse_time_filter(since) if since and since != "0" else 0.0
     until_t = parse_time_filter(until) if until and until != "0" else None
     return read_log(path, follow=follow, tail=tail_n, since=since_t, until=until_t, stdout=stdout, stderr=stderr,
-                    is_running=lambda: c.running or c.state["Restarting"])
+                    is_running=lambda: c.running or c.state["Restarting"], transform=transform)

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal as signal_mod
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -508,10 +509,12 @@ class ContainerService:
 
     # -- logs --------------------------------------------------------------------------------
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
-             stderr: bool) -> tuple[Container, AsyncIterator[list[dict]]]:
+             stderr: bool, render: Callable[[Container, list[dict]], Any] | None = None
+             ) -> tuple[Container, AsyncIterator[Any]]:
         c = self.get(ref)
+        transform = functools.partial(render, c) if render is not None else (lambda recs: recs)
         return c, container_log(c, self.files.paths(c)["log"], follow=follow, tail=tail, since=since, until=until,
-                                stdout=stdout, stderr=stderr)
+                                stdout=stdout, stderr=stderr, transform=transform)
 
     # -- pause / unpause (cgroup freezer) ----------------------------------------------------
     async def pause(self, ref: str) -> None:

@@ -60,14 +60,20 @@ def test_since_after_the_last_record_sends_nothing(big: Path) -> None:
 
 def test_since_does_not_read_the_whole_file(big: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     decoded = 0
-    real = logs._decode
+    real, real_all = logs._decode, logs._decode_all
 
     def counting(line: bytes) -> dict | None:
         nonlocal decoded
         decoded += 1
         return real(line)
 
+    def counting_all(lines: list[bytes]) -> list[dict]:
+        nonlocal decoded
+        decoded += len(lines)
+        return real_all(lines)
+
     monkeypatch.setattr(logs, "_decode", counting)
+    monkeypatch.setattr(logs, "_decode_all", counting_all)
     assert _read(big, since=T0 + 29_990 / 1000 - 1e-7) == [f"line {i}\n" for i in range(29_990, 30_000)]
     assert decoded < 3_000  # a full scan decodes 30 000
 
@@ -99,3 +105,23 @@ def test_rotated_files(tmp_path: Path) -> None:
     assert _read(path, since=T0 + 1.2 - 1e-7)[0] == "line 1200\n"
     assert _read(path, since=T0 + 0.5 - 1e-7)[0] == "line 500\n"
     assert len(_read(path, since=T0 + 2.5 - 1e-7)) == 500
+
+
+def test_a_broken_line_costs_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "c-json.log"
+    _write(path, 0, 10)
+    with open(path, "a") as f:
+        f.write('{"log":"cut in the middle\n\n')
+    _write(path.with_name("more"), 10, 5)
+    with open(path, "a") as f:
+        f.write(path.with_name("more").read_text())
+    assert _read(path) == [f"line {i}\n" for i in range(15)]
+
+
+def test_transform_applies_to_each_batch(big: Path) -> None:
+    async def collect() -> list[object]:
+        return [b async for b in logs.read_log(big, follow=False, tail=None, since=0.0, until=None, stdout=True,
+                                              stderr=False, is_running=lambda: False, transform=len)]
+
+    counts = asyncio.run(collect())
+    assert len(counts) > 1 and sum(counts) == 20_000  # stdout only: 2 of 3

@@ -33,6 +33,35 @@ def connect(host: str, timeout: float = 30) -> http.client.HTTPConnection:
     raise SystemExit(f"unsupported host {host!r} (unix:// or plain tcp://)")
 
 
+def socket_owner(path: str) -> int:
+    """The pid of the process holding the listening unix socket `path`."""
+    inodes = set()
+    with open("/proc/net/unix") as f:
+        next(f)
+        for line in f:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == path:
+                inodes.add(parts[6])
+    if not inodes:
+        raise SystemExit(f"nobody listens on {path}")
+    targets = {f"socket:[{i}]" for i in inodes}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in targets:
+                    return int(pid)
+        except OSError:
+            continue
+    raise SystemExit(f"no process found for the socket {path}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class Result:
     name: str

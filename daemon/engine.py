@@ -34,6 +34,7 @@ from daemon.execs.service import ExecService
 from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
+from daemon.looplag import LoopLag
 from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
@@ -44,6 +45,7 @@ from daemon.system import SystemService
 from daemon.volumes.service import VolumeService
 from network.dns import Resolver
 from runtime import cgroups
+from runtime.launcher import ZygoteLauncher
 from storage.blobs import BlobStore
 from storage.layers import LayerStore
 from storage.layersource import LayerSources
@@ -95,7 +97,10 @@ class Daemon:
         dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
-        self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp,
+        # Monitors and exec processes are forked from a template process that shares its
+        # memory with them.
+        self.launcher = ZygoteLauncher(cfg.exec_root)
+        self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp, self.launcher,
                                  link_env=self.sandboxes.link_env)
         # Health probes run as execs.
         self.health = HealthMonitor(runner=self.execs, events=self.events, persist=self.registry.persist)
@@ -104,7 +109,7 @@ class Daemon:
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups,
                                            dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts), health=self.health,
-                                           seccomp=self.seccomp)
+                                           seccomp=self.seccomp, launcher=self.launcher)
         self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
                                      persist=self.registry.persist)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
@@ -120,10 +125,11 @@ class Daemon:
             contexts=ContextStore(root / "builder" / "contexts"))
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
+        self.looplag = LoopLag()
         security_facts = security.describe(seccomp=self.seccomp.enabled,
                                            cgroupns=container_config.DEFAULT_CGROUPNS == "private")
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events, self.build, security_facts)
+                                    self.events, self.build, security_facts, self.looplag)
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
@@ -147,6 +153,8 @@ class Daemon:
             return value
 
     async def start(self) -> None:
+        self.looplag.start()
+        await self.launcher.start()
         self.store.open()
         self.images.load()
         self.build.load()
@@ -181,9 +189,11 @@ class Daemon:
 
     async def stop(self) -> None:
         await self.containers.shutdown()
+        await self.launcher.close()
         await asyncio.to_thread(self.cgroups.release)
         await self.sandboxes.shutdown()
         await self.networks.shutdown()
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
+        await self.looplag.stop()
 

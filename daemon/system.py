@@ -6,6 +6,7 @@ import asyncio
 import os
 import platform
 import socket
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from typing import Protocol
 
 from daemon.config import Config
 from daemon.events import EventBus, EventFilter
+from daemon.looplag import LoopLag
 from daemon.security import SecurityFacts
 from daemon.version import GIT_COMMIT, VERSION
 
@@ -62,6 +64,14 @@ class SystemService:
     events: EventBus
     build_cache: BuildCacheViews
     security: SecurityFacts = field(default_factory=SecurityFacts)
+    looplag: LoopLag | None = None
+
+    def debug_vars(self) -> dict:
+        """GET /debug/vars (dockerd's expvar page): the daemon's own health figures."""
+        doc: dict = {"cmdline": sys.argv, "memstats": _memstats()}
+        if self.looplag is not None:
+            doc["looplag"] = {"percentiles": self.looplag.percentiles(), "histogram": self.looplag.histogram()}
+        return doc
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,
@@ -163,6 +173,21 @@ class SystemService:
             "SecurityOptions": list(self.security.options),
             "Warnings": list(self.security.warnings),
         }
+
+def _memstats() -> dict[str, int]:
+    """Rss, Pss, Private_Dirty... of this process in bytes (/proc/self/smaps_rollup)."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/self/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                parts = rest.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    out[key] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return out
+
 
 def _sysctl(name: str) -> str:
     try:

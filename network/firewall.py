@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -94,14 +95,14 @@ def render(table: str, bridges: list[BridgeSpec], ports: list[PortRule]) -> str:
 
 
 async def _run(argv: list[str], stdin: bytes | None = None) -> tuple[int, str]:
+    # In a worker thread, so that the event loop does not wait for the fork and exec.
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        proc = await asyncio.to_thread(subprocess.run, argv, input=stdin, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT,
+                                       stdin=None if stdin is not None else subprocess.DEVNULL)
     except FileNotFoundError:
         return 127, f"{argv[0]}: command not found"
-    out, _ = await proc.communicate(stdin)
-    return proc.returncode or 0, out.decode(errors="replace")
+    return proc.returncode or 0, proc.stdout.decode(errors="replace")
 
 
 class Firewall:

@@ -19,6 +19,7 @@ import ctypes.util
 import errno
 import json
 import os
+import subprocess
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -35,15 +36,16 @@ class NetnsError(Exception):
 
 
 async def _run(*argv: str, stdin: bytes | None = None) -> None:
+    # In a worker thread: the event loop would otherwise wait for each fork and exec
+    # (0.6 ms, over 10 ms on a busy host; two per container start).
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+        proc = await asyncio.to_thread(subprocess.run, argv, input=stdin, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE,
+                                       stdin=None if stdin is not None else subprocess.DEVNULL)
     except FileNotFoundError:
         raise NetnsError(f"{argv[0]} is not installed (util-linux)") from None
-    _, err = await proc.communicate(stdin)
     if proc.returncode != 0:
-        raise NetnsError(f"{' '.join(argv[:3])}: {err.decode(errors='replace').strip()}")
+        raise NetnsError(f"{' '.join(argv[:3])}: {proc.stderr.decode(errors='replace').strip()}")
 
 
 async def create(path: Path) -> None:
@@ -81,14 +83,12 @@ async def configure(path: Path, commands: list[str], disable_ipv6: bool = False,
 async def addresses(path: Path) -> dict[str, str]:
     """IPv4 address -> interface name inside the namespace (empty when it cannot be read)."""
     try:
-        proc = await asyncio.create_subprocess_exec(
-            "nsenter", f"--net={path}", "ip", "-j", "-4", "addr", "show", stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+        proc = await asyncio.to_thread(subprocess.run, ["nsenter", f"--net={path}", "ip", "-j", "-4", "addr", "show"],
+                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     except FileNotFoundError:
         return {}
-    out, _ = await proc.communicate()
     try:
-        links = json.loads(out or b"[]")
+        links = json.loads(proc.stdout or b"[]")
     except ValueError:
         return {}
     return {a["local"]: link["ifname"] for link in links for a in link.get("addr_info", [])

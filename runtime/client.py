@@ -1,8 +1,9 @@
 """The daemon's side of the per-container monitor (asyncio, runs in the daemon's event loop).
 
 The daemon is multi-threaded, so it never forks by itself and never touches namespaces:
-the monitor is started with ``asyncio.create_subprocess_exec`` (no ``preexec_fn``), and
-everything after that goes over the monitor's unix sockets in the bundle directory.
+the monitor is forked by the template process or started with
+``asyncio.create_subprocess_exec`` (runtime/launcher.py), and everything after that goes
+over the monitor's unix sockets in the bundle directory.
 Each call opens its own connection, so calls may run concurrently (a ``wait`` blocked
 while ``kill`` goes through).
 """
@@ -14,16 +15,15 @@ import contextlib
 import json
 import os
 import signal
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .jsonlog import rfc3339nano
+from .launcher import FreshLauncher, Launcher
 from .spec import normalize
 
-MONITOR_PATH = Path(__file__).resolve().with_name("monitor.py")
 CONTROL_SOCK = "control.sock"
 ATTACH_SOCK = "attach.sock"
 READY_TIMEOUT = 90.0
@@ -110,14 +110,6 @@ def _kill_monitor(bundle_dir: Path) -> None:
         pass
 
 
-async def _read_ready_line(proc: asyncio.subprocess.Process) -> bytes:
-    line = await proc.stdout.readline()
-    # The monitor closes its stdout right after that line. Wait for the EOF: Process.wait()
-    # returns as soon as the launcher has exited, possibly before the pipe is finished.
-    await proc.stdout.read()
-    return line
-
-
 class Monitor:
     def __init__(self, bundle_dir: Path, pid: int, monitor_pid: int = 0) -> None:
         self.bundle_dir = Path(bundle_dir)
@@ -130,11 +122,12 @@ class Monitor:
     # -- life cycle
 
     @classmethod
-    async def spawn(cls, bundle_dir: Path, spec: Mapping[str, Any], python: str = sys.executable) -> Monitor:
+    async def spawn(cls, bundle_dir: Path, spec: Mapping[str, Any], launcher: Launcher | None = None) -> Monitor:
         """Start the monitor; return once the container's init exists, blocked before exec.
 
         Raises ``spec.SpecError`` (a ValueError) for a malformed spec and StartError when the
-        container cannot be set up (mount failures, unknown user, ...).
+        container cannot be set up (mount failures, unknown user, ...). ``launcher`` starts
+        the monitor process (runtime/launcher.py; default: a fresh interpreter).
         """
         bundle_dir = Path(bundle_dir)
         config = normalize(spec)
@@ -143,22 +136,13 @@ class Monitor:
             raise StartError("a monitor is already running for this container")
         log_fd = await asyncio.to_thread(_prepare_bundle, bundle_dir, config)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                python, "-S", "-I", str(MONITOR_PATH), str(bundle_dir),
-                stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log_fd,
-                start_new_session=True, close_fds=True)
-        finally:
-            os.close(log_fd)
-        try:
-            line = await asyncio.wait_for(_read_ready_line(proc), READY_TIMEOUT)
+            line = await asyncio.wait_for((launcher or FreshLauncher()).launch(bundle_dir, log_fd), READY_TIMEOUT)
         except BaseException:
             # Timed out or cancelled: a created container nobody knows about must not stay.
             await asyncio.to_thread(_kill_monitor, bundle_dir)
             raise
         finally:
-            # The launcher forks the monitor and exits at once: reap it, keep no child.
-            with contextlib.suppress(ProcessLookupError):
-                await proc.wait()
+            os.close(log_fd)
         if not line:
             tail = await asyncio.to_thread(_log_tail, bundle_dir)
             raise StartError(f"container monitor failed to start: {tail or 'no output'}")

@@ -1,4 +1,5 @@
-"""Daemon side of `docker exec`: starts runtime/execproc.py with the exec's stdio.
+"""Daemon side of `docker exec`: runtime/nsexec.py with the exec's stdio, forked by the
+template process (runtime/zygote.py) or started as runtime/execproc.py.
 
 Without a TTY the exec gets three pipes (stdin only when attached); with one, a pty whose
 master stays with the daemon for the stream and for resizes.
@@ -16,11 +17,17 @@ import signal
 import socket
 import struct
 import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from runtime import procfs
 
+from .launcher import ZygoteLauncher
+from .zygote import EXEC
+
 _EXECPROC = str(Path(__file__).with_name("execproc.py"))
+_LIMIT = 1 << 20
 _TIOCSWINSZ = 0x5414
 
 
@@ -35,20 +42,37 @@ class _PtyReaderProtocol(asyncio.StreamReaderProtocol):
         super().connection_lost(exc)
 
 
+@dataclass
+class ExecStdio:
+    """The non-tty exec's pipes, as asyncio.subprocess.Process has them."""
+
+    stdin: asyncio.StreamWriter | None
+    stdout: asyncio.StreamReader | None
+    stderr: asyncio.StreamReader | None
+
+
 class ExecProcess:
-    def __init__(self, proc: asyncio.subprocess.Process, master: int | None) -> None:
-        self.proc = proc
-        self.pid = proc.pid
+    """A running exec: its pid, its exit code (``wait``), its pipes (``proc``) or pty (``master``)."""
+
+    def __init__(self, pid: int, wait: Callable[[], Awaitable[int]], stdio: ExecStdio,
+                 master: int | None) -> None:
+        self.pid = pid
+        self._wait = wait
+        self.proc = stdio
         self.master = master
         self._tty: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None = None
         self._tty_read: asyncio.BaseTransport | None = None
 
+    @classmethod
+    def of_subprocess(cls, proc: asyncio.subprocess.Process, master: int | None) -> ExecProcess:
+        async def wait() -> int:
+            rc = await proc.wait()
+            return 128 - rc if rc < 0 else rc
+
+        return cls(proc.pid, wait, ExecStdio(proc.stdin, proc.stdout, proc.stderr), master)
+
     async def wait(self) -> int:
-        rc = await self.proc.wait()
-        if self.master is not None:
-            # The stream may still be reading it; the pump's EIO/EOF ends that.
-            pass
-        return 128 - rc if rc < 0 else rc
+        return await self._wait()
 
     def kill_all(self) -> None:
         """SIGKILL to the command, its process group and whatever it started (blocking: reads
@@ -94,9 +118,109 @@ class ExecProcess:
             self.master = None
 
 
-async def spawn_exec(spec: dict, python: str = sys.executable) -> ExecProcess:
+async def _read_pipe(fd: int) -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=_LIMIT)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", buffering=0))
+    return reader
+
+
+async def _write_pipe(fd: int) -> asyncio.StreamWriter:
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.connect_write_pipe(lambda: asyncio.streams.FlowControlMixin(),
+                                                     os.fdopen(fd, "wb", buffering=0))
+    return asyncio.StreamWriter(transport, proto, None, loop)
+
+
+async def _spawn_forked(spec: dict, zygote: ZygoteLauncher) -> ExecProcess | None:
+    """The exec forked by the template process; None when there is none running."""
+    tty = bool(spec.get("tty"))
+    ours: list[int] = []  # closed on failure
+    theirs: list[int] = []  # always closed here: the template has its copies
+    try:
+        if tty or not spec.get("open_stdin"):
+            stdin_r, stdin_w = os.open("/dev/null", os.O_RDONLY | os.O_CLOEXEC), -1
+        else:
+            stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+            ours.append(stdin_w)
+        theirs.append(stdin_r)
+        if tty:
+            out_r, out_w = -1, os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        else:
+            out_r, out_w = os.pipe2(os.O_CLOEXEC)
+            ours.append(out_r)
+        theirs.append(out_w)
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        ours.append(err_r)
+        theirs.append(err_w)
+        status_r, status_w = os.pipe2(os.O_CLOEXEC)
+        ours.append(status_r)
+        theirs.append(status_w)
+        console = None
+        if tty:
+            console, console_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            theirs.append(console_child.detach())
+        if not await zygote.request(EXEC, json.dumps(spec).encode(), theirs):
+            if console is not None:
+                console.close()
+            for fd in ours:
+                os.close(fd)
+            return None
+    except BaseException:
+        for fd in ours:
+            os.close(fd)
+        raise
+    finally:
+        for fd in theirs:
+            os.close(fd)
+    # The terminal's master first, and at once: once the command has ended, the kernel drops
+    # output that nobody read from it.
+    receiving = asyncio.ensure_future(asyncio.to_thread(socket.recv_fds, console, 1, 1)) if console else None
+    status = await _read_pipe(status_r)
+    stderr = await _read_pipe(err_r)
+    pid_line = await status.readline()
+    if not pid_line.strip().isdigit():
+        # The template could not fork: nothing runs, and nothing holds the other ends.
+        if receiving is not None:
+            received = await receiving
+            for fd in received[1]:
+                os.close(fd)
+        if console is not None:
+            console.close()
+        for fd in (stdin_w, out_r):
+            if fd >= 0:
+                os.close(fd)
+        raise OSError("exec failed: the exec process did not start")
+
+    async def wait() -> int:
+        line = await status.readline()
+        # No exit code: the process between the template and the exec was killed.
+        return int(line) if line.strip().isdigit() else 137
+
+    if console is not None and receiving is not None:
+        with console:
+            _, fds, _, _ = await receiving
+        if not fds:
+            err = (await stderr.read()).decode(errors="replace").strip()
+            await wait()
+            raise OSError(err or "exec failed: no terminal from the exec process")
+        master = fds[0]
+        os.set_blocking(master, False)
+        exec_proc = ExecProcess(int(pid_line), wait, ExecStdio(None, None, stderr), master)
+        await exec_proc.tty_streams()
+        return exec_proc
+    stdin = await _write_pipe(stdin_w) if stdin_w >= 0 else None
+    return ExecProcess(int(pid_line), wait, ExecStdio(stdin, await _read_pipe(out_r), stderr), None)
+
+
+async def spawn_exec(spec: dict, zygote: ZygoteLauncher | None = None, python: str = sys.executable) -> ExecProcess:
     """spec: pid (container init, host view), args, env, cwd, user, tty, open_stdin,
-    console_size, capabilities, privileged."""
+    console_size, capabilities, privileged. Forked by `zygote` when it runs, else a fresh
+    interpreter (runtime/execproc.py)."""
+    if zygote is not None:
+        forked = await _spawn_forked(spec, zygote)
+        if forked is not None:
+            return forked
     if spec.get("tty"):
         # The pty comes from inside the container (runtime/nsexec.py); its master arrives on
         # this socket.
@@ -114,11 +238,11 @@ async def spawn_exec(spec: dict, python: str = sys.executable) -> ExecProcess:
             raise OSError(err or "exec failed: no terminal from the exec process")
         master = fds[0]
         os.set_blocking(master, False)
-        exec_proc = ExecProcess(proc, master)
+        exec_proc = ExecProcess.of_subprocess(proc, master)
         await exec_proc.tty_streams()
         return exec_proc
     proc = await asyncio.create_subprocess_exec(
         python, "-S", "-I", _EXECPROC, json.dumps(spec),
         stdin=asyncio.subprocess.PIPE if spec.get("open_stdin") else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20)
-    return ExecProcess(proc, None)
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=_LIMIT)
+    return ExecProcess.of_subprocess(proc, None)

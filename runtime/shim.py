@@ -1,8 +1,9 @@
 """The per-container monitor (our containerd-shim / conmon): lifecycle of one container.
 
-Started by runtime/monitor.py (``python3 -S -I monitor.py <bundle>``). It forks once so the
-daemon's direct child exits at once (the daemon reaps it; the monitor itself is reparented
-away from the daemon and survives it), then:
+Forked from the template process (runtime/zygote.py), or started as
+runtime/monitor.py (``python3 -S -I monitor.py <bundle>``) when there is none; either way
+the process that started it exits at once, so the monitor is reparented away from the
+daemon and survives it. Then it:
 
 1. becomes a child subreaper, writes ``monitor.pid``, reads ``config.json``;
 2. unshare(CLONE_NEWPID) and fork: the child is the container's PID 1 and prepares
@@ -535,6 +536,12 @@ def main(argv: list[str]) -> int:
     bundle = os.path.abspath(argv[0])
     if os.fork() != 0:
         os._exit(0)
+    return run(bundle)
+
+
+def run(bundle: str) -> int:
+    """The monitor proper, in a process already detached from whoever started it: stdout is
+    the pipe the daemon reads the ready line from, stderr goes to monitor.log."""
     # Pin no directory of the daemon's, and create files with predictable modes.
     os.chdir("/")
     os.umask(0o022)

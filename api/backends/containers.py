@@ -7,8 +7,8 @@ logs, list, inspect, top, changes, rename, resize, pause, prune) and attach.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 
 class LoggedContainer(Protocol):
@@ -78,7 +78,11 @@ class ContainerBackend(Protocol):
         ...
 
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
-             stderr: bool) -> tuple[LoggedContainer, AsyncIterator[dict]]: ...
+             stderr: bool, render: Callable[[LoggedContainer, list[dict]], Any] | None = None
+             ) -> tuple[LoggedContainer, AsyncIterator[Any]]:
+        """The container and its log records ({"log", "stream", "time"}) in batches, each one
+        passed through `render` (in a worker thread) when it is given."""
+        ...
 
     async def top(self, ref: str, ps_args: str) -> dict: ...
 

@@ -1,6 +1,6 @@
 """What the system router needs from the engine.
 
-/version, /info, /events, /system/df.
+/version, /info, /events, /system/df, /debug/vars.
 """
 
 from __future__ import annotations
@@ -19,3 +19,6 @@ class SystemBackend(Protocol):
 
     async def disk_usage(self) -> dict:
         """The /system/df document."""
+
+    def debug_vars(self) -> dict:
+        """The /debug/vars document: memory, event-loop lag."""

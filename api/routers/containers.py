@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.backends.containers import ContainerBackend
+from api.backends.containers import ContainerBackend, LoggedContainer
 from api.backends.stats import StatsBackend
 from api.backends.updates import UpdateBackend
 from api.params import json_body, qbool, qint, qint_required, qstr
@@ -117,15 +117,14 @@ async def wait(name: str, request: Request) -> StreamingResponse:
 @router.get("/{name}/logs")
 async def logs(name: str, request: Request) -> StreamingResponse:
     svc = _svc(request)
-    container, records = svc.logs(
-        name, follow=qbool(request, "follow"), tail=qstr(request, "tail", "all"), since=qstr(request, "since"),
-        until=qstr(request, "until"), stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"))
     timestamps = qbool(request, "timestamps")
     details = qbool(request, "details")
-    tty = container.tty
 
-    async def body() -> AsyncIterator[bytes]:
-        async for rec in until_stopping(request, records):
+    def render(container: LoggedContainer, batch: list[dict]) -> bytes:
+        # Runs in the daemon's reading thread: a batch of a big log is ~10k records.
+        tty = container.tty
+        out = []
+        for rec in batch:
             data = rec.get("log", "").encode()
             prefix = ""
             if timestamps:
@@ -136,9 +135,15 @@ async def logs(name: str, request: Request) -> StreamingResponse:
                 prefix += ",".join(f"{k}={v}" for k, v in sorted(attrs.items())) + " "
             if prefix:
                 data = prefix.encode() + data
-            yield data if tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data)
+            out.append(data if tty else frame(STDERR if rec.get("stream") == "stderr" else STDOUT, data))
+        return b"".join(out)
 
-    return StreamingResponse(body(), media_type=stream_content_type(tty, request_version(request)))
+    container, chunks = svc.logs(
+        name, follow=qbool(request, "follow"), tail=qstr(request, "tail", "all"), since=qstr(request, "since"),
+        until=qstr(request, "until"), stdout=qbool(request, "stdout"), stderr=qbool(request, "stderr"),
+        render=render)
+    return StreamingResponse(until_stopping(request, chunks),
+                             media_type=stream_content_type(container.tty, request_version(request)))
 
 
 @router.get("/{name}/stats")

@@ -1,4 +1,4 @@
-"""/_ping, /version, /info, /events, /system/df."""
+"""/_ping, /version, /info, /events, /system/df, /debug/vars."""
 
 from __future__ import annotations
 
@@ -56,3 +56,9 @@ async def events(request: Request) -> Response:
 @router.get("/system/df")
 async def system_df(request: Request) -> JSONResponse:
     return JSONResponse(await _svc(request).disk_usage())
+
+
+@router.get("/debug/vars")
+async def debug_vars(request: Request) -> JSONResponse:
+    """As dockerd's expvar page: figures about the daemon itself (memory, event-loop lag)."""
+    return JSONResponse(_svc(request).debug_vars())

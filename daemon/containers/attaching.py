@@ -18,7 +18,7 @@ from runtime.client import Monitor
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 # (ref, follow, tail, since, until, stdout, stderr) -> (container, log records), as ContainerService.logs
-LogReader = Callable[..., tuple[Container, AsyncIterator[dict]]]
+LogReader = Callable[..., tuple[Container, AsyncIterator[list[dict]]]]
 
 
 class Attachment:
@@ -50,10 +50,11 @@ class Attachment:
         """The log so far, as (is_stderr, data), for the streams this session asked for."""
         _, records = self._read_logs(self.id, follow=False, tail="all", since="", until="",
                                      stdout=self.stdout or not self.stderr, stderr=self.stderr)
-        async for rec in records:
-            is_err = rec.get("stream") == "stderr"
-            if (self.stderr if is_err else self.stdout):
-                yield is_err, rec.get("log", "").encode()
+        async for batch in records:
+            for rec in batch:
+                is_err = rec.get("stream") == "stderr"
+                if (self.stderr if is_err else self.stdout):
+                    yield is_err, rec.get("log", "").encode()
 
     async def connect(self, *, stdin: bool | None = None) -> Streams:
         """The monitor's attach socket; `stdin=False` leaves stdin out (a plain HTTP attach has none)."""

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import shutil
 import signal as signal_mod
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, pars
 from daemon.volumes import mounts
 from runtime.cgroups import Cgroups
 from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
+from runtime.launcher import Launcher
 
 log = logging.getLogger("pydockerd.containers")
 
@@ -55,7 +57,7 @@ class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
                  init_path: str | None, cgroups: Cgroups, dns: DnsDefaults, health: ContainerHealth,
-                 seccomp: SeccompProfiles) -> None:
+                 seccomp: SeccompProfiles, launcher: Launcher) -> None:
         self.store = store
         self.images = images
         self.events = events
@@ -71,6 +73,7 @@ class ContainerService:
         self.cgroups = cgroups
         self.health = health
         self.seccomp = seccomp
+        self.launcher = launcher
         self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
@@ -195,7 +198,7 @@ class ContainerService:
         monitor = None
         try:
             await asyncio.to_thread(self._create_cgroup, c)
-            monitor = await Monitor.spawn(bundle, spec)
+            monitor = await Monitor.spawn(bundle, spec, self.launcher)
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
             await attaching.connect_pending(c, monitor)
@@ -551,10 +554,12 @@ class ContainerService:
 
     # -- logs --------------------------------------------------------------------------------
     def logs(self, ref: str, *, follow: bool, tail: str, since: str, until: str, stdout: bool,
-             stderr: bool) -> tuple[Container, AsyncIterator[dict]]:
+             stderr: bool, render: Callable[[Container, list[dict]], Any] | None = None
+             ) -> tuple[Container, AsyncIterator[Any]]:
         c = self.get(ref)
+        transform = functools.partial(render, c) if render is not None else (lambda recs: recs)
         return c, container_log(c, self.files.paths(c)["log"], follow=follow, tail=tail, since=since, until=until,
-                                stdout=stdout, stderr=stderr)
+                                stdout=stdout, stderr=stderr, transform=transform)
 
     # -- pause / unpause (cgroup freezer) ----------------------------------------------------
     async def pause(self, ref: str) -> None:

@@ -25,6 +25,7 @@ from daemon.events import EventBus
 from daemon.util.gojson import fold_keys
 from runtime.cgroups import Cgroups
 from runtime.execclient import ExecProcess, spawn_exec
+from runtime.launcher import ZygoteLauncher
 
 log = logging.getLogger("pydockerd.exec")
 # moby's ExecConfig (api/types/container/exec.go): what POST /containers/{id}/exec reads.
@@ -69,12 +70,13 @@ class ExecInstance:
 
 
 class ExecService:
-    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups, seccomp: SeccompProfiles, *,
-                 link_env: Callable[[Container], list[str]]) -> None:
+    def __init__(self, registry: ContainerRegistry, events: EventBus, cgroups: Cgroups, seccomp: SeccompProfiles,
+                 launcher: ZygoteLauncher | None = None, *, link_env: Callable[[Container], list[str]]) -> None:
         self.registry = registry
         self.events = events
         self.cgroups = cgroups
         self.seccomp = seccomp
+        self.launcher = launcher
         self.link_env = link_env  # the legacy --link variables, as of now (dockerd computes them per exec)
         self.execs: dict[str, ExecInstance] = {}
 
@@ -182,7 +184,7 @@ class ExecService:
             "seccomp": base64.b64encode(program).decode() if program else "",
         }
         try:
-            ex.process = await spawn_exec(spec)
+            ex.process = await spawn_exec(spec, self.launcher)
         except Exception:
             ex.started = False
             raise

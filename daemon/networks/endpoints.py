@@ -272,7 +272,8 @@ class SandboxService:
                 ep["MacAddress"] = ""
         if sb is not None:
             with contextlib.suppress(OSError, netns.NetnsError):
-                netns.remove(sb.path)
+                # umount waits for the kernel (a few ms, far more on a busy host): off the loop.
+                await asyncio.to_thread(netns.remove, sb.path)
             self.ports.forget(sb)
             await self.names.refresh_linkers(c)
 

@@ -13,6 +13,7 @@ from daemon.containers.service import ContainerService
 from daemon.events import EventBus
 from daemon.images.service import Image
 from daemon.store import Store
+from runtime.launcher import FreshLauncher
 
 IMAGE = Image(id="sha256:" + "1" * 64, config={"config": {"Cmd": ["sh"], "Env": ["PATH=/bin"]}},
               chain_ids=[], size=0, tags=["busybox:latest"])
@@ -147,5 +148,5 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
                            cgroups=None,  # type: ignore[arg-type] - create and remove never reach cgroups
-                           dns=DnsDefaults(), health=FakeHealth(), seccomp=fake_seccomp())
+                           dns=DnsDefaults(), health=FakeHealth(), seccomp=fake_seccomp(), launcher=FreshLauncher())
     return svc, store, driver

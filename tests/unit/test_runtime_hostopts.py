@@ -87,7 +87,7 @@ def test_read_log_across_rotated_files(tmp_path: Path) -> None:
     async def collect(tail: int | None) -> list[int]:
         it = read_log(path, follow=False, tail=tail, since=0, until=None, stdout=True, stderr=True,
                       is_running=lambda: False)
-        return [int(rec["log"][:2]) async for rec in it]
+        return [int(rec["log"][:2]) async for batch in it for rec in batch]
 
     everything = asyncio.run(collect(None))
     assert everything == list(range(everything[0], 40)) and everything[0] > 0

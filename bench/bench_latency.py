@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Latency of the commands people type most: `docker run --rm busybox true` and
+`docker exec CTR true`, wall time through the stock CLI.
+
+For the engine at $DOCKER_HOST (or --host), and with `--compare OTHER_HOST` for a second
+engine: the samples alternate between the engines (A, B, A, B, ...), so that load from
+other work on the machine falls on both alike; median, min and max per engine. The CLI's
+own start-up (`docker --version`, no daemon involved) is measured the same way: it is the
+part of every figure no engine can take away.
+
+Targets (issue 14): run at most 0.25x dockerd's time, exec at most 0.6x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+
+import common
+
+
+def _timed(e: common.Engine, *args: str) -> float:
+    t0 = time.perf_counter()
+    e.docker(*args)
+    return time.perf_counter() - t0
+
+
+def _cli_floor(env: dict[str, str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["docker", "--version"], env=env, capture_output=True, check=True)
+    return time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
+                    help="engine to measure (default: $DOCKER_HOST)")
+    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap.add_argument("--runs", type=int, default=15, help="samples per figure and engine (default 15)")
+    args = ap.parse_args(argv)
+    label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
+    engines = [common.Engine(h, label) for h in [args.host] + ([args.compare] if args.compare else [])]
+    figures = {"docker run --rm busybox true": {}, "docker exec CTR true": {}, "docker --version (CLI floor)": {}}
+    ctrs = {}
+    try:
+        for e in engines:
+            ctrs[e.host] = e.docker("run", "-d", "-l", label, "busybox", "sleep", "100000").stdout.strip()
+            e.docker("run", "--rm", "-l", label, "busybox", "true")  # warm-up
+            e.docker("exec", ctrs[e.host], "true")
+        for _ in range(args.runs):
+            for e in engines:
+                figures["docker run --rm busybox true"].setdefault(e.host, []).append(
+                    _timed(e, "run", "--rm", "-l", label, "busybox", "true"))
+                figures["docker exec CTR true"].setdefault(e.host, []).append(_timed(e, "exec", ctrs[e.host], "true"))
+                figures["docker --version (CLI floor)"].setdefault(e.host, []).append(_cli_floor(e.env))
+    finally:
+        for e in engines:
+            e.cleanup()
+    head = ["ms", *(f"{e.host} median (min-max)" for e in engines)] + (["ratio (A/B)"] if len(engines) == 2 else [])
+    rows = []
+    for name, per_host in figures.items():
+        row: list[object] = [name]
+        meds = []
+        for e in engines:
+            s = per_host[e.host]
+            meds.append(statistics.median(s))
+            row.append(f"{meds[-1] * 1000:.0f} ({min(s) * 1000:.0f}-{max(s) * 1000:.0f})")
+        if len(engines) == 2:
+            row.append(f"{meds[0] / meds[1]:.2f}")
+        rows.append(row)
+    common.print_rows(head, rows)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""`docker logs` of a big log: throughput to /dev/null, `--tail`, `--since`, and the CLI's floor.
+
+For the engine at $DOCKER_HOST (or --host): a container prints `--lines` lines (default
+1.4 M lines of ~75 bytes: ~106 MB of output) and exits; then, `--runs` times each:
+  * `docker logs CTR > /dev/null`                     (MB/s of container output)
+  * `docker logs --tail 10 CTR`                        (ms: must not read the whole log)
+  * `docker logs --since <after the last line> CTR`    (ms: nothing to send)
+and the CLI's floor: a stand-in server on a unix socket that answers `docker logs` with the
+very bytes this engine sent (captured once, sent with sendfile, no work at all), so that
+"MB/s" can be read against what the CLI itself can take.
+
+`--compare OTHER_HOST` measures a second engine the same way (its own capture for its floor).
+Target (issue 14): at least 3x dockerd, or within 1.2x of the CLI's floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+
+import common
+from common import connect
+
+
+def _api_get(host: str, path: str, out_path: str) -> None:
+    conn = connect(host, timeout=600)
+    conn.request("GET", path, headers={"Host": "localhost"})
+    resp = conn.getresponse()
+    with open(out_path, "wb") as f:
+        while chunk := resp.read(1 << 20):
+            f.write(chunk)
+    conn.close()
+
+
+class StandIn:
+    """Just enough of the API for `docker logs NAME`: ping, inspect (no tty), and the log as
+    the captured bytes."""
+
+    def __init__(self, body_path: str, sock_path: str) -> None:
+        self.body_path = body_path
+        self.sock_path = sock_path
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(sock_path)
+        self.srv.listen(16)
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.srv.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
+
+    def _conn(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    data = conn.recv(65536)
+                    if not data:
+                        return
+                    buf += data
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                line = head.split(b"\r\n", 1)[0].decode()
+                method, path = line.split()[:2]
+                if "/_ping" in path:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.50\r\nOstype: linux\r\n"
+                                 b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
+                                 + (b"" if method == "HEAD" else b"OK"))
+                elif path.split("?")[0].endswith("/json"):
+                    body = b'{"Id":"x","Name":"/x","Config":{"Tty":false},"State":{"Running":false}}'
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
+                elif "/logs" in path:
+                    size = os.path.getsize(self.body_path)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n"
+                                 b"Content-Length: " + str(size).encode() + b"\r\n\r\n")
+                    with open(self.body_path, "rb") as f:
+                        conn.sendfile(f)
+                else:
+                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+
+    def close(self) -> None:
+        self.srv.close()
+        os.unlink(self.sock_path)
+
+
+def _time_logs(env: dict[str, str], *args: str) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(["docker", "logs", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=True, timeout=600)
+    return time.perf_counter() - t0
+
+
+def measure(host: str, label: str, lines: int, runs: int, log) -> dict[str, str]:
+    e = common.Engine(host, label)
+    # Lines of ~75 bytes, as a chatty service prints them.
+    script = (f"yes 'INFO 2026-12-05 request served path=/api/v1/items status=200 bytes=5120' | head -n {lines}")
+    log(f"[{host}] writing a {lines}-line log")
+    cid = e.docker("run", "-d", "-l", label, "busybox", "sh", "-c", script).stdout.strip()
+    try:
+        e.docker("wait", cid, timeout=600)
+        out_bytes = lines * 76
+        since = time.time() + 1  # no line is that late
+        time.sleep(1.2)
+        full = [_time_logs(e.env, cid) for _ in range(runs)]
+        tail = [_time_logs(e.env, "--tail", "10", cid) for _ in range(runs)]
+        since_t = [_time_logs(e.env, "--since", f"{since:.3f}", cid) for _ in range(runs)]
+        log(f"[{host}] the CLI's floor with a stand-in server")
+        with tempfile.TemporaryDirectory() as tmp:
+            body = os.path.join(tmp, "body")
+            _api_get(host, f"/containers/{cid}/logs?stdout=1&stderr=1", body)
+            stand_in = StandIn(body, os.path.join(tmp, "s.sock"))
+            try:
+                floor_env = dict(e.env, DOCKER_HOST=f"unix://{stand_in.sock_path}")
+                floor = [_time_logs(floor_env, "x") for _ in range(runs)]
+            finally:
+                stand_in.close()
+    finally:
+        e.cleanup()
+    mbs = lambda ts: f"{out_bytes / statistics.median(ts) / 1e6:.1f}"  # noqa: E731
+    ms = lambda ts: f"{statistics.median(ts) * 1000:.0f}"  # noqa: E731
+    return {
+        f"docker logs > /dev/null, {out_bytes / 1e6:.0f} MB (MB/s)": mbs(full),
+        "the CLI's floor: stand-in server, same bytes (MB/s)": mbs(floor),
+        "docker logs --tail 10 (ms)": ms(tail),
+        "docker logs --since <after the end> (ms)": ms(since_t),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
+                    help="engine to measure (default: $DOCKER_HOST)")
+    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap.add_argument("--lines", type=int, default=1_400_000, help="lines in the log (default 1.4 M)")
+    ap.add_argument("--runs", type=int, default=3, help="samples per figure (default 3)")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    args = ap.parse_args(argv)
+
+    def log(msg: str) -> None:
+        if not args.quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
+    hosts = [args.host] + ([args.compare] if args.compare else [])
+    try:
+        results = [measure(h, label, args.lines, args.runs, log) for h in hosts]
+    except (OSError, http.client.HTTPException, subprocess.CalledProcessError) as exc:
+        raise SystemExit(f"failed: {exc}") from None
+    common.print_rows(["figure", *hosts], [[k, *(r[k] for r in results)] for k in results[0]])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

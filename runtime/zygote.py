@@ -1,0 +1,199 @@
+"""The template process of monitors and exec processes: ``python3 -S -I <dir>/zygote.py
+<exec-root>``, fd 0 a SEQPACKET socket to the daemon.
+
+Why: a monitor started as a fresh interpreter holds ~4.3 MiB of private memory (its heap:
+the interpreter's own objects and the modules it imports) and takes ~50 ms to be ready.
+This process imports everything a monitor runs, freezes the garbage collector
+(``gc.freeze()``: the collector never writes to those objects, so their pages stay clean)
+and then forks one monitor per request. A forked monitor shares those pages copy-on-write
+with the template and with every other monitor forked from it and only pays for the pages
+it writes itself (~0.5 MiB).
+
+Why the process model keeps the monitor's guarantees:
+
+* Containers survive the daemon (SIGTERM, kill -9, restart): each request is forked twice,
+  the intermediate calls setsid() and exits at once and the template reaps it, so a
+  monitor is the child of neither the daemon nor the template; it lives in its own session
+  like a monitor started from monitor.py. Nothing ties its life to either process: no
+  PDEATHSIG, no pipe or socket to them (all of its fds except its stdio are closed right
+  after the fork; its stdout is the daemon's ready pipe, replaced by /dev/null once the
+  ready line is written, exactly as before).
+* The template itself is tied to the daemon: it exits when its socket reaches EOF, which
+  the kernel delivers when the daemon exits for any reason, kill -9 included. A restarted
+  daemon starts a new template; monitors forked by the old one go on unaffected (the pages
+  they shared stay shared between them, their memory is their own once written).
+* A monitor crash loses no exit code: the monitor is the same code as before (runtime/shim.py)
+  and records ``exit.json`` the same way; the template holds no state about it. The
+  template crashing costs no container either: the daemon sees EOF on the ready pipe of a
+  request in flight (reported as a failed start), and starts monitors as fresh interpreters
+  (runtime/launcher.py) until a new template is up.
+* Nothing of one container is shared with another's: the template never reads a bundle,
+  a config or a log; it only receives a bundle path and two fds (the log, the ready pipe),
+  which it closes after the fork, so the next monitor inherits none of them. What the
+  monitors share are the read-only pages of the interpreter and the imported modules.
+
+`docker exec` processes (runtime/nsexec.py) are forked the same way (~40 ms less than a
+fresh interpreter per exec). The daemon is not their parent, so a small process between
+the template and nsexec's reports the pid and then the exit code on a status pipe.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gc
+import os
+import sys
+
+TYPE_CHECKING = False  # not typing's: its import costs the template ~9 ms and memory
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from socket import socket
+
+
+# Requests: one SEQPACKET message each, a kind byte and its argument, with SCM_RIGHTS fds.
+MONITOR = b"M"  # + bundle path; fds: monitor.log, the ready pipe
+EXEC = b"E"  # + exec spec (JSON, runtime/nsexec.py); fds: stdin, stdout, stderr, status pipe[, console]
+MAX_REQUEST = 1 << 18
+MAX_FDS = 5
+
+
+def serve(chan: socket, handlers: dict[bytes, Callable[[bytes, list[int]], None]]) -> int:
+    """Answer requests until the daemon closes its end (EOF): returns 0 then."""
+    from runtime import lean
+
+    while True:
+        try:
+            data, fds = lean.recv_fds(chan, MAX_REQUEST, MAX_FDS)
+        except InterruptedError:
+            continue
+        if not data:
+            return 0
+        try:
+            handler = handlers.get(data[:1])
+            if handler is not None:
+                handler(data[1:], fds)
+            else:
+                print(f"zygote: unknown request {data[:1]!r}", file=sys.stderr, flush=True)
+        except Exception as e:  # noqa: BLE001 - one bad request must not end the template
+            print(f"zygote: request failed: {e!r}", file=sys.stderr, flush=True)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def _detach(stdio: list[int], name: bytes, run: Callable[[], int]) -> None:
+    """Run `run` in a grandchild (the template reaps the middle process at once) that has its
+    own session and only `stdio` as its fds 0, 1, 2...; it never returns from there."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            # Out of the way first: a source may be another's target.
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 64) for fd in stdio]
+            for target, fd in enumerate(high):
+                os.dup2(fd, target)
+            # The daemon's socket and this request's fds: keep only what was handed over.
+            os.closerange(len(stdio), os.sysconf("SC_OPEN_MAX"))
+            _name_process(name)
+            code = run()
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
+
+
+def fork_monitor(arg: bytes, fds: list[int]) -> None:
+    """A detached monitor for the bundle `arg` (runtime/shim.py)."""
+    from runtime import shim
+
+    if len(fds) != 2:
+        raise ValueError(f"monitor request with {len(fds)} fds")
+    log_fd, ready_fd = fds
+    null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    try:
+        _detach([null, ready_fd, log_fd], b"pyd-monitor", lambda: shim.run(os.fsdecode(arg)))
+    except OSError as e:
+        # The daemon sees EOF on the ready pipe and reports monitor.log's tail.
+        os.write(log_fd, f"cannot fork the container monitor: {e}\n".encode())
+    finally:
+        os.close(null)
+
+
+def fork_exec(arg: bytes, fds: list[int]) -> None:
+    """`docker exec`: runtime/nsexec.py with the given stdio, in a process that writes its
+    pid and then its exit code (decimal lines) to the status pipe: the daemon is not its
+    parent, so it cannot wait for it."""
+    if len(fds) not in (4, 5):
+        raise ValueError(f"exec request with {len(fds)} fds")
+    _detach(fds, b"pyd-exec", lambda: _run_exec(arg, console=len(fds) == 5))
+
+
+def _run_exec(arg: bytes, console: bool) -> int:
+    from runtime import lean, nsexec
+
+    spec = lean.loads(arg)
+    if console:
+        spec["console_fd"] = 4
+    pid = os.fork()
+    if pid == 0:
+        rc = 126
+        try:
+            os.close(3)  # the status pipe is this process's, not the command's
+            rc = nsexec.main([lean.dumps(spec).decode()])
+        finally:
+            os._exit(rc)
+    # Only the exec's process holds its stdio: EOF reaches the daemon when it ends.
+    for fd in (0, 1, 2, 4):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    os.write(3, f"{pid}\n".encode())
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+    code = 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    os.write(3, f"{code}\n".encode())
+    return code
+
+
+def _name_process(name: bytes) -> None:
+    # What ps and top show: the monitors' command line is the template's.
+    try:
+        with open("/proc/self/comm", "wb") as f:
+            f.write(name)
+    except OSError:
+        pass
+
+
+def _main() -> int:
+    sys.path.append(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    from runtime import lean, nsexec, shim  # noqa: F401 - imported here so that forks share them
+
+    chan = lean.Socket(lean.AF_UNIX, lean.SOCK_SEQPACKET, 0, 0)
+    os.chdir("/")
+    # Everything imported so far is what the monitors share: no collection may touch it again.
+    gc.collect()
+    gc.freeze()
+    chan.send(b"ready")
+    return serve(chan, {MONITOR: fork_monitor, EXEC: fork_exec})
+
+
+if __name__ == "__main__":
+    sys.exit(_main())

@@ -1,0 +1,147 @@
+"""Monitors and exec processes forked by the template process (run as root): what they
+guarantee is what a freshly started monitor guarantees, with or without the template."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runtime.client import Monitor
+from runtime.execclient import spawn_exec
+from runtime.launcher import ZygoteLauncher
+from tests.unit.test_runtime_monitor import _alive, applets, box, demux, make_spec  # noqa: F401 - fixtures
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, mounts)"),
+    pytest.mark.skipif(not os.path.exists("/bin/busybox"), reason="needs /bin/busybox (busybox-static)"),
+    pytest.mark.timeout(60),
+]
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def _gone(pid: int, timeout: float = 5) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return not _alive(pid)
+
+
+async def _run_to_end(m: Monitor) -> tuple[int, bytes, bytes]:
+    reader, writer = await m.attach(stdin=False, stdout=True, stderr=True)
+    await m.start()
+    data = await reader.read()
+    writer.close()
+    status = await m.wait()
+    return (status.exit_code, *demux(data))
+
+
+def test_monitor_outlives_the_template(box: Path, tmp_path: Path) -> None:  # noqa: F811
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec")
+        assert await launcher.start()
+        zygote = launcher.pid
+        assert zygote
+        m = await Monitor.spawn(box / "bundle", make_spec(box, ["sh", "-c", "echo hi; sleep 0.5; exit 7"]), launcher)
+        try:
+            # Neither the template's nor the daemon's child: their deaths cannot take it along.
+            assert _ppid(m.monitor_pid) not in (zygote, os.getpid())
+            os.kill(zygote, signal.SIGKILL)  # the template dies while the container runs
+            assert (await _run_to_end(m)) == (7, b"hi\n", b"")
+            # The next launch starts a new template.
+            m2 = await Monitor.spawn(box / "bundle", make_spec(box, ["true"]), launcher)
+            assert launcher.pid not in (None, zygote)
+            assert (await _run_to_end(m2))[0] == 0
+        finally:
+            await launcher.close()
+        assert _gone(m.monitor_pid) and _gone(m2.monitor_pid)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_close_ends_the_template_not_the_containers(box: Path, tmp_path: Path) -> None:  # noqa: F811
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec")
+        await launcher.start()
+        zygote = launcher.pid
+        m = await Monitor.spawn(box / "bundle", make_spec(box, ["sleep", "30"]), launcher)
+        await m.start()
+        await launcher.close()
+        assert zygote and _gone(zygote)
+        assert _alive(m.pid) and _alive(m.monitor_pid)
+        again = await Monitor.connect(box / "bundle")
+        assert again is not None and again.pid == m.pid
+        await again.kill(signal.SIGKILL)
+        status = await again.wait()
+        assert status.exit_code == 137
+        assert _gone(m.monitor_pid)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_without_a_template_monitors_start_fresh(box: Path, tmp_path: Path) -> None:  # noqa: F811
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec", python="/nonexistent/python", )
+        assert not await launcher.start()
+        launcher.fallback.python = sys.executable  # the fallback itself works
+        m = await Monitor.spawn(box / "bundle", make_spec(box, ["sh", "-c", "echo fresh"]), launcher)
+        assert (await _run_to_end(m)) == (0, b"fresh\n", b"")
+        await launcher.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def _exec_spec(pid: int, args: list[str], **kw: object) -> dict:
+    return {"pid": pid, "args": args, "env": ["PATH=/bin"], "cwd": "/", "user": "", "tty": False,
+            "open_stdin": False, "capabilities": [], "privileged": True, **kw}
+
+
+def test_exec_forked_by_the_template(box: Path, tmp_path: Path) -> None:  # noqa: F811
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec")
+        assert await launcher.start()
+        m = await Monitor.spawn(box / "bundle", make_spec(box, ["sleep", "30"]), launcher)
+        try:
+            await m.start()
+            ex = await spawn_exec(_exec_spec(m.pid, ["sh", "-c", "echo $$; ls /proc/$$/fd; echo err >&2; exit 3"]),
+                                  launcher)
+            out, err = await asyncio.gather(ex.proc.stdout.read(), ex.proc.stderr.read())
+            assert await ex.wait() == 3
+            pid, *fds = out.decode().split()
+            assert pid != "1" and fds == ["0", "1", "2"]  # nothing of the template's or the status pipe
+            assert err == b"err\n"
+
+            ex = await spawn_exec(_exec_spec(m.pid, ["cat"], open_stdin=True), launcher)
+            ex.proc.stdin.write(b"through stdin\n")
+            ex.proc.stdin.close()
+            assert await ex.proc.stdout.read() == b"through stdin\n"
+            assert await ex.wait() == 0
+
+            ex = await spawn_exec(_exec_spec(m.pid, ["nosuchcommand"]), launcher)
+            assert b"executable file not found" in await ex.proc.stderr.read()
+            assert await ex.wait() == 127
+
+            ex = await spawn_exec(_exec_spec(m.pid, ["sh", "-c", "tty; exit 4"], tty=True, console_size=[20, 70]),
+                                  launcher)
+            reader, _ = await ex.tty_streams()
+            data = b""
+            while chunk := await reader.read(4096):
+                data += chunk
+            assert b"/dev/pts/" in data
+            assert await ex.wait() == 4
+            ex.close()
+        finally:
+            await m.kill(signal.SIGKILL)
+            await m.wait()
+            await launcher.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

@@ -127,38 +127,20 @@ def allocate_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free 10.x /24 for a test bridge")
 
 
+BUSYBOX_IMAGE_SCRIPT = REPO / "scripts" / "busybox-image.py"
+
+
 def build_busybox_rootfs(dest: Path) -> Path:
-    """Write a minimal busybox rootfs tar (uid 0, fixed mtimes) like the busybox image."""
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    mtime = 1_700_000_000
-
-    def add(tf: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> None:
-        ti = tarfile.TarInfo(name)
-        ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, mtime, 0, 0
-        ti.uname = ti.gname = "root"
-        ti.linkname = link
-        ti.size = len(data) if kind == tarfile.REGTYPE else 0
-        tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
-        for d, mode in [
-            ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o755),
-            ("root", 0o700), ("sys", 0o755), ("tmp", 0o1777), ("usr", 0o755), ("usr/bin", 0o755),
-            ("usr/sbin", 0o755), ("sbin", 0o755), ("var", 0o755), ("var/log", 0o755),
-        ]:
-            add(tf, d, tarfile.DIRTYPE, mode)
-        with open(BUSYBOX, "rb") as f:
-            add(tf, "bin/busybox", tarfile.REGTYPE, 0o755, f.read())
-        for a in sorted(set(applets)):
-            if a != "busybox":
-                add(tf, f"bin/{a}", tarfile.SYMTYPE, 0o777, link="busybox")
-        add(tf, "usr/bin/env", tarfile.SYMTYPE, 0o777, link="../../bin/busybox")
-        add(tf, "etc/passwd", tarfile.REGTYPE, 0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
-        add(tf, "etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\nnobody:x:65534:\n")
-        # A file that is not executable and a non-ELF script without interpreter line:
-        # the 126 exit-code tests exec these.
-        add(tf, "etc/not-executable", tarfile.REGTYPE, 0o644, b"echo no\n")
+    """The busybox rootfs tar of the README's recipe (scripts/busybox-image.py), plus one test file."""
+    subprocess.run([sys.executable, str(BUSYBOX_IMAGE_SCRIPT), "--busybox", BUSYBOX, "-o", str(dest)],
+                   check=True, capture_output=True)
+    # A file that is not executable and a non-ELF script without interpreter line: the 126
+    # exit-code tests exec it.
+    data = b"echo no\n"
+    ti = tarfile.TarInfo("etc/not-executable")
+    ti.mode, ti.mtime, ti.size, ti.uname, ti.gname = 0o644, 1_700_000_000, len(data), "root", "root"
+    with tarfile.open(dest, "a", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(ti, io.BytesIO(data))
     return dest
 
 

@@ -416,6 +416,11 @@ def from_sources(path: Path, flags: dict[str, Any]) -> Config:
 _BY_KEY_ATTR = {o.attr: o for o in OPTIONS}
 
 
+def show(v: Any) -> str:
+    """A setting's value for the log: as dockerd prints it."""
+    return _go(v)
+
+
 def _go(v: Any) -> str:
     """A value as dockerd's conflict message prints it (Go's %v)."""
     if isinstance(v, bool):

@@ -8,11 +8,15 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from api.backends import Backends
-from daemon.config import Config
+from daemon import config as config_mod
+from daemon.config import Config, ConfigError
 from daemon.containers.archive import ArchiveService
+from daemon.containers.defaults import ContainerDefaults
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
 from daemon.containers.stats import StatsService
@@ -25,6 +29,7 @@ from daemon.execs.service import ExecService
 from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
+from daemon.metrics.metrics import Metrics, RunningContainer
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
@@ -50,9 +55,19 @@ def find_init(cfg: Config) -> str | None:
     return shutil.which("tini-static")
 
 
+def container_defaults(cfg: Config) -> ContainerDefaults:
+    return ContainerDefaults(log_driver=cfg.log_driver, log_opts=dict(cfg.log_opts), shm_size=cfg.default_shm_size,
+                             ulimits=[{"Name": u.name, "Soft": u.soft, "Hard": u.hard}
+                                      for u in cfg.default_ulimits.values()])
+
+
 class Daemon:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, reload_flags: dict[str, Any] | None = None,
+                 on_log_level: Callable[[str], None] | None = None) -> None:
         self.cfg = cfg
+        # What SIGHUP needs to read the configuration again: the flags it was started with.
+        self.reload_flags = dict(reload_flags or {})
+        self.on_log_level = on_log_level
         root = cfg.data_root
         self.store = Store(root / "pydockerd.db")
         self.events = EventBus()
@@ -60,6 +75,9 @@ class Daemon:
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.cgroups = cgroups.detect(cfg.cgroup_parent)
+        # Only with --metrics-addr: without a scraper, counting is work for nobody.
+        self.metrics = Metrics(self.cgroups) if cfg.metrics_addr else None
+        self.container_defaults = container_defaults(cfg)
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
@@ -69,21 +87,28 @@ class Daemon:
         self.image_archives = ImageArchives(self.images, self.layers, self.sources, self.events, spool)
         registries = RegistryClients(cfg.insecure_registries or [])
         self.distribution = DistributionService(
-            Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events),
-            Pusher(self.images, self.blobs, self.layers, self.sources, registries, self.events, spool),
-            registries)
+            Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events,
+                   max_concurrent_downloads=cfg.max_concurrent_downloads),
+            Pusher(self.images, self.blobs, self.layers, self.sources, registries, self.events, spool,
+                   max_concurrent_uploads=cfg.max_concurrent_uploads),
+            registries, on_pull=self.metrics.observe_pull if self.metrics else None)
         self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events, self.registry)
         # The networks and the containers' side of them share the table of live sandboxes.
         sandboxes = Sandboxes()
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
                                        sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
-                                       ip_masq=cfg.ip_masq)
+                                       ip_masq=cfg.ip_masq and cfg.iptables,
+                                       address_pools=[(p.base, p.size) for p in cfg.default_address_pools],
+                                       iptables=cfg.iptables, ip_forward=cfg.ip_forward,
+                                       userland_proxy=cfg.userland_proxy)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
-                                           init_path=find_init(cfg), cgroups=self.cgroups)
+                                           init_path=find_init(cfg), cgroups=self.cgroups,
+                                           defaults=self.container_defaults,
+                                           on_action=self.metrics.observe_container_action if self.metrics else None)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,
                                       events=self.events)
         self.commit = CommitService(self.containers, self.images, self.blobs, self.layers, self.sources,
@@ -102,7 +127,45 @@ class Daemon:
         return Backends(containers=self.containers, archive=self.archive, stats=self.stats, execs=self.execs,
                         images=self.images, image_archives=self.image_archives, commit=self.commit,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
-                        volumes=self.volumes, system=self.system, stopping=self.stopping)
+                        volumes=self.volumes, system=self.system, stopping=self.stopping, metrics=self.metrics)
+
+    def reload(self) -> None:
+        """SIGHUP: daemon.json read again with the start's flags; the settings dockerd reloads are
+        applied, the others wait for a restart. A broken file changes nothing."""
+        path = self.cfg.config_file
+        try:
+            _, changes, ignored = config_mod.reload_changes(self.cfg, path, self.reload_flags)
+        except ConfigError as e:
+            log.error("reload failed, the configuration stays as it was: %s", e)
+            return
+        config_mod.apply(self.cfg, changes)
+        cfg = self.cfg
+        if any(c.attr in ("debug", "log_level") for c in changes) and self.on_log_level is not None:
+            self.on_log_level(cfg.effective_log_level)
+        self.distribution.registries.insecure = list(cfg.insecure_registries)
+        self.distribution.puller.max_concurrent_downloads = cfg.max_concurrent_downloads
+        self.distribution.pusher.max_concurrent_uploads = cfg.max_concurrent_uploads
+        self.container_defaults.ulimits = container_defaults(cfg).ulimits
+        for c in changes:
+            log.info("reload: %s changed from %s to %s", c.key, config_mod.show(c.old), config_mod.show(c.new))
+        if ignored:
+            log.warning("reload: %s changed in %s but only take effect at the next start",
+                        ", ".join(ignored), path)
+        log.info("reloaded the configuration from %s (%s)", path,
+                 f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes else "no changes")
+
+    async def metrics_text(self) -> bytes:
+        """One scrape: container states and the running containers are read here, on the loop;
+        their cgroup files in a thread."""
+        assert self.metrics is not None
+        counts = self.containers.counts()
+        states = {"running": counts["ContainersRunning"], "paused": counts["ContainersPaused"],
+                  "stopped": counts["ContainersStopped"]}
+        running = [RunningContainer(c.id, c.name.lstrip("/"), c.config.get("Image", ""), int(c.state.get("Pid") or 0),
+                                    own_netns=c.network_mode not in ("host",) and not
+                                    c.network_mode.startswith("container:"))
+                   for c in self.registry if c.running]
+        return await self.metrics.render(states, running)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"
@@ -114,6 +177,8 @@ class Daemon:
             return value
 
     async def start(self) -> None:
+        if self.metrics is not None:
+            self.metrics.start()
         self.store.open()
         self.images.load()
         self.volumes.load()
@@ -146,6 +211,8 @@ class Daemon:
                     log.warning("cannot unmount %s: %s", mnt, e)
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.containers.shutdown()
         await asyncio.to_thread(self.cgroups.release)
         await self.sandboxes.shutdown()

@@ -17,7 +17,8 @@ import os
 import shutil
 import signal as signal_mod
 import sqlite3
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
+from daemon.containers.defaults import ContainerDefaults
 from daemon.containers.files import ContainerFiles
 from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
@@ -52,8 +54,12 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups) -> None:
+                 init_path: str | None, cgroups: Cgroups, defaults: ContainerDefaults | None = None,
+                 on_action: Callable[[str, float], None] | None = None) -> None:
         self.store = store
+        self.defaults = defaults or ContainerDefaults()
+        # Told how long each start took (the metrics).
+        self.on_action = on_action
         self.images = images
         self.events = events
         self.driver = driver
@@ -115,7 +121,7 @@ class ContainerService:
             except InvalidParameter:
                 raise InvalidParameter(f"invalid reference format: {image_ref}") from None
             raise NotFound(f"No such image: {shown}")
-        config, host_config = container_config.merge(body, img.config.get("config") or {})
+        config, host_config = container_config.merge(body, img.config.get("config") or {}, self.defaults)
         net = host_config["NetworkMode"]
         warnings = self.networks.check_mode(body, host_config)
         container_config.capabilities(host_config)  # validates cap names now, not at start
@@ -166,10 +172,17 @@ class ContainerService:
             await self._start_locked(c)
 
     async def _start_locked(self, c: Container) -> None:
+        began = time.monotonic()
+        await self._start_timed(c)
+        if self.on_action is not None:
+            self.on_action("start", time.monotonic() - began)
+
+    async def _start_timed(self, c: Container) -> None:
         try:
             prepared = await asyncio.to_thread(self._prepare, c)
             netns_path, link_env = await self.networks.setup(c)
-            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path)
+            spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path,
+                                  ulimits=self.defaults.merged_ulimits(c.host_config.get("Ulimits")))
         except DaemonError as e:
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
             # removal), and an AutoRemove container removed.

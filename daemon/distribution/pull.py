@@ -102,6 +102,8 @@ class Puller:
     sources: LayerSources
     registries: RegistryClients
     events: EventBus
+    # daemon.json max-concurrent-downloads; SIGHUP changes it for the pulls that start after.
+    max_concurrent_downloads: int = MAX_CONCURRENT_DOWNLOADS
 
     async def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None
                    ) -> AsyncIterator[dict]:
@@ -178,7 +180,7 @@ class Puller:
         for i, desc in enumerate(descs):
             short = desc["digest"].split(":", 1)[-1][:12]
             q.put_nowait(status("Pulling fs layer" if i in missing else "Already exists", short))
-        sem = asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS)
+        sem = asyncio.Semaphore(self.max_concurrent_downloads)
 
         async def fetch(i: int) -> None:
             desc = descs[i]

@@ -97,7 +97,8 @@ def test_config_flags_and_file(tmp_path: Path) -> None:
     f = tmp_path / "daemon.json"
     f.write_text(json.dumps({"data-root": str(tmp_path / "d"), "debug": True, "storage-driver": "vfs"}))
     cfg = load(["--config-file", str(f), "-H", "unix:///tmp/x.sock", "--bip", "10.9.0.1/24"])
-    assert cfg.data_root == tmp_path / "d" and cfg.log_level == "debug" and cfg.storage_driver == "vfs"
+    assert cfg.data_root == tmp_path / "d" and cfg.debug and cfg.storage_driver == "vfs"
+    assert cfg.effective_log_level == "debug"
     assert cfg.hosts == ["unix:///tmp/x.sock"]
     f.write_text('{"no-such-key": 1}')
     with pytest.raises(ConfigError, match="no-such-key"):

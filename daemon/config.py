@@ -133,6 +133,13 @@ def _json_int(v: Any) -> int:
     return v
 
 
+def _int_text(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+
+
 def _json_str_list(v: Any) -> list[str]:
     if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
         raise ValueError(f"expected a list of strings, got {json.dumps(v)}")
@@ -252,7 +259,7 @@ class Kind:
 
 STR = Kind(str, _json_str)
 BOOL = Kind(lambda v: v, _json_bool, switch=True)
-INT = Kind(int, _json_int)
+INT = Kind(_int_text, _json_int)
 LIST = Kind(list, _json_str_list, repeat=True)
 SIZE = Kind(parse_size, _size_file)
 ULIMITS = Kind(_ulimits_flag, _ulimits_file, repeat=True)
@@ -367,8 +374,7 @@ class Loaded:
 
 def parse_flags(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, Any]]:
     """The arguments, and the settings given as flags (attr -> parsed value), checked one by one."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     given: dict[str, Any] = {}
     for o in OPTIONS:
         raw = getattr(args, o.attr)
@@ -377,7 +383,7 @@ def parse_flags(argv: list[str] | None) -> tuple[argparse.Namespace, dict[str, A
         try:
             given[o.attr] = o.kind.flag(raw)
         except ValueError as e:
-            parser.error(f"invalid value for {o.flags[-1]}: {e}")
+            raise ConfigError(f"invalid value for {o.flags[-1]}: {e}") from None
     return args, given
 
 

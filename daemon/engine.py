@@ -58,12 +58,13 @@ def find_init(cfg: Config) -> str | None:
 def container_defaults(cfg: Config) -> ContainerDefaults:
     return ContainerDefaults(log_driver=cfg.log_driver, log_opts=dict(cfg.log_opts), shm_size=cfg.default_shm_size,
                              ulimits=[{"Name": u.name, "Soft": u.soft, "Hard": u.hard}
-                                      for u in cfg.default_ulimits.values()])
+                                      for u in cfg.default_ulimits.values()],
+                             dns=list(cfg.dns), dns_search=list(cfg.dns_search), dns_options=list(cfg.dns_opts))
 
 
 class Daemon:
     def __init__(self, cfg: Config, reload_flags: dict[str, Any] | None = None,
-                 on_log_level: Callable[[str], None] | None = None) -> None:
+                 on_log_level: Callable[[str], None] | None = None, tcp_listeners: list[str] | None = None) -> None:
         self.cfg = cfg
         # What SIGHUP needs to read the configuration again: the flags it was started with.
         self.reload_flags = dict(reload_flags or {})
@@ -116,8 +117,10 @@ class Daemon:
         self.execs = ExecService(self.registry, self.events, self.cgroups)
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
+        tcp_listeners = tcp_listeners if tcp_listeners is not None else [
+            h for h in cfg.hosts if h.startswith("tcp://")]
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events)
+                                    self.events, tuple(tcp_listeners))
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()

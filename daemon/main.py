@@ -89,7 +89,8 @@ async def _run(loaded: Loaded) -> None:
         except OSError as e:
             close_listeners(listeners)
             raise StartupError(f"cannot serve metrics on {cfg.metrics_addr}: {e.strerror or e}") from None
-    daemon = Daemon(cfg, reload_flags=loaded.flags, on_log_level=set_log_level)
+    daemon = Daemon(cfg, reload_flags=loaded.flags, on_log_level=set_log_level,
+                    tcp_listeners=[b.url for b in listeners if b.listener.scheme == "tcp"])
     await daemon.start()
     app, routes = create_app(daemon.backends())
     stop = asyncio.Event()

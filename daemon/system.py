@@ -55,6 +55,8 @@ class SystemService:
     images: ImageViews
     volumes: VolumeViews
     events: EventBus
+    # The API's TCP listeners as bound (fd:// ones included), for docker info's warnings.
+    tcp_listeners: tuple[str, ...] = ()
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,
@@ -153,7 +155,7 @@ class SystemService:
             "InitBinary": "docker-init" if self.containers.init_path else "",
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
             "SecurityOptions": ["name=cgroupns"] if cgroup_version == "2" else [],
-            "Warnings": warnings(self.cfg, swap_limit=swap_limit, nf4=nf4, nf6=nf6),
+            "Warnings": warnings(self.cfg, self.tcp_listeners, swap_limit=swap_limit, nf4=nf4, nf6=nf6),
         }
 
 _ATTACK_SURFACE = """
@@ -162,13 +164,11 @@ _ATTACK_SURFACE = """
          more information: https://docs.docker.com/go/attack-surface/"""
 
 
-def warnings(cfg: Config, *, swap_limit: bool, nf4: bool, nf6: bool) -> list[str]:
+def warnings(cfg: Config, tcp_listeners: tuple[str, ...], *, swap_limit: bool, nf4: bool, nf6: bool) -> list[str]:
     """`docker info`'s WARNING lines, dockerd's words (daemon/info.go, info_unix.go)."""
     out = []
-    for host in cfg.hosts:
-        proto, _, addr = host.partition("://")
-        if proto != "tcp":
-            continue
+    for url in tcp_listeners:
+        addr = url.partition("://")[2]
         if not (cfg.tls or cfg.tlsverify):
             out.append(f"WARNING: API is accessible on http://{addr} without encryption.{_ATTACK_SURFACE}")
         elif not cfg.tlsverify:

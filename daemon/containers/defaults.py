@@ -20,6 +20,20 @@ class ContainerDefaults:
     shm_size: int = DEFAULT_SHM_SIZE
     # HostConfig.Ulimits entries: {"Name": ..., "Soft": ..., "Hard": ...}
     ulimits: list[dict] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    dns_search: list[str] = field(default_factory=list)
+    dns_options: list[str] = field(default_factory=list)
+
+    def with_dns(self, hc: dict) -> dict:
+        """`hc` with the daemon's --dns/--dns-search/--dns-opt where the container sets none, each
+        on its own (dockerd); a copy: the stored HostConfig keeps what the client asked for."""
+        if not (self.dns or self.dns_search or self.dns_options):
+            return hc
+        out = dict(hc)
+        for key, value in (("Dns", self.dns), ("DnsSearch", self.dns_search), ("DnsOptions", self.dns_options)):
+            if not out.get(key) and value:
+                out[key] = list(value)
+        return out
 
     def log_config(self, requested: dict | None) -> dict:
         """dockerd's mergeAndVerifyLogConfig: no type means the daemon's driver, and for that

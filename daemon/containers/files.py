@@ -14,6 +14,7 @@ from typing import Any
 
 from daemon.containers.collaborators import ContainerImages
 from daemon.containers.container import Container, paths
+from daemon.containers.defaults import ContainerDefaults
 from network import hosts
 
 log = logging.getLogger("pydockerd.containers")
@@ -34,7 +35,9 @@ def make_init_layer(root: Path) -> None:
 
 
 class ContainerFiles:
-    def __init__(self, *, driver: Any, images: ContainerImages, data_root: Path, exec_root: Path) -> None:
+    def __init__(self, *, driver: Any, images: ContainerImages, data_root: Path, exec_root: Path,
+                 defaults: ContainerDefaults | None = None) -> None:
+        self.defaults = defaults or ContainerDefaults()
         self.driver = driver
         self.images = images
         self.data_root = data_root
@@ -100,7 +103,7 @@ class ContainerFiles:
         """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
         /etc/resolv.conf of a container with its own network or the host's."""
         p = self.paths(c)
-        hc = c.host_config
+        hc = self.defaults.with_dns(c.host_config)
         hosts.write_hostname(p["hostname"], c.config["Hostname"])
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra_hosts,
                           host_network=host_network)

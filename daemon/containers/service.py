@@ -72,7 +72,8 @@ class ContainerService:
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
-        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root)
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root,
+                                    defaults=self.defaults)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
 

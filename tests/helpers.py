@@ -159,6 +159,9 @@ class Daemon:
         extra_args: Sequence[str] = (),
         log_level: str = "debug",
         storage_driver: str | None = None,
+        launcher: Sequence[str] = (),
+        hosts: Sequence[str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
@@ -176,6 +179,11 @@ class Daemon:
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.storage_driver = storage_driver or os.environ.get("PYDOCKERD_STORAGE_DRIVER", "")
+        # What runs the daemon command (e.g. systemd-socket-activate, which binds self.sock),
+        # the -H values in place of unix://self.sock, and variables for the daemon only.
+        self.launcher = list(launcher)
+        self.hosts = list(hosts) if hosts is not None else None
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: Any = None
         self.seen_ids: set[str] = set()
@@ -203,8 +211,9 @@ class Daemon:
 
     def argv(self, *more: str) -> list[str]:
         cmd = shlex.split(os.environ.get("PYDOCKERD_CMD", "")) or [sys.executable, "-m", "daemon.main"]
+        listen = [a for h in (self.hosts if self.hosts is not None else [self.host]) for a in ("-H", h)]
         args = [
-            "-H", self.host,
+            *listen,
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
             "--pidfile", str(self.pidfile),
@@ -220,7 +229,7 @@ class Daemon:
             args += ["--storage-driver", self.storage_driver]
         if self.tcp_port:
             args += ["-H", self.tcp_host]
-        return cmd + args + self.extra_args + list(more)
+        return self.launcher + cmd + args + self.extra_args + list(more)
 
     # -- lifecycle
     def start(self, timeout: float = START_TIMEOUT) -> None:
@@ -232,7 +241,7 @@ class Daemon:
             # (not the signal) decides how the daemon stops.
             self.proc = subprocess.Popen(
                 self.argv(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
+                start_new_session=True, env={**os.environ, **self.extra_env} if self.extra_env else None,
             )
         self.closed = False
         self.wait_ready(timeout)

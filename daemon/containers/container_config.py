@@ -192,7 +192,8 @@ def merge(body: dict, image_config: dict, daemon_defaults: ContainerDefaults | N
     if host_config.get("Privileged"):
         host_config["MaskedPaths"] = None
         host_config["ReadonlyPaths"] = None
-    shm = host_config.get("ShmSize") or 0
+    # From the request: the template above holds the built-in default, not the daemon's.
+    shm = hc.get("ShmSize") or 0
     if shm < 0:
         raise InvalidParameter("SHM size can not be less than 0")
     host_config["ShmSize"] = shm or daemon_defaults.shm_size

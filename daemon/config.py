@@ -507,6 +507,10 @@ def _validate(cfg: Config) -> None:
     for label in cfg.labels:
         if "=" not in label or label.startswith("="):
             raise ConfigError(f"invalid label '{label}': labels must be key=value")
+    for mirror in cfg.registry_mirrors:
+        scheme, sep, host = mirror.rstrip("/").partition("://")
+        if not sep or scheme not in ("http", "https") or not host or "/" in host:
+            raise ConfigError(f"invalid mirror: {mirror!r}: expected http(s)://HOST[:PORT]")
     for server in cfg.dns:
         try:
             ipaddress.ip_address(server)

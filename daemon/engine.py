@@ -86,7 +86,7 @@ class Daemon:
                                    self.driver.name)
         spool = Spool(root / "tmp")
         self.image_archives = ImageArchives(self.images, self.layers, self.sources, self.events, spool)
-        registries = RegistryClients(cfg.insecure_registries or [])
+        registries = RegistryClients(cfg.insecure_registries or [], cfg.registry_mirrors)
         self.distribution = DistributionService(
             Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events,
                    max_concurrent_downloads=cfg.max_concurrent_downloads),
@@ -146,6 +146,7 @@ class Daemon:
         if any(c.attr in ("debug", "log_level") for c in changes) and self.on_log_level is not None:
             self.on_log_level(cfg.effective_log_level)
         self.distribution.registries.insecure = list(cfg.insecure_registries)
+        self.distribution.registries.mirrors = list(cfg.registry_mirrors)
         self.distribution.puller.max_concurrent_downloads = cfg.max_concurrent_downloads
         self.distribution.pusher.max_concurrent_uploads = cfg.max_concurrent_uploads
         self.container_defaults.ulimits = container_defaults(cfg).ulimits

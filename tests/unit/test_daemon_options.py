@@ -92,6 +92,8 @@ def test_flag_values_parsed_by_kind(tmp_path: Path) -> None:
     ({"log-opts": {"max-size": 1}}, "expected an object of strings"),
     ({"dns": ["not-an-ip"]}, "not-an-ip is not an ip address"),
     ({"metrics-addr": "nowhere"}, "invalid --metrics-addr"),
+    ({"registry-mirrors": ["mirror.test"]}, "invalid mirror: 'mirror.test'"),
+    ({"registry-mirrors": ["ftp://mirror.test"]}, "invalid mirror"),
     ({"unknown-a": 1, "debug": True, "unknown-b": 2},
      "the following directives don't match any configuration option: unknown-a, unknown-b"),
     ([1, 2], "not a JSON object"),

@@ -26,8 +26,8 @@ STORAGE_DRIVERS = ("overlay2", "vfs")
 # dockerd's `overlay` was removed; we accept it as a synonym because users type it.
 STORAGE_ALIASES = {"overlay": "overlay2", "copy": "vfs"}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
-# Daemon-wide log drivers: json-file and none are what the monitor writes.
-LOG_DRIVERS = ("json-file", "none")
+# Daemon-wide log drivers: the ones containers may use (daemon/containers/runtime_options.py).
+LOG_DRIVERS = ("json-file", "local", "none")
 RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
@@ -315,7 +315,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("dns-opts", "dns_opts", LIST, ("--dns-opt",), "resolv.conf option for containers"),
     Option("default-address-pools", "default_address_pools", POOLS, ("--default-address-pool",),
            "base=CIDR,size=N: where new networks take their subnets"),
-    Option("log-driver", "log_driver", STR, ("--log-driver",), "containers' default log driver: json-file, none",
+    Option("log-driver", "log_driver", STR, ("--log-driver",), "containers' default log driver: json-file, local, none",
            choices=LOG_DRIVERS),
     Option("log-opts", "log_opts", DICT, ("--log-opt",), "key=value for the default log driver"),
     Option("shutdown-timeout", "shutdown_timeout", INT, ("--shutdown-timeout",),
@@ -518,10 +518,10 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{server} is not an ip address") from None
     if cfg.log_driver == "none" and cfg.log_opts:
         raise ConfigError(f"unknown log opt '{next(iter(cfg.log_opts))}' for none log driver")
-    from daemon.containers.runtime_options import JSON_FILE_OPTS
+    from daemon.containers.runtime_options import JSON_FILE_OPTS, LOCAL_OPTS
 
     for key in cfg.log_opts:
-        if key not in JSON_FILE_OPTS:
+        if key not in (LOCAL_OPTS if cfg.log_driver == "local" else JSON_FILE_OPTS):
             raise ConfigError(f"unknown log opt '{key}' for {cfg.log_driver} log driver")
     if cfg.metrics_addr:
         try:

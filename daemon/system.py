@@ -114,7 +114,7 @@ class SystemService:
                              ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
                              ["userxattr", "false"]] if self.driver_name == "overlay2" else [],
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                        "Log": ["json-file"]},
+                        "Log": ["json-file", "local"]},
             "MemoryLimit": True, "SwapLimit": swap_limit, "KernelMemory": False, "KernelMemoryTCP": False,
             "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
             "IPv4Forwarding": _sysctl("net/ipv4/ip_forward") == "1",

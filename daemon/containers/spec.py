@@ -78,8 +78,9 @@ def namespaces(c: Container, lookup: Callable[[str], Container]) -> Namespaces:
 
 
 def log_rotation(hc: dict) -> tuple[int, int]:
-    """json-file's (max size in bytes, 0 = never rotate; number of files)."""
-    opts = (hc.get("LogConfig") or {}).get("Config") or {}
+    """json-file's (max size in bytes, 0 = never rotate; number of files); `local` rotates by default."""
+    lc = hc.get("LogConfig") or {}
+    opts = {**(runtime_options.LOCAL_DEFAULTS if lc.get("Type") == "local" else {}), **(lc.get("Config") or {})}
     size = runtime_options.parse_size(opts["max-size"]) if opts.get("max-size") else 0
     return size, int(opts.get("max-file") or 1)
 

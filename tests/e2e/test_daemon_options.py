@@ -176,6 +176,9 @@ def test_container_defaults_from_flags(new_daemon: Callable[..., Daemon], busybo
     r = dm.docker("logs", name, check=False)
     assert r.returncode != 0 and "does not support reading" in r.stderr, r
     assert dm.docker("run", "--rm", "--log-driver", "json-file", "busybox", "echo", "kept").stdout == "kept\n"
+    local = uname("local")
+    dm.docker("run", "--name", local, "--log-driver", "local", "busybox", "echo", "kept-local")
+    assert dm.docker("logs", local).stdout == "kept-local\n"
     assert _info(dm)["LoggingDriver"] == "none"
     # --default-address-pool: a new network's subnet comes from it.
     net = uname("pooled")

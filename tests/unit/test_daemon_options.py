@@ -16,8 +16,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from api import activation
 from daemon import config as cfgmod
 from daemon.config import AddressPool, ConfigError, Ulimit, load, load_all, reload_changes
-from daemon.containers import container_config
+from daemon.containers import container_config, runtime_options, spec
 from daemon.containers.defaults import ContainerDefaults
+from daemon.errors import InvalidParameter
 from daemon.metrics.metrics import Metrics, RunningContainer
 from daemon.sdnotify import Notifier
 from daemon.system import warnings
@@ -86,7 +87,7 @@ def test_flag_values_parsed_by_kind(tmp_path: Path) -> None:
     ({"default-ulimits": {"nofile": 5}}, "expected"),
     ({"default-address-pools": [{"base": "10.0.0.0/33", "size": 24}]}, "invalid base pool"),
     ({"default-address-pools": [{"base": "10.0.0.0/16"}]}, "expected a list of"),
-    ({"log-driver": "gelf"}, "is not one of json-file, none"),
+    ({"log-driver": "gelf"}, "is not one of json-file, local, none"),
     ({"log-driver": "none", "log-opts": {"max-size": "1m"}}, "unknown log opt 'max-size' for none log driver"),
     ({"log-opts": {"max-sise": "1m"}}, "unknown log opt 'max-sise' for json-file log driver"),
     ({"log-opts": {"max-size": 1}}, "expected an object of strings"),
@@ -245,6 +246,14 @@ def test_defaults_fill_what_the_container_leaves_out() -> None:
     assert d.with_dns(hc) == {"Dns": ["10.0.0.2"], "DnsSearch": ["own.test"], "DnsOptions": ["ndots:1"]}
     assert hc["Dns"] == []  # the stored HostConfig is not touched
     assert ContainerDefaults().with_dns(hc) is hc
+
+
+def test_local_log_driver_rotates_by_default() -> None:
+    assert spec.log_rotation({"LogConfig": {"Type": "local", "Config": {}}}) == (20 << 20, 5)
+    assert spec.log_rotation({"LogConfig": {"Type": "local", "Config": {"max-file": "2"}}}) == (20 << 20, 2)
+    assert spec.log_rotation({"LogConfig": {"Type": "json-file", "Config": {}}}) == (0, 1)
+    with pytest.raises(InvalidParameter, match="unknown log opt 'tag' for local log driver"):
+        runtime_options.log_config({"LogConfig": {"Type": "local", "Config": {"tag": "x"}}})
 
 
 def test_address_pools_hand_out_subnets_in_order() -> None:

@@ -386,7 +386,7 @@ async def serve(
     on_started: Callable[[], Any] | None = None,
     shutdown_event: asyncio.Event | None = None,
     access_log: bool = False,
-    graceful_timeout: float = GRACEFUL_SHUTDOWN_TIMEOUT,
+    graceful_timeout: float | Callable[[], float] = GRACEFUL_SHUTDOWN_TIMEOUT,
 ) -> None:
     """Serve `app` (and the hijack routes) on every listener until shutdown_event is set.
 
@@ -421,7 +421,7 @@ async def serve(
             proxy_headers=False,
             server_header=False,  # the version middleware sends dockerd's Server header
             date_header=True,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=_seconds(graceful_timeout),
             ssl_context_factory=factory,
             backlog=BACKLOG,
         )
@@ -445,10 +445,15 @@ async def serve(
     finally:
         started.cancel()
         stop_waiter.cancel()
-        results = await _shielded(_stop(servers, tasks, routes, listeners, graceful_timeout))
+        # Read now, not at start: a reload may have changed it (--shutdown-timeout).
+        results = await _shielded(_stop(servers, tasks, routes, listeners, _seconds(graceful_timeout)))
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+def _seconds(value: float | Callable[[], float]) -> float:
+    return value() if callable(value) else value
 
 
 async def _stop(
@@ -459,6 +464,7 @@ async def _stop(
     graceful_timeout: float,
 ) -> list[Any]:
     for srv, _ in servers:
+        srv.config.timeout_graceful_shutdown = graceful_timeout
         srv.should_exit = True
     # Attach/exec sessions are not uvicorn's: end them alongside its graceful shutdown,
     # which only waits for ordinary requests.

@@ -114,7 +114,7 @@ async def _run(loaded: Loaded) -> None:
     log.info("pydockerd ready, API listening on %s", ", ".join(cfg.hosts))
     try:
         await serve(app, listeners, routes, shutdown_event=stop, on_started=notifier.ready,
-                    graceful_timeout=float(cfg.shutdown_timeout))
+                    graceful_timeout=lambda: float(cfg.shutdown_timeout))
     finally:
         if metrics_server is not None:
             await metrics_server.stop()

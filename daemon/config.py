@@ -12,12 +12,14 @@ import argparse
 import ipaddress
 import json
 import os
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daemon.containers import runtime_options
+from daemon.containers.runtime_options import JSON_FILE_OPTS, LOCAL_OPTS, RLIMIT_NAMES
+from daemon.errors import InvalidParameter
 from runtime import cgroups
 
 DEFAULT_HOST = "unix:///run/pydockerd.sock"
@@ -28,8 +30,6 @@ STORAGE_ALIASES = {"overlay": "overlay2", "copy": "vfs"}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 # Daemon-wide log drivers: the ones containers may use (daemon/containers/runtime_options.py).
 LOG_DRIVERS = ("json-file", "local", "none")
-RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
 
@@ -146,15 +146,12 @@ def _json_str_list(v: Any) -> list[str]:
     return list(v)
 
 
-_SIZE_RE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
-
-
 def parse_size(text: str) -> int:
-    """go-units RAMInBytes: binary multiples, "64m" is 64 MiB."""
-    m = _SIZE_RE.match(text.strip())
-    if not m:
-        raise ValueError(f"invalid size: '{text}'")
-    return int(float(m.group(1)) * 1024 ** " kmgtp".index((m.group(2) or " ").lower()))
+    """go-units RAMInBytes (the containers' parser): binary multiples, "64m" is 64 MiB."""
+    try:
+        return runtime_options.parse_size(text.strip())
+    except InvalidParameter:
+        raise ValueError(f"invalid size: '{text}'") from None
 
 
 def _size_file(v: Any) -> int:
@@ -518,8 +515,6 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{server} is not an ip address") from None
     if cfg.log_driver == "none" and cfg.log_opts:
         raise ConfigError(f"unknown log opt '{next(iter(cfg.log_opts))}' for none log driver")
-    from daemon.containers.runtime_options import JSON_FILE_OPTS, LOCAL_OPTS
-
     for key in cfg.log_opts:
         if key not in (LOCAL_OPTS if cfg.log_driver == "local" else JSON_FILE_OPTS):
             raise ConfigError(f"unknown log opt '{key}' for {cfg.log_driver} log driver")

@@ -21,6 +21,7 @@ from daemon.containers import runtime_options
 from daemon.containers.runtime_options import JSON_FILE_OPTS, LOCAL_OPTS, RLIMIT_NAMES
 from daemon.errors import InvalidParameter
 from runtime import cgroups
+from runtime.spec import DEFAULT_SHM_SIZE
 
 DEFAULT_HOST = "unix:///run/pydockerd.sock"
 DEFAULT_CONFIG_FILE = Path("/etc/pydockerd/daemon.json")
@@ -30,7 +31,6 @@ STORAGE_ALIASES = {"overlay": "overlay2", "copy": "vfs"}
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 # Daemon-wide log drivers: the ones containers may use (daemon/containers/runtime_options.py).
 LOG_DRIVERS = ("json-file", "local", "none")
-DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 
 
 class ConfigError(Exception):
@@ -362,7 +362,7 @@ def _arg(fn: Callable[[str], Any]) -> Callable[[str], Any]:
 
 @dataclass
 class Loaded:
-    """A configuration and what produced it: the flags (kept for reloads) and the file's keys."""
+    """A configuration and the flags it was made with (a reload reads the file again with them)."""
 
     config: Config
     flags: dict[str, Any]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install pydockerd on a fresh Debian/Ubuntu machine and start it on unix:///run/pydockerd.sock
-# only (TCP is opt-in: -H tcp://..., or "hosts" in /etc/pydockerd/daemon.json without systemd).
+# only. TCP is opt-in, as with dockerd: another ListenStream= in a drop-in of pydockerd.socket
+# under systemd, `-H tcp://...` otherwise (TLS required off loopback).
 # Under systemd: the units contrib/systemd/pydockerd.{socket,service} (socket activation,
 # `journalctl -u pydockerd`); otherwise it runs in the background, log in /var/log/pydockerd.log.
 set -euo pipefail

@@ -193,6 +193,38 @@ def test_container_defaults_from_flags(new_daemon: Callable[..., Daemon], busybo
         dm.docker("network", "rm", net)
 
 
+def test_iptables_off_ports_by_the_proxy_and_userland_proxy_off(
+        new_daemon: Callable[..., Daemon], busybox_rootfs: Path, uname: Callable[[str], str]) -> None:
+    """--iptables=false: no kernel rules, a published port is carried by the userland proxy;
+    with --userland-proxy=false as well nothing can carry it, and the run says so (400)."""
+    dm = new_daemon(start=False, log_level="info")
+    dm.extra_args += ["--iptables=false"]
+    dm.start()
+    import_busybox(dm, busybox_rootfs)
+    port = free_tcp_port()
+    dm.docker("run", "-d", "--name", uname("web"), "-p", f"127.0.0.1:{port}:80", "busybox", "sh", "-c",
+              "mkdir -p /www && echo hello-proxy > /www/index.html && exec httpd -f -p 80 -h /www")
+
+    def get() -> str:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+                s.sendall(b"GET /index.html HTTP/1.0\r\n\r\n")
+                return s.makefile("rb").read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    assert "hello-proxy" in wait_for(get, what="the published port through the proxy")
+    assert "--iptables=false" in dm.log_text()
+    nft = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    assert dm.bridge not in nft
+    dm.stop()
+    dm.extra_args += ["--userland-proxy=false"]
+    dm.start()
+    r = dm.docker("run", "-d", "--name", uname("noproxy"), "-p", f"127.0.0.1:{free_tcp_port()}:80", "busybox",
+                  "sleep", "60", check=False)
+    assert r.returncode != 0 and "--userland-proxy=false" in r.stderr, r
+
+
 def _free_pool() -> str:
     """A 10.x /16 that nothing on the host routes (the pool of --default-address-pool)."""
     routes = subprocess.run(["ip", "-4", "-j", "route", "show", "table", "all"], capture_output=True,

@@ -93,6 +93,18 @@ def test_socket_activation_as_the_units_say(new_daemon: Callable[..., Daemon], b
     assert dm.sock.exists()
 
 
+def test_fd_number_takes_one_socket(new_daemon: Callable[..., Daemon]) -> None:
+    """`-H fd://3` serves the first handed-over socket only; the others are closed, as dockerd does."""
+    port = free_tcp_port()
+    dm = new_daemon(start=False, hosts=["fd://3"], log_level="info")
+    dm.launcher = ["systemd-socket-activate", "-l", str(dm.sock), "-l", f"127.0.0.1:{port}"]
+    dm.start()
+    assert dm.docker("version", "--format", "{{.Server.APIVersion}}").stdout.strip() == "1.50"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    assert dm.stop() == 0
+
+
 def test_fd_listeners_refused_without_sockets(new_daemon: Callable[..., Daemon], tmp_path: Path) -> None:
     dm = new_daemon(start=False, hosts=["fd://"], log_level="info")
     rc, out = run_refusal(dm)

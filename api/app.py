@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.backends import Backends
 from api.hijack import HijackRoutes
+from api.metrics import RequestMetrics
 from api.responses import JSONResponse
 from api.routers import (
     archive,
@@ -74,4 +75,7 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     routes = HijackRoutes()
     attach.register(routes, backends)
     execs.register(routes, backends)
+    if backends.metrics is not None:
+        # Inside the version prefix: the route matched is the one without /v1.NN.
+        app.add_middleware(RequestMetrics, observer=backends.metrics)
     return VersionPrefixMiddleware(app), routes

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvicorn
 
+from . import activation
 from .hijack import HijackRoutes, protocol_class
 
 log = logging.getLogger(__name__)
@@ -41,10 +42,11 @@ class Listener:
     """One `-H` address, parsed. `url` is normalised (default port, default path filled in)."""
 
     url: str
-    scheme: str = ""  # "unix" or "tcp"
+    scheme: str = ""  # "unix", "tcp" or "fd"
     path: str | None = None  # unix
     host: str | None = None  # tcp
     port: int | None = None  # tcp
+    fd: str | None = None  # fd: "" (all handed-over sockets) or a number
 
 
 @dataclass
@@ -95,7 +97,9 @@ def parse_host(host: str, tls: bool = False) -> Listener:
             raise ListenerError(f"invalid tcp address tcp://{rest}: unexpected path")
         shown = f"[{hostname}]" if ":" in hostname else hostname
         return Listener(url=f"tcp://{shown}:{port}", scheme="tcp", host=hostname, port=port)
-    raise ListenerError(f"unsupported listen address {host!r}: use unix:///path or tcp://host:port")
+    if scheme == "fd":
+        return Listener(url=f"fd://{rest}", scheme="fd", fd=rest)
+    raise ListenerError(f"unsupported listen address {host!r}: use unix:///path, tcp://host:port or fd://")
 
 
 def _is_loopback(address: str) -> bool:
@@ -229,14 +233,7 @@ def _open_tcp(listener: Listener, tls: TLSOptions | None, ctx: ssl.SSLContext | 
     family, socktype, proto, _, sockaddr = infos[0]
     # The check is on the address actually bound, so a host name that resolves to a
     # public address is treated as public.
-    loopback = _is_loopback(str(sockaddr[0]))
-    if not loopback:
-        if tls is None or not tls.verify:
-            raise ListenerError(
-                f"refusing to listen on {listener.url} without --tlsverify: anyone who can reach "
-                "it could control the daemon and this host (use --tlsverify with --tlscacert, "
-                "--tlscert and --tlskey, or listen on 127.0.0.1)"
-            )
+    _check_tcp_exposure(listener.url, str(sockaddr[0]), tls)
     sock = socket.socket(family, socktype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -253,13 +250,58 @@ def _open_tcp(listener: Listener, tls: TLSOptions | None, ctx: ssl.SSLContext | 
         # Port 0 (tests): report the port the kernel picked.
         shown = f"[{listener.host}]" if ":" in (listener.host or "") else listener.host
         listener = Listener(url=f"tcp://{shown}:{port}", scheme="tcp", host=listener.host, port=port)
+    _warn_plain(listener.url, ctx)
+    return BoundListener(listener=listener, sock=sock, ssl_context=ctx)
+
+
+def _check_tcp_exposure(url: str, address: str, tls: TLSOptions | None) -> None:
+    if not _is_loopback(address) and (tls is None or not tls.verify):
+        raise ListenerError(
+            f"refusing to listen on {url} without --tlsverify: anyone who can reach "
+            "it could control the daemon and this host (use --tlsverify with --tlscacert, "
+            "--tlscert and --tlskey, or listen on 127.0.0.1)"
+        )
+
+
+def _warn_plain(url: str, ctx: ssl.SSLContext | None) -> None:
     if ctx is None:
         log.warning(
             "API listening on %s without TLS: every local user can drive the daemon "
             "(and so become root on this host)",
-            listener.url,
+            url,
         )
-    return BoundListener(listener=listener, sock=sock, ssl_context=ctx)
+
+
+def _adopt_activated(listener: Listener, activated: dict[int, socket.socket], tls: TLSOptions | None,
+                     ctx: ssl.SSLContext | None, taken: set[int]) -> list[BoundListener]:
+    """The sockets systemd handed over that `-H fd://[N]` names, checked as our own listeners are.
+
+    Their unix socket files belong to the .socket unit: unix_inode stays None so that they
+    are never removed on exit.
+    """
+    assert listener.fd is not None
+    try:
+        socks = activation.select(activated, listener.fd)
+    except activation.ActivationError as e:
+        raise ListenerError(str(e)) from None
+    bound = []
+    for sock in socks:
+        if sock.fileno() in taken:
+            continue
+        taken.add(sock.fileno())
+        addr = sock.getsockname()
+        if sock.family == socket.AF_UNIX:
+            path = addr.decode(errors="replace") if isinstance(addr, bytes) else str(addr)
+            shown = Listener(url=f"unix://{path}", scheme="unix", path=path)
+            bound.append(BoundListener(listener=shown, sock=sock))
+            continue
+        host, port = str(addr[0]), int(addr[1])
+        url = f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+        _check_tcp_exposure(f"{url} (fd {sock.fileno()})", host, tls)
+        _warn_plain(url, ctx)
+        bound.append(BoundListener(listener=Listener(url=url, scheme="tcp", host=host, port=port),
+                                   sock=sock, ssl_context=ctx))
+    return bound
 
 
 def open_listeners(
@@ -271,17 +313,33 @@ def open_listeners(
     address needs TLS with client certificate verification.
     """
     ctx = _ssl_context(tls) if tls is not None else None
+    parsed = [parse_host(host, tls=tls is not None) for host in hosts]
+    activated: dict[int, socket.socket] = {}
+    if any(p.scheme == "fd" for p in parsed):
+        try:
+            activated = activation.listen_fds()
+        except activation.ActivationError as e:
+            raise ListenerError(str(e)) from None
     bound: list[BoundListener] = []
+    taken: set[int] = set()
     try:
-        for host in hosts:
-            listener = parse_host(host, tls=tls is not None)
+        for listener in parsed:
             if listener.scheme == "unix":
                 bound.append(_open_unix(listener, socket_group))
+            elif listener.scheme == "fd":
+                bound += _adopt_activated(listener, activated, tls, ctx, taken)
             else:
                 bound.append(_open_tcp(listener, tls, ctx))
     except BaseException:
         close_listeners(bound)
+        for fd, sock in activated.items():
+            if fd not in taken:
+                sock.close()
         raise
+    # As dockerd: handed-over sockets that no -H names are closed, not served.
+    for fd, sock in activated.items():
+        if fd not in taken:
+            sock.close()
     return bound
 
 
@@ -328,7 +386,7 @@ async def serve(
     on_started: Callable[[], Any] | None = None,
     shutdown_event: asyncio.Event | None = None,
     access_log: bool = False,
-    graceful_timeout: float = GRACEFUL_SHUTDOWN_TIMEOUT,
+    graceful_timeout: float | Callable[[], float] = GRACEFUL_SHUTDOWN_TIMEOUT,
 ) -> None:
     """Serve `app` (and the hijack routes) on every listener until shutdown_event is set.
 
@@ -365,7 +423,7 @@ async def serve(
             proxy_headers=False,
             server_header=False,  # the version middleware sends dockerd's Server header
             date_header=True,
-            timeout_graceful_shutdown=graceful_timeout,
+            timeout_graceful_shutdown=_seconds(graceful_timeout),
             ssl_context_factory=factory,
             backlog=BACKLOG,
         )
@@ -389,10 +447,15 @@ async def serve(
     finally:
         started.cancel()
         stop_waiter.cancel()
-        results = await _shielded(_stop(servers, tasks, routes, listeners, graceful_timeout))
+        # Read now, not at start: a reload may have changed it (--shutdown-timeout).
+        results = await _shielded(_stop(servers, tasks, routes, listeners, _seconds(graceful_timeout)))
     for result in results:
         if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
             raise result
+
+
+def _seconds(value: float | Callable[[], float]) -> float:
+    return value() if callable(value) else value
 
 
 async def _stop(
@@ -403,6 +466,7 @@ async def _stop(
     graceful_timeout: float,
 ) -> list[Any]:
     for srv, _ in servers:
+        srv.config.timeout_graceful_shutdown = graceful_timeout
         srv.should_exit = True
     # Attach/exec sessions are not uvicorn's: end them alongside its graceful shutdown,
     # which only waits for ordinary requests.

@@ -8,18 +8,21 @@ import logging
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from api.backends import Backends
+from daemon import config as config_mod
 from daemon import security
 from daemon.build.cache import BuildCache
 from daemon.build.contexts import ContextStore
 from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
-from daemon.config import Config
+from daemon.config import Config, ConfigError
 from daemon.containers import container_config, seccomp
 from daemon.containers.archive import ArchiveService
-from daemon.containers.files import DnsDefaults
+from daemon.containers.defaults import ContainerDefaults
 from daemon.containers.health import HealthMonitor
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.service import ContainerService
@@ -35,6 +38,7 @@ from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
 from daemon.looplag import LoopLag
+from daemon.metrics.metrics import Metrics, RunningContainer
 from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
@@ -64,9 +68,20 @@ def find_init(cfg: Config) -> str | None:
     return shutil.which("tini-static")
 
 
+def container_defaults(cfg: Config) -> ContainerDefaults:
+    return ContainerDefaults(log_driver=cfg.log_driver, log_opts=dict(cfg.log_opts), shm_size=cfg.default_shm_size,
+                             ulimits=[{"Name": u.name, "Soft": u.soft, "Hard": u.hard}
+                                      for u in cfg.default_ulimits.values()],
+                             dns=list(cfg.dns), dns_search=list(cfg.dns_search), dns_options=list(cfg.dns_opts))
+
+
 class Daemon:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, reload_flags: dict[str, Any] | None = None,
+                 on_log_level: Callable[[str], None] | None = None, tcp_listeners: list[str] | None = None) -> None:
         self.cfg = cfg
+        # What SIGHUP needs to read the configuration again: the flags it was started with.
+        self.reload_flags = dict(reload_flags or {})
+        self.on_log_level = on_log_level
         root = cfg.data_root
         self.store = Store(root / "pydockerd.db")
         self.events = EventBus()
@@ -75,6 +90,10 @@ class Daemon:
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
         self.cgroups = cgroups.detect(cfg.cgroup_parent)
         self.seccomp = seccomp.detect()
+        # Only with --metrics-addr: without a scraper, counting is work for nobody.
+        self.looplag = LoopLag()
+        self.metrics = Metrics(self.cgroups, self.looplag) if cfg.metrics_addr else None
+        self.container_defaults = container_defaults(cfg)
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
@@ -82,17 +101,23 @@ class Daemon:
                                    self.driver.name)
         spool = Spool(root / "tmp")
         self.image_archives = ImageArchives(self.images, self.layers, self.sources, self.events, spool)
-        registries = RegistryClients(cfg.insecure_registries or [])
+        registries = RegistryClients(cfg.insecure_registries or [], cfg.registry_mirrors)
         self.distribution = DistributionService(
-            Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events),
-            Pusher(self.images, self.blobs, self.layers, self.sources, registries, self.events, spool),
-            registries)
+            Puller(self.images, self.blobs, self.layers, self.sources, registries, self.events,
+                   max_concurrent_downloads=cfg.max_concurrent_downloads),
+            Pusher(self.images, self.blobs, self.layers, self.sources, registries, self.events, spool,
+                   max_concurrent_uploads=cfg.max_concurrent_uploads),
+            registries, on_pull=self.metrics.observe_pull if self.metrics else None)
         self.volumes = VolumeService(self.store, LocalDriver(root / "volumes"), self.events, self.registry)
         # The networks and the containers' side of them share the table of live sandboxes.
         sandboxes = Sandboxes()
         self.networks = NetworkService(store=self.store, registry=self.registry, events=self.events,
                                        sandboxes=sandboxes, default_bridge=cfg.bridge, bip=cfg.bip,
-                                       ip_masq=cfg.ip_masq, fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
+                                       ip_masq=cfg.ip_masq and cfg.iptables,
+                                       address_pools=[(p.base, p.size) for p in cfg.default_address_pools],
+                                       iptables=cfg.iptables, ip_forward=cfg.ip_forward,
+                                       userland_proxy=cfg.userland_proxy,
+                                       fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
         names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
         dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
@@ -108,7 +133,8 @@ class Daemon:
                                            volumes=self.volumes, networks=self.sandboxes, events=self.events,
                                            driver=self.driver, data_root=root, exec_root=cfg.exec_root,
                                            init_path=find_init(cfg), cgroups=self.cgroups,
-                                           dns=DnsDefaults(cfg.dns, cfg.dns_search, cfg.dns_opts), health=self.health,
+                                           defaults=self.container_defaults, health=self.health,
+                                           on_action=self.metrics.observe_container_action if self.metrics else None,
                                            seccomp=self.seccomp, launcher=self.launcher)
         self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
                                      persist=self.registry.persist)
@@ -125,11 +151,13 @@ class Daemon:
             contexts=ContextStore(root / "builder" / "contexts"))
         self.stats = StatsService(self.registry, self.cgroups)
         self.id = self._engine_id()
-        self.looplag = LoopLag()
+        tcp_listeners = tcp_listeners if tcp_listeners is not None else [
+            h for h in cfg.hosts if h.startswith("tcp://")]
         security_facts = security.describe(seccomp=self.seccomp.enabled,
                                            cgroupns=container_config.DEFAULT_CGROUPNS == "private")
         self.system = SystemService(cfg, self.id, self.driver.name, self.containers, self.images, self.volumes,
-                                    self.events, self.build, security_facts, self.looplag)
+                                    self.events, self.build, security_facts, self.looplag,
+                                    tcp_listeners=tuple(tcp_listeners))
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
@@ -141,7 +169,46 @@ class Daemon:
                         build=self.build,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
                         volumes=self.volumes, system=self.system, swarm=NoSwarm(),
-                        stopping=self.stopping)
+                        stopping=self.stopping, metrics=self.metrics)
+
+    def reload(self) -> None:
+        """SIGHUP: daemon.json read again with the start's flags; the settings dockerd reloads are
+        applied, the others wait for a restart. A broken file changes nothing."""
+        path = self.cfg.config_file
+        try:
+            _, changes, ignored = config_mod.reload_changes(self.cfg, path, self.reload_flags)
+        except ConfigError as e:
+            log.error("reload failed, the configuration stays as it was: %s", e)
+            return
+        config_mod.apply(self.cfg, changes)
+        cfg = self.cfg
+        if any(c.attr in ("debug", "log_level") for c in changes) and self.on_log_level is not None:
+            self.on_log_level(cfg.effective_log_level)
+        self.distribution.registries.insecure = list(cfg.insecure_registries)
+        self.distribution.registries.mirrors = list(cfg.registry_mirrors)
+        self.distribution.puller.max_concurrent_downloads = cfg.max_concurrent_downloads
+        self.distribution.pusher.max_concurrent_uploads = cfg.max_concurrent_uploads
+        self.container_defaults.ulimits = container_defaults(cfg).ulimits
+        for c in changes:
+            log.info("reload: %s changed from %s to %s", c.key, config_mod.show(c.old), config_mod.show(c.new))
+        if ignored:
+            log.warning("reload: %s changed in %s but only take effect at the next start",
+                        ", ".join(ignored), path)
+        log.info("reloaded the configuration from %s (%s)", path,
+                 f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes else "no changes")
+
+    async def metrics_text(self) -> bytes:
+        """One scrape: container states and the running containers are read here, on the loop;
+        their cgroup files in a thread."""
+        assert self.metrics is not None
+        counts = self.containers.counts()
+        states = {"running": counts["ContainersRunning"], "paused": counts["ContainersPaused"],
+                  "stopped": counts["ContainersStopped"]}
+        running = [RunningContainer(c.id, c.name.lstrip("/"), c.config.get("Image", ""), int(c.state.get("Pid") or 0),
+                                    own_netns=c.network_mode not in ("host",) and not
+                                    c.network_mode.startswith("container:"))
+                   for c in self.registry if c.running]
+        return await self.metrics.render(states, running)
 
     def _engine_id(self) -> str:
         path = self.cfg.data_root / "engine-id"
@@ -155,6 +222,8 @@ class Daemon:
     async def start(self) -> None:
         self.looplag.start()
         await self.launcher.start()
+        if self.metrics is not None:
+            self.metrics.start()
         self.store.open()
         self.images.load()
         self.build.load()
@@ -188,6 +257,8 @@ class Daemon:
                     log.warning("cannot unmount %s: %s", mnt, e)
 
     async def stop(self) -> None:
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.containers.shutdown()
         await self.launcher.close()
         await asyncio.to_thread(self.cgroups.release)

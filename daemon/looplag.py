@@ -7,7 +7,8 @@ again and records by how much each wake-up was late. It keeps
 
 * a cumulative histogram (fixed bucket bounds, in seconds: ``histogram()``), for Prometheus
   and for clients that diff two readings (bench/bench_load.py via ``GET /debug/vars``);
-* the last ``window`` samples, for ``percentiles()``.
+* the last ``window`` samples, for ``percentiles()``;
+* ``observers``: callables given every sample (the Prometheus histogram of --metrics-addr).
 
 A watchdog thread logs the loop's stack when a wake-up is more than ``stall_report``
 seconds overdue: that names what blocks the loop, where the histogram only says that
@@ -26,6 +27,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 
 log = logging.getLogger("pydockerd.looplag")
 
@@ -42,6 +44,7 @@ class LoopLag:
         self.samples = 0
         self.max = 0.0
         self.recent: collections.deque[float] = collections.deque(maxlen=window)
+        self.observers: list[Callable[[float], None]] = []
         self._task: asyncio.Task | None = None
         self._due = 0.0  # monotonic time the current sleep should end; 0 while not sleeping
         self._stop = threading.Event()
@@ -55,6 +58,8 @@ class LoopLag:
         self.samples += 1
         self.max = max(self.max, lag)
         self.recent.append(lag)
+        for observe in self.observers:
+            observe(lag)
 
     def percentiles(self, qs: tuple[float, ...] = (0.5, 0.9, 0.99)) -> dict[str, float]:
         """Percentiles (seconds) of the last ``window`` samples: {"p50": ..., "p99": ..., "max": ...}."""

@@ -10,7 +10,8 @@ import signal
 import sys
 from pathlib import Path
 
-from daemon.config import Config, ConfigError, load
+from daemon.config import Config, ConfigError, Loaded, load_all
+from daemon.sdnotify import Notifier
 from runtime import libc
 
 log = logging.getLogger("pydockerd")
@@ -56,14 +57,23 @@ def _write_pidfile(path: Path) -> None:
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if level != "debug":
-        logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    set_log_level(level)
 
 
-async def _run(cfg: Config) -> None:
+def set_log_level(level: str) -> None:
+    """The root level (at start and on SIGHUP); uvicorn's access log only in debug."""
+    logging.getLogger().setLevel(level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.DEBUG if level == "debug" else logging.WARNING)
+
+
+async def _run(loaded: Loaded) -> None:
     from api.app import create_app
-    from api.server import ListenerError, TLSOptions, open_listeners, serve
+    from api.metrics import MetricsServer
+    from api.server import ListenerError, TLSOptions, close_listeners, open_listeners, serve
     from daemon.engine import Daemon
+
+    cfg = loaded.config
+    notifier = Notifier.from_environment()
 
     tls = None
     if cfg.tls or cfg.tlsverify:
@@ -72,35 +82,61 @@ async def _run(cfg: Config) -> None:
         listeners = open_listeners(cfg.hosts, tls)
     except ListenerError as e:
         raise StartupError(str(e)) from None
-    daemon = Daemon(cfg)
+    # Bound before anything starts, so that an address in use stops the start cleanly.
+    metrics_server = None
+    if cfg.metrics_addr:
+        try:
+            metrics_server = MetricsServer.bind(cfg.metrics_addr)
+        except OSError as e:
+            close_listeners(listeners)
+            raise StartupError(f"cannot serve metrics on {cfg.metrics_addr}: {e.strerror or e}") from None
+    daemon = Daemon(cfg, reload_flags=loaded.flags, on_log_level=set_log_level,
+                    tcp_listeners=[b.url for b in listeners if b.listener.scheme == "tcp"])
     await daemon.start()
     app, routes = create_app(daemon.backends())
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
     def on_signal() -> None:
+        notifier.stopping()
         daemon.stopping.set()
         stop.set()
 
+    def on_hup() -> None:
+        notifier.reloading()
+        daemon.reload()
+        notifier.ready()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    if metrics_server is not None:
+        metrics_server.start(daemon.metrics_text)
     log.info("pydockerd ready, API listening on %s", ", ".join(cfg.hosts))
     try:
-        await serve(app, listeners, routes, shutdown_event=stop)
+        await serve(app, listeners, routes, shutdown_event=stop, on_started=notifier.ready,
+                    graceful_timeout=lambda: float(cfg.shutdown_timeout))
     finally:
+        if metrics_server is not None:
+            await metrics_server.stop()
         await daemon.stop()
         log.info("pydockerd stopped")
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        cfg = load(argv)
+        loaded = load_all(argv)
     except ConfigError as e:
         print(f"pydockerd: {e}", file=sys.stderr)
         return 1
+    cfg = loaded.config
+    if loaded.validate_only:
+        print("configuration OK")
+        return 0
     if os.geteuid() != 0:
         print("pydockerd: pydockerd needs to be started with root privileges", file=sys.stderr)
         return 1
-    _setup_logging(cfg.log_level)
+    _setup_logging(cfg.effective_log_level)
     try:
         cfg.exec_root.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock_fd = _lock_data_root(cfg)
@@ -115,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     # from then on kept them in per-thread heaps (+26 MiB for good after one `docker logs` of 100 MB).
     libc.mallopt(libc.M_MMAP_THRESHOLD, 256 << 10)
     try:
-        asyncio.run(_run(cfg))
+        asyncio.run(_run(loaded))
     except StartupError as e:
         print(f"pydockerd: {e}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import platform
 import socket
@@ -72,6 +73,8 @@ class SystemService:
         if self.looplag is not None:
             doc["looplag"] = {"percentiles": self.looplag.percentiles(), "histogram": self.looplag.histogram()}
         return doc
+    # The API's TCP listeners as bound (fd:// ones included), for docker info's warnings.
+    tcp_listeners: tuple[str, ...] = ()
 
     def events_stream(self, filters_raw: str | None, since: str, until: str) -> AsyncIterator[dict]:
         """GET /events. The filters and times are checked now: a bad one is an error response,
@@ -118,6 +121,9 @@ class SystemService:
         except (ValueError, OSError):
             mem = 0
         cgroup_version = "2" if Path("/sys/fs/cgroup/cgroup.controllers").exists() else "1"
+        swap_limit = _swap_limit(cgroup_version)
+        nf4 = _sysctl("net/bridge/bridge-nf-call-iptables") == "1"
+        nf6 = _sysctl("net/bridge/bridge-nf-call-ip6tables") == "1"
         return {
             "ID": self.engine_id,
             **counts,
@@ -127,18 +133,18 @@ class SystemService:
                              ["Supports d_type", "true"], ["Native Overlay Diff", "true"],
                              ["userxattr", "false"]] if self.driver_name == "overlay2" else [],
             "Plugins": {"Volume": ["local"], "Network": ["bridge", "host", "null"], "Authorization": None,
-                        "Log": ["json-file"]},
-            "MemoryLimit": True, "SwapLimit": True, "KernelMemory": False, "KernelMemoryTCP": False,
+                        "Log": ["json-file", "local"]},
+            "MemoryLimit": True, "SwapLimit": swap_limit, "KernelMemory": False, "KernelMemoryTCP": False,
             "CpuCfsPeriod": True, "CpuCfsQuota": True, "CPUShares": True, "CPUSet": True, "PidsLimit": True,
             "IPv4Forwarding": _sysctl("net/ipv4/ip_forward") == "1",
-            "BridgeNfIptables": _sysctl("net/bridge/bridge-nf-call-iptables") == "1",
-            "BridgeNfIp6tables": _sysctl("net/bridge/bridge-nf-call-ip6tables") == "1",
-            "Debug": self.cfg.log_level == "debug",
+            "BridgeNfIptables": nf4,
+            "BridgeNfIp6tables": nf6,
+            "Debug": self.cfg.debug,
             "NFd": len(os.listdir("/proc/self/fd")),
             "OomKillDisable": cgroup_version == "1",
             "NGoroutines": len(asyncio.all_tasks()),
             "SystemTime": _now_local(),
-            "LoggingDriver": "json-file",
+            "LoggingDriver": self.cfg.log_driver,
             "CgroupDriver": "cgroupfs",
             "CgroupVersion": cgroup_version,
             "NEventsListener": self.events.listeners,
@@ -148,10 +154,7 @@ class SystemService:
             "OSType": "linux",
             "Architecture": platform.machine(),
             "IndexServerAddress": "https://index.docker.io/v1/",
-            "RegistryConfig": {"AllowNondistributableArtifactsCIDRs": [],
-                               "AllowNondistributableArtifactsHostnames": [],
-                               "InsecureRegistryCIDRs": ["127.0.0.0/8", "::1/128"],
-                               "IndexConfigs": {}, "Mirrors": []},
+            "RegistryConfig": _registry_config(self.cfg.insecure_registries, self.cfg.registry_mirrors),
             "NCPU": os.cpu_count() or 1,
             "MemTotal": mem,
             "GenericResources": None,
@@ -171,8 +174,54 @@ class SystemService:
             "InitBinary": "docker-init" if self.containers.init_path else "",
             "ContainerdCommit": {"ID": ""}, "RuncCommit": {"ID": ""}, "InitCommit": {"ID": ""},
             "SecurityOptions": list(self.security.options),
-            "Warnings": list(self.security.warnings),
+            "Warnings": list(self.security.warnings)
+            + warnings(self.cfg, self.tcp_listeners, swap_limit=swap_limit, nf4=nf4, nf6=nf6),
         }
+
+_ATTACK_SURFACE = """
+         Access to the remote API is equivalent to root access on the host. Refer
+         to the 'Docker daemon attack surface' section in the documentation for
+         more information: https://docs.docker.com/go/attack-surface/"""
+
+
+def warnings(cfg: Config, tcp_listeners: tuple[str, ...], *, swap_limit: bool, nf4: bool, nf6: bool) -> list[str]:
+    """`docker info`'s WARNING lines, dockerd's words (daemon/info.go, info_unix.go)."""
+    out = []
+    for url in tcp_listeners:
+        addr = url.partition("://")[2]
+        if not (cfg.tls or cfg.tlsverify):
+            out.append(f"WARNING: API is accessible on http://{addr} without encryption.{_ATTACK_SURFACE}")
+        elif not cfg.tlsverify:
+            out.append(f"WARNING: API is accessible on https://{addr} without TLS client verification."
+                       f"{_ATTACK_SURFACE}")
+    if not swap_limit:
+        out.append("WARNING: No swap limit support")
+    if not nf4:
+        out.append("WARNING: bridge-nf-call-iptables is disabled")
+    if not nf6:
+        out.append("WARNING: bridge-nf-call-ip6tables is disabled")
+    return out
+
+
+def _swap_limit(cgroup_version: str) -> bool:
+    """Whether the kernel accounts swap per cgroup (memory.memsw / memory.swap.max), which --memory-swap needs."""
+    if cgroup_version == "1":
+        return Path("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists()
+    return any(Path("/sys/fs/cgroup").glob("*/memory.swap.max"))
+
+
+def _registry_config(insecure: list[str], mirrors: list[str]) -> dict:
+    """RegistryConfig as dockerd fills it: insecure CIDRs apart from insecure names, loopback always insecure."""
+    cidrs = ["::1/128", "127.0.0.0/8"]
+    index = {"docker.io": {"Name": "docker.io", "Mirrors": list(mirrors), "Secure": True, "Official": True}}
+    for entry in insecure:
+        try:
+            cidrs.append(str(ipaddress.ip_network(entry, strict=False)))
+        except ValueError:
+            index[entry] = {"Name": entry, "Mirrors": [], "Secure": False, "Official": False}
+    return {"AllowNondistributableArtifactsCIDRs": None, "AllowNondistributableArtifactsHostnames": None,
+            "InsecureRegistryCIDRs": cidrs, "IndexConfigs": index, "Mirrors": list(mirrors)}
+
 
 def _memstats() -> dict[str, int]:
     """Rss, Pss, Private_Dirty... of this process in bytes (/proc/self/smaps_rollup)."""

@@ -24,6 +24,12 @@ def default_pools() -> Iterator[IPv4Net]:
         yield ipaddress.IPv4Network(f"10.{second}.0.0/16")
 
 
+def subnets_of(pools: Iterable[tuple[IPv4Net, int]]) -> Iterator[IPv4Net]:
+    """The subnets `--default-address-pool base=...,size=N` hands out, pool by pool."""
+    for base, size in pools:
+        yield from base.subnets(new_prefix=size)
+
+
 def pick_subnet(taken: Iterable[IPv4Net], pools: Iterable[IPv4Net] | None = None) -> IPv4Net:
     """The first pool subnet that overlaps nothing routed/addressed on the host or used by us."""
     used = list(taken)

@@ -144,9 +144,11 @@ def route_localnet(bridge: str) -> None:
     set_sysctl(f"net/ipv4/conf/{bridge}/route_localnet", "1")
 
 
-def bridge_sysctls(bridge: str) -> None:
+def bridge_sysctls(bridge: str, ip_forward: bool = True) -> None:
     """What a bridge of ours needs from the kernel (blocking: call from a thread)."""
     route_localnet(bridge)
+    if not ip_forward:
+        return
     # dockerd turns forwarding on too: without it no container reaches past its bridge and
     # a published port is unreachable from another namespace routed through the host.
     fwd = Path("/proc/sys/net/ipv4/ip_forward")

@@ -264,6 +264,7 @@ class CgroupV1:
             "cpu_percpu": percpu,
             "pids": _int(read("pids", "pids.current")),
             "pids_limit": _int(read("pids", "pids.max")),
+            "io": _blkio_v1(read("blkio", "blkio.throttle.io_service_bytes_recursive")),
         }
 
     def remove(self, cid: str) -> None:
@@ -401,6 +402,7 @@ class CgroupV2:
             "cpu_percpu": [],
             "pids": _int(read("pids.current")),
             "pids_limit": _int(read("pids.max")),
+            "io": _io_v2(read("io.stat")),
         }
 
     def remove(self, cid: str) -> None:
@@ -434,6 +436,27 @@ def _oom_kills(path: Path) -> int:
     except (OSError, ValueError):
         pass
     return 0
+
+
+def _blkio_v1(text: str) -> dict[str, int]:
+    """Bytes read and written over all devices, from blkio's `MAJ:MIN Read|Write N` lines."""
+    out = {"read_bytes": 0, "write_bytes": 0}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and parts[1] in ("Read", "Write") and parts[2].isdigit():
+            out["read_bytes" if parts[1] == "Read" else "write_bytes"] += int(parts[2])
+    return out
+
+
+def _io_v2(text: str) -> dict[str, int]:
+    """The same from io.stat's `MAJ:MIN rbytes=N wbytes=N ...` lines."""
+    out = {"read_bytes": 0, "write_bytes": 0}
+    for line in text.splitlines():
+        for item in line.split()[1:]:
+            key, _, value = item.partition("=")
+            if key in ("rbytes", "wbytes") and value.isdigit():
+                out["read_bytes" if key == "rbytes" else "write_bytes"] += int(value)
+    return out
 
 
 def _int(text: str) -> int:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Install pydockerd on a fresh Debian/Ubuntu machine and start it:
-#   unix:///run/pydockerd.sock and tcp://127.0.0.1:2375, log in /var/log/pydockerd.log.
-# Under systemd it becomes the pydockerd.service unit; otherwise it runs in the background.
+# Install pydockerd on a fresh Debian/Ubuntu machine and start it on unix:///run/pydockerd.sock
+# only. TCP is opt-in, as with dockerd: another ListenStream= in a drop-in of pydockerd.socket
+# under systemd, `-H tcp://...` otherwise (TLS required off loopback).
+# Under systemd: the units contrib/systemd/pydockerd.{socket,service} (socket activation,
+# `journalctl -u pydockerd`); otherwise it runs in the background, log in /var/log/pydockerd.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/common.sh
@@ -14,7 +16,7 @@ echo "+ pip install . (into $VENV)"
 ln -sf "$VENV/bin/pydockerd" /usr/local/bin/pydockerd
 
 SOCK=/run/pydockerd.sock
-ARGS=(-H "unix://$SOCK" -H tcp://127.0.0.1:2375)
+ARGS=(-H "unix://$SOCK")
 LOG=/var/log/pydockerd.log
 
 ping_ok() { [ "$(curl -s --max-time 2 --unix-socket "$SOCK" http://localhost/_ping 2>/dev/null)" = OK ]; }
@@ -25,26 +27,17 @@ if ping_ok; then
 fi
 
 if [ -d /run/systemd/system ] && [ "$(ps -p 1 -o comm=)" = systemd ]; then
-    cat >/etc/systemd/system/pydockerd.service <<UNIT
-[Unit]
-Description=pydockerd, a Docker-Engine-API-compatible container engine
-After=network-online.target
-Wants=network-online.target
-
-[Service]
-ExecStart=$VENV/bin/pydockerd ${ARGS[*]}
-# Containers outlive the daemon (live restore): stop only the daemon process itself.
-KillMode=process
-Restart=on-failure
-StandardOutput=append:$LOG
-StandardError=append:$LOG
-
-[Install]
-WantedBy=multi-user.target
-UNIT
+    # The socket's group: members may use the API (root-equivalent), as dockerd's docker group.
+    getent group docker >/dev/null || groupadd --system docker
+    install -m 0644 contrib/systemd/pydockerd.service contrib/systemd/pydockerd.socket /etc/systemd/system/
     systemctl daemon-reload
-    systemctl enable --now pydockerd.service
+    systemctl enable pydockerd.socket pydockerd.service
+    systemctl restart pydockerd.socket
+    systemctl start pydockerd.service
+    show_log() { journalctl -u pydockerd -n 20 --no-pager; }
+    LOG="journalctl -u pydockerd"
 else
+    show_log() { tail -20 "$LOG"; }
     # setsid: its own session, so closing this shell does not take the daemon down.
     setsid nohup "$VENV/bin/pydockerd" "${ARGS[@]}" >>"$LOG" 2>&1 </dev/null &
 fi
@@ -57,5 +50,5 @@ for _ in $(seq 1 100); do
     sleep 0.2
 done
 echo "pydockerd did not answer on $SOCK within 20s; last lines of $LOG:" >&2
-tail -20 "$LOG" >&2 || true
+show_log >&2 || true
 exit 1

@@ -9,7 +9,8 @@ need_root
 
 set -e
 apt_install ca-certificates python3 python3-venv busybox-static tini nftables iptables iproute2 \
-    openssl docker-compose curl file util-linux zstd xz-utils bzip2 gzip docker-registry apache2-utils
+    openssl docker-compose curl file util-linux zstd xz-utils bzip2 gzip docker-registry apache2-utils \
+    systemd
 
 # The stock docker CLI drives the daemon. Only the client is wanted: never start a dockerd.
 if ! command -v docker >/dev/null 2>&1; then

@@ -127,38 +127,20 @@ def allocate_subnet() -> ipaddress.IPv4Network:
     raise RuntimeError("no free 10.x /24 for a test bridge")
 
 
+BUSYBOX_IMAGE_SCRIPT = REPO / "scripts" / "busybox-image.py"
+
+
 def build_busybox_rootfs(dest: Path) -> Path:
-    """Write a minimal busybox rootfs tar (uid 0, fixed mtimes) like the busybox image."""
-    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
-    mtime = 1_700_000_000
-
-    def add(tf: tarfile.TarFile, name: str, kind: bytes, mode: int, data: bytes = b"", link: str = "") -> None:
-        ti = tarfile.TarInfo(name)
-        ti.type, ti.mode, ti.mtime, ti.uid, ti.gid = kind, mode, mtime, 0, 0
-        ti.uname = ti.gname = "root"
-        ti.linkname = link
-        ti.size = len(data) if kind == tarfile.REGTYPE else 0
-        tf.addfile(ti, io.BytesIO(data) if kind == tarfile.REGTYPE else None)
-
-    with tarfile.open(dest, "w", format=tarfile.PAX_FORMAT) as tf:
-        for d, mode in [
-            ("bin", 0o755), ("dev", 0o755), ("etc", 0o755), ("home", 0o755), ("proc", 0o755),
-            ("root", 0o700), ("sys", 0o755), ("tmp", 0o1777), ("usr", 0o755), ("usr/bin", 0o755),
-            ("usr/sbin", 0o755), ("sbin", 0o755), ("var", 0o755), ("var/log", 0o755),
-        ]:
-            add(tf, d, tarfile.DIRTYPE, mode)
-        with open(BUSYBOX, "rb") as f:
-            add(tf, "bin/busybox", tarfile.REGTYPE, 0o755, f.read())
-        for a in sorted(set(applets)):
-            if a != "busybox":
-                add(tf, f"bin/{a}", tarfile.SYMTYPE, 0o777, link="busybox")
-        add(tf, "usr/bin/env", tarfile.SYMTYPE, 0o777, link="../../bin/busybox")
-        add(tf, "etc/passwd", tarfile.REGTYPE, 0o644,
-            b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
-        add(tf, "etc/group", tarfile.REGTYPE, 0o644, b"root:x:0:\nnobody:x:65534:\n")
-        # A file that is not executable and a non-ELF script without interpreter line:
-        # the 126 exit-code tests exec these.
-        add(tf, "etc/not-executable", tarfile.REGTYPE, 0o644, b"echo no\n")
+    """The busybox rootfs tar of the README's recipe (scripts/busybox-image.py), plus one test file."""
+    subprocess.run([sys.executable, str(BUSYBOX_IMAGE_SCRIPT), "--busybox", BUSYBOX, "-o", str(dest)],
+                   check=True, capture_output=True)
+    # A file that is not executable and a non-ELF script without interpreter line: the 126
+    # exit-code tests exec it.
+    data = b"echo no\n"
+    ti = tarfile.TarInfo("etc/not-executable")
+    ti.mode, ti.mtime, ti.size, ti.uname, ti.gname = 0o644, 1_700_000_000, len(data), "root", "root"
+    with tarfile.open(dest, "a", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(ti, io.BytesIO(data))
     return dest
 
 
@@ -177,6 +159,9 @@ class Daemon:
         extra_args: Sequence[str] = (),
         log_level: str = "debug",
         storage_driver: str | None = None,
+        launcher: Sequence[str] = (),
+        hosts: Sequence[str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         self.base = base
         base.mkdir(parents=True, exist_ok=True)
@@ -194,6 +179,11 @@ class Daemon:
         self.extra_args = list(extra_args)
         self.log_level = log_level
         self.storage_driver = storage_driver or os.environ.get("PYDOCKERD_STORAGE_DRIVER", "")
+        # What runs the daemon command (e.g. systemd-socket-activate, which binds self.sock),
+        # the -H values in place of unix://self.sock, and variables for the daemon only.
+        self.launcher = list(launcher)
+        self.hosts = list(hosts) if hosts is not None else None
+        self.extra_env = dict(extra_env or {})
         self.proc: subprocess.Popen[bytes] | None = None
         self._client: Any = None
         self.seen_ids: set[str] = set()
@@ -221,8 +211,9 @@ class Daemon:
 
     def argv(self, *more: str) -> list[str]:
         cmd = shlex.split(os.environ.get("PYDOCKERD_CMD", "")) or [sys.executable, "-m", "daemon.main"]
+        listen = [a for h in (self.hosts if self.hosts is not None else [self.host]) for a in ("-H", h)]
         args = [
-            "-H", self.host,
+            *listen,
             "--data-root", str(self.data_root),
             "--exec-root", str(self.exec_root),
             "--pidfile", str(self.pidfile),
@@ -238,7 +229,7 @@ class Daemon:
             args += ["--storage-driver", self.storage_driver]
         if self.tcp_port:
             args += ["-H", self.tcp_host]
-        return cmd + args + self.extra_args + list(more)
+        return self.launcher + cmd + args + self.extra_args + list(more)
 
     # -- lifecycle
     def start(self, timeout: float = START_TIMEOUT) -> None:
@@ -250,7 +241,7 @@ class Daemon:
             # (not the signal) decides how the daemon stops.
             self.proc = subprocess.Popen(
                 self.argv(), cwd=REPO, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                start_new_session=True,
+                start_new_session=True, env={**os.environ, **self.extra_env} if self.extra_env else None,
             )
         self.closed = False
         self.wait_ready(timeout)

@@ -13,6 +13,7 @@ from api.backends.containers import ContainerBackend
 from api.backends.distribution import DistributionBackend
 from api.backends.execs import ExecBackend
 from api.backends.images import CommitBackend, ImageArchiveBackend, ImageBackend
+from api.backends.metrics import RequestObserver
 from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.backends.stats import StatsBackend
 from api.backends.swarm import SwarmBackend
@@ -41,3 +42,5 @@ class Backends:
     # Set when the daemon starts stopping: responses that would last as long as the daemon
     # (wait, logs -f, events, stats, attach) end then.
     stopping: asyncio.Event
+    # With --metrics-addr: told about every request (route template, status, duration).
+    metrics: RequestObserver | None = None

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daemon.containers import health, resource_checks, runtime_options
+from daemon.containers.defaults import ContainerDefaults
 from daemon.errors import Conflict, InvalidParameter
 from daemon.util.gojson import fold_keys
 from runtime.libc import CAPABILITIES
@@ -100,8 +101,10 @@ def validate_restart_policy(hc: dict) -> dict:
     return {"Name": name or "no", "MaximumRetryCount": count}
 
 
-def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
-    """Returns (Config, HostConfig) as dockerd stores them: the request merged with the image."""
+def merge(body: dict, image_config: dict, daemon_defaults: ContainerDefaults | None = None) -> tuple[dict, dict]:
+    """Returns (Config, HostConfig) as dockerd stores them: the request merged with the image
+    and the daemon's defaults."""
+    daemon_defaults = daemon_defaults or ContainerDefaults()
     if not isinstance(body, dict):
         raise InvalidParameter("invalid JSON: expected an object")
     cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
@@ -191,18 +194,18 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
     for key in ("IpcMode", "CgroupnsMode"):
         if not host_config.get(key):
             host_config[key] = defaults[key]
-    if not (host_config.get("LogConfig") or {}).get("Type"):
-        host_config["LogConfig"] = {"Type": "json-file", "Config": (host_config.get("LogConfig") or {}).get("Config")
-                                    or {}}
+    if isinstance(host_config.get("LogConfig") or {}, dict):
+        host_config["LogConfig"] = daemon_defaults.log_config(host_config.get("LogConfig"))
     if host_config.get("MemorySwappiness") == -1:
         host_config["MemorySwappiness"] = None
     if host_config.get("Privileged"):
         host_config["MaskedPaths"] = None
         host_config["ReadonlyPaths"] = None
-    shm = host_config.get("ShmSize") or 0
+    # From the request: the template above holds the built-in default, not the daemon's.
+    shm = hc.get("ShmSize") or 0
     if shm < 0:
         raise InvalidParameter("SHM size can not be less than 0")
-    host_config["ShmSize"] = shm or DEFAULT_SHM_SIZE
+    host_config["ShmSize"] = shm or daemon_defaults.shm_size
     validate_resources(host_config)
     runtime_options.validate(host_config)
     return config, host_config

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import shutil
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.containers.collaborators import ContainerImages
 from daemon.containers.container import Container, paths
+from daemon.containers.defaults import ContainerDefaults
 from network import hosts
 
 log = logging.getLogger("pydockerd.containers")
@@ -34,23 +34,14 @@ def make_init_layer(root: Path) -> None:
     (root / "etc" / "mtab").symlink_to("/proc/mounts")
 
 
-@dataclass(frozen=True)
-class DnsDefaults:
-    """The daemon's dns, dns-search and dns-opts: for containers that give none of their own."""
-
-    servers: list[str] = field(default_factory=list)
-    search: list[str] = field(default_factory=list)
-    options: list[str] = field(default_factory=list)
-
-
 class ContainerFiles:
     def __init__(self, *, driver: Any, images: ContainerImages, data_root: Path, exec_root: Path,
-                 dns: DnsDefaults) -> None:
+                 defaults: ContainerDefaults | None = None) -> None:
+        self.defaults = defaults or ContainerDefaults()
         self.driver = driver
         self.images = images
         self.data_root = data_root
         self.exec_root = exec_root
-        self.dns = dns
 
     def paths(self, c: Container) -> dict[str, Path]:
         return paths(self.data_root, c.id)
@@ -113,13 +104,13 @@ class ContainerFiles:
         /etc/resolv.conf of a container with its own network or the host's; with
         `internal_dns` (user networks) the resolv.conf points at the embedded resolver."""
         p = self.paths(c)
-        hc = c.host_config
+        hc = self.defaults.with_dns(c.host_config)
         hosts.write_hostname(p["hostname"], c.config["Hostname"])
         hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra_hosts,
                           host_network=host_network)
-        dns = hc.get("Dns") or self.dns.servers
-        search = hc.get("DnsSearch") or self.dns.search
-        options = hc.get("DnsOptions") or self.dns.options
+        dns = hc.get("Dns") or []
+        search = hc.get("DnsSearch") or []
+        options = hc.get("DnsOptions") or []
         if internal_dns:
             hosts.write_internal_resolv_conf(p["resolv"], dns=dns, search=search, options=options, ipv6=ipv6)
             return

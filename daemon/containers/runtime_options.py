@@ -15,8 +15,12 @@ from daemon.errors import DaemonError, InvalidParameter
 
 RLIMIT_NAMES = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
                 "nproc", "rss", "rtprio", "rttime", "sigpending", "stack")
-LOG_DRIVERS = ("json-file", "none")
+# "local" is dockerd's rotated-by-default driver; here it is written as json-file is, with
+# local's rotation defaults (LOCAL_DEFAULTS) and local's options.
+LOG_DRIVERS = ("json-file", "local", "none")
 JSON_FILE_OPTS = ("max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag")
+LOCAL_OPTS = ("max-size", "max-file", "compress")
+LOCAL_DEFAULTS = {"max-size": "20m", "max-file": "5"}
 IPC_MODES = ("", "private", "shareable", "host", "none")
 _SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 _DEVICE_PERMS_RE = re.compile(r"^[rwm]{1,3}$")
@@ -102,8 +106,9 @@ def log_config(hc: dict) -> dict:
         raise InvalidParameter("json: cannot unmarshal into Go struct field HostConfig.LogConfig")
     if driver not in LOG_DRIVERS:
         raise InvalidParameter(f"logger: no log driver named '{driver}' is registered")
+    allowed = {"json-file": JSON_FILE_OPTS, "local": LOCAL_OPTS}.get(driver, ())
     for key in opts:
-        if driver == "none" or key not in JSON_FILE_OPTS:
+        if key not in allowed:
             raise InvalidParameter(f"unknown log opt '{key}' for {driver} log driver")
     if "max-size" in opts:
         parse_size(opts["max-size"])

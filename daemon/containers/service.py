@@ -18,6 +18,7 @@ import os
 import shutil
 import signal as signal_mod
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,8 @@ from daemon.containers import top as top_mod
 from daemon.containers.collaborators import ContainerHealth, ContainerImages, ContainerNetworking, ContainerVolumes
 from daemon.containers.container import Container, paths
 from daemon.containers.container_config import parse_signal
-from daemon.containers.files import ContainerFiles, DnsDefaults
+from daemon.containers.defaults import ContainerDefaults
+from daemon.containers.files import ContainerFiles
 from daemon.containers.logs import container_log
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.seccomp import SeccompProfiles
@@ -56,9 +58,13 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 class ContainerService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, images: ContainerImages, volumes: ContainerVolumes,
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
-                 init_path: str | None, cgroups: Cgroups, dns: DnsDefaults, health: ContainerHealth,
-                 seccomp: SeccompProfiles, launcher: Launcher) -> None:
+                 init_path: str | None, cgroups: Cgroups, health: ContainerHealth, seccomp: SeccompProfiles,
+                 launcher: Launcher, defaults: ContainerDefaults | None = None,
+                 on_action: Callable[[str, float], None] | None = None) -> None:
         self.store = store
+        self.defaults = defaults or ContainerDefaults()
+        # Told how long each start took (the metrics).
+        self.on_action = on_action
         self.images = images
         self.events = events
         self.driver = driver
@@ -74,7 +80,8 @@ class ContainerService:
         self.health = health
         self.seccomp = seccomp
         self.launcher = launcher
-        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root, dns=dns)
+        self.files = ContainerFiles(driver=driver, images=images, data_root=data_root, exec_root=exec_root,
+                                    defaults=self.defaults)
         self.views = ContainerViews(registry=registry, images=images, networks=networks, volumes=volumes,
                                     files=self.files)
 
@@ -125,7 +132,7 @@ class ContainerService:
             except InvalidParameter:
                 raise InvalidParameter(f"invalid reference format: {image_ref}") from None
             raise NotFound(f"No such image: {shown}")
-        config, host_config = container_config.merge(body, img.config.get("config") or {})
+        config, host_config = container_config.merge(body, img.config.get("config") or {}, self.defaults)
         net = host_config["NetworkMode"]
         warnings = self.networks.check_mode(body, host_config)
         caps = container_config.capabilities(host_config)  # validates cap names now, not at start
@@ -181,6 +188,12 @@ class ContainerService:
             await self._start_locked(c)
 
     async def _start_locked(self, c: Container) -> None:
+        began = time.monotonic()
+        await self._start_timed(c)
+        if self.on_action is not None:
+            self.on_action("start", time.monotonic() - began)
+
+    async def _start_timed(self, c: Container) -> None:
         try:
             prepared = await asyncio.to_thread(self._prepare, c)
             netns_path, link_env = await self.networks.setup(c)
@@ -188,7 +201,8 @@ class ContainerService:
             confinement = (self._confinement(c) if self.seccomp.ready(c.host_config, caps)  # nothing to compile
                            else await asyncio.to_thread(self._confinement, c))
             spec = spec_mod.build(c, prepared, netns=netns_path, link_env=link_env, init_path=self.init_path,
-                                  confinement=confinement)
+                                  confinement=confinement,
+                                  ulimits=self.defaults.merged_ulimits(c.host_config.get("Ulimits")))
         except DaemonError as e:
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
             # removal), and an AutoRemove container removed.

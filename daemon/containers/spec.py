@@ -92,8 +92,9 @@ def namespaces(c: Container, lookup: Callable[[str], Container]) -> Namespaces:
 
 
 def log_rotation(hc: dict) -> tuple[int, int]:
-    """json-file's (max size in bytes, 0 = never rotate; number of files)."""
-    opts = (hc.get("LogConfig") or {}).get("Config") or {}
+    """json-file's (max size in bytes, 0 = never rotate; number of files); `local` rotates by default."""
+    lc = hc.get("LogConfig") or {}
+    opts = {**(runtime_options.LOCAL_DEFAULTS if lc.get("Type") == "local" else {}), **(lc.get("Config") or {})}
     size = runtime_options.parse_size(opts["max-size"]) if opts.get("max-size") else 0
     return size, int(opts.get("max-file") or 1)
 
@@ -118,9 +119,10 @@ def _mounts(files: dict[str, Path], readonly: bool, user_mounts: list[dict]) -> 
 
 
 def build(c: Container, prepared: Prepared, *, netns: str | None, link_env: list[str],
-          init_path: str | None, confinement: Confinement) -> ContainerSpec:
+          init_path: str | None, confinement: Confinement, ulimits: list[dict] | None = None) -> ContainerSpec:
     """The monitor's spec for starting `c`. `netns` is the sandbox's network namespace (None:
-    the container has none of its own), `link_env` the --link variables."""
+    the container has none of its own), `link_env` the --link variables, `ulimits` its
+    HostConfig.Ulimits merged with the daemon's (at start, as dockerd: a reload reaches the next start)."""
     hc = c.host_config
     if hc.get("Init") and not init_path:
         raise DaemonError("--init requested but no init binary found (install tini or pass --init-path)")
@@ -129,7 +131,7 @@ def build(c: Container, prepared: Prepared, *, netns: str | None, link_env: list
     log_max_size, log_max_file = log_rotation(hc)
     logging_on = (hc.get("LogConfig") or {}).get("Type") != "none"
     rlimits: list[RlimitSpec] = [{"type": r["type"], "soft": r["soft"], "hard": r["hard"]}
-                                 for r in runtime_options.rlimits(hc)]
+                                 for r in runtime_options.rlimits(hc if ulimits is None else {"Ulimits": ulimits})]
     devices: list[DeviceSpec] = [{"source": d["source"], "destination": d["destination"]}
                                  for d in runtime_options.devices(hc)]
     return {

@@ -22,7 +22,7 @@ def _system_cpu_ns() -> int:
     return sum(int(x) for x in fields) * 1_000_000_000 // _CLK_TCK
 
 
-def _net_dev(pid: int) -> dict[str, dict[str, int]]:
+def net_dev(pid: int) -> dict[str, dict[str, int]]:
     out = {}
     try:
         with open(f"/proc/{pid}/net/dev") as f:
@@ -78,7 +78,7 @@ class StatsService:
         pids_limit = raw["pids_limit"]
         doc["pids_stats"] = {"current": raw["pids"], **({"limit": pids_limit} if pids_limit else {})}
         if c.network_mode != "host":
-            nets = _net_dev(c.state["Pid"])
+            nets = net_dev(c.state["Pid"])
             if nets:
                 doc["networks"] = nets
         return doc

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -48,6 +49,7 @@ from storage.registry import (
 from storage.registryplatform import InvalidPlatform, select
 from storage.registryplatform import parse as parse_platform
 
+log = logging.getLogger("pydockerd.distribution")
 MAX_CONCURRENT_DOWNLOADS = 3
 
 
@@ -102,6 +104,8 @@ class Puller:
     sources: LayerSources
     registries: RegistryClients
     events: EventBus
+    # daemon.json max-concurrent-downloads; SIGHUP changes it for the pulls that start after.
+    max_concurrent_downloads: int = MAX_CONCURRENT_DOWNLOADS
 
     async def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None
                    ) -> AsyncIterator[dict]:
@@ -110,7 +114,7 @@ class Puller:
             parse_platform(platform)
         except InvalidPlatform as e:
             raise InvalidParameter(str(e)) from None
-        client = self.registries.client(ref.domain, auth_header)
+        client = await self._client(ref, auth_header, platform, all_tags)
         try:
             if all_tags:
                 try:
@@ -126,6 +130,24 @@ class Puller:
                     yield rec
         finally:
             client.close()
+
+    async def _client(self, ref: Reference, auth_header: str | None, platform: str, all_tags: bool
+                      ) -> RegistryClient:
+        """The first mirror that has the image (a Docker Hub image, --registry-mirror), else the
+        registry of its name. A mirror that fails is passed over, as dockerd's fallback does."""
+        for mirror in self.registries.mirror_clients(ref.domain):
+            try:
+                if all_tags:
+                    await asyncio.to_thread(mirror.tags, remote_path(ref))
+                else:
+                    await _resolve(mirror, remote_path(ref), ref.digest or ref.tag or "latest", platform)
+            except Exception as e:  # noqa: BLE001 - any failure means: try the next endpoint
+                log.info("mirror %s: %s; trying the next endpoint", mirror.domain, e)
+                mirror.close()
+                continue
+            log.debug("pulling %s from the mirror %s", ref, mirror.domain)
+            return mirror
+        return self.registries.client(ref.domain, auth_header)
 
     async def _pull_one(self, client: RegistryClient, ref: Reference, platform: str,
                         quiet_end: bool = False) -> AsyncIterator[dict]:
@@ -178,7 +200,7 @@ class Puller:
         for i, desc in enumerate(descs):
             short = desc["digest"].split(":", 1)[-1][:12]
             q.put_nowait(status("Pulling fs layer" if i in missing else "Already exists", short))
-        sem = asyncio.Semaphore(MAX_CONCURRENT_DOWNLOADS)
+        sem = asyncio.Semaphore(self.max_concurrent_downloads)
 
         async def fetch(i: int) -> None:
             desc = descs[i]

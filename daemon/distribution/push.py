@@ -50,6 +50,8 @@ class Pusher:
     registries: RegistryClients
     events: EventBus
     spool: Spool
+    # daemon.json max-concurrent-uploads; SIGHUP changes it for the pushes that start after.
+    max_concurrent_uploads: int = 5
 
     async def push(self, name: str, tag: str, auth_header: str | None) -> AsyncIterator[dict]:
         ref = reference.parse(name, default_tag=False)
@@ -101,7 +103,7 @@ class Pusher:
 
         async def work() -> list[dict]:
             try:
-                sem = asyncio.Semaphore(5)
+                sem = asyncio.Semaphore(self.max_concurrent_uploads)
 
                 async def one(i: int) -> dict:
                     async with sem:

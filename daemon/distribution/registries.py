@@ -9,7 +9,14 @@ from typing import Any
 from daemon.errors import DaemonError, InvalidParameter, NotFound
 from daemon.images.reference import Reference
 from storage.digest import DigestMismatch
-from storage.registry import RegistryClient, RegistryError, Unauthorized, credentials_from, decode_auth_header
+from storage.registry import (
+    DOCKER_HUB,
+    RegistryClient,
+    RegistryError,
+    Unauthorized,
+    credentials_from,
+    decode_auth_header,
+)
 
 
 class AuthError(DaemonError):
@@ -58,8 +65,23 @@ def to_daemon_error(e: Exception, ref: Reference | None = None) -> DaemonError:
 class RegistryClients:
     """Makes the registry clients of pulls, pushes and logins, with the daemon's registry settings."""
 
-    def __init__(self, insecure_registries: list[str]) -> None:
+    def __init__(self, insecure_registries: list[str], mirrors: list[str] | None = None) -> None:
         self.insecure = list(insecure_registries)
+        # --registry-mirror: Docker Hub's mirrors, tried in order before it (SIGHUP replaces the list).
+        self.mirrors = list(mirrors or [])
+
+    def mirror_clients(self, domain: str) -> list[RegistryClient]:
+        """Clients for the mirrors of `domain` (only Docker Hub has them); anonymous, as dockerd
+        sends Hub credentials to Hub only."""
+        if domain != DOCKER_HUB:
+            return []
+        out = []
+        for url in self.mirrors:
+            scheme, _, host = url.rstrip("/").rpartition("://")
+            # An http:// mirror is one the administrator allowed plain HTTP for.
+            insecure = [*self.insecure, host] if scheme == "http" else self.insecure
+            out.append(RegistryClient(host, None, insecure))
+        return out
 
     def client(self, domain: str, auth_header: str | None) -> RegistryClient:
         """A client for `domain` with the credentials of a request's X-Registry-Auth header."""

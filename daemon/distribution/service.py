@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,9 +17,23 @@ class DistributionService:
     puller: Puller
     pusher: Pusher
     registries: RegistryClients
+    # Told how each pull ended (the metrics): True when it completed.
+    on_pull: Callable[[bool], None] | None = None
 
     def pull(self, from_image: str, tag: str, platform: str, auth_header: str | None) -> AsyncIterator[dict]:
-        return self.puller.pull(from_image, tag, platform, auth_header)
+        stream = self.puller.pull(from_image, tag, platform, auth_header)
+        return stream if self.on_pull is None else self._counted(stream, self.on_pull)
+
+    @staticmethod
+    async def _counted(stream: AsyncIterator[dict], on_pull: Callable[[bool], None]) -> AsyncIterator[dict]:
+        ok = False
+        try:
+            async for rec in stream:
+                yield rec
+            ok = True
+        finally:
+            # An error, or the client gone before the end: not a completed pull.
+            on_pull(ok)
 
     def push(self, name: str, tag: str, auth_header: str | None) -> AsyncIterator[dict]:
         return self.pusher.push(name, tag, auth_header)

@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
-from daemon.errors import DaemonError
+from daemon.errors import DaemonError, InvalidParameter
 from daemon.networks.sandbox import Sandbox
 from network import proxy
 from network.ports import Published, Wanted, ephemeral_range
@@ -28,6 +28,7 @@ class Firewalling(Protocol):
 
     nft_ok: bool  # kernel rules carry IPv4 ports; else the proxy does
     ipv6: bool  # [::] can be bound, so default publications include it
+    userland_proxy: bool  # the proxy may carry what kernel rules cannot (IPv6, no nftables)
 
     async def sync_firewall(self) -> None: ...
 
@@ -43,7 +44,8 @@ class PortPublisher:
         network's default host address ("" or "0.0.0.0": every address)."""
         if not want:
             return
-        default_ips = ["0.0.0.0", "::"] if self.firewall.ipv6 else ["0.0.0.0"]
+        # [::] is only ever carried by the proxy.
+        default_ips = ["0.0.0.0", "::"] if self.firewall.ipv6 and self.firewall.userland_proxy else ["0.0.0.0"]
         if host_binding_ip and host_binding_ip != "0.0.0.0":
             # A network's own default host address (dockerd: no [::] then, unless it is IPv6).
             default_ips = [host_binding_ip]
@@ -55,6 +57,10 @@ class PortPublisher:
                     sb.published.append(Published(w.proto, w.container_port, hip, port))
             for b, p in zip(sb.bindings, sb.published, strict=True):
                 if ":" in p.host_ip or not self.firewall.nft_ok:
+                    if not self.firewall.userland_proxy:
+                        raise InvalidParameter(
+                            f"cannot publish {p.host_ip}:{p.host_port}: only the userland proxy can carry it "
+                            "here (IPv6, or no kernel rules) and the daemon runs with --userland-proxy=false")
                     await proxy.start_proxy(b, sb.port_ip, p.container_port)
             await self.firewall.sync_firewall()
             await self._save(sb)
@@ -99,7 +105,7 @@ class PortPublisher:
                 log.warning("cannot re-reserve %s:%s for %s: %s", p.host_ip, p.host_port, cid, e)
                 continue
             sb.bindings.append(b)
-            if ":" in p.host_ip or not self.firewall.nft_ok:
+            if (":" in p.host_ip or not self.firewall.nft_ok) and self.firewall.userland_proxy:
                 await proxy.start_proxy(b, sb.port_ip, p.container_port)
 
     @staticmethod

@@ -21,6 +21,7 @@ import ipaddress
 import logging
 import secrets
 import sqlite3
+from collections.abc import Iterator
 
 from daemon.containers.container import Container
 from daemon.containers.registry import ContainerRegistry
@@ -42,8 +43,18 @@ PRUNE_FILTERS = {"label", "label!", "until"}
 
 class NetworkService:
     def __init__(self, *, store: Store, registry: ContainerRegistry, events: EventBus, sandboxes: Sandboxes,
-                 default_bridge: str, bip: str | None, ip_masq: bool, fixed_cidr_v6: str | None = None) -> None:
+                 default_bridge: str, bip: str | None, ip_masq: bool,
+                 address_pools: list[tuple[ipaddress.IPv4Network, int]] | None = None,
+                 iptables: bool = True, ip_forward: bool = True, userland_proxy: bool = True,
+                 fixed_cidr_v6: str | None = None) -> None:
         self.store = store
+        self.userland_proxy = userland_proxy
+        # --iptables=false: no kernel rules at all (ports through the userland proxy, no
+        # masquerading); --ip-forward=false: net.ipv4.ip_forward left as the host has it.
+        self.iptables = iptables
+        self.ip_forward = ip_forward
+        # --default-address-pool: (base, size) pairs; none means the built-in pools.
+        self.address_pools = list(address_pools or [])
         self.registry = registry
         self.events = events
         self.sandboxes = sandboxes
@@ -141,9 +152,11 @@ class NetworkService:
             if self.by_name(name) is None:
                 await self._save(Network(id=secrets.token_hex(32), name=name, driver=driver, created=now_rfc3339()))
         await self._load_default_bridge()
-        self.nft_ok = await firewall.available()
+        self.nft_ok = self.iptables and await firewall.available()
         self.ipv6 = proxy.ipv6_available()
-        if not self.nft_ok:
+        if not self.iptables:
+            log.info("--iptables=false: no firewall rules; published ports use the userland proxy only")
+        elif not self.nft_ok:
             log.warning("nftables unavailable: published ports use the userland proxy only")
         for n in self.bridges():
             self._allocators[n.id] = ipam.SubnetAllocator(n.subnet, n.gateway, n.ip_range)
@@ -159,7 +172,7 @@ class NetworkService:
         elif n is not None and n.bridge == self.default_bridge:
             subnet, gateway = n.subnet, n.gateway
         else:
-            subnet = str(ipam.pick_subnet(await self._taken_subnets(exclude=n.id if n else "")))
+            subnet = str(ipam.pick_subnet(await self._taken_subnets(exclude=n.id if n else ""), self._pools()))
             gateway = str(next(ipaddress.ip_network(subnet).hosts()))
         opts = {"com.docker.network.bridge.default_bridge": "true", ICC_OPT: "true",
                 MASQ_OPT: "true" if self.ip_masq else "false",
@@ -185,20 +198,24 @@ class NetworkService:
         await links.ensure_bridge(n.bridge, n.gateway, n.prefixlen, n.mtu)
         if n.subnet6:
             await links.add_address(n.bridge, n.gateway6, n.prefixlen6)
-        await asyncio.to_thread(links.bridge_sysctls, n.bridge)
+        await asyncio.to_thread(links.bridge_sysctls, n.bridge, self.ip_forward)
         if n.options.get(ICC_OPT, "true") == "false" and not await asyncio.to_thread(links.bridge_netfilter):
             log.warning("br_netfilter is not loaded: containers on %s can still reach each other "
                         "(enable_icc=false)", n.name)
-        await self.firewall.allow_forward(n.bridge)
+        if self.iptables:
+            await self.firewall.allow_forward(n.bridge)
 
     async def shutdown(self) -> None:
         """With no container left running, rules go (they are re-installed at the next
         start), while bridges stay as dockerd keeps docker0."""
-        if any(c.running for c in self.registry):
+        if any(c.running for c in self.registry) or not self.iptables:
             return
         await self.firewall.remove()
         for n in self.bridges():
             await self.firewall.disallow_forward(n.bridge)
+
+    def _pools(self) -> Iterator[ipaddress.IPv4Network] | None:
+        return ipam.subnets_of(self.address_pools) if self.address_pools else None
 
     async def _taken_subnets(self, exclude: str = "") -> list[ipaddress.IPv4Network]:
         taken = await links.routed_subnets()
@@ -318,7 +335,7 @@ class NetworkService:
             if v4 and (v4[0].get("Gateway") or v4[0].get("IPRange")):
                 raise InvalidParameter("invalid pool request: a gateway or IP range needs a subnet")
             try:
-                net = ipam.pick_subnet(taken)
+                net = ipam.pick_subnet(taken, self._pools())
             except LookupError as e:
                 raise DaemonError(str(e)) from None
             gw = str(net.network_address + 1)
@@ -378,7 +395,8 @@ class NetworkService:
         # Interface first, row last: a crash in between leaves a row whose bridge is
         # re-created at start, never a bridge nobody remembers.
         await links.delete(n.bridge)
-        await self.firewall.disallow_forward(n.bridge)
+        if self.iptables:
+            await self.firewall.disallow_forward(n.bridge)
         self.networks.pop(n.id, None)
         self._allocators.pop(n.id, None)
         self._allocators6.pop(n.id, None)

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.containers.container import Container
-from daemon.containers.files import DnsDefaults
 from daemon.containers.registry import ContainerRegistry
 from daemon.containers.seccomp import DEFAULT_PROFILE, SeccompProfiles
 from daemon.containers.service import ContainerService
@@ -148,5 +147,5 @@ def make_service(tmp: Path, volumes: FakeVolumes | None = None,
                            volumes=volumes or FakeVolumes(), networks=FakeNetworking(), events=EventBus(),
                            driver=driver, data_root=tmp / "data", exec_root=tmp / "exec", init_path=None,
                            cgroups=None,  # type: ignore[arg-type] - create and remove never reach cgroups
-                           dns=DnsDefaults(), health=FakeHealth(), seccomp=fake_seccomp(), launcher=FreshLauncher())
+                           health=FakeHealth(), seccomp=fake_seccomp(), launcher=FreshLauncher())
     return svc, store, driver

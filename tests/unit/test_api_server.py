@@ -237,9 +237,10 @@ def test_parse_host_defaults() -> None:
     assert parse_host("tcp://[::1]:99").url == "tcp://[::1]:99"
     assert parse_host("unix://").path == DEFAULT_UNIX_SOCKET
     assert parse_host("unix:///tmp/x.sock").path == "/tmp/x.sock"
-    for bad in ("fd://", "unix://relative.sock", "tcp://127.0.0.1:notaport", "ssh://host"):
+    for bad in ("unix://relative.sock", "tcp://127.0.0.1:notaport", "ssh://host"):
         with pytest.raises(ListenerError):
             parse_host(bad)
+    assert parse_host("fd://").fd == "" and parse_host("fd://3").fd == "3"
 
 
 def test_unix_socket_mode_live_stale_and_cleanup(tmp_path: Path) -> None:

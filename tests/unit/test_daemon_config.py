@@ -97,7 +97,8 @@ def test_config_flags_and_file(tmp_path: Path) -> None:
     f = tmp_path / "daemon.json"
     f.write_text(json.dumps({"data-root": str(tmp_path / "d"), "debug": True, "storage-driver": "vfs"}))
     cfg = load(["--config-file", str(f), "-H", "unix:///tmp/x.sock", "--bip", "10.9.0.1/24"])
-    assert cfg.data_root == tmp_path / "d" and cfg.log_level == "debug" and cfg.storage_driver == "vfs"
+    assert cfg.data_root == tmp_path / "d" and cfg.debug and cfg.storage_driver == "vfs"
+    assert cfg.effective_log_level == "debug"
     assert cfg.hosts == ["unix:///tmp/x.sock"]
     f.write_text('{"no-such-key": 1}')
     with pytest.raises(ConfigError, match="no-such-key"):
@@ -111,11 +112,15 @@ def test_config_dns_keys_and_flags(tmp_path: Path) -> None:
     f.write_text(json.dumps({"dns": ["10.9.0.53"], "dns-search": ["corp.example"], "dns-opts": ["ndots:2"]}))
     cfg = load(["--config-file", str(f)])
     assert (cfg.dns, cfg.dns_search, cfg.dns_opts) == (["10.9.0.53"], ["corp.example"], ["ndots:2"])
+    # Given both ways: refused, as dockerd refuses it.
+    with pytest.raises(ConfigError, match="specified both as a flag and in the configuration file"):
+        load(["--config-file", str(f), "--dns", "10.9.0.54"])
+    f.write_text(json.dumps({"dns-search": ["corp.example"]}))
     cfg = load(["--config-file", str(f), "--dns", "10.9.0.54", "--dns-opt", "timeout:1"])
     assert cfg.dns == ["10.9.0.54"] and cfg.dns_opts == ["timeout:1"] and cfg.dns_search == ["corp.example"]
     for bad in ({"dns": ["not-an-ip"]}, {"dns": "10.9.0.53"}, {"dns-search": [1]}):
         f.write_text(json.dumps(bad))
-        with pytest.raises(ConfigError, match="dns"):
+        with pytest.raises(ConfigError, match="dns|not an ip address"):
             load(["--config-file", str(f)])
     f.write_text(json.dumps({"ipv6": True, "fixed-cidr-v6": "fd00:1::5/64"}))
     cfg = load(["--config-file", str(f)])

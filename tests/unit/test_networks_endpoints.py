@@ -91,6 +91,7 @@ class FakeNetworks:
 
     nft_ok = True
     ipv6 = False
+    userland_proxy = True
 
     def __init__(self, *nets: Network) -> None:
         self.networks = {n.id: n for n in nets}

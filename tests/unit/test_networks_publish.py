@@ -19,6 +19,7 @@ from network.ports import Published, Wanted
 class FakeFirewall:
     nft_ok = True
     ipv6 = False
+    userland_proxy = True
 
     def __init__(self) -> None:
         self.syncs = 0

@@ -336,6 +336,13 @@ def test_attach_websocket(d: Daemon, uname: Callable[[str], str]) -> None:
     assert b"over websocket\n" in ws.output_until(b"over websocket\n")
     assert all(isinstance(m, bytes) for m in ws.messages)  # binary messages from API 1.28 on
     ws.sock.close()
+    # A TTY container (Portainer's console): its terminal's bytes both ways.
+    t = uname("wstty")
+    d.docker("run", "-d", "--name", t, "-it", "busybox", "sh")
+    tty = _WsClient(d, f"/containers/{t}/attach/ws?stream=1&stdin=1&stdout=1&stderr=1")
+    tty.send(b"echo in-$((6*7))\n")
+    assert b"in-42" in tty.output_until(b"in-42\r\n")
+    tty.sock.close()
     # Before API 1.28 the messages are text.
     m = uname("ws2")
     d.docker("run", "-d", "--name", m, "busybox", "sh", "-c", "echo old-api")

@@ -311,3 +311,42 @@ def test_metrics_text_parses() -> None:
     assert samples[("container_memory_usage_bytes", web)] == 4096
     assert samples[("container_fs_writes_bytes_total", web)] == 9
     assert not any(dict(k[1]).get("id") == "gone" for k in samples)
+
+
+def test_request_metrics_label_routes_by_template() -> None:
+    from fastapi import FastAPI
+
+    from api.metrics import RequestMetrics
+
+    seen: list[tuple[str, str, int]] = []
+
+    class Observer:
+        def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+            assert seconds >= 0
+            seen.append((method, route, status))
+
+    app = FastAPI()
+
+    @app.get("/containers/{name}/json")
+    async def inspect(name: str) -> dict:
+        return {"Id": name}
+
+    app.add_middleware(RequestMetrics, observer=Observer())
+
+    async def call(path: str) -> None:
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+                 "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+                 "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 2)}
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await app(scope, receive, send)
+
+    asyncio.run(call("/containers/abc123/json"))
+    asyncio.run(call("/no/such/route"))
+    assert seen == [("GET", "/containers/{name}/json", 200), ("GET", "unmatched", 404)]

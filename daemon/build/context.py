@@ -97,10 +97,10 @@ async def _from_upload(body: AsyncIterator[bytes], name: str, workdir: Path, roo
     kept = store.acquire(key)
     if kept is None:
         with open(spool, "rb") as f:
-            await asyncio.to_thread(_extract, f, root)
+            size = await asyncio.to_thread(_extract, f, root)
         text = await asyncio.to_thread(_read_dockerfile, root, name)
         await asyncio.to_thread(_apply_dockerignore, root)
-        kept, gone = store.add(key, root, text)
+        kept, gone = store.add(key, root, text, size)
         for g in gone:
             await asyncio.to_thread(shutil.rmtree, g, True)
     await asyncio.to_thread(spool.unlink)
@@ -135,9 +135,10 @@ async def _spool(body: AsyncIterator[bytes], path: Path) -> str:
             await feeder
 
 
-def _extract(fileobj: Any, root: Path) -> None:
+def _extract(fileobj: Any, root: Path) -> int:
+    """The bytes of file data unpacked."""
     try:
-        extract_tar(decompress(fileobj), root, devices=False, sparse_limit=SPARSE_LIMIT)
+        return extract_tar(decompress(fileobj), root, devices=False, sparse_limit=SPARSE_LIMIT)
     except ArchiveError as e:
         raise InvalidParameter(f"failed to read the build context: {e}") from None
     except OSError as e:

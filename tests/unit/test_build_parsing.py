@@ -257,3 +257,32 @@ def test_copy_into_a_root(tmp_path: Path) -> None:
     assert copying.lookup_owner(root, "app") == (100, 101) and copying.lookup_owner(root, "app:grp") == (100, 102)
     with pytest.raises(copying.CopyError, match="no such user"):
         copying.lookup_owner(root, "nobody-here")
+
+
+# --------------------------------------------------------------------------- kept contexts
+
+
+def test_context_store_keeps_evicts_and_never_takes_one_in_use(tmp_path: Path) -> None:
+    from daemon.build.contexts import ContextStore
+
+    store = ContextStore(tmp_path / "kept", keep=2, max_bytes=100)
+    store.reset()
+
+    def tree(name: str) -> Path:
+        p = tmp_path / name
+        p.mkdir()
+        return p
+
+    a, gone = store.add("a", tree("a"), "FROM a", 10)
+    assert gone == [] and a.root.parent == tmp_path / "kept" and store.acquire("a") is a
+    store.release(a)
+    store.release(a)
+    b, _ = store.add("b", tree("b"), "FROM b", 10)
+    c, gone = store.add("c", tree("c"), "FROM c", 10)
+    assert gone == [a.root] and store.acquire("a") is None  # the least recently used idle one goes
+    d, gone = store.add("d", tree("d"), "FROM d", 10)
+    assert gone == [] and store.acquire("b") is b  # b and c are in use: kept beyond the count
+    big, gone = store.add("big", tree("big"), "FROM big", 1000)
+    assert not big.kept and store.acquire("big") is None and store.release(big) == [tmp_path / "big"]
+    dup, gone = store.add("d", tree("d2"), "FROM d", 10)
+    assert dup is d and gone == [tmp_path / "d2"]  # a concurrent unpack of the same context

@@ -393,8 +393,7 @@ class BuildRun:
         if code != 0:
             self.kept.add(cid)
             raise BuildFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-        layer = await self.e.commits.container_layer(cid, st.top_chain)
-        await self._commit(st, saved, layer, cid, key, "RUN " + " ".join(saved))
+        await cleanup.finish(self._commit_container(st, cid, saved, key, "RUN " + " ".join(saved)))
         if self.opts.rm or self.opts.force_rm:
             await self._remove(cid)
             yield _stream(f"Removing intermediate container {cid[:12]}\n")
@@ -465,9 +464,12 @@ class BuildRun:
             if self._from_cache(st, key):
                 yield _USING_CACHE
                 return
-            layer, cid = await self._copy_layer(st, cmd, plan, dest, chown, what)
-            await self._commit(st, cmd, layer, cid, key, f"{what} {' '.join(srcs)} {words[-1]}")
-            if cid:
+            desc = f"{what} {' '.join(srcs)} {words[-1]}"
+            tree, cid = await self._copy_files(st, cmd, plan, dest, chown, what)
+            if tree is not None:
+                await cleanup.finish(self._commit_tree(st, tree, cmd, key, desc))
+            else:
+                await cleanup.finish(self._commit_container(st, cid, cmd, key, desc))
                 await self._remove(cid)
         finally:
             if from_ctr is not None:
@@ -496,8 +498,19 @@ class BuildRun:
                     plan.append(("copy", copying.checksum([s]), [s]))
         return plan
 
-    async def _copy_layer(self, st: StageState, cmd: list[str], plan: list[tuple[str, str, Any]], dest: str,
-                          chown: str, what: str) -> tuple[Layer, str]:
+    async def _commit_container(self, st: StageState, cid: str, cmd: list[str], key: str, desc: str) -> None:
+        """The container's changes as a layer, and the step's image on top of it."""
+        layer = await self.e.commits.container_layer(cid, st.top_chain)
+        await self._commit(st, cmd, layer, cid, key, desc)
+
+    async def _commit_tree(self, st: StageState, tree: Path, cmd: list[str], key: str, desc: str) -> None:
+        layer = await asyncio.to_thread(self._dir_layer, tree)
+        await self._commit(st, cmd, layer, "", key, desc)
+
+    async def _copy_files(self, st: StageState, cmd: list[str], plan: list[tuple[str, str, Any]], dest: str,
+                          chown: str, what: str) -> tuple[Path | None, str]:
+        """Copies into a created container's rootfs (its id), or into a plain directory when
+        there is no image yet (FROM scratch)."""
         sources_n = sum(len(p[2]) if p[0] == "copy" else 1 for p in plan)
         if sources_n > 1 and not dest.endswith("/"):
             raise BuildFailed(f"When using {what} with more than one source file, the destination must be a "
@@ -505,7 +518,7 @@ class BuildRun:
         if not st.image_id:
             tmp = self.ctx.scratch("layer")
             await asyncio.to_thread(self._fill, tmp, plan, dest, chown, what)
-            return await asyncio.to_thread(self._dir_layer, tmp), ""
+            return tmp, ""
         body = {"Image": st.image_id, "Cmd": cmd, "Entrypoint": [""], "HostConfig": {"NetworkMode": "none"}}
         cid = await self._create(body)
         c = self.e.containers.get(cid)
@@ -517,7 +530,7 @@ class BuildRun:
             await self._remove(cid)
             raise
         await asyncio.to_thread(self.e.rootfs.unmount_quietly, c)
-        return await self.e.commits.container_layer(cid, st.top_chain), cid
+        return None, cid
 
     @staticmethod
     def _fill(rootfs: Path, plan: list[tuple[str, str, Any]], dest: str, chown: str, what: str) -> None:

@@ -234,6 +234,18 @@ def test_copy_add_rules(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
     assert r.returncode != 0
 
 
+def test_from_scratch(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, {"bin/busybox": Path("/bin/busybox").read_bytes(),
+                          "Dockerfile": 'FROM scratch\nCOPY bin/ /bin/\nENV X=1\nCOPY bin/busybox /sbin/sh\n'
+                                        'CMD ["/bin/busybox", "echo", "from-scratch"]\n'})
+    os.chmod(ctx / "bin" / "busybox", 0o755)
+    d.docker("build", "-t", uname("scr"), str(ctx), env=_legacy(d), timeout=120)
+    assert d.docker("run", "--rm", uname("scr")).stdout == "from-scratch\n"
+    assert len(image_inspect(d, uname("scr"))["RootFS"]["Layers"]) == 2
+    r = d.docker("build", "-", input="FROM scratch\nRUN true\n", env=_legacy(d), check=False)
+    assert r.returncode != 0 and "executable file not found" in r.stderr
+
+
 def test_dockerignore(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, {"keep.txt": "k", "node_modules/x": "x", "logs/a.log": "a", "deep/er/b.log": "b",
                           "secret.key": "s", "public.key": "p",

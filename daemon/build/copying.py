@@ -181,7 +181,26 @@ def copy_into(sources: list[Source], rootfs: Path, dest: str, owner: tuple[int, 
             subdir, arc = dest, s.name
         else:
             subdir, arc = posixpath.dirname(dest) or "/", posixpath.basename(dest)
+        make_dirs(rootfs, subdir, owner)
         _copy_one(s, rootfs, subdir, arc, owner)
+
+
+def make_dirs(rootfs: Path, path: str, owner: tuple[int, int]) -> None:
+    """Creates the missing directories of `path` inside rootfs, 0755 and owned by `owner`
+    (dockerd's mkdirAllAndChown: `COPY --chown=app . /app` gives app its new /app)."""
+    done: list[str] = []
+    for part in [p for p in path.split("/") if p]:
+        done.append(part)
+        real = resolve_in_root(rootfs, "/".join(done))
+        if os.path.lexists(real):
+            continue
+        try:
+            os.mkdir(real, 0o755)
+        except OSError as e:
+            raise CopyError(f"failed to copy files: cannot create directory {'/' + '/'.join(done)}: "
+                            f"{e.strerror}") from None
+        os.chown(real, *owner, follow_symlinks=False)
+        os.chmod(real, 0o755)
 
 
 def _copy_one(s: Source, rootfs: Path, subdir: str, arcname: str | None, owner: tuple[int, int]) -> None:

@@ -223,13 +223,15 @@ def test_copy_add_rules(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
                               "COPY f.txt /existing-dir/\n"  # into a directory (trailing slash)
                               "COPY *.key /keys/\n"  # wildcards
                               "COPY --chown=5:6 f.txt /owned\n"
+                              "COPY --chown=5:6 dir /newdir/\n"  # a new destination is the owner's
                               "ADD arch.tar.gz /extracted/\n"  # local archives are unpacked
                               f"ADD {url} /downloaded/\n")})
     ref = uname("cp")
     d.docker("build", "-t", ref, str(ctx), env=_legacy(d), timeout=180)
     script = ("cat /copied/one.txt /copied/deep/two.txt /newname /existing-dir/f.txt; ls /keys; "
-              "stat -c '%u:%g' /owned /extracted/inner/x.txt; cat /downloaded/remote.txt")
-    assert d.docker("run", "--rm", ref, "sh", "-c", script).stdout == "1\n2\nf\nf\na.key\nb.key\n5:6\n7:0\nfrom-url\n"
+              "stat -c '%u:%g' /owned /extracted/inner/x.txt /newdir /newdir/deep; cat /downloaded/remote.txt")
+    assert d.docker("run", "--rm", ref, "sh", "-c", script).stdout == \
+        "1\n2\nf\nf\na.key\nb.key\n5:6\n7:0\n5:6\n5:6\nfrom-url\n"
     r = d.docker("build", "-", input="FROM busybox\nCOPY a b /notadir\n", env=_legacy(d), check=False)
     assert r.returncode != 0
 

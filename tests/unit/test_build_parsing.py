@@ -248,6 +248,11 @@ def test_copy_into_a_root(tmp_path: Path) -> None:
     assert (root / "out" / "sub" / "f").read_text() == "f"
     copying.copy_into(copying.select(ctx, "g", in_context=True), root, "/renamed", (0, 0))
     assert (root / "renamed").read_text() == "g"
+    (root / "exists").mkdir()
+    copying.copy_into(copying.select(ctx, "g", in_context=True), root, "/exists/new/deeper/", (7, 8))
+    st_new, st_old = os.stat(root / "exists" / "new"), os.stat(root / "exists")
+    assert (st_new.st_uid, st_new.st_gid) == (7, 8) and (st_old.st_uid, st_old.st_gid) == (0, 0)
+    assert os.stat(root / "exists" / "new" / "deeper" / "g").st_uid == 7
     with pytest.raises(copying.CopyError, match="must be a directory and end with a /"):
         copying.copy_into(copying.select(ctx, "*", in_context=True), root, "/nodir", (0, 0))
     assert copying.lookup_owner(None, "5:6") == (5, 6) and copying.lookup_owner(None, "7") == (7, 7)

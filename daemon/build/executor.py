@@ -122,6 +122,7 @@ class BuildRun:
         self.live: set[str] = set()  # containers of this build not removed yet
         self.kept: set[str] = set()  # a failed RUN's container, kept as dockerd keeps it
         self.step_no = 0
+        self.cache_images: list[Image] = []  # --cache-from's images, for their history
         self.cache_from = self._cache_sources()
         # Checked before the first record: a bad target is the request's error.
         self.plan = self._plan()
@@ -211,7 +212,8 @@ class BuildRun:
             if idx is not None and idx < stage.index:
                 img = self.e.images.images.get(self.stage_images[idx])
             else:
-                async for rec in self._base_image(base):
+                platform = process_word(stage.platform, meta_env, self.df.escape) or self.opts.platform
+                async for rec in self._base_image(base, platform):
                     if isinstance(rec, dict):
                         yield rec
                     else:
@@ -234,7 +236,7 @@ class BuildRun:
             yield _stream(f" ---> {st.image_id[7:19]}\n")
         yield st
 
-    async def _base_image(self, name: str) -> AsyncIterator[Any]:
+    async def _base_image(self, name: str, platform: str = "") -> AsyncIterator[Any]:
         try:
             ref = reference.parse(name)
         except InvalidParameter:
@@ -242,7 +244,8 @@ class BuildRun:
         img = self.e.images.find(name)
         if img is None or self.opts.pull:
             try:
-                async for rec in self.e.pulls.pull(ref.name, ref.tag or ref.digest or "latest", self.opts.platform,
+                async for rec in self.e.pulls.pull(ref.name, ref.tag or ref.digest or "latest",
+                                                   platform or self.opts.platform,
                                                    None):
                     if not self.opts.quiet:
                         yield rec
@@ -295,7 +298,7 @@ class BuildRun:
         """A step that only changes the config; True when it came from the cache."""
         cmd = self._nop(st, comment)
         key = step_key(st.image_id, " ".join(cmd), st.config)
-        if self._from_cache(st, key):
+        if await self._from_cache(st, key, cmd, new_config):
             return True
         st.doc["config"] = new_config
         if author:
@@ -311,22 +314,60 @@ class BuildRun:
         out: set[str] = set()
         for name in self.opts.cache_from:
             img = self.e.images.find(name)
+            if img is not None:
+                self.cache_images.append(img)
             while img is not None and img.id not in out:
                 out.add(img.id)
                 img = self.e.images.images.get(img.parent) if img.parent else None
         return out
 
-    def _from_cache(self, st: StageState, key: str) -> bool:
-        """Moves the stage onto the cached image of this step, if there is one."""
+    async def _from_cache(self, st: StageState, key: str, cmd: list[str], new_config: dict | None = None) -> bool:
+        """Moves the stage onto the cached image of this step, if there is one: a step built
+        here before, or (--cache-from) the same step in the history of a given image."""
         if self.opts.no_cache:
             return False
         iid = self.e.cache.lookup(key)
         img = self.e.images.images.get(iid) if iid else None
-        if img is None or (self.cache_from is not None and img.id not in self.cache_from):
+        if img is not None and self.cache_from is not None and img.id not in self.cache_from:
+            img = None
+        if img is None:
+            img = await self._from_history(st, key, cmd, new_config if new_config is not None else st.config)
+        if img is None:
             return False
         new = StageState.of(img)
         st.image_id, st.doc, st.chain_ids, st.size = new.image_id, new.doc, new.chain_ids, new.size
         return True
+
+    async def _from_history(self, st: StageState, key: str, cmd: list[str], config: dict) -> Image | None:
+        """dockerd's cache-from for images without their build's parents here (pulled, loaded):
+        an image whose history starts with this stage's and goes on with this very step gives
+        the step's image: its history and layers up to there, with the config the step makes."""
+        hist = st.doc.get("history") or []
+        diffs = st.doc.get("rootfs", {}).get("diff_ids") or []
+        shown = [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in hist]
+        for src in self.cache_images:
+            s_hist = src.config.get("history") or []
+            s_diffs = src.config.get("rootfs", {}).get("diff_ids") or []
+            if len(s_hist) <= len(hist) or s_diffs[: len(diffs)] != diffs or \
+                    [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in s_hist[: len(hist)]] != shown:
+                continue
+            step = s_hist[len(hist)]
+            if step.get("created_by") != " ".join(cmd):
+                continue
+            n_layers = len(diffs) + (0 if step.get("empty_layer") else 1)
+            if n_layers > len(s_diffs) or n_layers > len(src.chain_ids):
+                continue
+            chain_ids = src.chain_ids[:n_layers]
+            size = sum(self.e.layers.get(c).size for c in chain_ids) if chain_ids else 0
+            doc = {k: v for k, v in st.doc.items() if k not in ("history", "rootfs", "config", "created")}
+            doc.update({"config": config, "created": step.get("created") or now_rfc3339(),
+                        "history": [*hist, step], "rootfs": {"type": "layers", "diff_ids": s_diffs[:n_layers]}})
+            img = await self.e.images.register(doc, chain_ids, size, [], parent=st.image_id)
+            self.e.cache.add(key, img.id, st.image_id, "cache-from " + " ".join(cmd), 0)
+            if self.cache_from is not None:
+                self.cache_from.add(img.id)
+            return img
+        return None
 
     async def _commit(self, st: StageState, cmd: list[str], layer: Layer | None, container: str, key: str,
                       description: str) -> None:
@@ -361,7 +402,7 @@ class BuildRun:
         shown = {k: v for k, v in args.items() if k not in instructions.PROXY_ARGS}
         saved = ([f"|{len(shown)}", *sorted(f"{k}={v}" for k, v in shown.items())] if shown else []) + cmd
         key = step_key(st.image_id, "RUN " + json.dumps(saved), st.config)
-        if self._from_cache(st, key):
+        if await self._from_cache(st, key, saved):
             yield _USING_CACHE
             return
         if not st.image_id:
@@ -461,7 +502,7 @@ class BuildRun:
             comment = f"{what} {src_hash} in {dest.rstrip('/') or '/'} "
             cmd = self._nop(st, comment, two_spaces=False)
             key = step_key(st.image_id, " ".join(cmd) + f" chown={chown}", st.config)
-            if self._from_cache(st, key):
+            if await self._from_cache(st, key, cmd):
                 yield _USING_CACHE
                 return
             desc = f"{what} {' '.join(srcs)} {words[-1]}"

@@ -426,6 +426,27 @@ def test_from_pulls_a_missing_base(d: Daemon, uname: Callable[[str], str], tmp_p
         assert r.returncode != 0 and r.stderr.strip(), r
 
 
+def test_cache_from_a_pulled_image(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    from tests.e2e.registry_fixture import docker_registry
+
+    ctx = _ctx(tmp_path / "ctx", {"f.txt": "f\n", "Dockerfile": (
+        f"FROM busybox\nENV S={uname('salt')}\nRUN echo $S > /s\nCOPY f.txt /f\nCMD [\"cat\", \"/s\"]\n")})
+    with docker_registry(tmp_path / "registry") as addr:
+        ref = f"{addr}/build/{uname('cf')}:1"
+        d.docker("build", "-t", ref, str(ctx), env=_legacy(d), timeout=120)
+        d.docker("push", ref, timeout=120)
+        d.docker("rmi", ref)  # with its intermediate images: nothing of the build is left here
+        d.docker("builder", "prune", "-af")
+        d.docker("pull", ref, timeout=120)
+        assert image_inspect(d, ref)["Parent"] == ""
+        r = d.docker("build", "--cache-from", ref, "-t", uname("again"), str(ctx), env=_legacy(d), timeout=120)
+        assert r.stdout.count("Using cache") == 4, r.stdout
+        assert image_inspect(d, uname("again"))["RootFS"] == image_inspect(d, ref)["RootFS"]
+        assert d.docker("run", "--rm", uname("again")).stdout.strip() == uname("salt")
+        r = d.docker("build", "--cache-from", "nosuchimage", str(ctx), env=_legacy(d), timeout=120)
+        assert "Using cache" not in r.stdout
+
+
 # --------------------------------------------------------------------------- other clients
 
 

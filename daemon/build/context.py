@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import urllib.parse
 import urllib.request
@@ -18,7 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from daemon.build import ignore
 from daemon.build.contexts import ContextStore, Unpacked
@@ -147,15 +148,24 @@ def _extract(fileobj: Any, root: Path) -> int:
         raise
 
 
-def _read_dockerfile(root: Path, name: str) -> str:
-    path = resolve_in_root(root, name)
+def _open_regular(root: Path, name: str) -> BinaryIO | None:
+    """A regular file of the context, or None. O_NONBLOCK: a FIFO planted under that name must
+    not hang the build on its open."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError, OSError):
-        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not os.path.isfile(f"/proc/self/fd/{f.fileno()}"):
-            raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+        fd = os.open(resolve_in_root(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _read_dockerfile(root: Path, name: str) -> str:
+    f = _open_regular(root, name)
+    if f is None:
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+    with f:
         data = f.read(MAX_DOCKERFILE + 1)
     if len(data) > MAX_DOCKERFILE:
         raise InvalidParameter(f"the Dockerfile {name} is larger than {MAX_DOCKERFILE >> 20} MB")
@@ -165,12 +175,10 @@ def _read_dockerfile(root: Path, name: str) -> str:
 
 
 def _apply_dockerignore(root: Path) -> None:
-    path = resolve_in_root(root, ".dockerignore")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    f = _open_regular(root, ".dockerignore")
+    if f is None:
         return
-    with os.fdopen(fd, "rb") as f:
+    with f:
         text = f.read(MAX_DOCKERFILE).decode("utf-8", errors="replace")
     ignore.apply(root, ignore.Matcher(ignore.read_patterns(text)), keep=set())
 

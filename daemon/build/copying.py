@@ -225,6 +225,8 @@ def _copy_one(s: Source, rootfs: Path, subdir: str, arcname: str | None, owner: 
 def is_archive(path: Path) -> bool:
     """ADD extracts local tar archives (plain, gzip, bzip2, xz); anything else is copied as is."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO: it would block
+            return False
         with open(path, "rb") as raw:
             block = decompress(raw).read(tarfile.BLOCKSIZE)
     except (ArchiveError, OSError, EOFError):

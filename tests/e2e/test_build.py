@@ -329,6 +329,12 @@ def _tar_with(entries: list[tarfile.TarInfo], data: dict[str, bytes]) -> bytes:
     return buf.getvalue()
 
 
+def _fifo(name: str) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.type = tarfile.FIFOTYPE
+    return ti
+
+
 def _link(name: str, target: str, hard: bool = False) -> tarfile.TarInfo:
     ti = tarfile.TarInfo(name)
     ti.type = tarfile.LNKTYPE if hard else tarfile.SYMTYPE
@@ -351,6 +357,7 @@ def test_hostile_contexts_fail_cleanly(d: Daemon, uname: Callable[[str], str]) -
         "unknown instruction": (tar_bytes({"Dockerfile": b"FROM busybox\nFROBNICATE x\n"}),
                                 "unknown instruction: FROBNICATE"),
         "squash": (tar_bytes({"Dockerfile": df}), "experimental"),
+        "Dockerfile a FIFO": (_tar_with([_fifo("Dockerfile")], {}), "Cannot locate specified Dockerfile"),
     }
     failed = {  # the build starts and fails at the step
         "COPY ../x": ("COPY ../x /x\n", {}, "forbidden path outside the build context: ../x"),
@@ -368,6 +375,11 @@ def test_hostile_contexts_fail_cleanly(d: Daemon, uname: Callable[[str], str]) -
             files = {"Dockerfile": df + step.encode(), "evil.tgz": _evil_archive()}
             st, recs = _build_api(d, tar_bytes(files, links), f"t={ref}&forcerm=1")
             assert st == 200 and any(msg in e for e in _errors(recs)), (name, recs)
+        # ADD of a FIFO copies the FIFO (never reads it: that would hang the build).
+        body = _tar_with([tarfile.TarInfo("Dockerfile"), _fifo("pipe")], {"Dockerfile": df + b"ADD pipe /pipe\n"})
+        st, recs = _build_api(d, body, f"t={ref}-fifo")
+        assert st == 200 and not _errors(recs), recs
+    assert d.docker("run", "--rm", f"{ref}-fifo", "test", "-p", "/pipe").returncode == 0
     assert d.api("GET", f"/images/{ref}/json").status == 404
     assert not os.path.exists("/etc/x") and not os.path.exists("/escape")
     leftovers = list((d.data_root / "builder" / "tmp").iterdir())

@@ -246,7 +246,7 @@ class BuildRun:
             try:
                 async for rec in self.e.pulls.pull(ref.name, ref.tag or ref.digest or "latest",
                                                    platform or self.opts.platform,
-                                                   None):
+                                                   self.opts.auth_header(ref.domain)):
                     if not self.opts.quiet:
                         yield rec
             except DaemonError as e:

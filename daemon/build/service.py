@@ -52,10 +52,10 @@ class BuildService:
                 shutil.rmtree(leftover, ignore_errors=True)
 
     async def build(self, query: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str],
-                    body: AsyncIterator[bytes] | None) -> AsyncIterator[dict]:
+                    body: AsyncIterator[bytes] | None, registry_config: str | None = None) -> AsyncIterator[dict]:
         """The progress records. Bad options, an unusable context or Dockerfile fail before the
         first record (an error response); a failing step ends the stream with its error."""
-        opts = options.parse(query, tags, extra_hosts)
+        opts = options.parse(query, tags, extra_hosts, registry_config)
         ctx = await context.receive(None if opts.remote else body, opts.remote, opts.dockerfile, self.tmp_root,
                                     self.contexts)
         try:

@@ -438,6 +438,27 @@ def test_from_pulls_a_missing_base(d: Daemon, uname: Callable[[str], str], tmp_p
         assert r.returncode != 0 and r.stderr.strip(), r
 
 
+def test_from_a_private_registry_uses_the_clients_login(d: Daemon, uname: Callable[[str], str],
+                                                        tmp_path: Path) -> None:
+    from tests.e2e.registry_fixture import docker_registry
+
+    with docker_registry(tmp_path / "registry", htpasswd=("bob", "s3cret")) as addr:
+        cfg = tmp_path / "cfg"
+        cfg.mkdir()
+        env = {**_legacy(d), "DOCKER_CONFIG": str(cfg)}
+        d.docker("login", "-u", "bob", "--password-stdin", addr, input="s3cret", env=env)
+        base = f"{addr}/private/{uname('base')}:1"
+        d.docker("tag", "busybox:latest", base)
+        d.docker("push", base, env=env, timeout=120)
+        d.docker("rmi", base)
+        # The CLI sends its stored logins as X-Registry-Config; the pull of FROM uses the one for addr.
+        d.docker("build", "-t", uname("priv"), "-", input=f"FROM {base}\nLABEL p=1\n", env=env, timeout=120)
+        assert image_inspect(d, uname("priv"))["Config"]["Labels"] == {"p": "1"}
+        d.docker("rmi", base)
+        r = d.docker("build", "-", input=f"FROM {base}\n", env=_legacy(d), check=False, timeout=120)
+        assert r.returncode != 0  # without the login: refused by the registry
+
+
 def test_cache_from_a_pulled_image(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
     from tests.e2e.registry_fixture import docker_registry
 

@@ -173,6 +173,15 @@ def test_options() -> None:
     assert o.build_args == {"A": "1", "B": None} and o.labels == {"l": "v"} and o.cache_from == ["x"]
     assert o.host_config["NetworkMode"] == "host" and o.host_config["ExtraHosts"] == ["h:1.2.3.4", "i:5.6.7.8"]
     assert o.host_config["ShmSize"] == 1024
+    import base64
+    import json
+
+    hdr = base64.urlsafe_b64encode(json.dumps({"https://index.docker.io/v1/": {"username": "u"},
+                                                "reg.local:5000": {"username": "r"}}).encode()).decode()
+    o = options.parse({}, [], [], hdr)
+    assert json.loads(base64.urlsafe_b64decode(o.auth_header("docker.io") or "")) == {"username": "u"}
+    assert json.loads(base64.urlsafe_b64decode(o.auth_header("reg.local:5000") or "")) == {"username": "r"}
+    assert o.auth_header("other.io") is None and options.parse({}, [], [], "%%%").registry_auths == {}
     for q, tags in (({"squash": "1"}, []), ({"buildargs": "{"}, []), ({"memory": "lots"}, []),
                     ({"version": "2"}, []), ({}, ["Bad:Name:x"]), ({"labels": '{"a": 1}'}, [])):
         with pytest.raises(InvalidParameter):

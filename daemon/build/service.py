@@ -20,7 +20,7 @@ from daemon.util.timeutil import parse_time_filter
 
 log = logging.getLogger("pydockerd.build")
 
-PRUNE_FILTERS = {"until", "id", "type", "description", "inuse", "shared", "private", "parent", "unused-for"}
+PRUNE_FILTERS = {"until", "unused-for", "id", "type", "description", "inuse", "shared", "private"}
 
 
 def error_record(message: str, code: int | None = None) -> dict:
@@ -95,17 +95,30 @@ class BuildService:
     async def prune(self, filters_raw: str | None, all_: bool) -> dict:
         f = Filters.parse(filters_raw, PRUNE_FILTERS)
         until = [parse_time_filter(u) for u in f.get("until")]
-        ids = f.get("id")
+        unused_for = [parse_time_filter(u) for u in f.get("unused-for")]
+        ids, descriptions = f.get("id"), f.get("description")
+        want_in_use, want_shared, want_private = f.bool("inuse"), f.bool("shared"), f.bool("private")
         shared = self._shared()
         gone: list[Entry] = []
         for e in self.cache.entries():
-            if self.users.image_users(e.image):
+            in_use = bool(self.users.image_users(e.image))
+            is_shared = e.image in shared
+            if in_use or want_in_use:
+                continue  # what a container uses is never pruned
+            if not all_ and is_shared:
                 continue
-            if not all_ and e.image in shared:
+            if (want_shared is not None and is_shared != want_shared) or \
+                    (want_private is not None and is_shared == want_private):
                 continue
             if until and not all(e.created <= u for u in until):
                 continue
+            if unused_for and not all(e.last_used <= u for u in unused_for):
+                continue
             if ids and not any(e.key.startswith(i) for i in ids):
+                continue
+            if descriptions and not any(d in e.description for d in descriptions):
+                continue
+            if not f.match_any("type", "regular"):
                 continue
             gone.append(e)
         await asyncio.to_thread(self.cache.forget, [e.key for e in gone])

@@ -144,3 +144,38 @@ def test_onbuild_triggers_run_once(engine: Engine, tmp_path: Path) -> None:
     cfg = engine.images.images[cid].config["config"]
     assert "# Executing 1 build trigger\n" in _text(child)
     assert cfg["Labels"] == {"from": "trigger", "own": "1"} and not cfg.get("OnBuild")
+
+
+class NoUsers:
+    def image_users(self, image_id: str) -> list[tuple[str, bool]]:
+        return []
+
+
+def test_prune_keeps_what_tagged_images_are_built_on(engine: Engine, tmp_path: Path) -> None:
+    from daemon.build.contexts import ContextStore
+    from daemon.build.service import BuildService
+
+    svc = BuildService(engine, NoUsers(), tmp_path / "tmp", ContextStore(tmp_path / "kept"))
+    images = engine.images
+    kept = next(r["aux"]["ID"] for r in _run(engine, tmp_path, "FROM base:1\nLABEL keep=1\n") if "aux" in r)
+    images.images[kept].tags.append("kept:1")
+    loose = next(r["aux"]["ID"] for r in _run(engine, tmp_path, "FROM base:1\nLABEL loose=1\nLABEL x=2\n")
+                 if "aux" in r)
+    rows = {r["Description"]: r for r in svc.usage()}
+    assert rows["LABEL keep=1"]["Shared"] and not rows["LABEL loose=1"]["Shared"]
+    removed: list[str] = []
+
+    async def remove(name: str, force: bool = False, prune: bool = True) -> list[dict]:
+        removed.append(name)
+        images.images.pop(name, None)
+        return [{"Deleted": name}]
+
+    images.remove = remove  # type: ignore[method-assign]
+    out = asyncio.run(svc.prune(None, False))
+    assert len(out["CachesDeleted"]) == 2 and removed[0] == loose  # newest first: children before parents
+    assert [r["Description"] for r in svc.usage()] == ["LABEL keep=1"]
+    with pytest.raises(InvalidParameter):
+        asyncio.run(svc.prune('{"bogus": {"x": true}}', True))
+    assert asyncio.run(svc.prune('{"id": {"nomatch": true}}', True))["CachesDeleted"] is None
+    out = asyncio.run(svc.prune(None, True))
+    assert out["CachesDeleted"] and svc.usage() == [] and kept in images.images  # a tagged image stays

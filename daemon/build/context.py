@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 
 from daemon.build import ignore
 from daemon.build.contexts import ContextStore, Unpacked
+from daemon.build.copying import is_archive
 from daemon.errors import InvalidParameter
 from daemon.util.bodyreader import ThreadReader
 from storage.archive import ArchiveError, extract_tar
@@ -193,13 +194,8 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
         raise InvalidParameter(f"unable to prepare context: unsupported remote context {url!r}: use an http(s) URL "
                                "or a git repository")
     dest = workdir / "remote"
-    await asyncio.to_thread(_download, url, dest)
-    with open(dest, "rb") as raw:
-        try:
-            head = decompress(raw).read(512)
-        except ArchiveError:
-            head = b""
-    if len(head) == 512 and _looks_like_tar(head):
+    await asyncio.to_thread(download, url, dest)
+    if await asyncio.to_thread(is_archive, dest):
         with open(dest, "rb") as raw:
             await asyncio.to_thread(_extract, raw, root)
         dest.unlink()
@@ -209,16 +205,6 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
     if len(data) > MAX_DOCKERFILE:
         raise InvalidParameter("the remote Dockerfile is too large")
     return data.decode("utf-8", errors="replace")
-
-
-def _looks_like_tar(block: bytes) -> bool:
-    import tarfile
-
-    try:
-        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
 
 
 def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
@@ -235,10 +221,6 @@ def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
                 raise InvalidParameter(f"{url}: larger than {limit} bytes")
             out.write(chunk)
         return resp.headers.get("Last-Modified", "")
-
-
-def _download(url: str, dest: Path) -> None:
-    download(url, dest)
 
 
 def _git_clone(url: str, root: Path) -> None:
@@ -276,9 +258,5 @@ def _git_clone(url: str, root: Path) -> None:
 
 
 def url_basename(url: str) -> str:
-    path = urllib.parse.urlparse(url).path
-    return posixpath_basename(path) or "__unnamed__"
-
-
-def posixpath_basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    """The file name ADD gives a download: the URL path's last component."""
+    return urllib.parse.urlparse(url).path.rstrip("/").rsplit("/", 1)[-1] or "__unnamed__"

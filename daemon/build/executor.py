@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import email.utils
 import hashlib
 import json
 import logging
@@ -524,8 +525,12 @@ class BuildRun:
         for src in srcs:
             if ins.name == "add" and src.startswith(("http://", "https://")):
                 dl = self.ctx.scratch("download") / url_basename(src)
-                download(src, dl)
-                os.chmod(dl, 0o600)
+                modified = download(src, dl)
+                os.chmod(dl, 0o600)  # as dockerd: a download is 0600, dated by its Last-Modified
+                if modified:
+                    with contextlib.suppress(TypeError, ValueError):
+                        ts = email.utils.parsedate_to_datetime(modified).timestamp()
+                        os.utime(dl, (ts, ts))
                 source = copying.Source(dl, dl.name, False)
                 plan.append(("copy", copying.checksum([source]), [source]))
                 continue

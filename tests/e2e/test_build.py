@@ -590,9 +590,15 @@ def test_compose_v2_up_build_wait(d: Daemon, uname: Callable[[str], str], tmp_pa
 
 
 def test_build_runs_on_the_build_network_options(d: Daemon, uname: Callable[[str], str]) -> None:
-    r = d.docker("build", "--network", "none", "--add-host", "buildhost:10.9.8.7", "--shm-size", "16m", "-",
-                 input="FROM busybox\nRUN ls /sys/class/net; grep buildhost /etc/hosts; df -k /dev/shm | tail -1\n",
-                 env=_legacy(d), timeout=120)
+    r = d.docker("build", "--network", "none", "--add-host", "buildhost:10.9.8.7", "--shm-size", "16m",
+                 "--ulimit", "nofile=1000:2000", "--memory", "64m", "-",
+                 input="FROM busybox\nRUN ls /sys/class/net; grep buildhost /etc/hosts; df -k /dev/shm | tail -1; "
+                       "echo nofile=$(ulimit -n); exit 9\n",
+                 env=_legacy(d), timeout=120, check=False)
     assert "lo" in r.stdout and "eth0" not in r.stdout
-    assert "10.9.8.7" in r.stdout and "16384" in r.stdout
+    assert "10.9.8.7" in r.stdout and "16384" in r.stdout and "nofile=1000" in r.stdout
+    # The failed step's container is kept: it ran with the build's limits.
+    kept = d.container_ids()
+    hc = [json.loads(d.docker("inspect", "-f", "{{json .HostConfig}}", c).stdout) for c in kept]
+    assert any(h["Memory"] == 64 << 20 and h["NetworkMode"] == "none" for h in hc)
 

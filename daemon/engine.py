@@ -13,8 +13,8 @@ from pathlib import Path
 from api.backends import Backends
 from daemon.build.cache import BuildCache
 from daemon.build.contexts import ContextStore
-from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
+from daemon.build.state import Engine as BuildEngine
 from daemon.config import Config
 from daemon.containers.archive import ArchiveService
 from daemon.containers.registry import ContainerRegistry

@@ -20,89 +20,27 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.build import cleanup, copying, instructions
-from daemon.build.cache import BuildCache, step_key
-from daemon.build.collaborators import BuildContainers, BuildImages, ContainerLayers, ContainerRootfs, Pulls
+from daemon.build.cache import step_key
 from daemon.build.context import BuildContext, download, url_basename
 from daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse_instructions
-from daemon.build.instructions import DEFAULT_SHELL, BuildArgs
+from daemon.build.instructions import BuildArgs
 from daemon.build.options import BuildOptions
 from daemon.build.shellwords import process_word
-from daemon.containers.container_config import DEFAULT_PATH
+from daemon.build.state import BuildFailed, Engine, StageState
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.images import reference
 from daemon.images.service import GOARCH, Image
 from daemon.util.timeutil import now_rfc3339
 from daemon.version import VERSION
-from storage.blobs import BlobStore
-from storage.layers import Layer, LayerStore
-from storage.layersource import MEDIA_TAR, LayerSources, import_blob
+from storage.layers import Layer
+from storage.layersource import MEDIA_TAR, import_blob
 from storage.tarwriter import tar_directory
 
 log = logging.getLogger("pydockerd.build")
-
-
-class BuildFailed(DaemonError):
-    """A build that stops at a step: the message (and exit code of a RUN) end the stream."""
-
-    status = 400
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Engine:
-    """The engine's services the builder drives."""
-
-    images: BuildImages
-    containers: BuildContainers
-    rootfs: ContainerRootfs
-    commits: ContainerLayers
-    pulls: Pulls
-    blobs: BlobStore
-    layers: LayerStore
-    sources: LayerSources
-    cache: BuildCache
-
-
-@dataclass
-class StageState:
-    image_id: str  # "" for FROM scratch until the first step
-    doc: dict  # the image config document the next step builds on
-    chain_ids: list[str]
-    size: int
-    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
-    cmd_set: bool = False
-
-    @property
-    def config(self) -> dict:
-        return self.doc.setdefault("config", {})
-
-    @property
-    def top_chain(self) -> str | None:
-        return self.chain_ids[-1] if self.chain_ids else None
-
-    @classmethod
-    def of(cls, img: Image | None) -> StageState:
-        if img is None:
-            doc: dict = {"architecture": GOARCH, "os": "linux", "config": {"Env": [DEFAULT_PATH]},
-                         "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
-            return cls("", doc, [], 0)
-        doc = copy.deepcopy(img.config)
-        cfg = doc.setdefault("config", {}) or {}
-        doc["config"] = cfg
-        if not any(e.startswith("PATH=") for e in cfg.get("Env") or []):
-            cfg["Env"] = [DEFAULT_PATH, *(cfg.get("Env") or [])]
-        st = cls(img.id, doc, list(img.chain_ids), img.size)
-        if cfg.get("Shell"):
-            st.shell = list(cfg["Shell"])
-        return st
 
 
 def _stream(text: str) -> dict:

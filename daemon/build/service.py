@@ -12,7 +12,8 @@ from pathlib import Path
 from daemon.build import cleanup, context, dockerfile, options
 from daemon.build.cache import BuildCache, Entry, usage_record
 from daemon.build.contexts import ContextStore
-from daemon.build.executor import BuildFailed, BuildRun, Engine
+from daemon.build.executor import BuildRun
+from daemon.build.state import BuildFailed, Engine
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound
 from daemon.images.service import ImageUsers
 from daemon.util.filters import Filters

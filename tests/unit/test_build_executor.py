@@ -16,7 +16,8 @@ import pytest
 from daemon.build import dockerfile, options
 from daemon.build.cache import BuildCache
 from daemon.build.context import BuildContext
-from daemon.build.executor import BuildRun, Engine
+from daemon.build.executor import BuildRun
+from daemon.build.state import Engine
 from daemon.errors import InvalidParameter
 from daemon.images.service import Image
 

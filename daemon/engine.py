@@ -17,8 +17,8 @@ from daemon import config as config_mod
 from daemon import security
 from daemon.build.cache import BuildCache
 from daemon.build.contexts import ContextStore
-from daemon.build.executor import Engine as BuildEngine
 from daemon.build.service import BuildService
+from daemon.build.state import Engine as BuildEngine
 from daemon.config import Config, ConfigError
 from daemon.containers import container_config, seccomp
 from daemon.containers.archive import ArchiveService

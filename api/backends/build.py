@@ -8,7 +8,7 @@ from typing import Protocol
 
 class BuildBackend(Protocol):
     def build(self, query: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str],
-              body: AsyncIterator[bytes] | None) -> AsyncIterator[dict]:
+              body: AsyncIterator[bytes] | None, registry_config: str | None = None) -> AsyncIterator[dict]:
         """The progress records; errors before the first one are the request's errors."""
         ...
 

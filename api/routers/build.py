@@ -28,7 +28,7 @@ async def build(request: Request) -> Response:
     for k, v in q.multi_items():
         first.setdefault(k, v)
     return await json_stream_first(_svc(request).build(first, q.getlist("t"), q.getlist("extrahosts"),
-                                                       request.stream()))
+                                                       request.stream(), request.headers.get("X-Registry-Config")))
 
 
 @router.post("/build/prune")

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import subprocess
 import urllib.parse
 import urllib.request
@@ -18,10 +19,11 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from daemon.build import ignore
 from daemon.build.contexts import ContextStore, Unpacked
+from daemon.build.copying import is_archive
 from daemon.errors import InvalidParameter
 from daemon.util.bodyreader import ThreadReader
 from storage.archive import ArchiveError, extract_tar
@@ -97,10 +99,10 @@ async def _from_upload(body: AsyncIterator[bytes], name: str, workdir: Path, roo
     kept = store.acquire(key)
     if kept is None:
         with open(spool, "rb") as f:
-            await asyncio.to_thread(_extract, f, root)
+            size = await asyncio.to_thread(_extract, f, root)
         text = await asyncio.to_thread(_read_dockerfile, root, name)
         await asyncio.to_thread(_apply_dockerignore, root)
-        kept, gone = store.add(key, root, text)
+        kept, gone = store.add(key, root, text, size)
         for g in gone:
             await asyncio.to_thread(shutil.rmtree, g, True)
     await asyncio.to_thread(spool.unlink)
@@ -135,9 +137,10 @@ async def _spool(body: AsyncIterator[bytes], path: Path) -> str:
             await feeder
 
 
-def _extract(fileobj: Any, root: Path) -> None:
+def _extract(fileobj: Any, root: Path) -> int:
+    """The bytes of file data unpacked."""
     try:
-        extract_tar(decompress(fileobj), root, devices=False, sparse_limit=SPARSE_LIMIT)
+        return extract_tar(decompress(fileobj), root, devices=False, sparse_limit=SPARSE_LIMIT)
     except ArchiveError as e:
         raise InvalidParameter(f"failed to read the build context: {e}") from None
     except OSError as e:
@@ -146,15 +149,24 @@ def _extract(fileobj: Any, root: Path) -> None:
         raise
 
 
-def _read_dockerfile(root: Path, name: str) -> str:
-    path = resolve_in_root(root, name)
+def _open_regular(root: Path, name: str) -> BinaryIO | None:
+    """A regular file of the context, or None. O_NONBLOCK: a FIFO planted under that name must
+    not hang the build on its open."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except (FileNotFoundError, NotADirectoryError, OSError):
-        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}") from None
-    with os.fdopen(fd, "rb") as f:
-        if not os.path.isfile(f"/proc/self/fd/{f.fileno()}"):
-            raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+        fd = os.open(resolve_in_root(root, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
+def _read_dockerfile(root: Path, name: str) -> str:
+    f = _open_regular(root, name)
+    if f is None:
+        raise InvalidParameter(f"Cannot locate specified Dockerfile: {name}")
+    with f:
         data = f.read(MAX_DOCKERFILE + 1)
     if len(data) > MAX_DOCKERFILE:
         raise InvalidParameter(f"the Dockerfile {name} is larger than {MAX_DOCKERFILE >> 20} MB")
@@ -164,12 +176,10 @@ def _read_dockerfile(root: Path, name: str) -> str:
 
 
 def _apply_dockerignore(root: Path) -> None:
-    path = resolve_in_root(root, ".dockerignore")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    f = _open_regular(root, ".dockerignore")
+    if f is None:
         return
-    with os.fdopen(fd, "rb") as f:
+    with f:
         text = f.read(MAX_DOCKERFILE).decode("utf-8", errors="replace")
     ignore.apply(root, ignore.Matcher(ignore.read_patterns(text)), keep=set())
 
@@ -184,13 +194,8 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
         raise InvalidParameter(f"unable to prepare context: unsupported remote context {url!r}: use an http(s) URL "
                                "or a git repository")
     dest = workdir / "remote"
-    await asyncio.to_thread(_download, url, dest)
-    with open(dest, "rb") as raw:
-        try:
-            head = decompress(raw).read(512)
-        except ArchiveError:
-            head = b""
-    if len(head) == 512 and _looks_like_tar(head):
+    await asyncio.to_thread(download, url, dest)
+    if await asyncio.to_thread(is_archive, dest):
         with open(dest, "rb") as raw:
             await asyncio.to_thread(_extract, raw, root)
         dest.unlink()
@@ -200,16 +205,6 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
     if len(data) > MAX_DOCKERFILE:
         raise InvalidParameter("the remote Dockerfile is too large")
     return data.decode("utf-8", errors="replace")
-
-
-def _looks_like_tar(block: bytes) -> bool:
-    import tarfile
-
-    try:
-        tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
-    except tarfile.HeaderError:
-        return False
-    return True
 
 
 def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
@@ -226,10 +221,6 @@ def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
                 raise InvalidParameter(f"{url}: larger than {limit} bytes")
             out.write(chunk)
         return resp.headers.get("Last-Modified", "")
-
-
-def _download(url: str, dest: Path) -> None:
-    download(url, dest)
 
 
 def _git_clone(url: str, root: Path) -> None:
@@ -267,9 +258,5 @@ def _git_clone(url: str, root: Path) -> None:
 
 
 def url_basename(url: str) -> str:
-    path = urllib.parse.urlparse(url).path
-    return posixpath_basename(path) or "__unnamed__"
-
-
-def posixpath_basename(path: str) -> str:
-    return path.rstrip("/").rsplit("/", 1)[-1]
+    """The file name ADD gives a download: the URL path's last component."""
+    return urllib.parse.urlparse(url).path.rstrip("/").rsplit("/", 1)[-1] or "__unnamed__"

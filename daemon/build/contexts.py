@@ -26,12 +26,15 @@ class Unpacked:
     memo: dict[Any, Any] = field(default_factory=dict)  # COPY/ADD source plans by instruction
     users: int = 0
     last_used: float = 0.0
+    size: int = 0
+    kept: bool = True  # False: too big to keep, removed when its build ends
 
 
 class ContextStore:
-    def __init__(self, root: Path, keep: int = 3) -> None:
+    def __init__(self, root: Path, keep: int = 3, max_bytes: int = 2 << 30) -> None:
         self.root = root
         self.keep = keep
+        self.max_bytes = max_bytes
         self._entries: dict[str, Unpacked] = {}
 
     def reset(self) -> None:
@@ -45,26 +48,31 @@ class ContextStore:
             u.last_used = time.monotonic()
         return u
 
-    def add(self, key: str, tree: Path, dockerfile: str) -> tuple[Unpacked, list[Path]]:
-        """Takes over the unpacked `tree` (moved into the store), acquired once; returns it and
+    def add(self, key: str, tree: Path, dockerfile: str, size: int) -> tuple[Unpacked, list[Path]]:
+        """Takes over the unpacked `tree` (`size` bytes of files), acquired once; returns it and
         the directories of evicted contexts, for the caller to remove off the loop."""
         existing = self.acquire(key)
         if existing is not None:  # a concurrent build of the same context got here first
             return existing, [tree]
+        if size > self.max_bytes:
+            return Unpacked(key, tree, dockerfile, users=1, size=size, kept=False), []
         dest = self.root / f"{len(self._entries)}-{os.urandom(8).hex()}"
         os.rename(tree, dest)
-        u = Unpacked(key, dest, dockerfile, users=1, last_used=time.monotonic())
+        u = Unpacked(key, dest, dockerfile, users=1, last_used=time.monotonic(), size=size)
         self._entries[key] = u
         return u, self._evict()
 
     def release(self, u: Unpacked) -> list[Path]:
         u.users -= 1
+        if not u.kept:
+            return [u.root]
         return self._evict()
 
     def _evict(self) -> list[Path]:
         idle = sorted((u for u in self._entries.values() if u.users <= 0), key=lambda u: u.last_used)
         gone = []
-        while len(self._entries) > self.keep and idle:
+        while idle and (len(self._entries) > self.keep
+                        or sum(u.size for u in self._entries.values()) > self.max_bytes):
             u = idle.pop(0)
             del self._entries[u.key]
             gone.append(u.root)

@@ -181,7 +181,26 @@ def copy_into(sources: list[Source], rootfs: Path, dest: str, owner: tuple[int, 
             subdir, arc = dest, s.name
         else:
             subdir, arc = posixpath.dirname(dest) or "/", posixpath.basename(dest)
+        make_dirs(rootfs, subdir, owner)
         _copy_one(s, rootfs, subdir, arc, owner)
+
+
+def make_dirs(rootfs: Path, path: str, owner: tuple[int, int]) -> None:
+    """Creates the missing directories of `path` inside rootfs, 0755 and owned by `owner`
+    (dockerd's mkdirAllAndChown: `COPY --chown=app . /app` gives app its new /app)."""
+    done: list[str] = []
+    for part in [p for p in path.split("/") if p]:
+        done.append(part)
+        real = resolve_in_root(rootfs, "/".join(done))
+        if os.path.lexists(real):
+            continue
+        try:
+            os.mkdir(real, 0o755)
+        except OSError as e:
+            raise CopyError(f"failed to copy files: cannot create directory {'/' + '/'.join(done)}: "
+                            f"{e.strerror}") from None
+        os.chown(real, *owner, follow_symlinks=False)
+        os.chmod(real, 0o755)
 
 
 def _copy_one(s: Source, rootfs: Path, subdir: str, arcname: str | None, owner: tuple[int, int]) -> None:
@@ -206,6 +225,8 @@ def _copy_one(s: Source, rootfs: Path, subdir: str, arcname: str | None, owner: 
 def is_archive(path: Path) -> bool:
     """ADD extracts local tar archives (plain, gzip, bzip2, xz); anything else is copied as is."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # never open a FIFO: it would block
+            return False
         with open(path, "rb") as raw:
             block = decompress(raw).read(tarfile.BLOCKSIZE)
     except (ArchiveError, OSError, EOFError):

@@ -14,94 +14,33 @@ import asyncio
 import contextlib
 import copy
 import dataclasses
+import email.utils
 import hashlib
 import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from daemon.build import cleanup, copying, instructions
-from daemon.build.cache import BuildCache, step_key
-from daemon.build.collaborators import BuildContainers, BuildImages, ContainerLayers, ContainerRootfs, Pulls
+from daemon.build.cache import step_key
 from daemon.build.context import BuildContext, download, url_basename
 from daemon.build.dockerfile import Dockerfile, Instruction, Stage, parse_instructions
-from daemon.build.instructions import DEFAULT_SHELL, BuildArgs
+from daemon.build.instructions import BuildArgs
 from daemon.build.options import BuildOptions
 from daemon.build.shellwords import process_word
-from daemon.containers.container_config import DEFAULT_PATH
+from daemon.build.state import BuildFailed, Engine, StageState
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.images import reference
 from daemon.images.service import GOARCH, Image
 from daemon.util.timeutil import now_rfc3339
 from daemon.version import VERSION
-from storage.blobs import BlobStore
-from storage.layers import Layer, LayerStore
-from storage.layersource import MEDIA_TAR, LayerSources, import_blob
+from storage.layers import Layer
+from storage.layersource import MEDIA_TAR, import_blob
 from storage.tarwriter import tar_directory
 
 log = logging.getLogger("pydockerd.build")
-
-
-class BuildFailed(DaemonError):
-    """A build that stops at a step: the message (and exit code of a RUN) end the stream."""
-
-    status = 400
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass
-class Engine:
-    """The engine's services the builder drives."""
-
-    images: BuildImages
-    containers: BuildContainers
-    rootfs: ContainerRootfs
-    commits: ContainerLayers
-    pulls: Pulls
-    blobs: BlobStore
-    layers: LayerStore
-    sources: LayerSources
-    cache: BuildCache
-
-
-@dataclass
-class StageState:
-    image_id: str  # "" for FROM scratch until the first step
-    doc: dict  # the image config document the next step builds on
-    chain_ids: list[str]
-    size: int
-    shell: list[str] = field(default_factory=lambda: list(DEFAULT_SHELL))
-    cmd_set: bool = False
-
-    @property
-    def config(self) -> dict:
-        return self.doc.setdefault("config", {})
-
-    @property
-    def top_chain(self) -> str | None:
-        return self.chain_ids[-1] if self.chain_ids else None
-
-    @classmethod
-    def of(cls, img: Image | None) -> StageState:
-        if img is None:
-            doc: dict = {"architecture": GOARCH, "os": "linux", "config": {"Env": [DEFAULT_PATH]},
-                         "rootfs": {"type": "layers", "diff_ids": []}, "history": []}
-            return cls("", doc, [], 0)
-        doc = copy.deepcopy(img.config)
-        cfg = doc.setdefault("config", {}) or {}
-        doc["config"] = cfg
-        if not any(e.startswith("PATH=") for e in cfg.get("Env") or []):
-            cfg["Env"] = [DEFAULT_PATH, *(cfg.get("Env") or [])]
-        st = cls(img.id, doc, list(img.chain_ids), img.size)
-        if cfg.get("Shell"):
-            st.shell = list(cfg["Shell"])
-        return st
 
 
 def _stream(text: str) -> dict:
@@ -122,6 +61,7 @@ class BuildRun:
         self.live: set[str] = set()  # containers of this build not removed yet
         self.kept: set[str] = set()  # a failed RUN's container, kept as dockerd keeps it
         self.step_no = 0
+        self.cache_images: list[Image] = []  # --cache-from's images, for their history
         self.cache_from = self._cache_sources()
         # Checked before the first record: a bad target is the request's error.
         self.plan = self._plan()
@@ -211,7 +151,8 @@ class BuildRun:
             if idx is not None and idx < stage.index:
                 img = self.e.images.images.get(self.stage_images[idx])
             else:
-                async for rec in self._base_image(base):
+                platform = process_word(stage.platform, meta_env, self.df.escape) or self.opts.platform
+                async for rec in self._base_image(base, platform):
                     if isinstance(rec, dict):
                         yield rec
                     else:
@@ -234,7 +175,7 @@ class BuildRun:
             yield _stream(f" ---> {st.image_id[7:19]}\n")
         yield st
 
-    async def _base_image(self, name: str) -> AsyncIterator[Any]:
+    async def _base_image(self, name: str, platform: str = "") -> AsyncIterator[Any]:
         try:
             ref = reference.parse(name)
         except InvalidParameter:
@@ -242,8 +183,9 @@ class BuildRun:
         img = self.e.images.find(name)
         if img is None or self.opts.pull:
             try:
-                async for rec in self.e.pulls.pull(ref.name, ref.tag or ref.digest or "latest", self.opts.platform,
-                                                   None):
+                async for rec in self.e.pulls.pull(ref.name, ref.tag or ref.digest or "latest",
+                                                   platform or self.opts.platform,
+                                                   self.opts.auth_header(ref.domain)):
                     if not self.opts.quiet:
                         yield rec
             except DaemonError as e:
@@ -295,7 +237,7 @@ class BuildRun:
         """A step that only changes the config; True when it came from the cache."""
         cmd = self._nop(st, comment)
         key = step_key(st.image_id, " ".join(cmd), st.config)
-        if self._from_cache(st, key):
+        if await self._from_cache(st, key, cmd, new_config):
             return True
         st.doc["config"] = new_config
         if author:
@@ -311,22 +253,60 @@ class BuildRun:
         out: set[str] = set()
         for name in self.opts.cache_from:
             img = self.e.images.find(name)
+            if img is not None:
+                self.cache_images.append(img)
             while img is not None and img.id not in out:
                 out.add(img.id)
                 img = self.e.images.images.get(img.parent) if img.parent else None
         return out
 
-    def _from_cache(self, st: StageState, key: str) -> bool:
-        """Moves the stage onto the cached image of this step, if there is one."""
+    async def _from_cache(self, st: StageState, key: str, cmd: list[str], new_config: dict | None = None) -> bool:
+        """Moves the stage onto the cached image of this step, if there is one: a step built
+        here before, or (--cache-from) the same step in the history of a given image."""
         if self.opts.no_cache:
             return False
         iid = self.e.cache.lookup(key)
         img = self.e.images.images.get(iid) if iid else None
-        if img is None or (self.cache_from is not None and img.id not in self.cache_from):
+        if img is not None and self.cache_from is not None and img.id not in self.cache_from:
+            img = None
+        if img is None:
+            img = await self._from_history(st, key, cmd, new_config if new_config is not None else st.config)
+        if img is None:
             return False
         new = StageState.of(img)
         st.image_id, st.doc, st.chain_ids, st.size = new.image_id, new.doc, new.chain_ids, new.size
         return True
+
+    async def _from_history(self, st: StageState, key: str, cmd: list[str], config: dict) -> Image | None:
+        """dockerd's cache-from for images without their build's parents here (pulled, loaded):
+        an image whose history starts with this stage's and goes on with this very step gives
+        the step's image: its history and layers up to there, with the config the step makes."""
+        hist = st.doc.get("history") or []
+        diffs = st.doc.get("rootfs", {}).get("diff_ids") or []
+        shown = [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in hist]
+        for src in self.cache_images:
+            s_hist = src.config.get("history") or []
+            s_diffs = src.config.get("rootfs", {}).get("diff_ids") or []
+            if len(s_hist) <= len(hist) or s_diffs[: len(diffs)] != diffs or \
+                    [(h.get("created_by", ""), bool(h.get("empty_layer"))) for h in s_hist[: len(hist)]] != shown:
+                continue
+            step = s_hist[len(hist)]
+            if step.get("created_by") != " ".join(cmd):
+                continue
+            n_layers = len(diffs) + (0 if step.get("empty_layer") else 1)
+            if n_layers > len(s_diffs) or n_layers > len(src.chain_ids):
+                continue
+            chain_ids = src.chain_ids[:n_layers]
+            size = sum(self.e.layers.get(c).size for c in chain_ids) if chain_ids else 0
+            doc = {k: v for k, v in st.doc.items() if k not in ("history", "rootfs", "config", "created")}
+            doc.update({"config": config, "created": step.get("created") or now_rfc3339(),
+                        "history": [*hist, step], "rootfs": {"type": "layers", "diff_ids": s_diffs[:n_layers]}})
+            img = await self.e.images.register(doc, chain_ids, size, [], parent=st.image_id)
+            self.e.cache.add(key, img.id, st.image_id, "cache-from " + " ".join(cmd), 0)
+            if self.cache_from is not None:
+                self.cache_from.add(img.id)
+            return img
+        return None
 
     async def _commit(self, st: StageState, cmd: list[str], layer: Layer | None, container: str, key: str,
                       description: str) -> None:
@@ -361,7 +341,7 @@ class BuildRun:
         shown = {k: v for k, v in args.items() if k not in instructions.PROXY_ARGS}
         saved = ([f"|{len(shown)}", *sorted(f"{k}={v}" for k, v in shown.items())] if shown else []) + cmd
         key = step_key(st.image_id, "RUN " + json.dumps(saved), st.config)
-        if self._from_cache(st, key):
+        if await self._from_cache(st, key, saved):
             yield _USING_CACHE
             return
         if not st.image_id:
@@ -393,8 +373,7 @@ class BuildRun:
         if code != 0:
             self.kept.add(cid)
             raise BuildFailed(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}", code)
-        layer = await self.e.commits.container_layer(cid, st.top_chain)
-        await self._commit(st, saved, layer, cid, key, "RUN " + " ".join(saved))
+        await cleanup.finish(self._commit_container(st, cid, saved, key, "RUN " + " ".join(saved)))
         if self.opts.rm or self.opts.force_rm:
             await self._remove(cid)
             yield _stream(f"Removing intermediate container {cid[:12]}\n")
@@ -462,12 +441,15 @@ class BuildRun:
             comment = f"{what} {src_hash} in {dest.rstrip('/') or '/'} "
             cmd = self._nop(st, comment, two_spaces=False)
             key = step_key(st.image_id, " ".join(cmd) + f" chown={chown}", st.config)
-            if self._from_cache(st, key):
+            if await self._from_cache(st, key, cmd):
                 yield _USING_CACHE
                 return
-            layer, cid = await self._copy_layer(st, cmd, plan, dest, chown, what)
-            await self._commit(st, cmd, layer, cid, key, f"{what} {' '.join(srcs)} {words[-1]}")
-            if cid:
+            desc = f"{what} {' '.join(srcs)} {words[-1]}"
+            tree, cid = await self._copy_files(st, cmd, plan, dest, chown, what)
+            if tree is not None:
+                await cleanup.finish(self._commit_tree(st, tree, cmd, key, desc))
+            else:
+                await cleanup.finish(self._commit_container(st, cid, cmd, key, desc))
                 await self._remove(cid)
         finally:
             if from_ctr is not None:
@@ -481,8 +463,12 @@ class BuildRun:
         for src in srcs:
             if ins.name == "add" and src.startswith(("http://", "https://")):
                 dl = self.ctx.scratch("download") / url_basename(src)
-                download(src, dl)
-                os.chmod(dl, 0o600)
+                modified = download(src, dl)
+                os.chmod(dl, 0o600)  # as dockerd: a download is 0600, dated by its Last-Modified
+                if modified:
+                    with contextlib.suppress(TypeError, ValueError):
+                        ts = email.utils.parsedate_to_datetime(modified).timestamp()
+                        os.utime(dl, (ts, ts))
                 source = copying.Source(dl, dl.name, False)
                 plan.append(("copy", copying.checksum([source]), [source]))
                 continue
@@ -496,8 +482,19 @@ class BuildRun:
                     plan.append(("copy", copying.checksum([s]), [s]))
         return plan
 
-    async def _copy_layer(self, st: StageState, cmd: list[str], plan: list[tuple[str, str, Any]], dest: str,
-                          chown: str, what: str) -> tuple[Layer, str]:
+    async def _commit_container(self, st: StageState, cid: str, cmd: list[str], key: str, desc: str) -> None:
+        """The container's changes as a layer, and the step's image on top of it."""
+        layer = await self.e.commits.container_layer(cid, st.top_chain)
+        await self._commit(st, cmd, layer, cid, key, desc)
+
+    async def _commit_tree(self, st: StageState, tree: Path, cmd: list[str], key: str, desc: str) -> None:
+        layer = await asyncio.to_thread(self._dir_layer, tree)
+        await self._commit(st, cmd, layer, "", key, desc)
+
+    async def _copy_files(self, st: StageState, cmd: list[str], plan: list[tuple[str, str, Any]], dest: str,
+                          chown: str, what: str) -> tuple[Path | None, str]:
+        """Copies into a created container's rootfs (its id), or into a plain directory when
+        there is no image yet (FROM scratch)."""
         sources_n = sum(len(p[2]) if p[0] == "copy" else 1 for p in plan)
         if sources_n > 1 and not dest.endswith("/"):
             raise BuildFailed(f"When using {what} with more than one source file, the destination must be a "
@@ -505,7 +502,7 @@ class BuildRun:
         if not st.image_id:
             tmp = self.ctx.scratch("layer")
             await asyncio.to_thread(self._fill, tmp, plan, dest, chown, what)
-            return await asyncio.to_thread(self._dir_layer, tmp), ""
+            return tmp, ""
         body = {"Image": st.image_id, "Cmd": cmd, "Entrypoint": [""], "HostConfig": {"NetworkMode": "none"}}
         cid = await self._create(body)
         c = self.e.containers.get(cid)
@@ -517,7 +514,7 @@ class BuildRun:
             await self._remove(cid)
             raise
         await asyncio.to_thread(self.e.rootfs.unmount_quietly, c)
-        return await self.e.commits.container_layer(cid, st.top_chain), cid
+        return None, cid
 
     @staticmethod
     def _fill(rootfs: Path, plan: list[tuple[str, str, Any]], dest: str, chown: str, what: str) -> None:

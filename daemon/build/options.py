@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +31,28 @@ class BuildOptions:
     remote: str = ""
     # The RUN containers' HostConfig, in the API's own field names (the container service checks them).
     host_config: dict[str, Any] = field(default_factory=dict)
+    # X-Registry-Config: the client's credentials by registry, for the pulls of FROM.
+    registry_auths: dict[str, Any] = field(default_factory=dict)
+
+    def auth_header(self, domain: str) -> str | None:
+        """The X-Registry-Auth value a pull from `domain` would carry, from X-Registry-Config."""
+        want = {domain, "index.docker.io"} if domain == "docker.io" else {domain}
+        for key, cfg in self.registry_auths.items():
+            host = key.split("://", 1)[-1].rstrip("/").removesuffix("/v1").removesuffix("/v2")
+            if host in want:
+                return base64.urlsafe_b64encode(json.dumps(cfg).encode()).decode()
+        return None
+
+
+def registry_auths(header: str | None) -> dict[str, Any]:
+    """X-Registry-Config: base64url JSON {registry: AuthConfig}; unreadable means none."""
+    if not header:
+        return {}
+    try:
+        doc = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)) or b"{}")
+    except ValueError:
+        return {}
+    return {k: v for k, v in doc.items() if isinstance(v, dict)} if isinstance(doc, dict) else {}
 
 
 def _json(raw: str, what: str, kind: type) -> Any:
@@ -56,7 +79,8 @@ def _int(q: Mapping[str, str], name: str) -> int:
         raise InvalidParameter(f"invalid {name}: {raw!r} is not an integer") from None
 
 
-def parse(q: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str]) -> BuildOptions:
+def parse(q: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str],
+          registry_config: str | None = None) -> BuildOptions:
     """q: the single-valued parameters; tags and extra_hosts: the repeated `t` and `extrahosts`."""
     if q.get("squash", "") in _TRUE:
         raise InvalidParameter("squash is only supported with experimental mode")
@@ -106,4 +130,5 @@ def parse(q: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str])
         platform=q.get("platform", ""),
         remote=q.get("remote", ""),
         host_config=hc,
+        registry_auths=registry_auths(registry_config),
     )

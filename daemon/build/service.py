@@ -12,7 +12,8 @@ from pathlib import Path
 from daemon.build import cleanup, context, dockerfile, options
 from daemon.build.cache import BuildCache, Entry, usage_record
 from daemon.build.contexts import ContextStore
-from daemon.build.executor import BuildFailed, BuildRun, Engine
+from daemon.build.executor import BuildRun
+from daemon.build.state import BuildFailed, Engine
 from daemon.errors import Conflict, DaemonError, InvalidParameter, NotFound
 from daemon.images.service import ImageUsers
 from daemon.util.filters import Filters
@@ -20,7 +21,7 @@ from daemon.util.timeutil import parse_time_filter
 
 log = logging.getLogger("pydockerd.build")
 
-PRUNE_FILTERS = {"until", "id", "type", "description", "inuse", "shared", "private", "parent", "unused-for"}
+PRUNE_FILTERS = {"until", "unused-for", "id", "type", "description", "inuse", "shared", "private"}
 
 
 def error_record(message: str, code: int | None = None) -> dict:
@@ -52,10 +53,10 @@ class BuildService:
                 shutil.rmtree(leftover, ignore_errors=True)
 
     async def build(self, query: Mapping[str, str], tags: Sequence[str], extra_hosts: Sequence[str],
-                    body: AsyncIterator[bytes] | None) -> AsyncIterator[dict]:
+                    body: AsyncIterator[bytes] | None, registry_config: str | None = None) -> AsyncIterator[dict]:
         """The progress records. Bad options, an unusable context or Dockerfile fail before the
         first record (an error response); a failing step ends the stream with its error."""
-        opts = options.parse(query, tags, extra_hosts)
+        opts = options.parse(query, tags, extra_hosts, registry_config)
         ctx = await context.receive(None if opts.remote else body, opts.remote, opts.dockerfile, self.tmp_root,
                                     self.contexts)
         try:
@@ -95,17 +96,30 @@ class BuildService:
     async def prune(self, filters_raw: str | None, all_: bool) -> dict:
         f = Filters.parse(filters_raw, PRUNE_FILTERS)
         until = [parse_time_filter(u) for u in f.get("until")]
-        ids = f.get("id")
+        unused_for = [parse_time_filter(u) for u in f.get("unused-for")]
+        ids, descriptions = f.get("id"), f.get("description")
+        want_in_use, want_shared, want_private = f.bool("inuse"), f.bool("shared"), f.bool("private")
         shared = self._shared()
         gone: list[Entry] = []
         for e in self.cache.entries():
-            if self.users.image_users(e.image):
+            in_use = bool(self.users.image_users(e.image))
+            is_shared = e.image in shared
+            if in_use or want_in_use:
+                continue  # what a container uses is never pruned
+            if not all_ and is_shared:
                 continue
-            if not all_ and e.image in shared:
+            if (want_shared is not None and is_shared != want_shared) or \
+                    (want_private is not None and is_shared == want_private):
                 continue
             if until and not all(e.created <= u for u in until):
                 continue
+            if unused_for and not all(e.last_used <= u for u in unused_for):
+                continue
             if ids and not any(e.key.startswith(i) for i in ids):
+                continue
+            if descriptions and not any(d in e.description for d in descriptions):
+                continue
+            if not f.match_any("type", "regular"):
                 continue
             gone.append(e)
         await asyncio.to_thread(self.cache.forget, [e.key for e in gone])

@@ -173,6 +173,15 @@ def test_options() -> None:
     assert o.build_args == {"A": "1", "B": None} and o.labels == {"l": "v"} and o.cache_from == ["x"]
     assert o.host_config["NetworkMode"] == "host" and o.host_config["ExtraHosts"] == ["h:1.2.3.4", "i:5.6.7.8"]
     assert o.host_config["ShmSize"] == 1024
+    import base64
+    import json
+
+    hdr = base64.urlsafe_b64encode(json.dumps({"https://index.docker.io/v1/": {"username": "u"},
+                                                "reg.local:5000": {"username": "r"}}).encode()).decode()
+    o = options.parse({}, [], [], hdr)
+    assert json.loads(base64.urlsafe_b64decode(o.auth_header("docker.io") or "")) == {"username": "u"}
+    assert json.loads(base64.urlsafe_b64decode(o.auth_header("reg.local:5000") or "")) == {"username": "r"}
+    assert o.auth_header("other.io") is None and options.parse({}, [], [], "%%%").registry_auths == {}
     for q, tags in (({"squash": "1"}, []), ({"buildargs": "{"}, []), ({"memory": "lots"}, []),
                     ({"version": "2"}, []), ({}, ["Bad:Name:x"]), ({"labels": '{"a": 1}'}, [])):
         with pytest.raises(InvalidParameter):
@@ -248,6 +257,11 @@ def test_copy_into_a_root(tmp_path: Path) -> None:
     assert (root / "out" / "sub" / "f").read_text() == "f"
     copying.copy_into(copying.select(ctx, "g", in_context=True), root, "/renamed", (0, 0))
     assert (root / "renamed").read_text() == "g"
+    (root / "exists").mkdir()
+    copying.copy_into(copying.select(ctx, "g", in_context=True), root, "/exists/new/deeper/", (7, 8))
+    st_new, st_old = os.stat(root / "exists" / "new"), os.stat(root / "exists")
+    assert (st_new.st_uid, st_new.st_gid) == (7, 8) and (st_old.st_uid, st_old.st_gid) == (0, 0)
+    assert os.stat(root / "exists" / "new" / "deeper" / "g").st_uid == 7
     with pytest.raises(copying.CopyError, match="must be a directory and end with a /"):
         copying.copy_into(copying.select(ctx, "*", in_context=True), root, "/nodir", (0, 0))
     assert copying.lookup_owner(None, "5:6") == (5, 6) and copying.lookup_owner(None, "7") == (7, 7)
@@ -257,3 +271,32 @@ def test_copy_into_a_root(tmp_path: Path) -> None:
     assert copying.lookup_owner(root, "app") == (100, 101) and copying.lookup_owner(root, "app:grp") == (100, 102)
     with pytest.raises(copying.CopyError, match="no such user"):
         copying.lookup_owner(root, "nobody-here")
+
+
+# --------------------------------------------------------------------------- kept contexts
+
+
+def test_context_store_keeps_evicts_and_never_takes_one_in_use(tmp_path: Path) -> None:
+    from daemon.build.contexts import ContextStore
+
+    store = ContextStore(tmp_path / "kept", keep=2, max_bytes=100)
+    store.reset()
+
+    def tree(name: str) -> Path:
+        p = tmp_path / name
+        p.mkdir()
+        return p
+
+    a, gone = store.add("a", tree("a"), "FROM a", 10)
+    assert gone == [] and a.root.parent == tmp_path / "kept" and store.acquire("a") is a
+    store.release(a)
+    store.release(a)
+    b, _ = store.add("b", tree("b"), "FROM b", 10)
+    c, gone = store.add("c", tree("c"), "FROM c", 10)
+    assert gone == [a.root] and store.acquire("a") is None  # the least recently used idle one goes
+    d, gone = store.add("d", tree("d"), "FROM d", 10)
+    assert gone == [] and store.acquire("b") is b  # b and c are in use: kept beyond the count
+    big, gone = store.add("big", tree("big"), "FROM big", 1000)
+    assert not big.kept and store.acquire("big") is None and store.release(big) == [tmp_path / "big"]
+    dup, gone = store.add("d", tree("d2"), "FROM d", 10)
+    assert dup is d and gone == [tmp_path / "d2"]  # a concurrent unpack of the same context

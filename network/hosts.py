@@ -159,6 +159,18 @@ def write_internal_resolv_conf(path: Path, dns: list[str] | None = None, search:
     return servers
 
 
+def rebuilt_for_internal_resolver(path: Path) -> tuple[str, list[str]]:
+    """A container's own resolv.conf, written without the embedded resolver, made into one for
+    it, as dockerd's rebuildDNS when a container joins its first user network: its servers
+    become the ones forwarded to, its search and options stay. Returns (text, servers)."""
+    return internal_resolv_conf(source=path, resolved_source=path.with_name(path.name + ".none"))
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Replaces the content of a name file a running container has bind-mounted (same inode)."""
+    _write(path, text, in_place=True)
+
+
 def internal_resolv_conf(dns: list[str] | None = None, search: list[str] | None = None,
                          options: list[str] | None = None, source: Path = Path("/etc/resolv.conf"),
                          resolved_source: Path = SYSTEMD_RESOLV_CONF, ipv6: bool = False) -> tuple[str, list[str]]:

@@ -66,11 +66,10 @@ def _managed_record(path: Path) -> Path:
 
 def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None = None,
                 extra: list[tuple[str, str]] | None = None, host_network: bool = False,
-                peers: list[tuple[str, str]] | None = None, in_place: bool = False) -> None:
+                in_place: bool = False) -> None:
     """extra: (hostname, address) pairs (--add-host, --link); host_network copies the host's
-    file; peers: (address, names) of the other containers on the same user networks, which
-    is how names resolve there (see daemon/networks/names.py). An in-place rewrite keeps the lines
-    added to the file since it was last written."""
+    file. An in-place rewrite (a legacy link's target moved) keeps the lines added to the file
+    since it was last written."""
     if host_network:
         try:
             text = Path("/etc/hosts").read_text()
@@ -83,8 +82,6 @@ def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None 
     if ip and not host_network:
         names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
         text += f"{ip}\t{names}\n"
-    for addr, names in peers or []:
-        text += f"{addr}\t{names}\n"
     kept = _user_lines(path) if in_place else []
     _write(_managed_record(path), text)
     _write(path, text + "".join(line + "\n" for line in kept), in_place)

@@ -465,7 +465,6 @@ class SandboxService:
             await asyncio.to_thread(self.names.write, c, True)
             await self.names.refresh_linkers(c)
 
-
     def link_env(self, c: Container) -> list[str]:
         """The legacy --link variables of a running container, for its execs."""
         return self.names.link_env(c) if c.id in self.sandboxes else []

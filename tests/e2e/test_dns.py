@@ -500,8 +500,10 @@ def test_default_bridge_ipv6(new_daemon, busybox_rootfs: Path) -> None:
     dm.docker("run", "-d", "--name", "six", "busybox", "sleep", "300")
     ns = inspect(dm, "six")["NetworkSettings"]
     assert ns["GlobalIPv6Address"] == f"{prefix}::2" and ns["IPv6Gateway"] == f"{prefix}::1", ns
+    dm.docker("run", "-d", "--name", "seven", "busybox", "sleep", "300")
+    # Container to container (the bridge's own address may still be in duplicate detection).
     out = dm.docker("exec", "six", "sh", "-c",
-                    f"ip -o -6 addr show eth0; ping6 -c1 -W2 {prefix}::1 >/dev/null && echo OK6")
+                    f"ip -o -6 addr show eth0; ping6 -c1 -W2 {prefix}::3 >/dev/null && echo OK6")
     assert f"inet6 {prefix}::2/64" in out.stdout and "OK6" in out.stdout, out.stdout
     dm.remove_containers()
 

@@ -52,7 +52,7 @@ MAX_TCP_PER_CONTAINER = 16
 TCP_IDLE = 10.0  # a TCP client that sends nothing this long is dropped
 UDP_MIN_SIZE = 512
 LOG_EVERY = 60.0  # seconds between two warnings of one kind for one container
-MAX_CACHED_ANSWERS = 2048  # queries are at most 4 KiB: 8 MiB at worst
+MAX_CACHED_ANSWERS = 256  # per container; queries are at most 4 KiB: 1 MiB at worst
 UDP_BATCH = 64  # datagrams read per wake-up: fewer trips through the loop, yet fair to the others
 
 log = logging.getLogger("pydockerd.dns")
@@ -90,6 +90,7 @@ class _Listener:
     tasks: set[asyncio.Task] = field(default_factory=set)
     tcp_clients: int = 0
     forwards: int = 0
+    answers: dict[bytes, bytes] = field(default_factory=dict)  # query without its id -> reply without its id
 
 
 def make_sockets(address: str = LISTEN_ADDRESS, port: int = 53) -> tuple[socket.socket, socket.socket]:
@@ -125,13 +126,12 @@ class Resolver:
         self._listeners: dict[str, _Listener] = {}
         self._forwards = 0
         self._warned: dict[tuple[str, str], float] = {}
-        # (container, query without its id) -> our reply without its id
-        self._answers: dict[tuple[str, bytes], bytes] = {}
 
     # -- per container -------------------------------------------------------------------------
     def forget_answers(self) -> None:
         """Names changed: no kept answer may be reused."""
-        self._answers.clear()
+        for lst in self._listeners.values():
+            lst.answers.clear()
 
     def serving(self, owner: str) -> bool:
         return owner in self._listeners
@@ -174,7 +174,6 @@ class Resolver:
         if lst.tasks:
             await asyncio.gather(*lst.tasks, return_exceptions=True)
         self._warned = {k: v for k, v in self._warned.items() if k[0] != owner}
-        self._answers.clear()
 
     async def close(self) -> None:
         for owner in list(self._listeners):
@@ -267,14 +266,20 @@ class Resolver:
         self._forwards -= 1
 
     def _read_udp(self, lst: _Listener) -> None:
+        sock, answers = lst.udp, lst.answers
         for _ in range(UDP_BATCH):
-            if lst.udp is None:
+            if sock is None or lst.udp is None:
                 return
             try:
-                data, addr = lst.udp.recvfrom(4096)  # a longer datagram is cut, then refused as malformed
+                data, addr = sock.recvfrom(4096)  # a longer datagram is cut, then refused as malformed
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # an ICMP error of an earlier reply: nothing to do
+                continue
+            kept = answers.get(data[2:])  # the common case, inline: a name asked again
+            if kept is not None:
+                with contextlib.suppress(OSError):
+                    sock.sendto(data[:2] + kept, addr)
                 continue
             try:
                 self.on_datagram(lst, data, addr)
@@ -290,7 +295,7 @@ class Resolver:
             pass
 
     def on_datagram(self, lst: _Listener, data: bytes, addr: tuple) -> None:
-        kept = self._answers.get((lst.owner, data[2:]))
+        kept = lst.answers.get(data[2:])
         if kept is not None:
             self._send(lst, data[:2] + kept, addr)
             return
@@ -303,9 +308,9 @@ class Resolver:
         if resp is not None:
             wire = _reply_wire(resp, _udp_limit(q))
             if not resp.answer or len(resp.answer[0]) == 1:  # several records are rotated: built each time
-                if len(self._answers) >= MAX_CACHED_ANSWERS:
-                    self._answers.clear()
-                self._answers[(lst.owner, data[2:])] = wire[2:]
+                if len(lst.answers) >= MAX_CACHED_ANSWERS:
+                    lst.answers.clear()
+                lst.answers[data[2:]] = wire[2:]
             self._send(lst, wire, addr)
             return
         if not self._may_start_forward(lst):

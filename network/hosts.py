@@ -66,11 +66,10 @@ def _managed_record(path: Path) -> Path:
 
 def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None = None,
                 extra: list[tuple[str, str]] | None = None, host_network: bool = False,
-                peers: list[tuple[str, str]] | None = None, in_place: bool = False) -> None:
+                in_place: bool = False) -> None:
     """extra: (hostname, address) pairs (--add-host, --link); host_network copies the host's
-    file; peers: (address, names) of the other containers on the same user networks, which
-    is how names resolve there (see daemon/networks/names.py). An in-place rewrite keeps the lines
-    added to the file since it was last written."""
+    file. An in-place rewrite (a legacy link's target moved) keeps the lines added to the file
+    since it was last written."""
     if host_network:
         try:
             text = Path("/etc/hosts").read_text()
@@ -83,8 +82,6 @@ def write_hosts(path: Path, hostname: str, domainname: str = "", ip: str | None 
     if ip and not host_network:
         names = f"{hostname}.{domainname} {hostname}" if domainname else hostname
         text += f"{ip}\t{names}\n"
-    for addr, names in peers or []:
-        text += f"{addr}\t{names}\n"
     kept = _user_lines(path) if in_place else []
     _write(_managed_record(path), text)
     _write(path, text + "".join(line + "\n" for line in kept), in_place)
@@ -157,6 +154,18 @@ def write_internal_resolv_conf(path: Path, dns: list[str] | None = None, search:
     text, servers = internal_resolv_conf(dns, search, options, source, resolved_source, ipv6)
     _write(path, text)
     return servers
+
+
+def rebuilt_for_internal_resolver(path: Path) -> tuple[str, list[str]]:
+    """A container's own resolv.conf, written without the embedded resolver, made into one for
+    it, as dockerd's rebuildDNS when a container joins its first user network: its servers
+    become the ones forwarded to, its search and options stay. Returns (text, servers)."""
+    return internal_resolv_conf(source=path, resolved_source=path.with_name(path.name + ".none"))
+
+
+def rewrite(path: Path, text: str) -> None:
+    """Replaces the content of a name file a running container has bind-mounted (same inode)."""
+    _write(path, text, in_place=True)
 
 
 def internal_resolv_conf(dns: list[str] | None = None, search: list[str] | None = None,

@@ -15,6 +15,7 @@ endpoints change (invalidate).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -168,19 +169,32 @@ class EmbeddedDns:
         self.names.invalidate()
         self.resolver.forget_answers()
 
-    async def start(self, c: Container, netns_path: Path) -> None:
+    async def start(self, c: Container, netns_path: Path, joined: bool = False) -> None:
         """Starts c's resolver unless it runs; a container that took 127.0.0.11:53 itself keeps
-        it (logged), as under dockerd it would lose its own server instead."""
+        it (logged), as under dockerd it would lose its own server instead. `joined`: c has
+        just been connected to a network; if it ran without a resolver until now, its
+        resolv.conf is rebuilt to point at it."""
         if not self.wanted(c) or self.resolver.serving(c.id):
             return
-        upstreams = hosts.ext_servers(paths(self.data_root, c.id)["resolv"])
-        if upstreams is None:  # resolv.conf rewritten by the user, or not ours (started on the default bridge)
+        resolv = paths(self.data_root, c.id)["resolv"]
+        upstreams = hosts.ext_servers(resolv)
+        rebuilt = None
+        if upstreams is None and joined:
+            rebuilt, upstreams = await asyncio.to_thread(hosts.rebuilt_for_internal_resolver, resolv)
+        if upstreams is None:  # rewritten by the user: the servers it would have had
             upstreams = hosts.internal_resolv_conf(dns=c.host_config.get("Dns"))[1]
         try:
             await self.resolver.attach(c.id, netns_path, upstreams)
         except OSError as e:
             log.warning("container %s: the embedded DNS server cannot listen on 127.0.0.11:53 (%s); "
                         "names are not answered for it", c.id[:12], e.strerror or e)
+            return
+        if rebuilt is not None:
+            try:
+                await asyncio.to_thread(hosts.rewrite, resolv, rebuilt)
+            except OSError as e:
+                log.warning("container %s: cannot point its resolv.conf at the embedded DNS server: %s",
+                            c.id[:12], e)
 
     async def stop(self, c: Container) -> None:
         await self.resolver.detach(c.id)

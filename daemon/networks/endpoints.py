@@ -311,7 +311,7 @@ class SandboxService:
                         raise
                     raise DaemonError(f"failed to connect {c.id[:12]} to {n.name}: {e}") from e
                 self.dns.changed()
-                await self.dns.start(c, sb.path)
+                await self.dns.start(c, sb.path, joined=True)
                 await asyncio.to_thread(self.names.write, c, True)
                 await self.names.refresh_linkers(c)
             await self.registry.persist(c)
@@ -465,7 +465,6 @@ class SandboxService:
         if c.id in self.sandboxes:
             await asyncio.to_thread(self.names.write, c, True)
             await self.names.refresh_linkers(c)
-
 
     def link_env(self, c: Container) -> list[str]:
         """The legacy --link variables of a running container, for its execs."""

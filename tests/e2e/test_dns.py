@@ -500,7 +500,31 @@ def test_default_bridge_ipv6(new_daemon, busybox_rootfs: Path) -> None:
     dm.docker("run", "-d", "--name", "six", "busybox", "sleep", "300")
     ns = inspect(dm, "six")["NetworkSettings"]
     assert ns["GlobalIPv6Address"] == f"{prefix}::2" and ns["IPv6Gateway"] == f"{prefix}::1", ns
+    dm.docker("run", "-d", "--name", "seven", "busybox", "sleep", "300")
+    # Container to container (the bridge's own address may still be in duplicate detection).
     out = dm.docker("exec", "six", "sh", "-c",
-                    f"ip -o -6 addr show eth0; ping6 -c1 -W2 {prefix}::1 >/dev/null && echo OK6")
+                    f"ip -o -6 addr show eth0; ping6 -c1 -W2 {prefix}::3 >/dev/null && echo OK6")
     assert f"inet6 {prefix}::2/64" in out.stdout and "OK6" in out.stdout, out.stdout
     dm.remove_containers()
+
+
+def test_connect_to_a_first_user_network_points_resolv_conf_at_the_resolver(d: Daemon, net, uname) -> None:
+    """A container started on the default bridge and then connected to a user network
+    resolves its names: its resolv.conf is rebuilt for the resolver (as dockerd's
+    rebuildDNS), its own servers and search domains kept as the ones forwarded to."""
+    name, gateway, _ = net
+    d.docker("run", "-d", "--name", uname("peer"), "--network", name, "busybox", "sleep", "300")
+    d.docker("run", "-d", "--name", uname("late"), "--dns", gateway, "--dns-search", "corp.example",
+             "busybox", "sleep", "300")
+    assert "127.0.0.11" not in d.docker("exec", uname("late"), "cat", "/etc/resolv.conf").stdout
+    d.docker("network", "connect", name, uname("late"))
+    conf = d.docker("exec", uname("late"), "cat", "/etc/resolv.conf").stdout
+    assert "nameserver 127.0.0.11\n" in conf and f"# ExtServers: [{gateway}]" in conf, conf
+    assert "search corp.example\n" in conf, conf
+    peer_ip = inspect(d, uname("peer"))["NetworkSettings"]["Networks"][name]["IPAddress"]
+    # (A final dot: with search domains busybox nslookup asks only NAME.DOMAIN for a bare name.)
+    out = lookup(d, uname("late"), uname("peer") + ".")
+    assert addresses(out) == {peer_ip}, out
+    out = d.docker("exec", uname("late"), "sh", "-c", f"ping -c1 -W2 {uname('peer')} >/dev/null && echo OK").stdout
+    assert "OK" in out
+    assert EXT_ADDR in addresses(lookup(d, uname("late"), EXT_NAME))

@@ -1,4 +1,4 @@
-"""/etc/hosts as written for containers: peers on user networks, in-place updates."""
+"""/etc/hosts and resolv.conf as written for containers: links, in-place updates."""
 
 from __future__ import annotations
 
@@ -8,18 +8,17 @@ from pathlib import Path
 from network import hosts
 
 
-def test_hosts_with_links_and_peers(tmp_path: Path) -> None:
+def test_hosts_with_links(tmp_path: Path) -> None:
     p = tmp_path / "hosts"
-    hosts.write_hosts(p, "abc", "", "10.0.0.2", [("webalias 123456789abc web", "10.0.0.3")],
-                      peers=[("10.0.0.4", "db alias 0123456789ab")])
+    hosts.write_hosts(p, "abc", "", "10.0.0.2", [("webalias 123456789abc web", "10.0.0.3")])
     lines = p.read_text().splitlines()
     assert lines[0] == "127.0.0.1\tlocalhost"
-    assert lines[-3:] == ["10.0.0.3\twebalias 123456789abc web", "10.0.0.2\tabc", "10.0.0.4\tdb alias 0123456789ab"]
+    assert lines[-2:] == ["10.0.0.3\twebalias 123456789abc web", "10.0.0.2\tabc"]
 
 
 def test_in_place_keeps_the_inode(tmp_path: Path) -> None:
     p = tmp_path / "hosts"
-    hosts.write_hosts(p, "abc", ip="10.0.0.2", peers=[("10.0.0.9", "a-much-longer-peer-name-here")])
+    hosts.write_hosts(p, "abc", ip="10.0.0.2", extra=[("a-much-longer-peer-name-here", "10.0.0.9")])
     ino = os.stat(p).st_ino
     hosts.write_hosts(p, "abc", ip="10.0.0.2", in_place=True)  # shorter: must truncate
     assert os.stat(p).st_ino == ino
@@ -28,10 +27,10 @@ def test_in_place_keeps_the_inode(tmp_path: Path) -> None:
 
 def test_in_place_keeps_lines_the_user_added(tmp_path: Path) -> None:
     p = tmp_path / "hosts"
-    hosts.write_hosts(p, "abc", ip="10.0.0.2", peers=[("10.0.0.9", "peer1")])
+    hosts.write_hosts(p, "abc", ip="10.0.0.2", extra=[("peer1", "10.0.0.9")])
     with open(p, "a") as f:
         f.write("1.2.3.4\tmine\n")
-    hosts.write_hosts(p, "abc", ip="10.0.0.2", peers=[("10.0.0.8", "peer2")], in_place=True)
+    hosts.write_hosts(p, "abc", ip="10.0.0.2", extra=[("peer2", "10.0.0.8")], in_place=True)
     text = p.read_text()
     assert "1.2.3.4\tmine\n" in text and "10.0.0.8\tpeer2" in text and "peer1" not in text
     assert text.count("127.0.0.1\tlocalhost") == 1

@@ -408,3 +408,14 @@ def test_link_environment_as_dockerd() -> None:
                  "MY_DB_NAME=/app/my-db", "MY_DB_ENV_COLOR=blue", "MY_DB_ENV_EMPTY="):
         assert line in env, line
     assert not any("_ENV_PATH" in e or "_ENV_HOME" in e or "PORT_53_UDP_START" in e for e in env)
+
+
+def test_a_legacy_resolv_conf_rebuilt_for_the_resolver(tmp_path: Path) -> None:
+    own = tmp_path / "resolv.conf"
+    own.write_text("nameserver 10.9.0.53\nsearch corp.example\noptions timeout:1\n")
+    text, servers = hosts.rebuilt_for_internal_resolver(own)
+    assert servers == ["10.9.0.53"]
+    assert "nameserver 127.0.0.11\nsearch corp.example\noptions timeout:1 ndots:0\n" in text
+    inode = own.stat().st_ino
+    hosts.rewrite(own, text)
+    assert own.stat().st_ino == inode and hosts.ext_servers(own) == ["10.9.0.53"]  # same file: bind-mounted

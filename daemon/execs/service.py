@@ -34,6 +34,7 @@ EXEC_CONFIG_FIELDS = ("User", "Privileged", "Tty", "ConsoleSize", "AttachStdin",
 _KEEP_FINISHED = 256  # exited exec instances kept for inspection, per daemon
 _KILL_WAIT = 10.0  # seconds a killed probe has to be gone before it is given up on
 _CHUNK = 1 << 16
+_EXEC_FAILED = b"OCI runtime exec failed: "
 
 
 @dataclass
@@ -243,8 +244,12 @@ class ExecService:
         finally:
             for r in readers:
                 r.cancel()
-        return ProbeOutcome(exit_code=ex.exit_code if ex.exit_code is not None else -1, output=bytes(kept),
-                            truncated=dropped)
+        code = ex.exit_code if ex.exit_code is not None else -1
+        if code in (126, 127) and kept.startswith(_EXEC_FAILED):
+            # The command could not be started (runtime/nsexec.py's report): dockerd records the
+            # runtime's error with -1, not an exit code of the command.
+            return ProbeOutcome(exit_code=-1, output=bytes(kept).rstrip(b"\r\n"))
+        return ProbeOutcome(exit_code=code, output=bytes(kept), truncated=dropped)
 
     async def _kill_probe(self, ex: ExecInstance) -> None:
         if ex.process is not None and not ex.done.is_set():

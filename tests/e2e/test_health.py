@@ -108,6 +108,18 @@ def test_timeout_kills_probe_without_pile_up(d: Daemon, uname) -> None:
     d.docker("rm", name)
 
 
+def test_probe_that_cannot_start(d: Daemon, uname) -> None:
+    """A probe command that does not exist: the runtime's error with ExitCode -1, as dockerd."""
+    name = uname("nx")
+    d.client.containers.run("busybox", ["sleep", "300"], name=name, detach=True,
+                            healthcheck={"test": ["CMD", "nonexist"], "interval": 200_000_000, "retries": 1})
+    h = _wait_status(d, name, "unhealthy")
+    assert h["Log"][-1]["ExitCode"] == -1
+    assert h["Log"][-1]["Output"] == ('OCI runtime exec failed: exec failed: unable to start container process: '
+                                      'exec: "nonexist": executable file not found in $PATH: unknown'), h["Log"][-1]
+    d.docker("rm", "-f", name)
+
+
 def test_output_is_capped(d: Daemon, uname) -> None:
     name = uname("o")
     d.docker("run", "-d", "--name", name, "--health-cmd", "yes | head -c 3000000; exit 1", *FAST,

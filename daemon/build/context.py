@@ -13,6 +13,7 @@ import re
 import shutil
 import stat
 import subprocess
+import tarfile
 import urllib.parse
 import urllib.request
 import uuid
@@ -98,6 +99,7 @@ async def _from_upload(body: AsyncIterator[bytes], name: str, workdir: Path, roo
     key = f"{digest}:{name}"
     kept = store.acquire(key)
     if kept is None:
+        await asyncio.to_thread(_complete_padding, spool)
         with open(spool, "rb") as f:
             size = await asyncio.to_thread(_extract, f, root)
         text = await asyncio.to_thread(_read_dockerfile, root, name)
@@ -107,6 +109,27 @@ async def _from_upload(body: AsyncIterator[bytes], name: str, workdir: Path, roo
             await asyncio.to_thread(shutil.rmtree, g, True)
     await asyncio.to_thread(spool.unlink)
     return BuildContext(workdir, kept.root, kept.dockerfile, name, kept.memo, store, kept)
+
+
+def _complete_padding(path: Path) -> None:
+    """The CLI's `docker build -f - DIR` appends the Dockerfile to the context's tar and ends the
+    stream right after its data, without the padding to the 512-byte block or the end blocks.
+    Go's tar reader takes that for the end; Python's calls it truncated. When the last entry's
+    data ends exactly at the end of an uncompressed upload, the missing zeros are added; a
+    stream cut inside an entry's data stays what it is (and fails)."""
+    size = path.stat().st_size
+    if size % tarfile.BLOCKSIZE == 0:
+        return
+    last_end = -1
+    try:
+        with tarfile.open(path, "r:") as tf:  # seekable: headers only, data is skipped
+            for m in tf:
+                last_end = m.offset_data + m.size
+    except tarfile.TarError:
+        pass
+    if last_end == size:
+        with open(path, "ab") as f:
+            f.write(b"\0" * (-size % tarfile.BLOCKSIZE + 2 * tarfile.BLOCKSIZE))
 
 
 async def _spool(body: AsyncIterator[bytes], path: Path) -> str:

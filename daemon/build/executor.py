@@ -363,12 +363,14 @@ class BuildRun:
             raise BuildFailed(e.message) from None
         _, records = self.e.containers.logs(cid, follow=True, tail="all", since="", until="", stdout=True,
                                             stderr=True)
-        async for rec in records:
-            text = rec.get("log")
-            if text and rec.get("stream") == "stderr":
-                text = f"\x1b[91m{text}\x1b[0m"  # dockerd shows a step's stderr in red
-            if text:
-                yield _stream(text)
+        async for item in records:
+            # One record at a time, or a batch of them (what was read at once).
+            for rec in item if isinstance(item, list) else (item,):
+                text = rec.get("log")
+                if text and rec.get("stream") == "stderr":
+                    text = f"\x1b[91m{text}\x1b[0m"  # dockerd shows a step's stderr in red
+                if text:
+                    yield _stream(text)
         code, _err = await fut
         if code != 0:
             self.kept.add(cid)

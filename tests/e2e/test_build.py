@@ -144,6 +144,12 @@ def test_quiet_iidfile_and_stdin_dockerfile(d: Daemon, uname: Callable[[str], st
     before = set(d.container_ids())
     d.docker("build", "--rm=false", "-", input="FROM busybox\nRUN echo keep-me\n", env=_legacy(d), timeout=120)
     assert len(_builder_containers(d, before)) == 1
+    # -f - with a context directory: the CLI appends the Dockerfile (and a .dockerignore naming it)
+    # to the context's tar without the final padding; the files and only they arrive.
+    ctx = _ctx(tmp_path / "ctx", {"a.txt": "a\n", "Dockerfile": "FROM busybox\nLABEL not=used\n"})
+    d.docker("build", "-q", "-f", "-", "-t", uname("stdin-df"), str(ctx), input="FROM busybox\nCOPY . /c\n",
+             env=_legacy(d), timeout=120)
+    assert d.docker("run", "--rm", uname("stdin-df"), "ls", "-A", "/c").stdout.split() == ["Dockerfile", "a.txt"]
     # A Dockerfile on stdin has no context: COPY fails with dockerd's message.
     r = d.docker("build", "-", input="FROM busybox\nCOPY hello.txt /\n", env=_legacy(d), check=False)
     assert r.returncode == 1

@@ -180,3 +180,29 @@ def test_prune_keeps_what_tagged_images_are_built_on(engine: Engine, tmp_path: P
     assert asyncio.run(svc.prune('{"id": {"nomatch": true}}', True))["CachesDeleted"] is None
     out = asyncio.run(svc.prune(None, True))
     assert out["CachesDeleted"] and svc.usage() == [] and kept in images.images  # a tagged image stays
+
+
+def test_finish_outlives_a_cancelled_caller() -> None:
+    from daemon.build import cleanup
+
+    async def main() -> None:
+        done = asyncio.Event()
+
+        async def work() -> int:
+            await asyncio.sleep(0.05)
+            await asyncio.sleep(0)  # a second await: a re-cancelling scope would cut it here
+            done.set()
+            return 1
+
+        async def caller() -> None:
+            await cleanup.finish(work())
+
+        task = asyncio.create_task(caller())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.wait_for(done.wait(), 2)
+        assert await cleanup.finish(work()) == 1
+
+    asyncio.run(main())

@@ -8,7 +8,7 @@ import signal as signal_mod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.containers import health, resource_checks, runtime_options
+from daemon.containers import health_config, resource_checks, runtime_options
 from daemon.errors import Conflict, InvalidParameter
 from runtime.libc import CAPABILITIES
 from runtime.spec import DEFAULT_CAPABILITIES, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, DEFAULT_SHM_SIZE
@@ -169,8 +169,8 @@ def merge(body: dict, image_config: dict) -> tuple[dict, dict]:
         config["StopSignal"] = stop_signal
     if cfg.get("StopTimeout") is not None:
         config["StopTimeout"] = cfg["StopTimeout"]
-    health.validate(cfg.get("Healthcheck"))
-    healthcheck = health.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
+    health_config.validate(cfg.get("Healthcheck"))
+    healthcheck = health_config.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
     if healthcheck:
         config["Healthcheck"] = healthcheck
 

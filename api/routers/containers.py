@@ -35,6 +35,9 @@ async def list_containers(request: Request) -> JSONResponse:
 @router.post("/create", status_code=201)
 async def create(request: Request) -> JSONResponse:
     body = await json_body(request, allow_empty=False)
+    health = body.get("Healthcheck") if isinstance(body, dict) else None
+    if isinstance(health, dict) and not version_at_least(request_version(request), "1.44"):
+        health.pop("StartInterval", None)  # dockerd's router: StartInterval came with API 1.44
     result = await _svc(request).create(body, qstr(request, "name") or None)
     return JSONResponse(result, status_code=201)
 

@@ -8,7 +8,7 @@ import signal as signal_mod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from daemon.containers import health, resource_checks, runtime_options
+from daemon.containers import health_config, resource_checks, runtime_options
 from daemon.containers.defaults import ContainerDefaults
 from daemon.errors import Conflict, InvalidParameter
 from daemon.util.gojson import fold_keys
@@ -179,8 +179,8 @@ def merge(body: dict, image_config: dict, daemon_defaults: ContainerDefaults | N
         config["StopSignal"] = stop_signal
     if cfg.get("StopTimeout") is not None:
         config["StopTimeout"] = cfg["StopTimeout"]
-    health.validate(cfg.get("Healthcheck"))
-    healthcheck = health.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
+    health_config.validate(cfg.get("Healthcheck"))
+    healthcheck = health_config.merge(cfg.get("Healthcheck"), img.get("Healthcheck"))
     if healthcheck:
         config["Healthcheck"] = healthcheck
 

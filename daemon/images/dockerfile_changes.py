@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 
-from daemon.containers import health
+from daemon.containers import health_config
 from daemon.errors import InvalidParameter
 
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "HEALTHCHECK", "LABEL", "ONBUILD", "STOPSIGNAL", "USER", "VOLUME",
@@ -106,7 +106,7 @@ def apply(config: dict, changes: list[str]) -> dict:
         elif instr == "STOPSIGNAL":
             cfg["StopSignal"] = args
         elif instr == "HEALTHCHECK":
-            cfg["Healthcheck"] = health.parse_instruction(args)
+            cfg["Healthcheck"] = health_config.parse_instruction(args)
         elif instr == "ONBUILD":
             cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [args]
     return cfg

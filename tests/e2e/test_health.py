@@ -204,6 +204,18 @@ def test_bad_healthcheck_refused(d: Daemon, hc: dict, message: str) -> None:
     assert set(d.container_ids()) == before
 
 
+def test_start_interval_needs_api_1_44(d: Daemon, uname) -> None:
+    hc = {"Test": ["CMD", "true"], "StartPeriod": 10**10, "StartInterval": 10**9}
+    old, new = uname("old"), uname("new")
+    for version, name in (("1.43", old), ("1.44", new)):
+        r = d.api("POST", f"/v{version}/containers/create?name={name}", {"Image": "busybox", "Cmd": ["true"],
+                                                                        "Healthcheck": hc})
+        assert r.status == 201, r.text
+    assert "StartInterval" not in inspect(d, old)["Config"]["Healthcheck"]
+    assert inspect(d, new)["Config"]["Healthcheck"]["StartInterval"] == 10**9
+    d.docker("rm", old, new)
+
+
 def test_pause_stops_probes(d: Daemon, uname) -> None:
     name = uname("p")
     d.docker("run", "-d", "--name", name, "--health-cmd", "true", *FAST, "busybox", "sleep", "300")

@@ -1,5 +1,5 @@
-"""Healthcheck decisions (daemon/containers/health.py): configuration, the state machine, the
-schedule, and the probe loop driven by a fake runner."""
+"""Healthchecks: configuration (daemon/containers/health_config.py), and the state machine, the
+schedule and the probe loop driven by a fake runner (daemon/containers/health.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import asyncio
 
 import pytest
 
-from daemon.containers import health
+from daemon.containers import health, health_config
 from daemon.containers.container import Container
-from daemon.containers.health import HealthMonitor, ProbeConfig, ProbeOutcome
+from daemon.containers.health import HealthMonitor, ProbeOutcome
+from daemon.containers.health_config import ProbeConfig
 from daemon.errors import DaemonError, InvalidParameter
 from daemon.events import EventBus
 from daemon.util.timeutil import now_rfc3339
@@ -36,38 +37,38 @@ def _cfg(**kw: object) -> ProbeConfig:
 ])
 def test_validate_refuses(hc: object, message: str) -> None:
     with pytest.raises(InvalidParameter, match=message):
-        health.validate(hc)
+        health_config.validate(hc)
 
 
 def test_validate_accepts() -> None:
-    health.validate(None)
-    health.validate({"Test": ["CMD", "true"], "Interval": 1_000_000, "Timeout": 0, "Retries": 0})
+    health_config.validate(None)
+    health_config.validate({"Test": ["CMD", "true"], "Interval": 1_000_000, "Timeout": 0, "Retries": 0})
 
 
 def test_merge_takes_unset_fields_from_the_image() -> None:
     image = {"Test": ["CMD-SHELL", "img"], "Interval": 5 * S, "Timeout": 2 * S, "Retries": 4}
-    assert health.merge(None, image) == image
-    assert health.merge({}, image) == image
-    assert health.merge({"Interval": S}, image) == {"Test": ["CMD-SHELL", "img"], "Interval": S,
+    assert health_config.merge(None, image) == image
+    assert health_config.merge({}, image) == image
+    assert health_config.merge({"Interval": S}, image) == {"Test": ["CMD-SHELL", "img"], "Interval": S,
                                                     "Timeout": 2 * S, "Retries": 4}
-    assert health.merge({"Test": ["NONE"]}, image)["Test"] == ["NONE"]
-    assert health.merge({"Test": ["CMD", "x"]}, None) == {"Test": ["CMD", "x"]}
-    assert health.merge(None, None) is None
+    assert health_config.merge({"Test": ["NONE"]}, image)["Test"] == ["NONE"]
+    assert health_config.merge({"Test": ["CMD", "x"]}, None) == {"Test": ["CMD", "x"]}
+    assert health_config.merge(None, None) is None
 
 
 def test_probe_config() -> None:
-    assert health.probe_config({}) is None
-    assert health.probe_config({"Healthcheck": {"Test": ["NONE"]}}) is None
-    assert health.probe_config({"Healthcheck": {"Test": ["BOGUS", "x"]}}) is None
-    assert health.probe_config({"Healthcheck": {"Test": ["CMD"]}}) is None
-    cfg = health.probe_config({"Healthcheck": {"Test": ["CMD-SHELL", "curl -f x"]}})
+    assert health_config.probe_config({}) is None
+    assert health_config.probe_config({"Healthcheck": {"Test": ["NONE"]}}) is None
+    assert health_config.probe_config({"Healthcheck": {"Test": ["BOGUS", "x"]}}) is None
+    assert health_config.probe_config({"Healthcheck": {"Test": ["CMD"]}}) is None
+    cfg = health_config.probe_config({"Healthcheck": {"Test": ["CMD-SHELL", "curl -f x"]}})
     assert cfg == _cfg(cmd=["/bin/sh", "-c", "curl -f x"])
-    cfg = health.probe_config({"Shell": ["/bin/bash", "-ec"], "Healthcheck": {
+    cfg = health_config.probe_config({"Shell": ["/bin/bash", "-ec"], "Healthcheck": {
         "Test": ["CMD-SHELL", "true"], "Interval": S // 2, "Timeout": 3 * S, "StartPeriod": 10 * S,
         "StartInterval": S, "Retries": 1}})
     assert cfg == ProbeConfig(cmd=["/bin/bash", "-ec", "true"], interval=0.5, timeout=3.0, start_period=10.0,
                               start_interval=1.0, retries=1)
-    assert health.probe_config({"Healthcheck": {"Test": ["CMD", "a", "b"]}}).cmd == ["a", "b"]
+    assert health_config.probe_config({"Healthcheck": {"Test": ["CMD", "a", "b"]}}).cmd == ["a", "b"]
 
 
 def test_record_state_machine() -> None:
@@ -102,7 +103,7 @@ def test_next_delay_uses_start_interval_only_while_starting_in_the_start_period(
     (1, "1s"), (0.5, "500ms"), (1.5, "1.5s"), (30, "30s"), (90, "1m30s"), (3600, "1h0m0s"), (0.0015, "1.5ms"),
     (0, "0s")])
 def test_go_duration(seconds: float, text: str) -> None:
-    assert health.go_duration(seconds) == text
+    assert health_config.go_duration(seconds) == text
 
 
 def test_result_entry() -> None:
@@ -226,7 +227,7 @@ def test_monitor_ignores_containers_without_healthcheck() -> None:
      {"Test": ["CMD-SHELL", "true"], "Timeout": 90 * S, "StartInterval": S // 2}),
 ])
 def test_parse_instruction(args: str, expected: dict) -> None:
-    assert health.parse_instruction(args) == expected
+    assert health_config.parse_instruction(args) == expected
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -244,7 +245,7 @@ def test_parse_instruction(args: str, expected: dict) -> None:
 ])
 def test_parse_instruction_refuses(args: str, message: str) -> None:
     with pytest.raises(InvalidParameter) as e:
-        health.parse_instruction(args)
+        health_config.parse_instruction(args)
     assert e.value.message == message
 
 
@@ -252,4 +253,4 @@ def test_parse_instruction_refuses(args: str, message: str) -> None:
                                           ("300ms", 3 * S // 10), ("1h", 3600 * S), ("10us", 10_000),
                                           ("7ns", 7), ("-1s", -S)])
 def test_parse_go_duration(text: str, ns: int) -> None:
-    assert health.parse_go_duration(text) == ns
+    assert health_config.parse_go_duration(text) == ns

@@ -443,6 +443,8 @@ def test_from_pulls_a_missing_base(d: Daemon, uname: Callable[[str], str], tmp_p
         r = d.docker("build", "-", input=f"FROM {addr}/build/nothing-here:1\n", env=_legacy(d), check=False,
                      timeout=120)
         assert r.returncode != 0 and r.stderr.strip(), r
+        # The pull tagged busybox's image with `base` again: the shared daemon's busybox keeps one tag.
+        d.docker("rmi", base)
 
 
 def test_from_a_private_registry_uses_the_clients_login(d: Daemon, uname: Callable[[str], str],

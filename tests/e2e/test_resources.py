@@ -15,6 +15,13 @@ pytestmark = pytest.mark.e2e
 
 def _cgroup_dirs(cid: str) -> list[Path]:
     """The container's cgroup directories, wherever the hierarchy puts them."""
+    # Other engines on the host create and remove cgroups while this walks: a directory that
+    # vanished under the walk is tried again.
+    for _ in range(5):
+        try:
+            return [p for p in Path("/sys/fs/cgroup").rglob(cid) if p.is_dir()]
+        except FileNotFoundError:
+            continue
     return [p for p in Path("/sys/fs/cgroup").rglob(cid) if p.is_dir()]
 
 

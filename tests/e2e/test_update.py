@@ -117,7 +117,7 @@ def test_update_refused(d: Daemon, uname, args: list[str], message: str) -> None
     ({"Memory": -5}, "Minimum memory limit"),
     ({"Memory": 2**63}, "UpdateConfig.Memory"),
     ({"CpuShares": -2}, "CpuShares"),
-    ({"CpuShares": 2**64}, "UpdateConfig.CpuShares"),
+    ({"CpuShares": 2**64}, "CpuShares"),
     ({"MemorySwap": -7}, "MemorySwap"),
     ({"CpuQuota": -9}, "CpuQuota"),
     ({"PidsLimit": 2**63}, "UpdateConfig.PidsLimit"),

@@ -31,6 +31,7 @@ from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.system import SystemService
+from daemon.util import memtrim
 from daemon.volumes.service import VolumeService
 from runtime import cgroups
 from runtime.launcher import ZygoteLauncher
@@ -103,6 +104,7 @@ class Daemon:
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
+        self._trimmer: asyncio.Task | None = None
 
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
@@ -122,6 +124,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.looplag.start()
+        self._trimmer = asyncio.create_task(memtrim.trim_periodically(), name="malloc-trim")
         await self.launcher.start()
         self.store.open()
         self.images.load()
@@ -163,4 +166,6 @@ class Daemon:
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
         await self.looplag.stop()
+        if self._trimmer is not None:
+            self._trimmer.cancel()
 

@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # Monitors are children until their container exits: reap them with pidfds, not a thread each.
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
-
     try:
         asyncio.run(_run(cfg))
     except StartupError as e:

@@ -46,6 +46,7 @@ from daemon.networks.service import NetworkService
 from daemon.store import Store
 from daemon.swarm import NoSwarm
 from daemon.system import SystemService
+from daemon.util import memtrim
 from daemon.volumes.service import VolumeService
 from network.dns import Resolver
 from runtime import cgroups
@@ -161,6 +162,7 @@ class Daemon:
         # Set on SIGTERM/SIGINT, before the API stops: responses that would last as long as the
         # daemon (wait, logs -f, events, stats) end then.
         self.stopping = asyncio.Event()
+        self._trimmer: asyncio.Task | None = None
 
     def backends(self) -> Backends:
         """What the HTTP layer may call: the services, each seen through its router's Protocol."""
@@ -221,6 +223,7 @@ class Daemon:
 
     async def start(self) -> None:
         self.looplag.start()
+        self._trimmer = asyncio.create_task(memtrim.trim_periodically(), name="malloc-trim")
         await self.launcher.start()
         if self.metrics is not None:
             self.metrics.start()
@@ -267,4 +270,6 @@ class Daemon:
         await asyncio.to_thread(self.layers.wait_discards)
         self.store.close()
         await self.looplag.stop()
+        if self._trimmer is not None:
+            self._trimmer.cancel()
 

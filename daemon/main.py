@@ -12,7 +12,6 @@ from pathlib import Path
 
 from daemon.config import Config, ConfigError, Loaded, load_all
 from daemon.sdnotify import Notifier
-from runtime import libc
 
 log = logging.getLogger("pydockerd")
 
@@ -146,10 +145,6 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     # Monitors are children until their container exits: reap them with pidfds, not a thread each.
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
-    # Big buffers (1 MiB log batches, archive chunks) straight from mmap, so that they go back to
-    # the system when freed: glibc's default raises its threshold after the first such free, and
-    # from then on kept them in per-thread heaps (+26 MiB for good after one `docker logs` of 100 MB).
-    libc.mallopt(libc.M_MMAP_THRESHOLD, 256 << 10)
     try:
         asyncio.run(_run(loaded))
     except StartupError as e:

@@ -109,6 +109,16 @@ def mallopt(param: int, value: int) -> bool:
     return bool(fn(ctypes.c_int(param), ctypes.c_int(value)))
 
 
+def malloc_trim(pad: int = 0) -> bool:
+    """glibc's malloc_trim: give free heap memory back to the system (every arena, also from
+    the middle of a heap); False where it is not available or nothing was released."""
+    try:
+        fn = _libc.malloc_trim
+    except AttributeError:
+        return False
+    return bool(fn(ctypes.c_size_t(pad)))
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 

@@ -30,7 +30,10 @@ Why the process model keeps the monitor's guarantees:
 * Nothing of one container is shared with another's: the template never reads a bundle,
   a config or a log; it only receives a bundle path and two fds (the log, the ready pipe),
   which it closes after the fork, so the next monitor inherits none of them. What the
-  monitors share are the read-only pages of the interpreter and the imported modules.
+  monitors share are the read-only pages of the interpreter and the imported modules. An
+  exec's spec (its environment included) passes through the template's memory, and a later
+  fork gets a copy of that memory; but only the daemon's own code runs there, which never
+  looks at it, and every container process starts with execve (a fresh address space).
 
 `docker exec` processes (runtime/nsexec.py) are forked the same way (~40 ms less than a
 fresh interpreter per exec). The daemon is not their parent, so a small process between

@@ -16,7 +16,7 @@ from daemon.errors import InvalidParameter
 from daemon.util.timeutil import parse_time_filter, parse_timestamp
 
 _POLL = 0.05
-_CHUNK = 1 << 20
+_CHUNK = 256 << 10
 
 
 def _tail_scan(path: Path, n: int) -> tuple[int, int]:

@@ -120,6 +120,10 @@ class ExecService:
         return ex.id
 
     def _trim(self) -> None:
+        # Execs of removed containers go with them, as in dockerd (created-but-never-started
+        # ones stayed for good); of the finished ones the newest few stay for inspection.
+        for e in [e for e in self.execs.values() if self.registry.find(e.container_id) is None]:
+            del self.execs[e.id]
         finished = [e for e in self.execs.values() if e.exit_code is not None]
         for e in finished[:max(0, len(finished) - _KEEP_FINISHED)]:
             del self.execs[e.id]

@@ -1,0 +1,30 @@
+"""Exec instances are not kept after their container is gone (memory after work)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from daemon.errors import NotFound
+from daemon.events import EventBus
+from daemon.execs.service import ExecService
+from tests.unit.containers_fakes import make_service
+
+
+def test_execs_of_removed_containers_are_dropped(tmp_path: Path) -> None:
+    svc, _, _ = make_service(tmp_path)
+    first = asyncio.run(svc.create({"Image": "busybox"}, "first"))["Id"]
+    second = asyncio.run(svc.create({"Image": "busybox"}, "second"))["Id"]
+    for cid in (first, second):
+        svc.get(cid).state["Running"] = True  # exec create only checks the record
+    execs = ExecService(svc.registry, EventBus(), None)  # type: ignore[arg-type] - create never reaches cgroups
+    never_started = execs.create(first, {"Cmd": ["true"]})
+    kept = execs.create(second, {"Cmd": ["true"]})
+    svc.get(first).state["Running"] = False
+    asyncio.run(svc.remove(first))
+    execs.create(second, {"Cmd": ["true"]})
+    with pytest.raises(NotFound):
+        execs.get(never_started)
+    assert execs.get(kept).container_id == second

@@ -10,7 +10,7 @@ import pytest
 from daemon.errors import NotFound
 from daemon.events import EventBus
 from daemon.execs.service import ExecService
-from tests.unit.containers_fakes import make_service
+from tests.unit.containers_fakes import fake_seccomp, make_service
 
 
 def test_execs_of_removed_containers_are_dropped(tmp_path: Path) -> None:
@@ -19,7 +19,8 @@ def test_execs_of_removed_containers_are_dropped(tmp_path: Path) -> None:
     second = asyncio.run(svc.create({"Image": "busybox"}, "second"))["Id"]
     for cid in (first, second):
         svc.get(cid).state["Running"] = True  # exec create only checks the record
-    execs = ExecService(svc.registry, EventBus(), None)  # type: ignore[arg-type] - create never reaches cgroups
+    execs = ExecService(svc.registry, EventBus(), None, fake_seccomp(),  # type: ignore[arg-type] - no cgroups at create
+                        link_env=lambda c: [])
     never_started = execs.create(first, {"Cmd": ["true"]})
     kept = execs.create(second, {"Cmd": ["true"]})
     svc.get(first).state["Running"] = False

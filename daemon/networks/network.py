@@ -101,7 +101,9 @@ def endpoint_config(n: Network, src: dict) -> dict:
     # Echo what the client sent (connect sends {} where run sends null), as dockerd does.
     ipam_shown = src.get("IPAMConfig") if isinstance(src.get("IPAMConfig"), dict) else None
     opts = src.get("DriverOpts") if isinstance(src.get("DriverOpts"), dict) else None
-    ep.update(IPAMConfig=ipam_shown if n.name != "bridge" else None, Aliases=aliases or None, MacAddress=mac,
+    if n.name == "bridge" and not ipam_shown:
+        ipam_shown = None  # on the default bridge an empty one is not echoed; LinkLocalIPs are
+    ep.update(IPAMConfig=ipam_shown, Aliases=aliases or None, MacAddress=mac,
               Links=src.get("Links") or None, DriverOpts=opts,
               GwPriority=src.get("GwPriority") if isinstance(src.get("GwPriority"), int) else 0)
     ep["_UserMac"] = mac

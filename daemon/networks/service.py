@@ -159,7 +159,7 @@ class NetworkService:
         elif not self.nft_ok:
             log.warning("nftables unavailable: published ports use the userland proxy only")
         for n in self.bridges():
-            self._allocators[n.id] = ipam.SubnetAllocator(n.subnet, n.gateway, n.ip_range)
+            self._allocators[n.id] = _allocator(n)
             if n.subnet6:
                 self._allocators6[n.id] = ipam.SubnetAllocator(n.subnet6, n.gateway6)
             await self._bridge_up(n)
@@ -275,14 +275,16 @@ class NetworkService:
         n = Network(id=nid, name=name, driver="bridge", created=now_rfc3339(), subnet=subnet, gateway=gateway,
                     ip_range=ip_range, internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
                     labels=dict(body.get("Labels") or {}), options=options,
-                    ipam_options=dict(ipam_body.get("Options") or {}), ipam_config=shown + shown6, bridge=bridge,
+                    # null when the request gave none (docker-py checks it), {} when given empty (the CLI)
+                    ipam_options=None if ipam_body.get("Options") is None else dict(ipam_body["Options"]),
+                    ipam_config=shown + shown6, bridge=bridge,
                     subnet6=subnet6, gateway6=gateway6)
         try:
             await self.store.put_network(n.id, n.name, n.doc())
         except sqlite3.IntegrityError:
             raise Conflict(f"network with name {name} already exists") from None
         self.networks[n.id] = n
-        self._allocators[n.id] = ipam.SubnetAllocator(subnet, gateway, ip_range)
+        self._allocators[n.id] = _allocator(n)
         if subnet6:
             self._allocators6[n.id] = ipam.SubnetAllocator(subnet6, gateway6)
         try:
@@ -375,6 +377,18 @@ class NetworkService:
                 raise DaemonError(f"failed to allocate gateway (): {e}") from None
         if ip_range:
             shown["IPRange"] = ip_range
+        aux = c.get("AuxiliaryAddresses") or {}
+        if aux:
+            if not isinstance(aux, dict):
+                raise InvalidParameter("IPAM.Config.AuxiliaryAddresses: expected an object of name to address")
+            for name, addr in aux.items():
+                try:
+                    ok = ipaddress.IPv4Address(addr) in net
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise InvalidParameter(f"invalid auxiliary address {name}={addr}: not an address of {net}")
+            shown["AuxiliaryAddresses"] = dict(aux)
         return str(net), gw, ip_range, [shown]
 
     def _active(self, n: Network) -> list[Container]:
@@ -475,3 +489,14 @@ def raise_if_bad_type(values: list[str]) -> None:
     for v in values:
         if v not in ("custom", "builtin"):
             raise InvalidParameter(f"invalid filter: 'type'='{v}'")
+
+
+def _allocator(n: Network) -> ipam.SubnetAllocator:
+    """The IPv4 addresses of n: its gateway and auxiliary addresses (IPAM's AuxiliaryAddresses,
+    addresses of hosts outside the engine) are never handed out."""
+    a = ipam.SubnetAllocator(n.subnet, n.gateway, n.ip_range)
+    for cfg in n.ipam_config or []:
+        for addr in (cfg.get("AuxiliaryAddresses") or {}).values() if ":" not in cfg.get("Subnet", "") else ():
+            with contextlib.suppress(ValueError):  # the gateway itself, or two names for one address
+                a.reserve(addr)
+    return a

@@ -34,6 +34,10 @@ class ContainerImages(Protocol):
         """The IMAGE column of `docker ps`: the name given if it still means this image."""
         ...
 
+    async def release_layers(self, top_chain: str) -> None:
+        """A removed container's layers whose image is gone: those nothing else uses go."""
+        ...
+
 
 class ContainerNetworking(Protocol):
     """A container's side of networking: validated at create, set up at start, torn down at exit."""

@@ -32,6 +32,9 @@ class Container:
     restart_count: int = 0
     manually_stopped: bool = False
     driver: str = "overlay2"
+    # The image's top layer when the container was made: `rmi -f` may delete the image of a
+    # stopped container (as dockerd), and the container still needs its layers to start.
+    top_chain: str = ""
     networks: dict = field(default_factory=dict)
     mount_points: list = field(default_factory=list)  # see daemon.mounts
     # runtime-only (not persisted)
@@ -46,7 +49,7 @@ class Container:
     watch_task: asyncio.Task | None = None
 
     _PERSISTED = ("id", "name", "created", "path", "args", "config", "host_config", "image_id", "state",
-                  "restart_count", "manually_stopped", "driver", "networks", "mount_points")
+                  "restart_count", "manually_stopped", "driver", "networks", "mount_points", "top_chain")
 
     def event_attrs(self, **extra: str) -> dict[str, str]:
         """The Actor attributes of this container's events: image, name, labels, then `extra`."""

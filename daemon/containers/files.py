@@ -53,7 +53,8 @@ class ContainerFiles:
     def lowers(self, c: Container) -> list[Path]:
         """The container's init layer on top of the image's layers (overlayfs lowerdir order)."""
         img = self.images.images.get(c.image_id)
-        image_lowers = self.images.layers.lowers(img.top_chain_id) if img and img.top_chain_id else []
+        top = c.top_chain or (img.top_chain_id if img else None)
+        image_lowers = self.images.layers.lowers(top) if top else []
         return [self.paths(c)["init"], *image_lowers]
 
     def create(self, c: Container) -> None:

@@ -121,6 +121,10 @@ class ContainerRegistry:
         return [(c.id, c.running) for c in self._by_id.values()
                 if any(mp["Type"] == "volume" and mp["Name"] == name for mp in c.mount_points)]
 
+    def layer_tops(self) -> set[str]:
+        """The top layer (chain id) of every container's image, whether or not the image is still here."""
+        return {c.top_chain for c in self._by_id.values() if c.top_chain}
+
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         """(id, running) of the containers created from the image, running ones first."""
         users = [(c.id, c.running) for c in self._by_id.values() if c.image_id == image_id]

@@ -154,7 +154,8 @@ class ContainerService:
             config["Hostname"] = os.uname().nodename if net == "host" else cid[:12]
         entry = (config.get("Entrypoint") or []) + (config.get("Cmd") or [])
         c = Container(id=cid, name=cname, created=now_rfc3339(), path=entry[0], args=entry[1:], config=config,
-                      host_config=host_config, image_id=img.id, driver=self.driver.name)
+                      host_config=host_config, image_id=img.id, driver=self.driver.name,
+                      top_chain=img.top_chain_id or "")
         c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
         self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
@@ -525,6 +526,9 @@ class ContainerService:
             await self._persist(c)  # what changed meanwhile (a kill's exit) was not written
             raise
         self.registry.discard(c)
+        if c.top_chain and c.image_id not in self.images.images:
+            # Its image went with `rmi -f` while it was stopped: its layers were kept for it.
+            await self.images.release_layers(c.top_chain)
         if volumes:
             await self.volumes.remove_anonymous(_anonymous_volumes(c))
         attaching.fail_pending(c)

@@ -74,6 +74,9 @@ class ImageUsers(Protocol):
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         """(container id, running) of the containers created from the image, running first."""
 
+    def layer_tops(self) -> set[str]:
+        """The top layers containers stand on (their images may be gone: rmi -f of a stopped one's)."""
+
 
 class ImageService:
     def __init__(self, store: Store, blobs: BlobStore, layers: LayerStore, sources: LayerSources,
@@ -442,11 +445,23 @@ class ImageService:
         out.append({"Untagged": ref})
         self.events.publish("image", "untag", iid or ref, {"name": ref})
 
+    async def release_layers(self, top_chain: str) -> None:
+        chains: list[str] = []
+        chain: str | None = top_chain
+        while chain and self.layers.exists(chain):
+            chains.append(chain)
+            chain = self.layers.get(chain).parent
+        await self.collect_layers(chains[::-1])
+
     async def collect_layers(self, chain_ids: list[str]) -> None:
         """Removes the layers no image or container uses any more (top first)."""
-        # A container's image is never deleted while the container exists (rmi untags it):
-        # the layers of the images still here are all that is in use.
         used = {c for img in self.images.values() for c in img.chain_ids}
+        # `rmi -f` deletes a stopped container's image, as dockerd; its layers stay for the container.
+        for top in self.users.layer_tops():
+            chain: str | None = top
+            while chain and chain not in used and self.layers.exists(chain):
+                used.add(chain)
+                chain = self.layers.get(chain).parent
         gone: set[str] = set()  # diff ids of removed layers: their kept tars may go too
         for chain in reversed(chain_ids):
             if chain not in used:

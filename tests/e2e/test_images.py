@@ -349,3 +349,23 @@ def test_image_prune(new_daemon: Callable[..., Daemon], busybox_rootfs: Path) ->
     assert set(_image_ids(dm, "-a")) == {used}, "prune -a must keep images that containers use"
     r = dm.docker("image", "prune", "-a", "-f")
     assert "Total reclaimed space: 0B" in r.stdout
+
+
+def test_rmi_force_of_a_stopped_containers_image_keeps_its_layers(d: Daemon, uname: Callable[[str], str]) -> None:
+    """As dockerd: `rmi -f ID` deletes the image a stopped container was made from, and the
+    container still starts (its layers stay); they go when the container does."""
+
+    def layers() -> set[str]:
+        return {p.name for p in (d.data_root / "layers").iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name)}
+
+    base, user, img = uname("rmibase"), uname("rmiuser"), uname("rmiimg") + ":1"
+    d.docker("run", "--name", base, "busybox", "sh", "-c", "echo layer > /l")
+    iid = d.docker("commit", base, img).stdout.strip()
+    d.docker("rm", base)
+    d.docker("create", "--name", user, img, "cat", "/l")
+    before = layers()
+    assert f"Deleted: {iid}" in d.docker("rmi", "-f", iid).stdout
+    assert layers() == before
+    assert d.docker("start", "-a", user).stdout == "layer\n"
+    d.docker("rm", user)
+    assert len(before - layers()) == 1  # the committed layer; busybox's stays for busybox

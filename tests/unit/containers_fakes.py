@@ -27,12 +27,16 @@ class FakeImages:
     def __init__(self) -> None:
         self.images = {IMAGE.id: IMAGE}
         self.layers = FakeLayers()
+        self.released: list[str] = []
 
     def find(self, ref: str) -> Image | None:
         return IMAGE if ref in ("busybox", "busybox:latest", IMAGE.id) else None
 
     def display_name(self, image_id: str, given: str) -> str:
         return given
+
+    async def release_layers(self, top_chain: str) -> None:
+        self.released.append(top_chain)
 
 
 class FakeNetworking:

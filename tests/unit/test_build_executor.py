@@ -151,6 +151,9 @@ class NoUsers:
     def image_users(self, image_id: str) -> list[tuple[str, bool]]:
         return []
 
+    def layer_tops(self) -> set[str]:
+        return set()
+
 
 def test_prune_keeps_what_tagged_images_are_built_on(engine: Engine, tmp_path: Path) -> None:
     from daemon.build.contexts import ContextStore

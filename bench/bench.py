@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import sys
 import threading
 import time
@@ -166,21 +165,15 @@ def print_table(hosts: list[str], per_host: list[list[Result]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
-                    help="engine to measure (default: $DOCKER_HOST)")
-    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--runs", type=int, default=10, help="samples per CLI benchmark (default 10)")
     ap.add_argument("--containers", type=int, default=100, help="containers present for ps/list (default 100)")
     ap.add_argument("--clients", type=int, default=8, help="concurrent API clients (default 8)")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per request-rate round (default 3)")
     ap.add_argument("--rounds", type=int, default=3, help="request-rate rounds (default 3)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
+    log = common.progress(args.quiet)
 
     label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
     hosts = [args.host] + ([args.compare] if args.compare else [])

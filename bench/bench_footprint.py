@@ -19,7 +19,6 @@ Target (issue 14): at most 1 MiB per running container, daemon at most 60 MiB.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -166,17 +165,11 @@ def work(e: Engine, n: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
-                    help="engine to measure (default: $DOCKER_HOST)")
-    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap = common.arg_parser(__doc__)
     ap.add_argument("-n", "--containers", type=int, default=50, help="running containers (default 50)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
+    log = common.progress(args.quiet)
 
     label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
     hosts = [args.host] + ([args.compare] if args.compare else [])

@@ -18,11 +18,9 @@ Target (issue 14): `/_ping` p99 under this load at most 20 ms.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import json
 import multiprocessing
-import os
 import statistics
 import sys
 import threading
@@ -185,18 +183,12 @@ def measure(host: str, label: str, clients: int, duration: float, log) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
-                    help="engine to measure (default: $DOCKER_HOST)")
-    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--clients", type=int, default=16, help="concurrent load clients (default 16)")
     ap.add_argument("--duration", type=float, default=20.0, help="seconds of load (default 20)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
+    log = common.progress(args.quiet)
 
     label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
     hosts = [args.host] + ([args.compare] if args.compare else [])

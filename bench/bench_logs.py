@@ -16,7 +16,6 @@ Target (issue 14): at least 3x dockerd, or within 1.2x of the CLI's floor.
 
 from __future__ import annotations
 
-import argparse
 import http.client
 import os
 import socket
@@ -140,18 +139,12 @@ def measure(host: str, label: str, lines: int, runs: int, log) -> dict[str, str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
-                    help="engine to measure (default: $DOCKER_HOST)")
-    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap = common.arg_parser(__doc__)
     ap.add_argument("--lines", type=int, default=1_400_000, help="lines in the log (default 1.4 M)")
     ap.add_argument("--runs", type=int, default=3, help="samples per figure (default 3)")
-    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
     args = ap.parse_args(argv)
 
-    def log(msg: str) -> None:
-        if not args.quiet:
-            print(msg, file=sys.stderr, flush=True)
+    log = common.progress(args.quiet)
 
     label = f"pydockerd.bench={uuid.uuid4().hex[:12]}"
     hosts = [args.host] + ([args.compare] if args.compare else [])

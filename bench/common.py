@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import argparse
 import http.client
 import os
 import socket
 import statistics
 import subprocess
+import sys
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+
+def arg_parser(doc: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes: the engine to measure, a second one to compare, -q."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default=os.environ.get("DOCKER_HOST", "unix:///run/pydockerd.sock"),
+                    help="engine to measure (default: $DOCKER_HOST)")
+    ap.add_argument("--compare", metavar="OTHER_DOCKER_HOST", help="a second engine, measured the same way")
+    ap.add_argument("-q", "--quiet", action="store_true", help="no progress lines on stderr")
+    return ap
+
+
+def progress(quiet: bool) -> Callable[[str], None]:
+    """Progress lines on stderr (the table goes to stdout), unless quiet."""
+    def log(msg: str) -> None:
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+    return log
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):

@@ -31,6 +31,7 @@ import sys
 import time
 import uuid
 
+import common
 from common import UnixHTTPConnection
 
 LOAD = r"""
@@ -183,20 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             results.append(bench(e, args))
         finally:
             e.cleanup()
-    names = list(results[0])
-    width = max(len(n) for n in names) + 2
-    print("".join([f"{'':{width}}"] + [f"{h[-28:]:>32}" for h in hosts]))
-    for n in names:
-        cells = []
-        for r in results:
-            v = r.get(n) or []
-            if not v:
-                cells.append(f"{'n/a':>32}")
-            elif len(v) == 1:
-                cells.append(f"{v[0]:>32.2f}")
-            else:
-                cells.append(f"{f'{statistics.median(v):.1f} (min {min(v):.1f} max {max(v):.1f})':>32}")
-        print(f"{n:{width}}" + "".join(cells))
+    common.print_samples(hosts, results, single=".2f")
     return 0
 
 

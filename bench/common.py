@@ -123,3 +123,22 @@ def print_rows(head: list[str], rows: list[list[object]]) -> None:
     print("-" * len(line))
     for row in rows:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
+
+
+def print_samples(hosts: list[str], results: list[dict[str, list[float]]], single: str = ".1f") -> None:
+    """One row per figure, one column per engine: a lone sample as is (`single` format), several
+    as their median with min and max."""
+    names = list(results[0])
+    width = max(len(n) for n in names) + 2
+    print("".join([f"{'':{width}}"] + [f"{h[-28:]:>32}" for h in hosts]))
+    for n in names:
+        cells = []
+        for r in results:
+            v = r.get(n) or []
+            if not v:
+                cells.append(f"{'n/a':>32}")
+            elif len(v) == 1:
+                cells.append(f"{v[0]:>32{single}}")
+            else:
+                cells.append(f"{f'{statistics.median(v):.1f} (min {min(v):.1f} max {max(v):.1f})':>32}")
+        print(f"{n:{width}}" + "".join(cells))

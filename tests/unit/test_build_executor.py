@@ -262,15 +262,24 @@ def test_workdir_makes_its_directory_as_a_layer_and_is_cached(engine: Engine, tm
     assert "/app" in ctrs.committed[0] and "/app/sub" in ctrs.committed[1] and len(ctrs.committed) == 2
     assert img.config["config"]["WorkingDir"] == "/tmp"
     assert sorted(ctrs.removed) == sorted(ctrs.made) and len(ctrs.made) == 3
+    out = _text(first)
+    for cid in ctrs.made:  # each step's container shown and removed, as dockerd's
+        assert f" ---> Running in {cid[:12]}\n" in out and f"Removing intermediate container {cid[:12]}\n" in out
     again = _run(engine, tmp_path, text)
     assert _text(again).count(" ---> Using cache") == 3 and len(ctrs.made) == 3
     assert next(r["aux"]["ID"] for r in again if "aux" in r) == img.id
+    # --rm=false keeps the step's container, as it keeps a RUN's.
+    _run(engine, tmp_path, "FROM base:1\nWORKDIR /kept\n", rm="0")
+    assert len(ctrs.made) == 4 and ctrs.made[-1] not in ctrs.removed
 
 
 def test_workdir_over_a_file_fails_and_leaves_no_container(engine: Engine, tmp_path: Path) -> None:
     ctrs = RootfsContainers(tmp_path / "rootfs")
     engine.containers = engine.rootfs = engine.commits = ctrs  # type: ignore[assignment]
-    with pytest.raises(BuildFailed, match="Cannot mkdir: /etc/x/y is not a directory"):
-        _run(engine, tmp_path, "FROM base:1\nWORKDIR /etc/x/y\n", t="app:bad")
-    assert ctrs.made and ctrs.removed == ctrs.made and ctrs.committed == []
+    with pytest.raises(BuildFailed, match="^Cannot mkdir: /etc/x is not a directory$"):
+        _run(engine, tmp_path, "FROM base:1\nWORKDIR /etc/x\n", t="app:bad")
+    # A file on the way: named inside the image (dockerd would show its own host path).
+    with pytest.raises(BuildFailed, match="^Cannot mkdir: /etc/x/y/z: /etc/x is not a directory$"):
+        _run(engine, tmp_path, "FROM base:1\nWORKDIR /etc/x/y/z\n", t="app:bad")
+    assert len(ctrs.made) == 2 and ctrs.removed == ctrs.made and ctrs.committed == []
     assert engine.images.tagged == []

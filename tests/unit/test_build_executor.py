@@ -17,9 +17,10 @@ from daemon.build import dockerfile, options
 from daemon.build.cache import BuildCache
 from daemon.build.context import BuildContext
 from daemon.build.executor import BuildRun
-from daemon.build.state import Engine
+from daemon.build.state import BuildFailed, Engine
 from daemon.errors import InvalidParameter
 from daemon.images.service import Image
+from storage.layers import Layer
 
 BASE = Image(id="sha256:" + "b" * 64, config={"config": {"Env": ["PATH=/bin"], "Cmd": ["sh"]},
                                                "rootfs": {"type": "layers", "diff_ids": ["sha256:d"]},
@@ -209,3 +210,79 @@ def test_finish_outlives_a_cancelled_caller() -> None:
         assert await cleanup.finish(work()) == 1
 
     asyncio.run(main())
+
+
+class RootfsContainers:
+    """Created containers whose rootfs is a fresh copy of a small tree (/tmp a directory, /etc/x
+    a file); commits record what the rootfs held at commit time."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: list[str] = []
+        self.removed: list[str] = []
+        self.committed: list[set[str]] = []
+
+    async def create(self, body: dict, name: str | None) -> dict:
+        cid = f"{len(self.made) + 1:064x}"
+        rootfs = self.root / cid
+        (rootfs / "tmp").mkdir(parents=True)
+        (rootfs / "etc").mkdir()
+        (rootfs / "etc" / "x").write_text("file")
+        self.made.append(cid)
+        return {"Id": cid}
+
+    def get(self, ref: str) -> str:
+        return ref
+
+    async def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        self.removed.append(ref)
+
+    def mount(self, c: str) -> Path:
+        return self.root / c
+
+    def unmount_quietly(self, c: str) -> None:
+        pass
+
+    async def container_layer(self, cid: str, parent: str | None) -> Layer:
+        top = self.root / cid
+        self.committed.append({"/" + str(p.relative_to(top)) for p in top.rglob("*")})
+        diff = "sha256:" + hashlib.sha256(cid.encode()).hexdigest()
+        return Layer(diff, diff, parent, 10)
+
+
+def test_workdir_makes_its_directory_as_a_layer_and_is_cached(engine: Engine, tmp_path: Path) -> None:
+    ctrs = RootfsContainers(tmp_path / "rootfs")
+    engine.containers = engine.rootfs = engine.commits = ctrs  # type: ignore[assignment]
+    text = "FROM base:1\nWORKDIR /app\nWORKDIR sub\nWORKDIR /tmp\n"
+    first = _run(engine, tmp_path, text)
+    img = engine.images.images[next(r["aux"]["ID"] for r in first if "aux" in r)]
+    hist = img.config["history"][1:]
+    assert [h["created_by"] for h in hist] == ["/bin/sh -c #(nop) WORKDIR /app", "/bin/sh -c #(nop) WORKDIR /app/sub",
+                                               "/bin/sh -c #(nop) WORKDIR /tmp"]
+    # A directory made is a layer; one already in the image (/tmp) is an empty layer.
+    assert [bool(h.get("empty_layer")) for h in hist] == [False, False, True]
+    assert len(img.config["rootfs"]["diff_ids"]) == 3 and len(img.chain_ids) == 3
+    assert "/app" in ctrs.committed[0] and "/app/sub" in ctrs.committed[1] and len(ctrs.committed) == 2
+    assert img.config["config"]["WorkingDir"] == "/tmp"
+    assert sorted(ctrs.removed) == sorted(ctrs.made) and len(ctrs.made) == 3
+    out = _text(first)
+    for cid in ctrs.made:  # each step's container shown and removed, as dockerd's
+        assert f" ---> Running in {cid[:12]}\n" in out and f"Removing intermediate container {cid[:12]}\n" in out
+    again = _run(engine, tmp_path, text)
+    assert _text(again).count(" ---> Using cache") == 3 and len(ctrs.made) == 3
+    assert next(r["aux"]["ID"] for r in again if "aux" in r) == img.id
+    # --rm=false keeps the step's container, as it keeps a RUN's.
+    _run(engine, tmp_path, "FROM base:1\nWORKDIR /kept\n", rm="0")
+    assert len(ctrs.made) == 4 and ctrs.made[-1] not in ctrs.removed
+
+
+def test_workdir_over_a_file_fails_and_leaves_no_container(engine: Engine, tmp_path: Path) -> None:
+    ctrs = RootfsContainers(tmp_path / "rootfs")
+    engine.containers = engine.rootfs = engine.commits = ctrs  # type: ignore[assignment]
+    with pytest.raises(BuildFailed, match="^Cannot mkdir: /etc/x is not a directory$"):
+        _run(engine, tmp_path, "FROM base:1\nWORKDIR /etc/x\n", t="app:bad")
+    # A file on the way: named inside the image (dockerd would show its own host path).
+    with pytest.raises(BuildFailed, match="^Cannot mkdir: /etc/x/y/z: /etc/x is not a directory$"):
+        _run(engine, tmp_path, "FROM base:1\nWORKDIR /etc/x/y/z\n", t="app:bad")
+    assert len(ctrs.made) == 2 and ctrs.removed == ctrs.made and ctrs.committed == []
+    assert engine.images.tagged == []

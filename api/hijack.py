@@ -91,11 +91,22 @@ class HijackRoutes:
 
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], HijackHandler, bool]] = []
+        # The methods of all routes, and of the plain ones: every request without upgrade is
+        # looked at (see HijackProtocol._match_hijack), and a GET must cost nothing there.
+        self._methods: set[bytes] = set()
+        self._plain_methods: set[bytes] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
     def add(self, method: str, regex: str, handler: HijackHandler, plain: bool = False) -> None:
         """plain: take the connection over without `Upgrade: tcp` too, as dockerd does."""
         self._routes.append((method.upper(), re.compile(regex), handler, plain))
+        self._methods.add(method.upper().encode("ascii"))
+        if plain:
+            self._plain_methods.add(method.upper().encode("ascii"))
+
+    def may_match(self, method: bytes, upgrade: bool = True) -> bool:
+        """False when no route can take a request with this method."""
+        return method in (self._methods if upgrade else self._plain_methods)
 
     @property
     def has_plain(self) -> bool:
@@ -487,11 +498,14 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 upgrade = False
             else:
                 return None
+            raw_method = parser.get_method()
+            if not self._hijack_routes.may_match(raw_method, upgrade):
+                return None
             if self.cycle is not None and not self.cycle.response_complete:
                 # A hijack pipelined behind an unfinished response would interleave with
                 # it; no real client does that, so let uvicorn treat it as plain HTTP.
                 return None
-            method = parser.get_method().decode("ascii")
+            method = raw_method.decode("ascii")
             parsed = httptools.parse_url(self.url)
             path = parsed.path.decode("latin-1")
             if "%" in path:
@@ -566,18 +580,20 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if end is None:
                 self._feed(data)
                 return
+            # Most reads are one whole request without a body: no copies then.
+            head, rest = (data, b"") if end == len(data) else (data[:end], data[end:])
             self._at_head_end = True
             try:
-                done = self._feed(data[:end], data[end:])
+                done = self._feed(head, rest)
             finally:
                 self._at_head_end = False
             if done:
                 return
             pending = self._hijack
             if pending is not None and not pending.upgrade:
-                self._take_over(pending, data[end:])
-            elif end < len(data):
-                self.data_received(data[end:])
+                self._take_over(pending, rest)
+            elif rest:
+                self.data_received(rest)
 
         def _feed(self, data: bytes, rest: bytes = b"") -> bool:
             """Parse `data`; True when the connection is no longer uvicorn's (taken over, or

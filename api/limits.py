@@ -43,6 +43,7 @@ class HeaderGuard:
         self._max = max_bytes
         self._timeout = timeout
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
         self._received = 0  # bytes read while the headers were incomplete (a header still being sent)
         self._parsed = 0  # bytes of the URL and the header lines the parser has handed over
         self.reading = False  # between a request's first byte (or the connection) and its headers' end
@@ -52,7 +53,11 @@ class HeaderGuard:
         """A connection opened or a request's first byte arrived."""
         if not self.reading:
             self._received = self._parsed = 0
+            self._deadline = self._loop.time() + self._timeout
         self.reading = True
+        # One timer per connection, not per request: a keep-alive connection's timer moves on
+        # to the current request's deadline when it fires (call_later and cancel for every
+        # request were 2 us of a 60 us /_ping).
         if self._timer is None:
             self._timer = self._loop.call_later(self._timeout, self._expired)
 
@@ -76,7 +81,6 @@ class HeaderGuard:
         """The headers are complete (the body and the response have no such limit); False when
         the request must not be served."""
         self.reading = False
-        self.stop()
         return not self.rejected
 
     def _fail(self, status: int, message: str) -> None:
@@ -92,5 +96,10 @@ class HeaderGuard:
 
     def _expired(self) -> None:
         self._timer = None
-        if self.reading and not self.rejected:
-            self._fail(408, f"request headers not received within {self._timeout:g} s")
+        if not self.reading or self.rejected:
+            return
+        left = self._deadline - self._loop.time()
+        if left > 0:
+            self._timer = self._loop.call_later(left, self._expired)
+            return
+        self._fail(408, f"request headers not received within {self._timeout:g} s")

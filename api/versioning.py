@@ -8,6 +8,7 @@ depends on it.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -51,6 +52,8 @@ def strip_version(path: str) -> tuple[str | None, str]:
 
     Returns (None, path) when there is no version prefix.
     """
+    if not path.startswith("/v"):
+        return None, path
     m = _PREFIX_RE.match(path)
     if m is None:
         return None, path
@@ -79,6 +82,7 @@ def version_at_least(version: str, minimum: str) -> bool:
     return compare_versions(version, minimum) >= 0
 
 
+@functools.lru_cache(maxsize=64)
 def check_version(version: str) -> str | None:
     """The error message dockerd gives for an unsupported version, or None if supported."""
     if compare_versions(version, MIN_API_VERSION) < 0:
@@ -118,8 +122,12 @@ class VersionPrefixMiddleware:
             scope["path"] = path
             raw = scope.get("raw_path")
             if raw is not None:
-                _, raw_str = strip_version(raw.decode("latin-1"))
-                scope["raw_path"] = raw_str.encode("latin-1")
+                prefix = b"/v" + version.encode("latin-1")
+                if raw.startswith(prefix) and raw[len(prefix):len(prefix) + 1] in (b"/", b""):
+                    scope["raw_path"] = raw[len(prefix):] or b"/"
+                else:  # the prefix percent-encoded in the raw path
+                    _, raw_str = strip_version(raw.decode("latin-1"))
+                    scope["raw_path"] = raw_str.encode("latin-1")
         effective = version or API_VERSION
         scope[SCOPE_KEY] = effective
         # Starlette exposes scope["state"] as request.state.

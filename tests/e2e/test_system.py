@@ -167,6 +167,25 @@ def test_docker_api_version_env(d: Daemon) -> None:
     assert d.docker("ps", "-a", env=env).returncode == 0
 
 
+def test_routes_of_every_group_through_the_cli(d: Daemon) -> None:
+    """Routes are dispatched by their first path segment (api/routing.py): one of each
+    router, the late ones included, still reaches its handler with its parameters, and a
+    known path with a wrong method is a 405 as before."""
+    assert d.docker("network", "inspect", "-f", "{{.Driver}}", "bridge").stdout.strip() == "bridge"
+    miss = d.docker("volume", "inspect", "no-such-volume-rt", check=False)
+    assert miss.returncode != 0 and "no-such-volume-rt" in miss.stderr
+    miss = d.docker("network", "inspect", "no-such-net-rt", check=False)
+    assert miss.returncode != 0 and "no-such-net-rt" in miss.stderr
+    assert d.docker("system", "df", "--format", "{{.Type}}").stdout.split()[0] == "Images"
+    assert d.api("GET", "/v1.50/swarm").status == 503  # not part of a swarm, as dockerd
+    r = d.api("POST", "/v1.50/_ping")
+    assert r.status == 405 and r.message() == "Method Not Allowed"
+    r = d.api("DELETE", "/v1.50/version")
+    assert r.status == 405 and r.message() == "Method Not Allowed"
+    r = d.api("GET", "/v1.50/containers/no-such-ctr-rt/json")
+    assert r.status == 404 and "no-such-ctr-rt" in r.message()
+
+
 def test_unknown_route_is_404_json(d: Daemon) -> None:
     r = d.api("GET", "/v1.50/no/such/route")
     assert r.status == 404

@@ -276,7 +276,8 @@ def test_parse_json_limits() -> None:
 
 
 class _Timer:
-    def __init__(self, callback) -> None:  # noqa: ANN001
+    def __init__(self, due: float, callback) -> None:  # noqa: ANN001
+        self.due = due
         self.callback = callback
         self.off = False
 
@@ -288,17 +289,28 @@ class _Loop:
     """The part of an event loop HeaderGuard uses, with time under the test's control."""
 
     def __init__(self) -> None:
+        self.now = 0.0
         self.timers: list[_Timer] = []
 
-    def call_later(self, _delay: float, callback) -> _Timer:  # noqa: ANN001
-        self.timers.append(_Timer(callback))
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback) -> _Timer:  # noqa: ANN001
+        self.timers.append(_Timer(self.now + delay, callback))
         return self.timers[-1]
 
+    def advance(self, seconds: float) -> None:
+        """Let time pass, running the timers that come due (and those they start) in order."""
+        end = self.now + seconds
+        while due := sorted((t for t in self.timers if not t.off and t.due <= end), key=lambda t: t.due):
+            timer = due[0]
+            timer.off = True
+            self.now = timer.due
+            timer.callback()
+        self.now = end
+
     def fire(self) -> None:
-        for timer in self.timers:
-            if not timer.off:
-                timer.off = True
-                timer.callback()
+        self.advance(1000)
 
 
 def test_header_guard_size_and_timeout() -> None:
@@ -307,8 +319,8 @@ def test_header_guard_size_and_timeout() -> None:
     guard = HeaderGuard(loop, lambda status, msg: rejected.append((status, msg)), max_bytes=100, timeout=5)  # type: ignore[arg-type]
     guard.begin()
     guard.parsed(60)
-    assert guard.complete() and not rejected  # complete headers under the limit: served, timer off
-    loop.fire()
+    assert guard.complete() and not rejected  # complete headers under the limit: served
+    loop.fire()  # an idle keep-alive connection is not a slow request
     assert not rejected
     guard.begin()
     guard.received(50)
@@ -322,6 +334,26 @@ def test_header_guard_size_and_timeout() -> None:
     loop.fire()
     assert rejected[-1][0] == 408 and slow.rejected
     assert error_response(431, "x").startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
+def test_header_guard_timer_follows_keep_alive_requests() -> None:
+    """One timer per connection: when it fires for an earlier request, the one in progress
+    still gets its full time, and is cut once that is over."""
+    rejected: list[tuple[int, str]] = []
+    loop = _Loop()
+    guard = HeaderGuard(loop, lambda status, msg: rejected.append((status, msg)), max_bytes=100, timeout=5)  # type: ignore[arg-type]
+    guard.begin()
+    assert guard.complete()
+    loop.advance(4)
+    guard.begin()  # the next request on the connection starts at t=4: its deadline is t=9
+    loop.advance(3)  # t=7: the first request's timer came due at t=5
+    assert not rejected and not guard.rejected
+    assert len([t for t in loop.timers if not t.off]) == 1
+    loop.advance(1.5)  # t=8.5
+    assert not rejected
+    loop.advance(1)  # t=9.5
+    assert rejected == [(408, "request headers not received within 5 s")]
+    guard.stop()
 
 
 # -- the cgroup v2 device filter ------------------------------------------------------------------

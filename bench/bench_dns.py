@@ -32,7 +32,6 @@ import time
 import uuid
 
 import common
-from common import UnixHTTPConnection
 
 LOAD = r"""
 import json, socket, sys, time
@@ -79,33 +78,11 @@ print(json.dumps({"lat": lat, "lost": lost, "qps": got / (now - t0)}))
 """
 
 
-class Engine:
+class Engine(common.Engine):
     def __init__(self, host: str, label: str, subnet: str) -> None:
-        if not host.startswith("unix://"):
-            raise SystemExit(f"{host}: only unix:// hosts are supported")
-        self.host = host
-        self.sock = host[len("unix://"):]
-        self.label = label
-        self.env = dict(os.environ, DOCKER_HOST=host)
+        super().__init__(host, label)
         self.network = f"benchdns-{label}"
         self.subnet = subnet
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-        conn = UnixHTTPConnection(self.sock)
-        try:
-            conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                         headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            raw = r.read()
-            return r.status, json.loads(raw) if raw.strip() else None
-        finally:
-            conn.close()
-
-    def run(self, *args: str) -> str:
-        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)}: {p.stderr.strip()}")
-        return p.stdout.strip()
 
     def container(self, *args: str) -> str:
         return self.run("run", "-d", "--label", f"bench-dns={self.label}", "--network", self.network, *args,
@@ -115,7 +92,7 @@ class Engine:
         ids = self.run("ps", "-aq", "--filter", f"label=bench-dns={self.label}").split()
         if ids:
             self.run("rm", "-f", *ids)
-        subprocess.run(["docker", "network", "rm", self.network], env=self.env, capture_output=True, timeout=60)
+        self.docker("network", "rm", self.network, check=False, timeout=60)
 
 
 def start_time(e: Engine, mode: str, runs: int) -> list[float]:

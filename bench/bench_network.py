@@ -33,7 +33,6 @@ import time
 import uuid
 
 import common
-from common import UnixHTTPConnection
 
 SINK = r"""
 import socket, sys
@@ -64,32 +63,7 @@ print(f"{total / el / 1e6:.1f}")
 """
 
 
-class Engine:
-    def __init__(self, host: str, label: str) -> None:
-        if not host.startswith("unix://"):
-            raise SystemExit(f"{host}: only unix:// hosts are supported")
-        self.host = host
-        self.sock = host[len("unix://"):]
-        self.label = label
-        self.env = dict(os.environ, DOCKER_HOST=host)
-
-    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
-        conn = UnixHTTPConnection(self.sock)
-        try:
-            conn.request(method, path, body=json.dumps(body) if body is not None else None,
-                         headers={"Content-Type": "application/json"})
-            r = conn.getresponse()
-            raw = r.read()
-            return r.status, json.loads(raw) if raw.strip() else None
-        finally:
-            conn.close()
-
-    def run(self, *args: str) -> str:
-        p = subprocess.run(["docker", *args], env=self.env, capture_output=True, text=True, timeout=120)
-        if p.returncode != 0:
-            raise RuntimeError(f"docker {' '.join(args)}: {p.stderr.strip()}")
-        return p.stdout.strip()
-
+class Engine(common.Engine):
     def container(self, *args: str) -> str:
         return self.run("run", "-d", "--label", f"bench-net={self.label}", *args, "busybox", "sleep", "3600")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import os
 import socket
 import statistics
@@ -108,6 +109,24 @@ class Engine:
         if check and p.returncode != 0:
             raise RuntimeError(f"docker {' '.join(args)} on {self.host}: exit {p.returncode}: {p.stderr.strip()}")
         return p
+
+    def run(self, *args: str) -> str:
+        """`docker ARGS`'s output, stripped; a failure raises."""
+        return self.docker(*args).stdout.strip()
+
+    def api(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict | None]:
+        """One raw Engine API request on a unix:// host: (status, JSON answer or None)."""
+        if not self.host.startswith("unix://"):
+            raise SystemExit(f"{self.host}: only unix:// hosts are supported")
+        conn = UnixHTTPConnection(self.host[len("unix://"):])
+        try:
+            conn.request(method, path, body=json.dumps(body) if body is not None else None,
+                         headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            raw = r.read()
+            return r.status, json.loads(raw) if raw.strip() else None
+        finally:
+            conn.close()
 
     def cleanup(self) -> None:
         ids = self.docker("ps", "-aq", "--filter", f"label={self.label}", check=False).stdout.split()

@@ -6,22 +6,20 @@ dockerd's dispatchers: no containers, no files."""
 from __future__ import annotations
 
 import posixpath
-import re
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from daemon.build.dockerfile import Instruction
 from daemon.build.shellwords import process_word
+from daemon.containers import health_config
 from daemon.errors import InvalidParameter
+from daemon.images.dockerfile_changes import expose_ports
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
 # Usable without an ARG line, and kept out of the image history (dockerd's builtinAllowedBuildArgs).
 PROXY_ARGS = {"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy",
               "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
-_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000, "m": 60_000_000_000,
-       "h": 3_600_000_000_000}
 
 
 @dataclass
@@ -109,19 +107,11 @@ def command_form(ins: Instruction, shell: list[str]) -> list[str]:
 
 
 def parse_duration_ns(value: str, what: str) -> int:
-    """Go's time.ParseDuration for the HEALTHCHECK flags."""
-    if value in ("", "0"):
-        return 0
-    pos = 0
-    total = 0.0
-    for m in _DURATION_PART.finditer(value):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _NS[m.group(2)]
-        pos = m.end()
-    if pos != len(value) or pos == 0:
-        raise InvalidParameter(f"Error parsing {what}: time: invalid duration \"{value}\"")
-    return int(total)
+    """Go's time.ParseDuration for the HEALTHCHECK flags, the builder's wording around it."""
+    try:
+        return health_config.parse_go_duration(value) if value else 0
+    except InvalidParameter as e:
+        raise InvalidParameter(f"Error parsing {what}: {e.message}") from None
 
 
 def healthcheck(ins: Instruction, shell: list[str]) -> dict:
@@ -160,26 +150,6 @@ def healthcheck(ins: Instruction, shell: list[str]) -> dict:
             raise InvalidParameter(f"--retries cannot be 0 or negative ({retries})")
         hc["Retries"] = retries
     return hc
-
-
-def expose_ports(words: list[str]) -> list[str]:
-    """EXPOSE 80 90/udp 8000-8002 as ExposedPorts keys."""
-    out = []
-    for w in words:
-        port, _, proto = w.partition("/")
-        proto = (proto or "tcp").lower()
-        if proto not in ("tcp", "udp", "sctp"):
-            raise InvalidParameter(f"invalid proto: {proto}")
-        lo, _, hi = port.partition("-")
-        try:
-            a = int(lo)
-            b = int(hi) if hi else a
-        except ValueError:
-            raise InvalidParameter(f"invalid containerPort: {port}") from None
-        if not (0 < a <= 65535 and a <= b <= 65535):
-            raise InvalidParameter(f"invalid containerPort: {port}")
-        out += [f"{p}/{proto}" for p in range(a, b + 1)]
-    return out
 
 
 def check_signal(value: str) -> None:

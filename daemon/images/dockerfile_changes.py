@@ -46,6 +46,26 @@ def _pairs(instr: str, args: str) -> list[tuple[str, str]]:
     return out
 
 
+def expose_ports(words: list[str]) -> list[str]:
+    """EXPOSE 80 90/udp 8000-8002 as ExposedPorts keys (a Dockerfile's, a commit/import change's)."""
+    out = []
+    for w in words:
+        port, _, proto = w.partition("/")
+        proto = (proto or "tcp").lower()
+        if proto not in ("tcp", "udp", "sctp"):
+            raise InvalidParameter(f"invalid proto: {proto}")
+        lo, _, hi = port.partition("-")
+        try:
+            a = int(lo)
+            b = int(hi) if hi else a
+        except ValueError:
+            raise InvalidParameter(f"invalid containerPort: {port}") from None
+        if not (0 < a <= 65535 and a <= b <= 65535):
+            raise InvalidParameter(f"invalid containerPort: {port}")
+        out += [f"{p}/{proto}" for p in range(a, b + 1)]
+    return out
+
+
 def apply(config: dict, changes: list[str]) -> dict:
     """Returns a copy of an image's `config` section with the instructions applied."""
     cfg = json.loads(json.dumps(config))
@@ -75,20 +95,7 @@ def apply(config: dict, changes: list[str]) -> dict:
             cfg["Labels"] = labels
         elif instr == "EXPOSE":
             ports = dict(cfg.get("ExposedPorts") or {})
-            for p in args.split():
-                port, _, proto = p.partition("/")
-                proto = (proto or "tcp").lower()
-                if proto not in ("tcp", "udp", "sctp"):
-                    raise InvalidParameter(f"invalid proto: {proto}")
-                lo, _, hi = port.partition("-")
-                try:
-                    start, end = int(lo), int(hi or lo)
-                except ValueError as e:
-                    raise InvalidParameter(f"invalid containerPort: {port}") from e
-                if not (0 < start <= end <= 65535):
-                    raise InvalidParameter(f"invalid containerPort: {port}")
-                for n in range(start, end + 1):
-                    ports[f"{n}/{proto}"] = {}
+            ports.update({p: {} for p in expose_ports(args.split())})
             cfg["ExposedPorts"] = ports
         elif instr == "VOLUME":
             vols = dict(cfg.get("Volumes") or {})

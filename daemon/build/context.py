@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from daemon.build import ignore
+from daemon.build import cleanup, ignore
 from daemon.build.contexts import ContextStore, Unpacked
 from daemon.build.copying import is_archive
 from daemon.errors import InvalidParameter
@@ -88,7 +88,8 @@ async def receive(body: AsyncIterator[bytes] | None, remote: str, dockerfile_nam
         await asyncio.to_thread(_apply_dockerignore, root)
         return BuildContext(workdir, root, text, name)
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        # Off the loop (an unpacked context can be large), and to its end even when cancelled.
+        await cleanup.finish(asyncio.to_thread(shutil.rmtree, workdir, True))
         raise
 
 
@@ -223,10 +224,11 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
             await asyncio.to_thread(_extract, raw, root)
         dest.unlink()
         return None
-    data = dest.read_bytes()
-    dest.unlink()
-    if len(data) > MAX_DOCKERFILE:
+    # Neither an archive nor small enough for a Dockerfile: refused before it is read.
+    if dest.stat().st_size > MAX_DOCKERFILE:
         raise InvalidParameter("the remote Dockerfile is too large")
+    data = await asyncio.to_thread(dest.read_bytes)
+    dest.unlink()
     return data.decode("utf-8", errors="replace")
 
 

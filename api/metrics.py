@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable, Generator
 from typing import Any
 
 import uvicorn
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from api.backends.metrics import RequestObserver
 from api.server import parse_host
@@ -80,6 +79,10 @@ class MetricsServer:
         return cls(sock, f"http://{host}:{port}/metrics")
 
     def start(self, scrape: Callable[[], Awaitable[bytes]]) -> None:
+        # Imported here, not with the module: prometheus_client costs ~5 MiB, which only a daemon
+        # with --metrics-addr pays (api.app imports this module for the middleware).
+        from prometheus_client import CONTENT_TYPE_LATEST
+
         async def app(scope: dict, receive: Callable, send: Callable) -> None:
             if scope["type"] != "http":
                 return

@@ -10,7 +10,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from api.backends import Backends
 from daemon import config as config_mod
@@ -38,7 +38,6 @@ from daemon.images.commit import CommitService
 from daemon.images.imagefiles import ImageArchives, Spool
 from daemon.images.service import ImageService
 from daemon.looplag import LoopLag
-from daemon.metrics.metrics import Metrics, RunningContainer
 from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
@@ -57,6 +56,9 @@ from storage.layersource import LayerSources
 from storage.mounts import mounted_under
 from storage.rootfs import make_driver
 from storage.volumes import LocalDriver
+
+if TYPE_CHECKING:
+    from daemon.metrics.metrics import Metrics
 
 log = logging.getLogger("pydockerd")
 
@@ -93,7 +95,11 @@ class Daemon:
         self.seccomp = seccomp.detect()
         # Only with --metrics-addr: without a scraper, counting is work for nobody.
         self.looplag = LoopLag()
-        self.metrics = Metrics(self.cgroups, self.looplag) if cfg.metrics_addr else None
+        self.metrics: Metrics | None = None
+        if cfg.metrics_addr:
+            # Imported only then: prometheus_client costs ~5 MiB.
+            from daemon.metrics.metrics import Metrics
+            self.metrics = Metrics(self.cgroups, self.looplag)
         self.container_defaults = container_defaults(cfg)
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
@@ -202,6 +208,8 @@ class Daemon:
     async def metrics_text(self) -> bytes:
         """One scrape: container states and the running containers are read here, on the loop;
         their cgroup files in a thread."""
+        from daemon.metrics.metrics import RunningContainer
+
         assert self.metrics is not None
         counts = self.containers.counts()
         states = {"running": counts["ContainersRunning"], "paused": counts["ContainersPaused"],

@@ -72,6 +72,10 @@ class SystemService:
         doc: dict = {"cmdline": sys.argv, "memstats": _memstats()}
         if self.looplag is not None:
             doc["looplag"] = {"percentiles": self.looplag.percentiles(), "histogram": self.looplag.histogram()}
+        if os.environ.get("PYDOCKERD_MEMDEBUG", "") not in ("", "0"):
+            # Imported only here: tracemalloc pulls in pickle, and the report is for debugging.
+            from daemon.util import memdebug
+            doc["memdebug"] = memdebug.report()
         return doc
     # The API's TCP listeners as bound (fd:// ones included), for docker info's warnings.
     tcp_listeners: tuple[str, ...] = ()

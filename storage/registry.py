@@ -20,11 +20,14 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
-
-import urllib3
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from .digest import DigestMismatch
+
+if TYPE_CHECKING:
+    # At run time imported by the functions that use it, on the first registry operation: urllib3
+    # costs the daemon ~4 MiB, which a daemon that never pulls or pushes need not carry.
+    import urllib3
 
 DOCKER_HUB = "docker.io"
 HUB_ENDPOINT = "registry-1.docker.io"
@@ -141,6 +144,8 @@ class RegistryClient:
 
     def __init__(self, domain: str, creds: Credentials | None = None, insecure_registries: Iterable[str] = (),
                  *, connect_timeout: float | None = None, read_timeout: float | None = None) -> None:
+        import urllib3
+
         self.domain = domain
         self.creds = creds or Credentials()
         host = HUB_ENDPOINT if domain in (DOCKER_HUB, "index.docker.io", "registry-1.docker.io") else domain
@@ -166,6 +171,8 @@ class RegistryClient:
 
     def ping(self) -> None:
         """GET /v2/: picks the endpoint and learns how to authenticate (not an error if 401)."""
+        import urllib3
+
         last: RegistryError | None = None
         for base in self.candidates:
             try:
@@ -189,6 +196,8 @@ class RegistryClient:
                 body: Any = None, stream: bool = False, ok: tuple[int, ...] = (200,),
                 url: str | None = None) -> urllib3.BaseHTTPResponse:
         """One request with authentication; `scope` e.g. "repository:cap/busybox:pull"."""
+        import urllib3
+
         if not self.base:
             self.ping()
         target = url or f"{self.base}{path}"
@@ -234,6 +243,8 @@ class RegistryClient:
         return ""
 
     def _fetch_token(self, params: dict[str, str], scope: str) -> str:
+        import urllib3
+
         realm = params.get("realm")
         if not realm:
             raise RegistryError("registry asked for a bearer token without a realm")
@@ -403,6 +414,8 @@ def _q(v: str) -> str:
 
 
 def _drain(r: urllib3.BaseHTTPResponse) -> None:
+    import urllib3
+
     try:
         r.drain_conn()
     except urllib3.exceptions.HTTPError:
@@ -411,6 +424,8 @@ def _drain(r: urllib3.BaseHTTPResponse) -> None:
 
 
 def _read_limited(r: urllib3.BaseHTTPResponse, limit: int, what: str) -> bytes:
+    import urllib3
+
     out = bytearray()
     try:
         while chunk := r.read(CHUNK):
@@ -444,6 +459,8 @@ def _error_code(data: bytes) -> str:
 
 def describe_error(e: Exception) -> str:
     """Go-like wording of a transport error: `dial tcp 127.0.0.1:5998: connect: connection refused`."""
+    import urllib3
+
     inner = getattr(e, "reason", None) or e
     text = str(inner)
     if "Connection refused" in text or isinstance(inner, ConnectionRefusedError):

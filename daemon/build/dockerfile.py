@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-
-import dockerfile as _parser
+from typing import TYPE_CHECKING
 
 from daemon.errors import InvalidParameter
+
+if TYPE_CHECKING:
+    import dockerfile as _parser
 
 INSTRUCTIONS = {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
                 "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir"}
@@ -92,6 +94,8 @@ def _instruction(cmd: _parser.Command) -> Instruction:
             raise InvalidParameter(f"Dockerfile parse error line {line}: {trigger.upper()} isn't allowed as an "
                                    "ONBUILD trigger")
         text = cmd.original.split(None, 1)[1] if " " in cmd.original.strip() else ""
+        import dockerfile as _parser
+
         sub = _instruction(_parser.Command(cmd.sub_cmd, None, cmd.json, text, line, line, (), cmd.value, ()))
     args = tuple(cmd.value)
     if name not in ("onbuild",) and (not args or args == ("",)) and name not in ("cmd", "entrypoint", "run"):
@@ -101,6 +105,10 @@ def _instruction(cmd: _parser.Command) -> Instruction:
 
 def parse_instructions(text: str) -> list[Instruction]:
     """Instructions of a Dockerfile text or an ONBUILD trigger list; parse errors as 400s."""
+    # Imported on the first build: the parser is a Go library whose runtime (heap, threads)
+    # starts when it is loaded, ~3 MiB a daemon that never builds need not carry.
+    import dockerfile as _parser
+
     try:
         cmds = _parser.parse_string(text)
     except _parser.GoParseError as e:

@@ -22,8 +22,6 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
-import urllib3
-
 from daemon.distribution.progress import reporter, status
 from daemon.distribution.registries import RegistryClients, remote_path, to_daemon_error
 from daemon.errors import DaemonError, InvalidParameter, NotFound
@@ -277,6 +275,8 @@ class Puller:
 def _download(client: RegistryClient, path: str, desc: dict, blobs: BlobStore, cancel: threading.Event,
               report: Callable[[int], None]) -> bool:
     """Fetch one blob into the store, verified; False if it was there already."""
+    import urllib3  # loaded with the client already (storage/registry.py)
+
     digest = desc["digest"]
     if blobs.exists(digest):  # stored only ever after verification: usable as is
         return False

@@ -15,7 +15,7 @@ from daemon.images import reference
 from daemon.util.filters import Filters
 from daemon.util.timeutil import parse_time_filter
 
-_HISTORY = 1024  # events kept for `docker events --since`
+_HISTORY = 256  # events kept for `docker events --since`: dockerd keeps 256 (eventsLimit)
 
 EVENT_FILTERS = {"container", "event", "image", "label", "type", "volume", "network", "daemon", "plugin",
                  "node", "service", "secret", "config", "scope"}

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from daemon.config import Config, ConfigError, Loaded, load_all
 from daemon.sdnotify import Notifier
+from daemon.util import memtrim
 
 log = logging.getLogger("pydockerd")
 
@@ -143,6 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, OSError) as e:
         print(f"pydockerd: {e}", file=sys.stderr)
         return 1
+    memtrim.limit_arenas()
     # Monitors are children until their container exits: reap them with pidfds, not a thread each.
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:

@@ -49,6 +49,9 @@ class Store:
         # FULL: a commit is on disk before the API answers (the durability rule).
         db.execute("PRAGMA synchronous=FULL")
         db.execute("PRAGMA foreign_keys=ON")
+        # SQLite's page cache would grow to 2 MiB (its default) and stay: the services hold every
+        # object in memory and read the database only at start-up, the kernel caches the file.
+        db.execute("PRAGMA cache_size=-256")
         db.executescript(_SCHEMA)
         row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         if row is None:

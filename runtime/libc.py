@@ -98,6 +98,7 @@ def _b(value: str | None) -> bytes | None:
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
+M_ARENA_MAX = -8
 
 
 def mallopt(param: int, value: int) -> bool:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import os
 import sys
+import tempfile
 import threading
 import tracemalloc
 from collections import Counter
@@ -34,6 +36,21 @@ def _mallinfo() -> dict[str, int]:
     return {name: getattr(m, name) for name, _ in MallInfo2._fields_}
 
 
+def _pymalloc() -> list[str]:
+    """The summary lines of sys._debugmallocstats() (it writes to fd 2, borrowed meanwhile)."""
+    with tempfile.TemporaryFile() as f:
+        saved = os.dup(2)
+        try:
+            os.dup2(f.fileno(), 2)
+            sys._debugmallocstats()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+        f.seek(0)
+        lines = f.read().decode(errors="replace").splitlines()
+    return [line for line in lines if line.startswith(("# arenas", "# bytes in", "Total"))]
+
+
 def _tracemalloc() -> dict:
     snap = tracemalloc.take_snapshot().filter_traces((
         tracemalloc.Filter(False, tracemalloc.__file__),
@@ -53,6 +70,8 @@ def _tracemalloc() -> dict:
 
 def report() -> dict:
     """Modules, threads, live objects by type, heap figures and (if tracing) allocation sites."""
+    # Cycles not yet collected would look like leaks in the growth list.
+    gc.collect()
     counts = Counter(type(o).__name__ for o in gc.get_objects())
     doc: dict = {
         "modules": sorted(sys.modules),
@@ -61,6 +80,7 @@ def report() -> dict:
         "types": counts.most_common(_TOP),
         "gc": {"counts": gc.get_count(), "frozen": gc.get_freeze_count()},
         "mallinfo": _mallinfo(),
+        "pymalloc": _pymalloc(),
     }
     if tracemalloc.is_tracing():
         doc["tracemalloc"] = _tracemalloc()

@@ -134,6 +134,7 @@ class Daemon:
         self.launcher = ZygoteLauncher(cfg.exec_root)
         self.execs = ExecService(self.registry, self.events, self.cgroups, self.seccomp, self.launcher,
                                  link_env=self.sandboxes.link_env)
+        self.registry.on_discard.append(self.execs.forget_container)
         # Health probes run as execs.
         self.health = HealthMonitor(runner=self.execs, events=self.events, persist=self.registry.persist)
         self.containers = ContainerService(store=self.store, registry=self.registry, images=self.images,

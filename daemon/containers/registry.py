@@ -9,7 +9,7 @@ each of them, so no service needs another service just to find a container.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from daemon.containers.container import Container
 from daemon.errors import Conflict, InvalidParameter, NotFound
@@ -21,6 +21,8 @@ class ContainerRegistry:
         self._store = store
         self._by_id: dict[str, Container] = {}
         self._names: dict[str, str] = {}  # "/name" -> id
+        # Called with each removed container: what others keep per container goes with it.
+        self.on_discard: list[Callable[[Container], None]] = []
 
     # -- look-up -----------------------------------------------------------------------------
     def find(self, ref: str) -> Container | None:
@@ -85,6 +87,8 @@ class ContainerRegistry:
         """A removed container: its id and, if it still holds it, its name."""
         self._by_id.pop(c.id, None)
         self.release(c.name, c.id)
+        for fn in self.on_discard:
+            fn(c)
 
     def new_id(self) -> str:
         """A fresh id whose 12-char short form is unique: it names the runtime bundle (unix

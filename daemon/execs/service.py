@@ -119,6 +119,12 @@ class ExecService:
                                        c.event_attrs(execID=ex.id))
         return ex.id
 
+    def forget_container(self, c: Container) -> None:
+        """A removed container's exec instances go with it, as in dockerd (and with them their
+        processes' pipes and readers: ~3 KiB each)."""
+        for e in [e for e in self.execs.values() if e.container_id == c.id]:
+            del self.execs[e.id]
+
     def _trim(self) -> None:
         # Execs of removed containers go with them, as in dockerd (created-but-never-started
         # ones stayed for good); of the finished ones the newest few stay for inspection.

@@ -64,6 +64,8 @@ def _tracemalloc() -> dict:
     if _last:
         diff = snap.compare_to(_last[0], "lineno")
         doc["growth"] = [f"{d.size_diff:+} {d.count_diff:+} {d.traceback}" for d in diff[:_TOP]]
+        by_file = snap.compare_to(_last[0], "filename")
+        doc["growth_by_file"] = [f"{d.size_diff:+} {d.count_diff:+} {d.traceback}" for d in by_file[:_TOP]]
     _last[:] = [snap]
     return doc
 

@@ -47,7 +47,7 @@ from daemon.swarm import NoSwarm
 from daemon.system import SystemService
 from daemon.util import memtrim
 from daemon.volumes.service import VolumeService
-from network.dns import Resolver
+from network.dnsnames import LazyResolver
 from runtime import cgroups
 from runtime.launcher import ZygoteLauncher
 from storage.blobs import BlobStore
@@ -126,7 +126,7 @@ class Daemon:
                                        userland_proxy=cfg.userland_proxy,
                                        fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
         names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
-        dns = EmbeddedDns(names=names, resolver=Resolver(names), network=self.networks.by_name, data_root=root)
+        dns = EmbeddedDns(names=names, resolver=LazyResolver(names), network=self.networks.by_name, data_root=root)
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
                                         events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
         # Monitors and exec processes are forked from a template process that shares its

@@ -27,7 +27,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import dns.asyncquery
 import dns.exception
@@ -41,6 +40,8 @@ import dns.reversename
 import dns.rrset
 
 from network import netns
+from network.dnsnames import Addresses as Addresses  # re-exported: the answers are built from them
+from network.dnsnames import Directory
 
 LISTEN_ADDRESS = "127.0.0.11"
 TTL = 600  # dockerd's respTTL
@@ -56,29 +57,6 @@ MAX_CACHED_ANSWERS = 256  # per container; queries are at most 4 KiB: 1 MiB at w
 UDP_BATCH = 64  # datagrams read per wake-up: fewer trips through the loop, yet fair to the others
 
 log = logging.getLogger("pydockerd.dns")
-
-
-@dataclass(frozen=True)
-class Addresses:
-    v4: list[str]
-    v6: list[str]
-
-
-class Directory(Protocol):
-    """The names the resolver owns, as one container sees them."""
-
-    def addresses(self, owner: str, name: str) -> Addresses | None:
-        """The addresses of `name` (lower case, no final dot) for the container `owner`; None
-        when the name is not one of ours (the query is forwarded then)."""
-        ...
-
-    def hostname(self, owner: str, address: str) -> str | None:
-        """The name of an address on owner's networks (PTR), None when not ours."""
-        ...
-
-    def may_forward(self, owner: str) -> bool:
-        """False when every network of the container is internal: nothing goes out then."""
-        ...
 
 
 @dataclass

@@ -19,6 +19,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.containers.container import Container, paths
 from daemon.containers.registry import ContainerRegistry
@@ -27,7 +28,10 @@ from daemon.networks.names import dns_names
 from daemon.networks.network import Network
 from daemon.networks.sandbox import Sandboxes
 from network import hosts
-from network.dns import Addresses, Resolver
+from network.dnsnames import Addresses, LazyResolver
+
+if TYPE_CHECKING:
+    from network.dns import Resolver
 
 DEFAULT_BRIDGE = "bridge"
 
@@ -145,8 +149,8 @@ class EmbeddedDns:
     """When a container's resolver listens and where it forwards: it listens while the
     container runs with a user network, and forwards to the servers its resolv.conf names."""
 
-    def __init__(self, *, names: ContainerNames, resolver: Resolver, network: Callable[[str], Network | None],
-                 data_root: Path) -> None:
+    def __init__(self, *, names: ContainerNames, resolver: Resolver | LazyResolver,
+                 network: Callable[[str], Network | None], data_root: Path) -> None:
         self.names = names
         self.resolver = resolver
         self.network = network

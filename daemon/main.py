@@ -10,6 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
+from api import uvicornmain
 from daemon.config import Config, ConfigError, Loaded, load_all
 from daemon.sdnotify import Notifier
 from daemon.util import memtrim
@@ -145,6 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"pydockerd: {e}", file=sys.stderr)
         return 1
     memtrim.limit_arenas()
+    uvicornmain.install()
     # Monitors are children until their container exits: reap them with pidfds, not a thread each.
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:

@@ -38,6 +38,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import ping
 from .limits import HeaderGuard, error_response
 from .params import parse_json
 from .streams import RAW_STREAM
@@ -429,6 +430,10 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         # without upgrade be taken over, since the bytes after it are known (see data_received).
         _at_head_end = False
         _guard: HeaderGuard
+        # The answer of a /_ping being read (api/ping.py): written when its request ends.
+        _ping: bytes | None = None
+        # When an idle keep-alive connection is closed; None while a request is in progress.
+        _idle_deadline: float | None = None
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
@@ -445,7 +450,48 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._guard.stop()
+            self._cancel_keepalive()
             super().connection_lost(exc)
+
+        # uvicorn arms a keep-alive timer after every response and cancels it on every read: a
+        # call_later and a cancel per request. Here one timer per connection follows a deadline
+        # instead (as HeaderGuard does), and is only re-armed when it fires early.
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_deadline = None
+
+        def _cancel_keepalive(self) -> None:
+            self._idle_deadline = None
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
+
+        def _arm_keepalive(self) -> None:
+            self._idle_deadline = deadline = self.loop.time() + self.timeout_keep_alive
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+
+        def _keepalive_due(self) -> None:
+            self.timeout_keep_alive_task = None
+            deadline = self._idle_deadline
+            if deadline is None:
+                return  # busy: the next response arms it again
+            if self.loop.time() < deadline:
+                self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+            else:
+                self.timeout_keep_alive_handler()
+
+        def on_response_complete(self) -> None:
+            # HttpToolsProtocol.on_response_complete with the deadline-based keep-alive timer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_deadline = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._arm_keepalive()
 
         def _reject_headers(self, status: int, message: str) -> None:
             self.logger.debug("closing a connection from %s: %s", self.client or "unix", message)
@@ -457,7 +503,24 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             self._guard.begin()
             self._hijack = None
             self._plain_body_left = 0
-            super().on_message_begin()
+            # HttpToolsProtocol.on_message_begin without the scope: a ping needs none, so it is
+            # built in on_headers_complete (see _new_scope).
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+
+        def _new_scope(self) -> None:
+            self.scope = {  # type: ignore[typeddict-item]
+                "type": "http",
+                "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                "http_version": "1.1",
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,  # type: ignore[typeddict-item]
+                "root_path": self.root_path,
+                "headers": self.headers,
+                "state": self.app_state.copy(),
+            }
 
         def on_url(self, url: bytes) -> None:
             self._guard.parsed(len(url))
@@ -470,6 +533,10 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             if not self._guard.complete():
                 return
+            if self._take_ping():
+                self._in_body = True
+                return
+            self._new_scope()
             pending = self._match_hijack()
             if pending is not None:
                 # No RequestResponseCycle: the HttpParserUpgrade that feed_data raises next
@@ -487,6 +554,36 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 # be trusted with what follows.
                 self.cycle.keep_alive = False
                 self._plain_body_left = _content_length(self.headers)
+
+        def _take_ping(self) -> bool:
+            """Whether this request is a /_ping answered here (api/ping.py), when its request ends."""
+            parser = self.parser
+            head = ping.is_ping(parser.get_method(), self.url)
+            if head is None or parser.should_upgrade() or parser.get_http_version() != "1.1":
+                return False
+            if not parser.should_keep_alive() or self.pipeline:
+                return False  # the app's path closes the connection or queues it properly
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return False  # behind an unfinished response: it would overtake it
+            date = b""
+            for name, value in self.server_state.default_headers:
+                if name == b"date":
+                    date = value
+                    break
+            self._ping = ping.ANSWERS.answer(head, date)
+            return True
+
+        def _answer_ping(self, answer: bytes) -> None:
+            self._ping = None
+            self.transport.write(answer)
+            if self.access_log:
+                self.access_logger.info('%s - "%s %s HTTP/1.1" 200', f"{self.client[0]}:{self.client[1]}"
+                                        if self.client else "unix", self.parser.get_method().decode("ascii"),
+                                        self.url.decode("latin-1"))
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self._arm_keepalive()
 
         def _match_hijack(self) -> _Pending | None:
             parser = self.parser
@@ -530,7 +627,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             )
 
         def on_body(self, body: bytes) -> None:
-            if self._guard.rejected:
+            if self._guard.rejected or self._ping is not None:
                 return
             if self._hijack is not None:
                 self._hijack.body += body
@@ -548,6 +645,10 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_complete(self) -> None:
             self._in_body = False
+            answer = self._ping
+            if answer is not None:
+                self._answer_ping(answer)
+                return
             if self._hijack is not None or self._plain_body_left or self._guard.rejected:
                 return
             super().on_message_complete()
@@ -627,7 +728,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             # From here on uvicorn must not know this connection: not in its shutdown,
             # not in its keep-alive timer, not in its concurrency count.
             self.connections.discard(self)
-            self._unset_keepalive_if_required()
+            self._cancel_keepalive()
             transport = self.transport
             loop = self.loop
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unix"

@@ -131,11 +131,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=8, help="keep-alive clients (default 8)")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per round (default 3)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
+    ap.add_argument("--only", action="append", metavar="'METHOD PATH'",
+                    help="measure only these requests (repeatable), e.g. --only 'GET /_ping'")
     args = ap.parse_args(argv)
+    paths = PATHS
+    if args.only:
+        try:
+            paths = [(m.upper(), p) for m, p in (o.split(None, 1) for o in args.only)]
+        except ValueError:
+            ap.error("--only takes 'METHOD PATH'")
     hosts = [args.host] + ([args.compare] if args.compare else [])
     rates: dict[tuple[str, str, str], list[float]] = {}
     cpus: dict[tuple[str, str, str], list[float]] = {}
-    for method, path in PATHS:
+    for method, path in paths:
         for _ in range(args.rounds):
             for h in hosts:
                 rate, cpu = rate_round(h, method, path, args.clients, args.duration)
@@ -144,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                     cpus.setdefault((h, method, path), []).append(cpu)
     head = ["figure", *(f"median [{h}]" for h in hosts)] + (["ratio (A/B)"] if len(hosts) == 2 else [])
     rows = []
-    for method, path in PATHS:
+    for method, path in paths:
         for what, table, fmt in (("req/s", rates, "{:.0f}"), ("daemon CPU us/req", cpus, "{:.0f}")):
             meds = [statistics.median(table[(h, method, path)]) if (h, method, path) in table else None
                     for h in hosts]

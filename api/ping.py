@@ -1,0 +1,92 @@
+"""`GET /_ping` and `HEAD /_ping`, answered by the HTTP protocol itself (api/hijack.py) with prebuilt bytes.
+
+This is the only place the endpoint lives. Clients ping before nearly everything (the CLI on every
+command, SDKs on connect, health checks in loops), and through the ASGI app a ping cost 60 us of
+daemon CPU where the answer itself is a constant: a task, a scope, the middleware and two writes for
+nothing. Here it is one lookup and one write. The answers are dockerd's (Go's canonical header names,
+its order: sorted, then Date, Content-Length and Content-Type as net/http adds them), plus our
+Builder-Version and Swarm; only Date changes, at most once a second (uvicorn's clock).
+
+A versioned `/v1.NN/_ping` is answered here too when the version is supported; an unsupported one
+falls through to the app, whose version middleware gives dockerd's 400. Any other method, or a
+request the protocol does not take (HTTP/1.0, `Connection: close`, a pipelined request behind an
+unfinished response, an upgrade), goes to the app as well, and the app has no `/_ping` route:
+404, as dockerd answers `POST /_ping`.
+"""
+
+from __future__ import annotations
+
+from .versioning import STANDARD_HEADERS, check_version
+
+_PING_HEADERS = sorted(
+    [
+        *((name, value) for name, value in STANDARD_HEADERS),
+        ("Builder-Version", "1"),
+        ("Cache-Control", "no-cache, no-store, must-revalidate"),
+        ("Pragma", "no-cache"),
+        ("Swarm", "inactive"),
+    ]
+)
+_TEXT = "text/plain; charset=utf-8"
+
+
+def _head(headers: list[tuple[str, str]]) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers).encode("latin-1")
+
+
+# Everything but the Date line, before and after it.
+_GET_BEFORE = b"HTTP/1.1 200 OK\r\n" + _head(_PING_HEADERS)
+_GET_AFTER = _head([("Content-Length", "2"), ("Content-Type", _TEXT)]) + b"\r\nOK"
+# dockerd's HEAD handler sets Content-Length and Content-Type itself: they are sorted in.
+_HEAD_BEFORE = b"HTTP/1.1 200 OK\r\n" + _head(sorted([*_PING_HEADERS, ("Content-Length", "0"),
+                                                       ("Content-Type", _TEXT)]))
+_HEAD_AFTER = b"\r\n"
+
+_PATH = b"/_ping"
+
+
+def is_ping(method: bytes, url: bytes) -> bool | None:
+    """For a request line: None when this is not a ping the protocol answers, else whether it is a HEAD.
+
+    `url` is the raw request target; a query string is ignored, as dockerd does.
+    """
+    if method == b"GET":
+        head = False
+    elif method == b"HEAD":
+        head = True
+    else:
+        return None
+    q = url.find(b"?")
+    path = url if q < 0 else url[:q]
+    if path == _PATH:
+        return head
+    # /v1.NN/_ping: a prefix of digits and dots, and a version the daemon supports.
+    if path.startswith(b"/v") and path.endswith(_PATH):
+        version = path[2:-len(_PATH)]
+        if version and version[:1].isdigit() and not version.strip(b"0123456789."):
+            if check_version(version.decode("ascii")) is None:
+                return head
+    return None
+
+
+class PingAnswers:
+    """The two answers for the current Date, rebuilt when the date changes."""
+
+    def __init__(self) -> None:
+        self._date = b""
+        self._get = b""
+        self._head = b""
+
+    def answer(self, head: bool, date: bytes) -> bytes:
+        """The complete response (head and body) for a Date header value."""
+        if date != self._date:
+            line = b"Date: " + date + b"\r\n"
+            self._get = _GET_BEFORE + line + _GET_AFTER
+            self._head = _HEAD_BEFORE + line + _HEAD_AFTER
+            self._date = date
+        return self._head if head else self._get
+
+
+ANSWERS = PingAnswers()
+
+__all__ = ["ANSWERS", "PingAnswers", "is_ping"]

@@ -111,7 +111,7 @@ class HijackRoutes:
 
     @property
     def has_plain(self) -> bool:
-        return any(plain for *_, plain in self._routes)
+        return bool(self._plain_methods)
 
     def route(self, method: str, regex: str) -> Callable[[HijackHandler], HijackHandler]:
         def decorator(handler: HijackHandler) -> HijackHandler:
@@ -434,6 +434,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         _ping: bytes | None = None
         # When an idle keep-alive connection is closed; None while a request is in progress.
         _idle_deadline: float | None = None
+        # The parser is between two requests (nothing of a next one read yet).
+        _between = True
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
@@ -501,6 +503,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             self._guard.begin()
+            self._between = False
             self._hijack = None
             self._plain_body_left = 0
             # HttpToolsProtocol.on_message_begin without the scope: a ping needs none, so it is
@@ -574,13 +577,31 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             self._ping = ping.ANSWERS.answer(head, date)
             return True
 
-        def _answer_ping(self, answer: bytes) -> None:
+        def _quick_ping(self, data: bytes) -> bool:
+            """Answer a read that is one plain `/_ping` without the parser (see ping.is_plain_ping)."""
+            head = ping.is_plain_ping(data)
+            if head is None or self.pipeline or self._plain_body_left:
+                return False
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return False
+            date = b""
+            for name, value in self.server_state.default_headers:
+                if name == b"date":
+                    date = value
+                    break
+            # The head is complete and within limits: what the guard waits for (only the first
+            # request of a connection is being waited for here; later ones begin in the parser).
+            self._guard.complete()
+            self._answer_ping(ping.ANSWERS.answer(head, date), b"HEAD" if head else b"GET", b"/_ping")
+            return True
+
+        def _answer_ping(self, answer: bytes, method: bytes, url: bytes) -> None:
             self._ping = None
             self.transport.write(answer)
             if self.access_log:
                 self.access_logger.info('%s - "%s %s HTTP/1.1" 200', f"{self.client[0]}:{self.client[1]}"
-                                        if self.client else "unix", self.parser.get_method().decode("ascii"),
-                                        self.url.decode("latin-1"))
+                                        if self.client else "unix", method.decode("ascii"), url.decode("latin-1"))
             self.server_state.total_requests += 1
             if not self.transport.is_closing():
                 self._arm_keepalive()
@@ -645,9 +666,10 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_complete(self) -> None:
             self._in_body = False
+            self._between = True
             answer = self._ping
             if answer is not None:
-                self._answer_ping(answer)
+                self._answer_ping(answer, self.parser.get_method(), self.url)
                 return
             if self._hijack is not None or self._plain_body_left or self._guard.rejected:
                 return
@@ -666,6 +688,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if self._guard.rejected:
                 return
             self._unset_keepalive_if_required()
+            if self._between and self._quick_ping(data):
+                return
             if self._plain_body_left:
                 self._feed_plain_body(data)
                 return

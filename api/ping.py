@@ -69,6 +69,36 @@ def is_ping(method: bytes, url: bytes) -> bool | None:
     return None
 
 
+_GET_LINE = b"GET /_ping HTTP/1.1\r\n"
+_HEAD_LINE = b"HEAD /_ping HTTP/1.1\r\n"
+# Headers that change what a request means for the connection: such a ping goes through the parser.
+_SPECIAL = (b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect")
+
+
+def is_plain_ping(data: bytes) -> bool | None:
+    """For one read that is exactly one whole request head: None unless it is `GET|HEAD /_ping
+    HTTP/1.1` with nothing that changes the connection (no body, no Connection, Upgrade or Expect
+    header), else whether it is a HEAD.
+
+    This is how clients ping (CLI, SDKs, health checks), and it lets the protocol answer without
+    running the parser's callbacks at all. The header lines are not checked beyond that: a ping
+    with malformed ones is answered all the same.
+    """
+    if data.startswith(_GET_LINE):
+        head = False
+    elif data.startswith(_HEAD_LINE):
+        head = True
+    else:
+        return None
+    if data.find(b"\r\n\r\n") != len(data) - 4:
+        return None  # more than one request head in this read, or none complete
+    lowered = data.lower()
+    for name in _SPECIAL:
+        if name in lowered:
+            return None
+    return head
+
+
 class PingAnswers:
     """The two answers for the current Date, rebuilt when the date changes."""
 
@@ -89,4 +119,4 @@ class PingAnswers:
 
 ANSWERS = PingAnswers()
 
-__all__ = ["ANSWERS", "PingAnswers", "is_ping"]
+__all__ = ["ANSWERS", "PingAnswers", "is_ping", "is_plain_ping"]

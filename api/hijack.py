@@ -536,10 +536,21 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         def on_headers_complete(self) -> None:
             if not self._guard.complete():
                 return
-            if self._take_ping():
+            is_ping = self._take_ping()
+            if is_ping is True:
                 self._in_body = True
                 return
             self._new_scope()
+            if is_ping is None:
+                # A ping for uvicorn's cycle to carry (see _take_ping): the same answer, as an app.
+                app = self.app
+                self.app = ping.asgi_app
+                self._in_body = True
+                try:
+                    super().on_headers_complete()
+                finally:
+                    self.app = app
+                return
             pending = self._match_hijack()
             if pending is not None:
                 # No RequestResponseCycle: the HttpParserUpgrade that feed_data raises next
@@ -558,17 +569,19 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 self.cycle.keep_alive = False
                 self._plain_body_left = _content_length(self.headers)
 
-        def _take_ping(self) -> bool:
-            """Whether this request is a /_ping answered here (api/ping.py), when its request ends."""
+        def _take_ping(self) -> bool | None:
+            """For a /_ping (api/ping.py): True when it is answered here when its request ends, None
+            when uvicorn's cycle must carry it (closing the connection after it, or queued behind an
+            unfinished response); False for any other request."""
             parser = self.parser
             head = ping.is_ping(parser.get_method(), self.url)
-            if head is None or parser.should_upgrade() or parser.get_http_version() != "1.1":
+            if head is None or parser.should_upgrade():
                 return False
-            if not parser.should_keep_alive() or self.pipeline:
-                return False  # the app's path closes the connection or queues it properly
+            if parser.get_http_version() != "1.1" or not parser.should_keep_alive() or self.pipeline:
+                return None
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
-                return False  # behind an unfinished response: it would overtake it
+                return None  # answered now, it would overtake that response
             date = b""
             for name, value in self.server_state.default_headers:
                 if name == b"date":

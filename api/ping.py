@@ -8,13 +8,16 @@ its order: sorted, then Date, Content-Length and Content-Type as net/http adds t
 Builder-Version and Swarm; only Date changes, at most once a second (uvicorn's clock).
 
 A versioned `/v1.NN/_ping` is answered here too when the version is supported; an unsupported one
-falls through to the app, whose version middleware gives dockerd's 400. Any other method, or a
-request the protocol does not take (HTTP/1.0, `Connection: close`, a pipelined request behind an
-unfinished response, an upgrade), goes to the app as well, and the app has no `/_ping` route:
-404, as dockerd answers `POST /_ping`.
+falls through to the app, whose version middleware gives dockerd's 400, and so does any other method:
+the app has no `/_ping` route, 404 as dockerd answers `POST /_ping`. A ping that the protocol cannot
+answer on the spot (HTTP/1.0, `Connection: close`, pipelined behind an unfinished response) runs
+through uvicorn's request cycle as any request does, with :func:`asgi_app` instead of the app.
 """
 
 from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .versioning import STANDARD_HEADERS, check_version
 
@@ -119,4 +122,18 @@ class PingAnswers:
 
 ANSWERS = PingAnswers()
 
-__all__ = ["ANSWERS", "PingAnswers", "is_ping", "is_plain_ping"]
+# For asgi_app: uvicorn adds Date (and Connection: close when it closes).
+_ASGI_HEADERS = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+                 for name, value in (*_PING_HEADERS, ("Content-Type", _TEXT))]
+_ASGI_GET = {"type": "http.response.start", "status": 200, "headers": [*_ASGI_HEADERS, (b"content-length", b"2")]}
+_ASGI_HEAD = {"type": "http.response.start", "status": 200, "headers": [*_ASGI_HEADERS, (b"content-length", b"0")]}
+
+
+async def asgi_app(scope: dict[str, Any], receive: Callable[[], Awaitable[Any]],
+                   send: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
+    """The same answer as an ASGI app, for the pings uvicorn's cycle has to carry."""
+    head = scope["method"] == "HEAD"
+    await send(_ASGI_HEAD if head else _ASGI_GET)
+    await send({"type": "http.response.body", "body": b"" if head else b"OK"})
+
+__all__ = ["ANSWERS", "PingAnswers", "asgi_app", "is_ping", "is_plain_ping"]

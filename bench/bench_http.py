@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The HTTP floor: requests/s of tiny answers with keep-alive clients.
 
-For the engine at $DOCKER_HOST (or --host): `GET /_ping`, `HEAD /_ping`, `GET /version`
-and `GET /v1.41/networks/none` (small JSON answers), each with `--clients` keep-alive connections (default 8) sending
+For the engine at $DOCKER_HOST (or --host): `GET /_ping`, `HEAD /_ping`, `GET /version`,
+`GET /v1.41/networks/none` and `GET /v1.41/containers/json` (small JSON answers; the last as few
+containers as the engine has), each with `--clients` keep-alive connections (default 8) sending
 one request at a time for `--duration` seconds, `--rounds` times. Every client is its own
 process with a raw socket and a minimal response reader, so that the client is not what
 is measured (http.client in threads tops out near 8k requests/s here).
@@ -12,7 +13,11 @@ For an engine on a local unix socket it also reports the daemon's CPU time per r
 that other work keeps busy, that figure moves much less than the rate does.
 
 `--compare OTHER_HOST` measures a second engine the same way, one round each in turn
-(A/B/A/B...), so that a busy machine slows both alike.
+(A/B/A/B...), so that a busy machine slows both alike. `--only 'METHOD PATH'` (repeatable) measures
+just those requests.
+
+The ceiling on this machine: bench/http_standin.py answers canned bytes with nothing but an event
+loop; measured by this bench it shows what the clients themselves leave to a server.
 
 Target (issue 14): at least dockerd's rate.
 """
@@ -32,7 +37,8 @@ import common
 
 # /networks/none: a small JSON answer from one of the last routes declared (every engine has
 # the `none` network), where matching routes one by one used to cost most.
-PATHS = [("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/v1.41/networks/none")]
+PATHS = [("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/v1.41/networks/none"),
+         ("GET", "/v1.41/containers/json")]
 
 
 def _dial(host: str) -> socket.socket:

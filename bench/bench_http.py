@@ -65,6 +65,15 @@ def _one_response(sock: socket.socket, buf: bytearray, head: bool) -> None:
     headers = bytes(buf[:end]).lower()
     if not headers.startswith(b"http/1.1 200"):
         raise RuntimeError(headers[:80].decode(errors="replace"))
+    if not head and b"transfer-encoding: chunked" in headers:
+        # dockerd chunks bigger JSON answers: read to the last chunk (no trailers).
+        while (last := buf.find(b"\r\n0\r\n\r\n", end)) < 0 and not buf.startswith(b"0\r\n\r\n", end + 4):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        del buf[:last + 7 if last >= 0 else end + 9]
+        return
     length = 0
     if not head:
         i = headers.find(b"content-length:")

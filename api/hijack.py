@@ -13,12 +13,16 @@ request is an `Upgrade: tcp` on a registered route, the transport is taken away 
 uvicorn and handed to an asyncio handler as a StreamReader/StreamWriter pair. Every
 other request goes through the ASGI app untouched.
 
+The protocol also answers `/_ping` itself (api/ping.py): see _quick_ping and _take_ping.
+
 uvicorn internals relied on (uvicorn and httptools are pinned for this):
-`HttpToolsProtocol.{parser, url, headers, transport, loop, connections, cycle,
-on_headers_complete, on_body, on_message_complete, data_received,
-_get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response, flow}` and
-`RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and httptools
-raising `HttpParserUpgrade(offset)`.
+`HttpToolsProtocol.{parser, url, headers, scope, expect_100_continue, transport, loop, app,
+connections, cycle, pipeline, server_state, app_state, timeout_keep_alive(_task),
+timeout_keep_alive_handler, access_log(ger), on_message_begin (replaced: it builds the scope),
+on_headers_complete, on_body, on_message_complete, on_response_complete (replaced), data_received,
+_start_asgi_task, _get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response,
+flow}` and `RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and
+httptools raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """
 
@@ -582,13 +586,15 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
                 return None  # answered now, it would overtake that response
-            date = b""
+            self._ping = ping.ANSWERS.answer(head, self._date())
+            return True
+
+        def _date(self) -> bytes:
+            # uvicorn's Date header value, which its server loop renews every second.
             for name, value in self.server_state.default_headers:
                 if name == b"date":
-                    date = value
-                    break
-            self._ping = ping.ANSWERS.answer(head, date)
-            return True
+                    return value
+            return b""
 
         def _quick_ping(self, data: bytes) -> bool:
             """Answer a read that is one plain `/_ping` without the parser (see ping.is_plain_ping)."""
@@ -598,15 +604,10 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             cycle = self.cycle
             if cycle is not None and not cycle.response_complete:
                 return False
-            date = b""
-            for name, value in self.server_state.default_headers:
-                if name == b"date":
-                    date = value
-                    break
             # The head is complete and within limits: what the guard waits for (only the first
             # request of a connection is being waited for here; later ones begin in the parser).
             self._guard.complete()
-            self._answer_ping(ping.ANSWERS.answer(head, date), b"HEAD" if head else b"GET", b"/_ping")
+            self._answer_ping(ping.ANSWERS.answer(head, self._date()), b"HEAD" if head else b"GET", b"/_ping")
             return True
 
         def _answer_ping(self, answer: bytes, method: bytes, url: bytes) -> None:

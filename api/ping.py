@@ -78,6 +78,12 @@ _HEAD_LINE = b"HEAD /_ping HTTP/1.1\r\n"
 _SPECIAL = (b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect")
 
 
+# Reads already found to be plain pings: a client sends the same bytes every time (same Host and
+# User-Agent), and a dict lookup is cheaper than looking into them again. Bounded: cleared when full.
+_KNOWN: dict[bytes, bool] = {}
+_KNOWN_MAX = 64
+
+
 def is_plain_ping(data: bytes) -> bool | None:
     """For one read that is exactly one whole request head: None unless it is `GET|HEAD /_ping
     HTTP/1.1` with nothing that changes the connection (no body, no Connection, Upgrade or Expect
@@ -87,6 +93,9 @@ def is_plain_ping(data: bytes) -> bool | None:
     running the parser's callbacks at all. The header lines are not checked beyond that: a ping
     with malformed ones is answered all the same.
     """
+    known = _KNOWN.get(data)
+    if known is not None:
+        return known
     if data.startswith(_GET_LINE):
         head = False
     elif data.startswith(_HEAD_LINE):
@@ -99,6 +108,9 @@ def is_plain_ping(data: bytes) -> bool | None:
     for name in _SPECIAL:
         if name in lowered:
             return None
+    if len(_KNOWN) >= _KNOWN_MAX:
+        _KNOWN.clear()
+    _KNOWN[data] = head
     return head
 
 

@@ -90,6 +90,11 @@ def test_is_plain_ping() -> None:
         b"POST /_ping HTTP/1.1\r\n\r\n",
     ):
         assert ping.is_plain_ping(data) is None, data
+    # Known reads are remembered, within a bound.
+    for n in range(3 * ping._KNOWN_MAX):
+        assert ping.is_plain_ping(f"GET /_ping HTTP/1.1\r\nUser-Agent: c{n}\r\n\r\n".encode()) is False
+        assert len(ping._KNOWN) <= ping._KNOWN_MAX
+    assert ping.is_plain_ping(b"HEAD /_ping HTTP/1.1\r\nHost: x\r\nUser-Agent: Docker-Client/28.2.2 (linux)\r\n\r\n")
 
 
 def test_answers_follow_the_date() -> None:

@@ -82,6 +82,7 @@ _SPECIAL = (b"content-length", b"transfer-encoding", b"connection", b"upgrade", 
 # User-Agent), and a dict lookup is cheaper than looking into them again. Bounded: cleared when full.
 _KNOWN: dict[bytes, bool] = {}
 _KNOWN_MAX = 64
+_KNOWN_SIZE = 1024  # bytes: a ping with kilobytes of headers is looked into every time, not kept
 
 
 def is_plain_ping(data: bytes) -> bool | None:
@@ -108,9 +109,10 @@ def is_plain_ping(data: bytes) -> bool | None:
     for name in _SPECIAL:
         if name in lowered:
             return None
-    if len(_KNOWN) >= _KNOWN_MAX:
-        _KNOWN.clear()
-    _KNOWN[data] = head
+    if len(data) <= _KNOWN_SIZE:
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.clear()
+        _KNOWN[data] = head
     return head
 
 

@@ -1,7 +1,7 @@
 """`GET /_ping` and `HEAD /_ping`, answered by the HTTP protocol itself (api/hijack.py) with prebuilt bytes.
 
 This is the only place the endpoint lives. Clients ping before nearly everything (the CLI on every
-command, SDKs on connect, health checks in loops), and through the ASGI app a ping cost 60 us of
+command, SDKs on connect, health checks in loops), and through the ASGI app a ping cost 60-80 us of
 daemon CPU where the answer itself is a constant: a task, a scope, the middleware and two writes for
 nothing. Here it is one lookup and one write. The answers are dockerd's (Go's canonical header names,
 its order: sorted, then Date, Content-Length and Content-Type as net/http adds them), plus our

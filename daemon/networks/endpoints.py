@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
@@ -30,7 +31,7 @@ from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, e
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
-from network import ipam, links, netns
+from network import inside, ipam, links, netns
 from network.ports import PortSpecError
 
 log = logging.getLogger("pydockerd.networks")
@@ -137,8 +138,8 @@ class SandboxService:
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
-            await netns.create(sb.path)
-            commands = ["link set lo up"]
+            await netns.create(sb.path, inside.loopback)
+            commands = []
             for i, name in enumerate(list(c.networks)):
                 n = self.networks.by_name(name)
                 if n is None:
@@ -147,9 +148,10 @@ class SandboxService:
                 ep = await self._plug(c, sb, n, ifname)
                 commands += _addr_commands(n, ep, ifname)
             ways_out = self._ways_out(c)
-            commands += _route_commands(ways_out)
-            v6 = any(ep.get("GlobalIPv6Address") for ep in c.networks.values())
-            await netns.configure(sb.path, commands, disable_ipv6=not v6)
+            if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
+                await netns.configure(sb.path, commands + _route_commands(ways_out))
+            else:  # the common case, without a process: netlink from a thread inside
+                await netns.run_in(sb.path, functools.partial(inside.apply, self._inside(c, ways_out)))
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])
             self.dns.changed()
@@ -177,8 +179,7 @@ class SandboxService:
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
-            await netns.create(sb.path)
-            await netns.configure(sb.path, ["link set lo up"], disable_ipv6=True)
+            await netns.create(sb.path, functools.partial(inside.loopback, disable_ipv6=True))
         except BaseException as e:
             await self.teardown(c)
             if isinstance(e, netns.NetnsError):
@@ -203,6 +204,19 @@ class SandboxService:
                   DNSNames=None if n.name == "bridge" else dns_names(c, ep))
         await links.add_veth(_host_if(endpoint_id), n.bridge, sb.path, ifname, mac, n.mtu, c.id)
         return ep
+
+    def _inside(self, c: Container, ways_out: list[tuple[Network, dict]]) -> inside.Inside:
+        """What _addr_commands and _route_commands say, for endpoints without IPv6."""
+        cfg = inside.Inside()
+        for name, ep in c.networks.items():
+            n = self.networks.by_name(name)
+            if n is not None and ep.get("IPAddress") and ep.get("_IfName"):
+                cfg.addresses.append(inside.Address(ep["_IfName"], ep["IPAddress"], n.prefixlen))
+                cfg.up.append(ep["_IfName"])
+        if ways_out:
+            n, ep = ways_out[0]
+            cfg.gateway = (n.gateway, ep["_IfName"])
+        return cfg
 
     def _ways_out(self, c: Container) -> list[tuple[Network, dict]]:
         """Connected endpoints that can be the gateway one, best first: dockerd orders them by

@@ -42,6 +42,7 @@ from daemon.images import reference
 from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.prune import remove_each
+from daemon.util.steps import Steps
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
 from runtime.cgroups import Cgroups
@@ -195,9 +196,12 @@ class ContainerService:
             self.on_action("start", time.monotonic() - began)
 
     async def _start_timed(self, c: Container) -> None:
+        steps = Steps(log, f"start of {c.id[:12]}")
         try:
             prepared = await asyncio.to_thread(self._prepare, c)
+            steps.mark("rootfs")
             netns_path, link_env = await self.networks.setup(c)
+            steps.mark("network")
             caps = container_config.capabilities(c.host_config)
             confinement = (self._confinement(c) if self.seccomp.ready(c.host_config, caps)  # nothing to compile
                            else await asyncio.to_thread(self._confinement, c))
@@ -212,12 +216,18 @@ class ContainerService:
         bundle = self.files.bundle(c)
         monitor = None
         try:
+            steps.mark("spec")
             await asyncio.to_thread(self._create_cgroup, c)
+            steps.mark("cgroup")
             monitor = await Monitor.spawn(bundle, spec, self.launcher)
+            steps.mark("monitor")
             # Before start: everything the command forks inherits the cgroup.
             await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
+            steps.mark("cgroup add")
             await attaching.connect_pending(c, monitor)
+            steps.mark("attach")
             pid = await monitor.start()
+            steps.mark("exec")
         except StartError as e:
             await self._start_failed(c, e.message, e.exit_code, monitor)
             raise InvalidParameter(f"failed to create task for container: {e.message}: unknown") from None
@@ -237,6 +247,8 @@ class ContainerService:
                        Dead=False, Pid=pid, ExitCode=0, Error="", StartedAt=now_rfc3339())
         self.health.started(c)
         await self._persist(c)
+        steps.mark("persist")
+        steps.done()
         c.watch_task = asyncio.create_task(self._watch(c))
         self.events.publish("container", "start", c.id, c.event_attrs())
 
@@ -293,15 +305,19 @@ class ContainerService:
         if c.host_config.get("AutoRemove"):
             asyncio.create_task(self._auto_remove(c))
 
-    async def _release(self, c: Container) -> None:
+    async def _release(self, c: Container, steps: Steps | None = None) -> None:
         """What a container holds only while it runs: rootfs mount, volumes, network, cgroup."""
+        steps = steps or Steps(log, "")
         await asyncio.to_thread(self.files.unmount_quietly, c)
+        steps.mark("unmount")
         await asyncio.to_thread(self.volumes.release, c.mount_points)
         await self.networks.teardown(c)
+        steps.mark("network")
         try:
             await asyncio.to_thread(self.cgroups.remove, c.id)
         except OSError as e:
             log.warning("removing the cgroup of %s: %s", c.id, e)
+        steps.mark("cgroup")
 
     # -- exit, restart policy ----------------------------------------------------------------
     async def _watch(self, c: Container) -> None:
@@ -318,9 +334,11 @@ class ContainerService:
             await self._on_exit(c, status, restart_allowed=True)
 
     async def _on_exit(self, c: Container, status: ExitStatus, restart_allowed: bool) -> None:
+        steps = Steps(log, f"exit of {c.id[:12]}")
         c.monitor = None
         await self.health.stopped(c)
         oom = status.oom_killed or await asyncio.to_thread(self.cgroups.oom_killed, c.id)
+        steps.mark("oom check")
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
@@ -329,9 +347,12 @@ class ContainerService:
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
         if again:
             c.state.update(Status="restarting", Restarting=True)
-        await self._release(c)
+        await self._release(c, steps)
         await self._persist(c)
+        steps.mark("persist")
         await asyncio.to_thread(shutil.rmtree, self.files.bundle(c), True)
+        steps.mark("bundle")
+        steps.done()
         self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(status.exit_code)))
         self._wake(c.exit_waiters, status.exit_code, None)
         if again:
@@ -519,8 +540,12 @@ class ContainerService:
                     await asyncio.wait_for(fut, 30)
                 except TimeoutError:
                     raise DaemonError(f"could not kill container {c.id}: it did not exit within 30s") from None
+            steps = Steps(log, f"removal of {c.id[:12]}")
             await asyncio.to_thread(self.files.remove, c)
+            steps.mark("files")
             await self.store.delete_container(c.id)
+            steps.mark("store")
+            steps.done()
         except BaseException:
             c.removing = False
             await self._persist(c)  # what changed meanwhile (a kill's exit) was not written

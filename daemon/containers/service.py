@@ -75,6 +75,7 @@ class ContainerService:
         self.registry = registry
         self.shutting_down = False
         self.booted = asyncio.Event()  # set by the engine once start-up clean-up is done
+        self._releasing: set[asyncio.Task] = set()  # what removed `--rm` containers held (_remove_at_exit)
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups
@@ -347,6 +348,10 @@ class ContainerService:
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
         if again:
             c.state.update(Status="restarting", Restarting=True)
+        elif self._removed_at_exit(c) and await self._remove_at_exit(c, status.exit_code):
+            steps.mark("removed")
+            steps.done()
+            return
         await self._release(c, steps)
         await self._persist(c)
         steps.mark("persist")
@@ -360,6 +365,55 @@ class ContainerService:
             c.restart_task = asyncio.create_task(self._restart_after(c, restart.delay(c.restart_count, ran)))
         elif c.host_config.get("AutoRemove") and not self.shutting_down:
             await self._auto_remove(c)
+
+    def _removed_at_exit(self, c: Container) -> bool:
+        """`--rm` without volumes: removed before its resources are released (_remove_at_exit).
+        With volumes the old order stays: `docker volume rm` or `ls` right after `run --rm`
+        must find them released, anonymous ones gone."""
+        # Not during start-up: the clean-up of what a crash left would race the release.
+        return (bool(c.host_config.get("AutoRemove")) and self.booted.is_set() and not self.shutting_down
+                and not c.removing
+                and not any(mp["Type"] == "volume" for mp in c.mount_points))
+
+    async def _remove_at_exit(self, c: Container, exit_code: int) -> bool:
+        """An exited `--rm` container leaves the API at once (record, name, die and destroy
+        events, its waiters answered: `docker run --rm` returns) and what it held (rootfs
+        mount, network namespace and veth, cgroup, files) is released right after, off the
+        answer's path: the veth's deletion alone waits 13-50 ms for the kernel here.
+
+        Crash-safe: a daemon that dies before the release is done finds at its next start
+        what is left (reconcile: mounts, namespaces and veths of containers not running; the
+        container directories without a record and their cgroups and bundles, in
+        daemon/engine.py). False (nothing done) when the record cannot be deleted."""
+        c.removing = True
+        try:
+            await self.store.delete_container(c.id)
+        except Exception as e:  # noqa: BLE001 - then the ordinary exit and removal
+            log.warning("removing %s at its exit: %s", c.id, e)
+            c.removing = False
+            return False
+        self.registry.discard(c)
+        attaching.fail_pending(c)
+        self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
+        self._wake(c.exit_waiters, exit_code, None)
+        self.events.publish("container", "destroy", c.id, c.event_attrs())
+        self._wake(c.removed_waiters, exit_code, None)
+        task = asyncio.create_task(self._release_removed(c))
+        self._releasing.add(task)
+        task.add_done_callback(self._releasing.discard)
+        return True
+
+    async def _release_removed(self, c: Container) -> None:
+        steps = Steps(log, f"release of the removed {c.id[:12]}")
+        try:
+            await self._release(c, steps)
+            await asyncio.to_thread(self.files.remove, c)
+            steps.mark("files")
+            if c.top_chain and c.image_id not in self.images.images:
+                await self.images.release_layers(c.top_chain)
+        except Exception:
+            log.exception("releasing the removed container %s", c.id)
+        steps.done()
 
     def _should_restart(self, c: Container) -> bool:
         return restart.should_restart(c.host_config["RestartPolicy"], exit_code=c.state["ExitCode"],
@@ -705,6 +759,10 @@ class ContainerService:
         """Daemon shutdown: containers keep running under their monitors (live restore)."""
         self.shutting_down = True
         await self.health.shutdown()
+        if self._releasing:
+            # Nothing of a removed container may outlive the daemon (the next start would
+            # release it, but a stopped daemon leaves nothing behind).
+            await asyncio.wait(list(self._releasing), timeout=60)
         for c in self.registry:
             for task in (c.watch_task, c.restart_task):
                 if task and not task.done():

@@ -222,9 +222,8 @@ class ContainerService:
             steps.mark("cgroup")
             monitor = await Monitor.spawn(bundle, spec, self.launcher)
             steps.mark("monitor")
-            # Before start: everything the command forks inherits the cgroup.
-            await asyncio.to_thread(self.cgroups.add, c.id, monitor.pid)
-            steps.mark("cgroup add")
+            # The init is in the container's cgroups already: it entered them itself before
+            # its namespaces (Confinement.cgroup_procs), so all it forks inherits them.
             await attaching.connect_pending(c, monitor)
             steps.mark("attach")
             pid = await monitor.start()

@@ -17,7 +17,6 @@ import functools
 import hashlib
 import logging
 import secrets
-import time
 from pathlib import Path
 
 from daemon.containers.container import Container
@@ -31,6 +30,7 @@ from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, e
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
+from daemon.util.steps import Steps
 from network import inside, ipam, links, netns
 from network.ports import PortSpecError
 
@@ -133,12 +133,14 @@ class SandboxService:
             return await self._isolated(c), []
         if not _has_own_netns(c):
             return None, []
+        steps = Steps(log, f"network setup of {c.id[:12]}")
         await self.teardown(c)  # a stale sandbox from an interrupted stop
-        started = time.perf_counter()
+        steps.mark("stale")
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
             await netns.create(sb.path, inside.loopback)
+            steps.mark("netns")
             commands = []
             for i, name in enumerate(list(c.networks)):
                 n = self.networks.by_name(name)
@@ -147,17 +149,22 @@ class SandboxService:
                 ifname = f"eth{i}"
                 ep = await self._plug(c, sb, n, ifname)
                 commands += _addr_commands(n, ep, ifname)
+            steps.mark("veths")
             ways_out = self._ways_out(c)
             if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
                 await netns.configure(sb.path, commands + _route_commands(ways_out))
             else:  # the common case, without a process: netlink from a thread inside
                 await netns.run_in(sb.path, functools.partial(inside.apply, self._inside(c, ways_out)))
+            steps.mark("inside")
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])
+            steps.mark("ports")
             self.dns.changed()
             await self.dns.start(c, sb.path)
+            steps.mark("dns")
             env = await asyncio.to_thread(self.names.write, c)
             await self.names.refresh_linkers(c)
+            steps.mark("names")
         except BaseException as e:
             await self.teardown(c)
             if isinstance(e, DaemonError):
@@ -169,7 +176,7 @@ class SandboxService:
             n = self.networks.by_name(name)
             if n is not None:
                 self._event("connect", n, c)
-        log.debug("network setup of %s: %.1f ms", c.id[:12], (time.perf_counter() - started) * 1000)
+        steps.done()
         return str(sb.path), env
 
     async def _isolated(self, c: Container) -> str:

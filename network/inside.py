@@ -10,14 +10,14 @@ up`, `route replace default via G dev IF`, and the sysctls of network/netns.py's
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from pyroute2 import IPRoute
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from pathlib import Path
+from . import netns
 
 _IPV6_CONF = "/proc/sys/net/ipv6/conf"
 _RTPROT_BOOT = 3
@@ -36,6 +36,14 @@ class Inside:
     up: list[str] = field(default_factory=list)
     gateway: tuple[str, str] | None = None  # (IPv4 gateway, ifname) of the default route
     disable_ipv6: bool = True
+
+    def commands(self) -> list[str]:
+        """The same as `ip -batch` commands (what apply() does, for logs and tests)."""
+        out = [f"addr add {a.address}/{a.prefixlen} brd + dev {a.ifname}" for a in self.addresses]
+        out += [f"link set {ifname} up" for ifname in self.up]
+        if self.gateway is not None:
+            out.append(f"route replace default via {self.gateway[0]} dev {self.gateway[1]}")
+        return out
 
 
 def _write(path: str | Path, value: str) -> None:
@@ -75,6 +83,11 @@ def apply(cfg: Inside) -> None:
             gateway, ifname = cfg.gateway
             # proto boot: what `ip route` sets, and shows inside the container.
             ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ipr, ifname), proto=_RTPROT_BOOT)
+
+
+async def apply_in(path: Path, cfg: Inside) -> None:
+    """apply() inside the namespace file `path`, from a thread of its own."""
+    await netns.run_in(path, functools.partial(apply, cfg))
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:

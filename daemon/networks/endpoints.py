@@ -154,7 +154,7 @@ class SandboxService:
             if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
                 await netns.configure(sb.path, commands + _route_commands(ways_out))
             else:  # the common case, without a process: netlink from a thread inside
-                await netns.run_in(sb.path, functools.partial(inside.apply, self._inside(c, ways_out)))
+                await inside.apply_in(sb.path, self._inside(c, ways_out))
             steps.mark("inside")
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,13 +34,15 @@ class Address:
 @dataclass
 class Inside:
     addresses: list[Address] = field(default_factory=list)
+    macs: list[tuple[str, str]] = field(default_factory=list)  # (ifname, MAC) set before they go up
     up: list[str] = field(default_factory=list)
     gateway: tuple[str, str] | None = None  # (IPv4 gateway, ifname) of the default route
     disable_ipv6: bool = True
 
     def commands(self) -> list[str]:
         """The same as `ip -batch` commands (what apply() does, for logs and tests)."""
-        out = [f"addr add {a.address}/{a.prefixlen} brd + dev {a.ifname}" for a in self.addresses]
+        out = [f"link set {ifname} address {mac}" for ifname, mac in self.macs]
+        out += [f"addr add {a.address}/{a.prefixlen} brd + dev {a.ifname}" for a in self.addresses]
         out += [f"link set {ifname} up" for ifname in self.up]
         if self.gateway is not None:
             out.append(f"route replace default via {self.gateway[0]} dev {self.gateway[1]}")
@@ -73,6 +76,8 @@ def apply(cfg: Inside) -> None:
     if cfg.disable_ipv6:
         _no_ipv6()
     with IPRoute() as ipr:
+        for ifname, mac in cfg.macs:
+            ipr.link("set", index=_index(ipr, ifname), address=mac)
         for a in cfg.addresses:
             net = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
             extra = {"broadcast": str(net.broadcast_address)} if a.prefixlen < 31 else {}
@@ -85,9 +90,10 @@ def apply(cfg: Inside) -> None:
             ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ipr, ifname), proto=_RTPROT_BOOT)
 
 
-async def apply_in(path: Path, cfg: Inside) -> None:
-    """apply() inside the namespace file `path`, from a thread of its own."""
-    await netns.run_in(path, functools.partial(apply, cfg))
+async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = None) -> None:
+    """apply() inside the namespace file `path`, from a thread of its own; `before` runs on it
+    first, outside (netns.run_in)."""
+    await netns.run_in(path, functools.partial(apply, cfg), before)
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:

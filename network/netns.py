@@ -142,6 +142,18 @@ def remove(path: Path) -> None:
         pass
 
 
+def rebind(source: Path, target: Path) -> None:
+    """Moves a namespace file (blocking): `target` gets the namespace (bind mount), `source`
+    goes (a mount point cannot be renamed). The namespace lives on throughout."""
+    target.touch(exist_ok=True)
+    if _libc.mount(os.fsencode(str(source)), os.fsencode(str(target)), None, _MS_BIND, None) != 0:
+        err = ctypes.get_errno()
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise NetnsError(f"bind mount of {source} on {target}: {os.strerror(err)}")
+    remove(source)
+
+
 def leftovers(directory: Path, keep: set[str]) -> list[Path]:
     """Namespace files in `directory` whose name is not in `keep` (crash reconciliation)."""
     try:
@@ -172,9 +184,20 @@ async def sockets_in(path: Path, make: Callable[[], T], close: Callable[[T], Non
     return await _on_fresh_thread(enter, make, close, "netns-sockets")
 
 
-async def run_in(path: Path, work: Callable[[], T]) -> T:
-    """Runs `work` inside the namespace file `path` (on a fresh thread, as sockets_in)."""
-    return await sockets_in(path, work, lambda _: None)
+async def run_in(path: Path, work: Callable[[], T], before: Callable[[], None] | None = None) -> T:
+    """Runs `work` inside the namespace file `path` (on a fresh thread, as sockets_in);
+    `before` first, on that thread in the daemon's namespace (one thread hop for both)."""
+
+    def enter() -> None:
+        if before is not None:
+            before()
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+
+    return await _on_fresh_thread(enter, work, lambda _: None, "netns-run")
 
 
 async def _on_fresh_thread(enter: Callable[[], None], make: Callable[[], T], close: Callable[[T], None],

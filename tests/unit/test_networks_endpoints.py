@@ -177,7 +177,7 @@ class Kernel:
             path.parent.mkdir(parents=True, exist_ok=True)  # the published-ports record lives beside it
             self.log.append(("netns", path.name))
 
-        async def apply_in(path: Path, cfg: inside_mod.Inside) -> None:
+        async def apply_in(path: Path, cfg: inside_mod.Inside, before: object = None) -> None:
             self.log.extend(("ip", cmd) for cmd in cfg.commands())
 
         async def configure(path: Path, commands: list[str], disable_ipv6: bool = False,

@@ -355,7 +355,8 @@ class ContainerService:
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
         if again:
             c.state.update(Status="restarting", Restarting=True)
-        elif self._removed_at_exit(c) and await self._remove_at_exit(c, status.exit_code):
+        elif self._removed_at_exit(c):
+            await self._remove_at_exit(c, status.exit_code)
             steps.mark("removed")
             steps.done()
             return
@@ -382,7 +383,7 @@ class ContainerService:
                 and not c.removing
                 and not any(mp["Type"] == "volume" for mp in c.mount_points))
 
-    async def _remove_at_exit(self, c: Container, exit_code: int) -> bool:
+    async def _remove_at_exit(self, c: Container, exit_code: int) -> None:
         """An exited `--rm` container leaves the API at once (record, name, die and destroy
         events, its waiters answered: `docker run --rm` returns) and what it held (rootfs
         mount, network namespace and veth, cgroup, files) is released right after, off the
@@ -391,24 +392,26 @@ class ContainerService:
         Crash-safe: a daemon that dies before the release is done finds at its next start
         what is left (reconcile: mounts, namespaces and veths of containers not running; the
         container directories without a record and their cgroups and bundles, in
-        daemon/engine.py). False (nothing done) when the record cannot be deleted."""
+        daemon/engine.py)."""
         c.removing = True
+        self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
+        self._wake(c.exit_waiters, exit_code, None)  # a `docker stop` says "stop" before the destroy
         try:
             await self.store.delete_container(c.id)
-        except Exception as e:  # noqa: BLE001 - then the ordinary exit and removal
+        except Exception as e:  # noqa: BLE001 - then released and removed in the ordinary order
             log.warning("removing %s at its exit: %s", c.id, e)
             c.removing = False
-            return False
+            await self._release(c)
+            await self._persist(c)
+            await self._auto_remove(c)
+            return
         self.registry.discard(c)
         attaching.fail_pending(c)
-        self.events.publish("container", "die", c.id, c.event_attrs(exitCode=str(exit_code)))
-        self._wake(c.exit_waiters, exit_code, None)
         self.events.publish("container", "destroy", c.id, c.event_attrs())
         self._wake(c.removed_waiters, exit_code, None)
         task = asyncio.create_task(self._release_removed(c))
         self._releasing.add(task)
         task.add_done_callback(self._releasing.discard)
-        return True
 
     async def _release_removed(self, c: Container) -> None:
         steps = Steps(log, f"release of the removed {c.id[:12]}")

@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute, IPRoute
@@ -123,11 +124,12 @@ async def add_veth(host_if: str, bridge: str, netns: Path, inner_if: str, mac: s
 def set_owner_sync(host_if: str, owner: str) -> None:
     """Names the owner of one of our veths (its ifalias), blocking: a veth made ahead of the
     container that takes it (daemon/networks/pool.py)."""
+    try:
+        index = socket.if_nametoindex(host_if)  # one ioctl; a lookup by name can dump every link
+    except OSError:
+        raise RuntimeError(f"link {host_if} does not exist") from None
     with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=host_if)
-        if not found:
-            raise RuntimeError(f"link {host_if} does not exist")
-        ipr.link("set", index=found[0], IFLA_IFALIAS=ALIAS_PREFIX + owner)
+        ipr.link("set", index=index, IFLA_IFALIAS=ALIAS_PREFIX + owner)
 
 
 async def veths_of(bridge: str) -> dict[str, str]:

@@ -170,7 +170,9 @@ class SandboxService:
             if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
                 await netns.configure(sb.path, commands + _route_commands(ways_out))
             else:  # the common case, without a process: netlink from a thread inside
-                await inside.apply_in(sb.path, self._inside(c, ways_out, macs), before=adopt)
+                cfg = self._inside(c, ways_out, macs)
+                cfg.disable_ipv6 = adopt is None  # one made ahead has it off already
+                await inside.apply_in(sb.path, cfg, before=adopt)
             steps.mark("inside")
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])

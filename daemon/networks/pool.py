@@ -4,8 +4,8 @@ A container's network on a bridge is a namespace and a veth whose host end is on
 making them is most of what its network setup costs (an `unshare`, a veth created under the
 kernel's rtnl lock that every other program changing links on the host contends for: 10-50 ms
 of a start on a busy host). They depend on nothing of the container: this pool keeps a few
-ready (namespace file `pool-<id>`, `lo` up, the veth's host end enslaved to the bridge and up,
-its inner end `eth0` down), and a start takes one (the endpoint id is the pool entry's: the
+ready (namespace file `pool-<id>`, `lo` up, IPv6 off, the veth's host end enslaved to the
+bridge and up, its inner end `eth0` down), and a start takes one (the endpoint id is the pool entry's: the
 host end is named after it). What is left at the start is the container's own: its address,
 MAC, route and the veth's owner tag (daemon/networks/endpoints.py). The pool is refilled
 right after each take, off the start's path.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 from dataclasses import dataclass
@@ -102,7 +103,9 @@ class SandboxPool:
         endpoint_id = secrets.token_hex(32)
         path = self.netns_dir / f"{PREFIX}{endpoint_id[:12]}"
         bridge, mtu = self._bridge, self._mtu
-        await netns.create(path, inside.loopback)
+        # IPv6 off before the veth comes in ("default" reaches it): a start then has no sysctl
+        # to write. The default bridge has no IPv6 when the pool is used (endpoints.py).
+        await netns.create(path, functools.partial(inside.loopback, disable_ipv6=True))
         try:
             await links.add_veth(host_if(endpoint_id), bridge, path, "eth0", _local_mac(), mtu, OWNER)
         except BaseException:

@@ -204,10 +204,14 @@ class SandboxService:
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
-            await netns.create(sb.path, functools.partial(inside.loopback, disable_ipv6=True))
+            entry = self.pool.take_isolated()
+            if entry is not None:  # made ahead (pool.py): only moved to the container's file
+                await asyncio.to_thread(pool_mod.adopt, entry, sb.path, c.id)
+            else:
+                await netns.create(sb.path, functools.partial(inside.loopback, disable_ipv6=True))
         except BaseException as e:
             await self.teardown(c)
-            if isinstance(e, netns.NetnsError):
+            if isinstance(e, (netns.NetnsError, OSError)):
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         return str(sb.path)
@@ -429,8 +433,10 @@ class SandboxService:
                     await links.delete(ifname)
         await self.networks.sync_firewall()
         default = self.networks.by_name("bridge")
-        if default is not None and default.driver == "bridge" and default.bridge:
+        if default is not None and default.driver == "bridge" and default.bridge and not default.subnet6:
             self.pool.start(default.bridge, default.mtu)  # after the leftovers of a crash went
+        else:
+            self.pool.start("", 0)
 
     async def _restore(self, c: Container) -> None:
         """Rebuilds the runtime view of a container that kept running while we were down."""

@@ -33,6 +33,7 @@ log = logging.getLogger("pydockerd.networks")
 OWNER = "pool"  # the ifalias owner of a veth nobody has taken
 PREFIX = "pool-"  # of the namespace files
 SIZE = 2
+ISOLATED = 1
 REFILL_DELAY = 0.05  # seconds
 
 
@@ -51,67 +52,90 @@ def _local_mac() -> str:
 class Ready:
     endpoint_id: str
     path: Path  # the namespace file, moved to the container's at take
-    bridge: str
+    bridge: str  # "" for an isolated one (no veth)
     mtu: int
 
 
 class SandboxPool:
-    def __init__(self, netns_dir: Path, size: int = SIZE) -> None:
+    """Two kinds: on the default bridge (`size` of them), and isolated ones for `--net=none`
+    (`isolated`: a namespace with `lo` up and IPv6 off, no veth)."""
+
+    def __init__(self, netns_dir: Path, size: int = SIZE, isolated: int = ISOLATED) -> None:
         self.netns_dir = netns_dir
-        self.size = size
+        self.sizes = {"": isolated}
         self._bridge = ""
         self._mtu = 0
-        self._ready: list[Ready] = []
+        self._ready: dict[str, list[Ready]] = {"": []}  # by bridge; "" the isolated ones
         self._filling: asyncio.Task | None = None
         self._closed = False
+        self._started = False
+        self._size = size
 
     def start(self, bridge: str, mtu: int) -> None:
-        """Fill the pool for `bridge` (after the start-up reconcile removed what a crash left)."""
-        self._bridge, self._mtu = bridge, mtu
+        """Fill the pool, for `bridge` too unless it is "" (after the start-up reconcile removed
+        what a crash left)."""
+        self._bridge, self._mtu, self._started = bridge, mtu, True
+        if bridge:
+            self.sizes[bridge] = self._size
+            self._ready[bridge] = []
         self._refill()
 
     def take(self, bridge: str, mtu: int) -> Ready | None:
         """A ready namespace for a container on `bridge`, or None (then it is made as before)."""
-        if self._closed or bridge != self._bridge or mtu != self._mtu or not self._ready:
+        if not bridge or bridge != self._bridge or mtu != self._mtu:
+            return None
+        return self._take(bridge)
+
+    def take_isolated(self) -> Ready | None:
+        """A ready namespace for a container with `--net=none`, or None."""
+        return self._take("")
+
+    def _take(self, kind: str) -> Ready | None:
+        ready = self._ready.get(kind)
+        if self._closed or not ready:
             self._refill()
             return None
-        entry = self._ready.pop(0)
+        entry = ready.pop(0)
         # Not at once: the start that took it is setting up its own network now, and making
         # the next one (a veth, under the kernel's rtnl lock) would slow it down.
         asyncio.get_running_loop().call_later(REFILL_DELAY, self._refill)
         return entry
 
+    def _missing(self) -> str | None:
+        return next((kind for kind, n in self.sizes.items() if len(self._ready[kind]) < n), None)
+
     def _refill(self) -> None:
-        if self._closed or not self._bridge or (self._filling is not None and not self._filling.done()):
+        if self._closed or not self._started or (self._filling is not None and not self._filling.done()):
             return
-        if len(self._ready) < self.size:
+        if self._missing() is not None:
             self._filling = asyncio.create_task(self._fill(), name="netns-pool")
 
     async def _fill(self) -> None:
-        while not self._closed and len(self._ready) < self.size:
+        while not self._closed and (kind := self._missing()) is not None:
             try:
-                entry = await self._make()
+                entry = await self._make(kind)
             except Exception as e:  # noqa: BLE001 - starts then make their own; tried again at the next take
                 log.warning("cannot prepare a network namespace ahead: %s", e)
                 return
             if self._closed:
                 await discard(entry)
                 return
-            self._ready.append(entry)
+            self._ready[kind].append(entry)
 
-    async def _make(self) -> Ready:
+    async def _make(self, bridge: str) -> Ready:
         endpoint_id = secrets.token_hex(32)
         path = self.netns_dir / f"{PREFIX}{endpoint_id[:12]}"
-        bridge, mtu = self._bridge, self._mtu
+        mtu = self._mtu if bridge else 0
         # IPv6 off before the veth comes in ("default" reaches it): a start then has no sysctl
         # to write. The default bridge has no IPv6 when the pool is used (endpoints.py).
         await netns.create(path, functools.partial(inside.loopback, disable_ipv6=True))
-        try:
-            await links.add_veth(host_if(endpoint_id), bridge, path, "eth0", _local_mac(), mtu, OWNER)
-        except BaseException:
-            with contextlib.suppress(OSError, netns.NetnsError):
-                await asyncio.to_thread(netns.remove, path)
-            raise
+        if bridge:
+            try:
+                await links.add_veth(host_if(endpoint_id), bridge, path, "eth0", _local_mac(), mtu, OWNER)
+            except BaseException:
+                with contextlib.suppress(OSError, netns.NetnsError):
+                    await asyncio.to_thread(netns.remove, path)
+                raise
         return Ready(endpoint_id, path, bridge, mtu)
 
     async def close(self) -> None:
@@ -121,15 +145,17 @@ class SandboxPool:
         if self._filling is not None:
             with contextlib.suppress(Exception):
                 await self._filling
-        ready, self._ready = self._ready, []
+        ready = [entry for entries in self._ready.values() for entry in entries]
+        self._ready = {kind: [] for kind in self._ready}
         for entry in ready:
             await discard(entry)
 
 
 async def discard(entry: Ready) -> None:
     """An entry taken but not used: removed."""
-    with contextlib.suppress(Exception):
-        await links.delete(host_if(entry.endpoint_id))
+    if entry.bridge:
+        with contextlib.suppress(Exception):
+            await links.delete(host_if(entry.endpoint_id))
     with contextlib.suppress(OSError, netns.NetnsError):
         await asyncio.to_thread(netns.remove, entry.path)
 
@@ -142,9 +168,12 @@ def adopt(entry: Ready, path: Path, owner: str) -> None:
     except BaseException:
         with contextlib.suppress(OSError, netns.NetnsError):
             netns.remove(entry.path)
-        with contextlib.suppress(Exception):
-            links.delete_sync(host_if(entry.endpoint_id))
+        if entry.bridge:
+            with contextlib.suppress(Exception):
+                links.delete_sync(host_if(entry.endpoint_id))
         raise
+    if not entry.bridge:
+        return
     # A failure here leaves the veth tagged "pool": the failed setup's teardown deletes it by
     # name, as any endpoint's.
     links.set_owner_sync(host_if(entry.endpoint_id), owner)

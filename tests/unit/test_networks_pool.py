@@ -58,7 +58,7 @@ def test_filled_taken_refilled_and_gone_after_close(tmp_path: Path, monkeypatch:
     k = FakeKernel(monkeypatch)
 
     async def scenario() -> None:
-        pool = pool_mod.SandboxPool(tmp_path, size=2)
+        pool = pool_mod.SandboxPool(tmp_path, size=2, isolated=0)
         assert pool.take("br0", 1500) is None  # not started: nothing made ahead
         pool.start("br0", 1500)
         await _settle()
@@ -77,12 +77,33 @@ def test_filled_taken_refilled_and_gone_after_close(tmp_path: Path, monkeypatch:
     asyncio.run(scenario())
 
 
+def test_isolated_ones_without_a_veth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    k = FakeKernel(monkeypatch)
+
+    async def scenario() -> None:
+        pool = pool_mod.SandboxPool(tmp_path, size=2, isolated=1)
+        pool.start("", 0)  # no default bridge (--bridge none): isolated ones only
+        await _settle()
+        assert len(k.netns) == 1 and not k.veths
+        assert pool.take("", 0) is None
+        entry = pool.take_isolated()
+        assert entry is not None and entry.bridge == ""
+        pool_mod.adopt(entry, tmp_path / "c2", "c" * 64)
+        assert "c2" in k.netns and not k.veths
+        await _settle()
+        assert len(k.netns) == 2  # refilled
+        await pool.close()
+        assert k.netns == {"c2"}
+
+    asyncio.run(scenario())
+
+
 def test_a_failure_to_make_one_is_only_a_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     k = FakeKernel(monkeypatch)
     k.fail = True
 
     async def scenario() -> None:
-        pool = pool_mod.SandboxPool(tmp_path, size=2)
+        pool = pool_mod.SandboxPool(tmp_path, size=2, isolated=0)
         pool.start("br0", 1500)
         await _settle()
         assert pool.take("br0", 1500) is None

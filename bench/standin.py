@@ -118,8 +118,11 @@ class StandIn:
         elif len(route) == 3 and route[0] == "containers" and route[2] in ("attach", "start", "wait"):
             cid = route[1]
             if route[2] == "attach":
+                ended = self._ended_event(cid)  # before the 101: the CLI sends wait and start after it
                 conn.sendall(_UPGRADED)
-                self._ended_event(cid).wait(60)
+                ended.wait(60)
+                with self._lock:
+                    self._ended.pop(cid, None)
                 conn.shutdown(socket.SHUT_WR)
                 return True
             if route[2] == "start":
@@ -131,8 +134,6 @@ class StandIn:
                 self._ended_event(cid).wait(60)
                 body = b'{"Error":null,"StatusCode":0}\n'
                 conn.sendall(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
-                with self._lock:
-                    self._ended.pop(cid, None)
         elif len(route) == 3 and route[0] == "containers" and route[2] == "json":
             conn.sendall(_json("200 OK", _container(route[1])))
         elif len(route) == 3 and route[0] == "containers" and route[2] == "exec":

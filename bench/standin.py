@@ -118,11 +118,11 @@ class StandIn:
         elif len(route) == 3 and route[0] == "containers" and route[2] in ("attach", "start", "wait"):
             cid = route[1]
             if route[2] == "attach":
-                ended = self._ended_event(cid)  # before the 101: the CLI sends wait and start after it
+                # The events are never dropped (one per run): the attach and the wait may each
+                # look theirs up after the start has set it.
+                ended = self._ended_event(cid)
                 conn.sendall(_UPGRADED)
                 ended.wait(60)
-                with self._lock:
-                    self._ended.pop(cid, None)
                 conn.shutdown(socket.SHUT_WR)
                 return True
             if route[2] == "start":

@@ -21,6 +21,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 from pyroute2 import AsyncIPRoute, IPRoute
@@ -73,7 +74,7 @@ async def add_address(name: str, address: str, prefixlen: int) -> None:
             await ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
 
 
-def _delete_sync(name: str) -> None:
+def delete_sync(name: str) -> None:
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=name)
         if not found:
@@ -87,7 +88,7 @@ def _delete_sync(name: str) -> None:
 
 async def delete(name: str) -> None:
     """Deletes a link by name; a missing link is not an error (cleanup is idempotent)."""
-    await asyncio.to_thread(_delete_sync, name)
+    await asyncio.to_thread(delete_sync, name)
 
 
 def _add_veth_sync(host_if: str, bridge: str, netns: Path, inner_if: str, mac: str, mtu: int, owner: str) -> None:
@@ -118,6 +119,17 @@ async def add_veth(host_if: str, bridge: str, netns: Path, inner_if: str, mac: s
     """A veth pair: `host_if` enslaved to `bridge` (up, hairpin on), `inner_if` created inside
     the namespace file `netns` with the given MAC and MTU."""
     await asyncio.to_thread(_add_veth_sync, host_if, bridge, netns, inner_if, mac, mtu, owner)
+
+
+def set_owner_sync(host_if: str, owner: str) -> None:
+    """Names the owner of one of our veths (its ifalias), blocking: a veth made ahead of the
+    container that takes it (daemon/networks/pool.py)."""
+    try:
+        index = socket.if_nametoindex(host_if)  # one ioctl; a lookup by name can dump every link
+    except OSError:
+        raise RuntimeError(f"link {host_if} does not exist") from None
+    with IPRoute() as ipr:
+        ipr.link("set", index=index, IFLA_IFALIAS=ALIAS_PREFIX + owner)
 
 
 async def veths_of(bridge: str) -> dict[str, str]:

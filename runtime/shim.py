@@ -48,15 +48,18 @@ class StartFailure(Exception):
 
 
 def write_json_atomic(dir_fd: int, name: str, data: dict) -> None:
+    """Whole or not at all (rename), and not fsynced: exit.json has to outlive the monitor and
+    the daemon, which the page cache does; a host crash ends the container and its monitor too,
+    and the bundle lives in the exec root (/run, a tmpfs, by default). The two fsyncs were
+    ~9 ms (up to 44) of every container's exit on a busy ext4 exec root, before its waiters
+    were answered."""
     tmp = f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         os.write(fd, lean.dumps(data))
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)
 
 
 def _listen(dir_fd: int, name: str) -> lean.Socket:

@@ -19,7 +19,6 @@ once per stall.
 from __future__ import annotations
 
 import asyncio
-import asyncio.events
 import bisect
 import collections
 import contextlib
@@ -31,15 +30,12 @@ import time
 import traceback
 from collections.abc import Callable
 
+from daemon import looptrace
+
 log = logging.getLogger("pydockerd.looplag")
 
-# Investigation knobs (not options: nobody needs them in production).
-# PYDOCKERD_STALL_REPORT_MS: the watchdog's threshold (default 250 ms).
-# PYDOCKERD_SLOW_CALLBACK_MS: log every loop callback that runs longer than this, with its
-# wall and thread CPU time: wall >> CPU means the loop thread waited (for the GIL or a CPU),
-# wall ~ CPU means the callback itself is the work to move off the loop.
+# PYDOCKERD_STALL_REPORT_MS: the watchdog's threshold (default 250 ms), lower while investigating.
 STALL_REPORT_ENV = "PYDOCKERD_STALL_REPORT_MS"
-SLOW_CALLBACK_ENV = "PYDOCKERD_SLOW_CALLBACK_MS"
 
 
 def _env_ms(name: str) -> float | None:
@@ -48,83 +44,6 @@ def _env_ms(name: str) -> float | None:
     except (KeyError, ValueError):
         return None
 
-
-def _describe(handle: asyncio.events.Handle) -> str:
-    """The task a callback stepped (and the HTTP request it serves), for the slow-callback log."""
-    import gc
-    cb = handle._callback
-    task = next((r for r in gc.get_referents(cb) if isinstance(r, asyncio.Task)), None)
-    if task is None:
-        task = getattr(cb, "__self__", None)
-    if not isinstance(task, asyncio.Task):
-        return repr(handle)
-    coro = task.get_coro()
-    what = getattr(coro, "__qualname__", repr(coro))
-    frame = getattr(coro, "cr_frame", None)
-    scope = getattr(frame.f_locals.get("self"), "scope", None) if frame is not None else None
-    if isinstance(scope, dict):
-        what += f" {scope.get('method')} {scope.get('path')}"
-    return what
-
-
-def trace_slow_callbacks(threshold: float) -> None:
-    """Wrap asyncio's Handle._run to log callbacks slower than ``threshold`` seconds."""
-    run = asyncio.events.Handle._run
-    if getattr(run, "_looplag_traced", False):
-        return
-
-    # The thread's schedstat: CPU time and time runnable but waiting for a CPU (ns). What is
-    # neither was spent asleep: in a blocking call or waiting for the GIL.
-    fd = os.open(f"/proc/self/task/{threading.get_native_id()}/schedstat", os.O_RDONLY)
-
-    def _sched() -> tuple[int, int]:
-        cpu, runq, _ = os.pread(fd, 100, 0).split()
-        return int(cpu), int(runq)
-
-    started = [0.0]  # perf_counter when the running callback began; 0 between callbacks
-    loop_thread = threading.get_ident()
-
-    def _run(handle: asyncio.events.Handle) -> None:
-        if threading.get_ident() != loop_thread:  # pyroute2 runs loops of its own in worker threads
-            run(handle)
-            return
-        w0, (c0, q0) = time.perf_counter(), _sched()
-        started[0] = w0
-        try:
-            run(handle)
-        finally:
-            started[0] = 0.0
-            wall = time.perf_counter() - w0
-            if wall > threshold:
-                c1, q1 = _sched()
-                cpu, runq = (c1 - c0) / 1e6, (q1 - q0) / 1e6
-                log.warning("slow callback: wall %.1f ms cpu %.1f runq %.1f asleep %.1f: %s", wall * 1000, cpu,
-                            runq, wall * 1000 - cpu - runq, _describe(handle))
-
-    def _sample() -> None:
-        # Where the loop thread is while a callback has run longer than the threshold: a
-        # sampling profile of the slow callbacks only, logged every 10 s.
-        counts: collections.Counter[str] = collections.Counter()
-        last = time.monotonic()
-        while True:
-            time.sleep(0.002)
-            t0 = started[0]
-            if t0 and time.perf_counter() - t0 > threshold:
-                frame = sys._current_frames().get(loop_thread)
-                if frame is not None:
-                    stack = traceback.extract_stack(frame, limit=6)
-                    counts[" < ".join(f"{os.path.basename(f.filename)}:{f.lineno} {f.name}"
-                                      for f in reversed(stack))] += 1
-            if time.monotonic() - last > 10 and counts:
-                log.warning("slow callback samples (2 ms each):\n%s",
-                            "\n".join(f"{n:5d} {k}" for k, n in counts.most_common(40)))
-                counts.clear()
-                last = time.monotonic()
-
-    threading.Thread(target=_sample, name="looplag-sampler", daemon=True).start()
-
-    _run._looplag_traced = True  # type: ignore[attr-defined]
-    asyncio.events.Handle._run = _run  # type: ignore[method-assign]
 
 # Upper bounds in seconds: 0.1 ms to 10 s in steps of about 1.26x (10 per decade).
 BUCKETS: tuple[float, ...] = tuple(round(10 ** (e / 10) / 10_000, 7) for e in range(0, 51))
@@ -145,6 +64,7 @@ class LoopLag:
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._loop_thread = 0
+        self._tracer: looptrace.SlowCallbackTracer | None = None
 
     def record(self, lag: float) -> None:
         lag = max(lag, 0.0)
@@ -177,8 +97,9 @@ class LoopLag:
         if self._task is not None:
             return
         self._loop_thread = threading.get_ident()
-        if (slow := _env_ms(SLOW_CALLBACK_ENV)) is not None:
-            trace_slow_callbacks(slow)
+        if (slow := _env_ms(looptrace.ENV)) is not None:
+            self._tracer = looptrace.SlowCallbackTracer(slow)
+            self._tracer.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="looplag")
         if self.stall_report > 0:
             self._stop.clear()
@@ -187,6 +108,9 @@ class LoopLag:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._tracer is not None:
+            self._tracer.stop()
+            self._tracer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -5,7 +5,8 @@ runtime/monitor.py (``python3 -S -I monitor.py <bundle>``) when there is none; e
 the process that started it exits at once, so the monitor is reparented away from the
 daemon and survives it. Then it:
 
-1. becomes a child subreaper, writes ``monitor.pid``, reads ``config.json``;
+1. becomes a child subreaper, writes ``monitor.pid``, reads ``monitor.json`` (the init
+   reads ``config.json``);
 2. unshare(CLONE_NEWPID) and fork: the child is the container's PID 1 and prepares
    everything (runtime/initproc.py) while the monitor binds its sockets;
 3. prints one JSON line on stdout (``{"ok": true, "pid": N}`` or ``{"ok": false, ...}``)
@@ -38,6 +39,8 @@ READY_TIMEOUT = 60.0
 OUTPUT_EOF_TIMEOUT = 5.0
 CONTROL_SOCK = "control.sock"
 ATTACH_SOCK = "attach.sock"
+MONITOR_CONFIG = "monitor.json"  # runtime/spec.py's MONITOR_KEYS of config.json
+MONITOR_CONFIG_MAX = 1 << 16
 
 
 class StartFailure(Exception):
@@ -110,11 +113,19 @@ class Shim:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         self._write_pid_file()
+        # Only the few fields of config.json the monitor itself needs: the init reads the
+        # whole of it (initproc.run), in memory that is not the monitor's.
         try:
-            with open(os.path.join(self.bundle, "config.json"), "rb") as f:
-                self.cfg = cfg = lean.loads(f.read())
+            fd = os.open(MONITOR_CONFIG, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir_fd)
+            try:
+                cfg = lean.loads(os.read(fd, MONITOR_CONFIG_MAX))
+            finally:
+                os.close(fd)
+            if not isinstance(cfg, dict):
+                raise ValueError("expected an object")
         except (OSError, ValueError) as e:
-            raise StartFailure(f"cannot read config.json: {e}") from e
+            raise StartFailure(f"cannot read {MONITOR_CONFIG}: {e}") from e
+        self.cfg = cfg
         try:
             self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
         except OSError as e:
@@ -136,7 +147,7 @@ class Shim:
         pid = os.fork()
         if pid == 0:
             self.chan.close()  # so the child sees EOF if the monitor dies before start
-            initproc.run(cfg, child_stdio, chan_child)
+            initproc.run(self.dir_fd, child_stdio, chan_child)
         self.pid = pid
         chan_child.close()
         if child_stdio is not None:

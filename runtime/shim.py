@@ -31,6 +31,13 @@ from .jsonlog import JsonLog, rfc3339nano
 from .reactor import Reactor
 from .stdio import OutputPump, StdinSink, enlarge_pipe
 
+_PROBE = os.path.exists('/tmp/monitor/probe')
+
+
+def probe():
+    if _PROBE:
+        os.kill(os.getpid(), 19)
+
 signal = lean.signal
 
 READY_TIMEOUT = 60.0
@@ -113,6 +120,7 @@ class Shim:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         self._write_pid_file()
+        probe()
         # Only the few fields of config.json the monitor itself needs: the init reads the
         # whole of it (initproc.run), in memory that is not the monitor's.
         try:
@@ -126,11 +134,13 @@ class Shim:
         except (OSError, ValueError) as e:
             raise StartFailure(f"cannot read {MONITOR_CONFIG}: {e}") from e
         self.cfg = cfg
+        probe()
         try:
             self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
         except OSError as e:
             raise StartFailure(f"cannot open log {cfg['log_path']}: {e.strerror}") from e
 
+        probe()
         child_stdio, mine = self._make_stdio(cfg)
         self.chan, chan_child = lean.socketpair(lean.SOCK_SEQPACKET)
         self._wakeup_r, wakeup_w = os.pipe()
@@ -143,7 +153,9 @@ class Shim:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _noop)
 
+        probe()
         self._enter_pid_namespace(cfg.get("pid_ns", "new"))
+        probe()
         pid = os.fork()
         if pid == 0:
             self.chan.close()  # so the child sees EOF if the monitor dies before start
@@ -296,6 +308,7 @@ class Shim:
                 self._start_error = (msg["error"], int(msg.get("exit_code", 128)))
 
     def _chan_closed(self) -> None:
+        probe()
         self.reactor.forget(self.chan.fileno())
         self.chan.close()
         self.chan = None
@@ -308,6 +321,7 @@ class Shim:
             self._start_waiters = []
         else:
             self._fail_starts()
+        probe()
 
     def _fail_starts(self) -> None:
         if self._start_error is not None:
@@ -486,13 +500,7 @@ class Shim:
     # -- main loop
 
     def run(self) -> None:
-        # Output and stdin move in chunks of up to a few hundred KiB. With glibc's defaults
-        # each such buffer is a fresh mmap (or a heap that is trimmed at once), so every
-        # chunk paid for page faults and zeroed pages: a third of the monitor's CPU time
-        # in `docker run -i cat`. Keep freed memory for reuse instead: at most the trim
-        # threshold stays with an idle monitor after a burst (RSS ~15 MB instead of ~10).
-        libc.mallopt(libc.M_MMAP_THRESHOLD, 8 << 20)
-        libc.mallopt(libc.M_TRIM_THRESHOLD, 8 << 20)
+        probe()
         try:
             self.reactor.run()
         except BaseException:
@@ -516,6 +524,86 @@ class Shim:
         except OSError:
             pass
         self.cleanup_failed_create()
+
+
+def tune_malloc() -> None:
+    """Output and stdin move in chunks of up to a few hundred KiB. With glibc's defaults
+    each such buffer is a fresh mmap (or a heap that is trimmed at once), so every chunk paid
+    for page faults and zeroed pages: a third of the monitor's CPU time in `docker run -i
+    cat`. Keep freed memory for reuse instead: at most the trim threshold stays with an idle
+    monitor after a burst (RSS ~15 MB instead of ~10).
+
+    Called before the monitor runs: by the template (runtime/zygote.py) before it forks any
+    (the settings are libc's process state, inherited by fork, and a monitor making the
+    calls itself dirtied ~90 kB of its memory), by main() otherwise."""
+    libc.mallopt(libc.M_MMAP_THRESHOLD, 8 << 20)
+    libc.mallopt(libc.M_TRIM_THRESHOLD, 8 << 20)
+
+
+def warm_up(rounds: int = 1) -> None:
+    """Rehearse a monitor's life in this process: wiring, a control request, output, the
+    start handshake; on pipes and abstract sockets, with no container, no file and no
+    signal. The template (runtime/zygote.py) runs this before it freezes its memory, so
+    that what a first run creates once and keeps (the instance attribute tables of the
+    classes, caches, specialised bytecode) is created there and shared, not in each
+    monitor's own copy-on-write pages."""
+    for _ in range(rounds):
+        _rehearse()
+
+
+def _rehearse() -> None:
+    shim = Shim("/")
+    fds: list[int] = [shim.dir_fd]
+    socks: list[lean.Socket] = []
+    try:
+        shim.cfg = {"tty": False, "open_stdin": True, "stdin_once": False, "pid_ns": "new"}
+        shim.log = JsonLog("")
+        stdin_r, stdin_w = os.pipe()
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        shim._wakeup_r, wakeup_w = os.pipe()
+        fds += [stdin_r, stdin_w, out_r, out_w, err_r, err_w, shim._wakeup_r, wakeup_w]
+        shim.chan, init_end = lean.socketpair(lean.SOCK_SEQPACKET)
+        socks += [shim.chan, init_end]
+        name = f"\0pydockerd-warm-up-{os.getpid()}-"
+        control = lean.unix_listener(name + "c")
+        attach = lean.unix_listener(name + "a")
+        socks += [control, attach]
+        shim._wire(shim.cfg, (stdin_w, out_r, err_r), control, attach)
+        client = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM)
+        socks.append(client)
+        client.connect(name + "c")
+        client.sendall(b'{"op": "state"}\n{"op": "start"}\n')
+        os.write(out_w, b"warm-up\n")
+        os.write(err_w, b"warm-up \xe2\x9c\x93\n")
+        init_end.send(lean.dumps({"exec": True}))
+        init_end.close()
+        shim.reactor.call_later(0, lambda: _step(shim, client, 100))
+        shim.reactor.run()
+    finally:
+        if shim.control is not None:
+            socks += [conn.sock for conn in shim.control.conns if conn.sock is not None]
+        for sock in socks:
+            sock.close()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _step(shim: Shim, client: lean.Socket, left: int) -> None:
+    """Stop once both replies are back (or after `left` more turns)."""
+    client.setblocking(False)
+    try:
+        got = client.recv(4096)
+    except BlockingIOError:
+        got = b""
+    shim._warm_replies = getattr(shim, "_warm_replies", 0) + got.count(b"\n")
+    if shim._warm_replies >= 2 or left <= 0:
+        shim.reactor.stop()
+    else:
+        shim.reactor.call_later(0.001, lambda: _step(shim, client, left - 1))
 
 
 def _print_exc() -> None:
@@ -547,6 +635,7 @@ def main(argv: list[str]) -> int:
     bundle = os.path.abspath(argv[0])
     if os.fork() != 0:
         os._exit(0)
+    tune_malloc()
     return run(bundle)
 
 
@@ -557,8 +646,10 @@ def run(bundle: str) -> int:
     os.chdir("/")
     os.umask(0o022)
     shim: Shim | None = None
+    probe()
     try:
         shim = Shim(bundle)
+        probe()
         shim.create()
     except StartFailure as e:
         if shim is not None:
@@ -584,5 +675,7 @@ def run(bundle: str) -> int:
         os.waitpid(shim.pid, 0)
         shim.cleanup_failed_create()
         return 1
+    probe()
+    shim.reactor.call_later(2, probe)
     shim.run()
     return 0

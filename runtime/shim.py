@@ -31,13 +31,6 @@ from .jsonlog import JsonLog, rfc3339nano
 from .reactor import Reactor
 from .stdio import OutputPump, StdinSink, enlarge_pipe
 
-_PROBE = os.path.exists('/tmp/monitor/probe')
-
-
-def probe():
-    if _PROBE:
-        os.kill(os.getpid(), 19)
-
 signal = lean.signal
 
 READY_TIMEOUT = 60.0
@@ -120,7 +113,6 @@ class Shim:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         self._write_pid_file()
-        probe()
         # Only the few fields of config.json the monitor itself needs: the init reads the
         # whole of it (initproc.run), in memory that is not the monitor's.
         try:
@@ -134,13 +126,11 @@ class Shim:
         except (OSError, ValueError) as e:
             raise StartFailure(f"cannot read {MONITOR_CONFIG}: {e}") from e
         self.cfg = cfg
-        probe()
         try:
             self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
         except OSError as e:
             raise StartFailure(f"cannot open log {cfg['log_path']}: {e.strerror}") from e
 
-        probe()
         child_stdio, mine = self._make_stdio(cfg)
         self.chan, chan_child = lean.socketpair(lean.SOCK_SEQPACKET)
         self._wakeup_r, wakeup_w = os.pipe()
@@ -153,9 +143,7 @@ class Shim:
         for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, _noop)
 
-        probe()
         self._enter_pid_namespace(cfg.get("pid_ns", "new"))
-        probe()
         pid = os.fork()
         if pid == 0:
             self.chan.close()  # so the child sees EOF if the monitor dies before start
@@ -308,7 +296,6 @@ class Shim:
                 self._start_error = (msg["error"], int(msg.get("exit_code", 128)))
 
     def _chan_closed(self) -> None:
-        probe()
         self.reactor.forget(self.chan.fileno())
         self.chan.close()
         self.chan = None
@@ -321,7 +308,6 @@ class Shim:
             self._start_waiters = []
         else:
             self._fail_starts()
-        probe()
 
     def _fail_starts(self) -> None:
         if self._start_error is not None:
@@ -500,7 +486,6 @@ class Shim:
     # -- main loop
 
     def run(self) -> None:
-        probe()
         try:
             self.reactor.run()
         except BaseException:
@@ -558,18 +543,20 @@ def _rehearse() -> None:
     try:
         shim.cfg = {"tty": False, "open_stdin": True, "stdin_once": False, "pid_ns": "new"}
         shim.log = JsonLog("")
-        stdin_r, stdin_w = os.pipe()
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
+        theirs, mine = shim._make_stdio(shim.cfg)
+        _, out_w, err_w = theirs
+        fds += [*theirs, *mine]
         shim._wakeup_r, wakeup_w = os.pipe()
-        fds += [stdin_r, stdin_w, out_r, out_w, err_r, err_w, shim._wakeup_r, wakeup_w]
+        fds += [shim._wakeup_r, wakeup_w]
         shim.chan, init_end = lean.socketpair(lean.SOCK_SEQPACKET)
         socks += [shim.chan, init_end]
         name = f"\0pydockerd-warm-up-{os.getpid()}-"
         control = lean.unix_listener(name + "c")
         attach = lean.unix_listener(name + "a")
         socks += [control, attach]
-        shim._wire(shim.cfg, (stdin_w, out_r, err_r), control, attach)
+        init_end.send(lean.dumps({"ready": True}))
+        shim._wait_ready()
+        shim._wire(shim.cfg, mine, control, attach)
         client = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM)
         socks.append(client)
         client.connect(name + "c")
@@ -578,7 +565,8 @@ def _rehearse() -> None:
         os.write(err_w, b"warm-up \xe2\x9c\x93\n")
         init_end.send(lean.dumps({"exec": True}))
         init_end.close()
-        shim.reactor.call_later(0, lambda: _step(shim, client, 100))
+        client.setblocking(False)
+        shim.reactor.call_later(0, lambda: _step(shim, client, [0], 100))
         shim.reactor.run()
     finally:
         if shim.control is not None:
@@ -592,18 +580,16 @@ def _rehearse() -> None:
                 pass
 
 
-def _step(shim: Shim, client: lean.Socket, left: int) -> None:
+def _step(shim: Shim, client: lean.Socket, replies: list[int], left: int) -> None:
     """Stop once both replies are back (or after `left` more turns)."""
-    client.setblocking(False)
     try:
-        got = client.recv(4096)
+        replies[0] += client.recv(4096).count(b"\n")
     except BlockingIOError:
-        got = b""
-    shim._warm_replies = getattr(shim, "_warm_replies", 0) + got.count(b"\n")
-    if shim._warm_replies >= 2 or left <= 0:
+        pass
+    if replies[0] >= 2 or left <= 0:
         shim.reactor.stop()
     else:
-        shim.reactor.call_later(0.001, lambda: _step(shim, client, left - 1))
+        shim.reactor.call_later(0.001, lambda: _step(shim, client, replies, left - 1))
 
 
 def _print_exc() -> None:
@@ -646,10 +632,8 @@ def run(bundle: str) -> int:
     os.chdir("/")
     os.umask(0o022)
     shim: Shim | None = None
-    probe()
     try:
         shim = Shim(bundle)
-        probe()
         shim.create()
     except StartFailure as e:
         if shim is not None:
@@ -675,7 +659,5 @@ def run(bundle: str) -> int:
         os.waitpid(shim.pid, 0)
         shim.cleanup_failed_create()
         return 1
-    probe()
-    shim.reactor.call_later(2, probe)
     shim.run()
     return 0

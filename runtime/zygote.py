@@ -181,10 +181,14 @@ def _run_exec(arg: bytes, console: bool) -> int:
 
 
 def _name_process(name: bytes) -> None:
-    # What ps and top show: the monitors' command line is the template's.
+    # What ps and top show: the monitors' command line is the template's. Plain os calls:
+    # a file object would dirty the monitor's memory for nothing.
     try:
-        with open("/proc/self/comm", "wb") as f:
-            f.write(name)
+        fd = os.open("/proc/self/comm", os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, name)
+        finally:
+            os.close(fd)
     except OSError:
         pass
 

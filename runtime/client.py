@@ -76,24 +76,27 @@ def read_exit_status(bundle_dir: Path) -> ExitStatus | None:
         return None
 
 
-def _write_durably(path: Path, data: bytes) -> None:
+def _write_file(path: Path, data: bytes, durable: bool) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:
         f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
     tmp.rename(path)
 
 
 def _prepare_bundle(bundle_dir: Path, config: dict) -> int:
-    """Write config.json and monitor.json (its part the monitor reads, runtime/spec.py)
-    durably, clear a previous run's leftovers; return monitor.log's fd."""
+    """Write config.json durably and monitor.json (its part the monitor reads,
+    runtime/spec.py), clear a previous run's leftovers; return monitor.log's fd."""
     bundle_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("exit.json", CONTROL_SOCK, ATTACH_SOCK, "monitor.pid"):
         with contextlib.suppress(FileNotFoundError):
             (bundle_dir / stale).unlink()
-    _write_durably(bundle_dir / "config.json", json.dumps(config).encode())
-    _write_durably(bundle_dir / "monitor.json", json.dumps({k: config[k] for k in MONITOR_KEYS}).encode())
+    # monitor.json is rewritten at every start and only read by the monitor started right
+    # after: no fsync of its own (one costs milliseconds on a disk).
+    _write_file(bundle_dir / "monitor.json", json.dumps({k: config[k] for k in MONITOR_KEYS}).encode(), False)
+    _write_file(bundle_dir / "config.json", json.dumps(config).encode(), True)
     return os.open(bundle_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 

@@ -13,12 +13,16 @@ request is an `Upgrade: tcp` on a registered route, the transport is taken away 
 uvicorn and handed to an asyncio handler as a StreamReader/StreamWriter pair. Every
 other request goes through the ASGI app untouched.
 
+The protocol also answers `/_ping` itself (api/ping.py): see _quick_ping and _take_ping.
+
 uvicorn internals relied on (uvicorn and httptools are pinned for this):
-`HttpToolsProtocol.{parser, url, headers, transport, loop, connections, cycle,
-on_headers_complete, on_body, on_message_complete, data_received,
-_get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response, flow}` and
-`RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and httptools
-raising `HttpParserUpgrade(offset)`.
+`HttpToolsProtocol.{parser, url, headers, scope, expect_100_continue, transport, loop, app,
+connections, cycle, pipeline, server_state, app_state, timeout_keep_alive(_task),
+timeout_keep_alive_handler, access_log(ger), on_message_begin (replaced: it builds the scope),
+on_headers_complete, on_body, on_message_complete, on_response_complete (replaced), data_received,
+_start_asgi_task, _get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response,
+flow}` and `RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and
+httptools raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """
 
@@ -38,6 +42,7 @@ from typing import Any
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import ping
 from .limits import HeaderGuard, error_response
 from .params import parse_json
 from .streams import RAW_STREAM
@@ -110,7 +115,7 @@ class HijackRoutes:
 
     @property
     def has_plain(self) -> bool:
-        return any(plain for *_, plain in self._routes)
+        return bool(self._plain_methods)
 
     def route(self, method: str, regex: str) -> Callable[[HijackHandler], HijackHandler]:
         def decorator(handler: HijackHandler) -> HijackHandler:
@@ -429,6 +434,12 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         # without upgrade be taken over, since the bytes after it are known (see data_received).
         _at_head_end = False
         _guard: HeaderGuard
+        # The answer of a /_ping being read (api/ping.py): written when its request ends.
+        _ping: bytes | None = None
+        # When an idle keep-alive connection is closed; None while a request is in progress.
+        _idle_deadline: float | None = None
+        # The parser is between two requests (nothing of a next one read yet).
+        _between = True
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             # The default send buffer (208 KiB) makes big responses (export, cp, save, logs)
@@ -445,7 +456,48 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._guard.stop()
+            self._cancel_keepalive()
             super().connection_lost(exc)
+
+        # uvicorn arms a keep-alive timer after every response and cancels it on every read: a
+        # call_later and a cancel per request. Here one timer per connection follows a deadline
+        # instead (as HeaderGuard does), and is only re-armed when it fires early.
+        def _unset_keepalive_if_required(self) -> None:
+            self._idle_deadline = None
+
+        def _cancel_keepalive(self) -> None:
+            self._idle_deadline = None
+            if self.timeout_keep_alive_task is not None:
+                self.timeout_keep_alive_task.cancel()
+                self.timeout_keep_alive_task = None
+
+        def _arm_keepalive(self) -> None:
+            self._idle_deadline = deadline = self.loop.time() + self.timeout_keep_alive
+            if self.timeout_keep_alive_task is None:
+                self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+
+        def _keepalive_due(self) -> None:
+            self.timeout_keep_alive_task = None
+            deadline = self._idle_deadline
+            if deadline is None:
+                return  # busy: the next response arms it again
+            if self.loop.time() < deadline:
+                self.timeout_keep_alive_task = self.loop.call_at(deadline, self._keepalive_due)
+            else:
+                self.timeout_keep_alive_handler()
+
+        def on_response_complete(self) -> None:
+            # HttpToolsProtocol.on_response_complete with the deadline-based keep-alive timer.
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self._idle_deadline = None
+            self.flow.resume_reading()
+            if self.pipeline:
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+            else:
+                self._arm_keepalive()
 
         def _reject_headers(self, status: int, message: str) -> None:
             self.logger.debug("closing a connection from %s: %s", self.client or "unix", message)
@@ -455,9 +507,27 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_begin(self) -> None:
             self._guard.begin()
+            self._between = False
             self._hijack = None
             self._plain_body_left = 0
-            super().on_message_begin()
+            # HttpToolsProtocol.on_message_begin without the scope: a ping needs none, so it is
+            # built in on_headers_complete (see _new_scope).
+            self.url = b""
+            self.expect_100_continue = False
+            self.headers = []
+
+        def _new_scope(self) -> None:
+            self.scope = {  # type: ignore[typeddict-item]
+                "type": "http",
+                "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
+                "http_version": "1.1",
+                "server": self.server,
+                "client": self.client,
+                "scheme": self.scheme,  # type: ignore[typeddict-item]
+                "root_path": self.root_path,
+                "headers": self.headers,
+                "state": self.app_state.copy(),
+            }
 
         def on_url(self, url: bytes) -> None:
             self._guard.parsed(len(url))
@@ -469,6 +539,21 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_headers_complete(self) -> None:
             if not self._guard.complete():
+                return
+            is_ping = self._take_ping()
+            if is_ping is True:
+                self._in_body = True
+                return
+            self._new_scope()
+            if is_ping is None:
+                # A ping for uvicorn's cycle to carry (see _take_ping): the same answer, as an app.
+                app = self.app
+                self.app = ping.asgi_app
+                self._in_body = True
+                try:
+                    super().on_headers_complete()
+                finally:
+                    self.app = app
                 return
             pending = self._match_hijack()
             if pending is not None:
@@ -487,6 +572,53 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 # be trusted with what follows.
                 self.cycle.keep_alive = False
                 self._plain_body_left = _content_length(self.headers)
+
+        def _take_ping(self) -> bool | None:
+            """For a /_ping (api/ping.py): True when it is answered here when its request ends, None
+            when uvicorn's cycle must carry it (closing the connection after it, or queued behind an
+            unfinished response); False for any other request."""
+            parser = self.parser
+            head = ping.is_ping(parser.get_method(), self.url)
+            if head is None or parser.should_upgrade():
+                return False
+            if parser.get_http_version() != "1.1" or not parser.should_keep_alive() or self.pipeline:
+                return None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return None  # answered now, it would overtake that response
+            self._ping = ping.ANSWERS.answer(head, self._date())
+            return True
+
+        def _date(self) -> bytes:
+            # uvicorn's Date header value, which its server loop renews every second.
+            for name, value in self.server_state.default_headers:
+                if name == b"date":
+                    return value
+            return b""
+
+        def _quick_ping(self, data: bytes) -> bool:
+            """Answer a read that is one plain `/_ping` without the parser (see ping.is_plain_ping)."""
+            head = ping.is_plain_ping(data)
+            if head is None or self.pipeline or self._plain_body_left:
+                return False
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return False
+            # The head is complete and within limits: what the guard waits for (only the first
+            # request of a connection is being waited for here; later ones begin in the parser).
+            self._guard.complete()
+            self._answer_ping(ping.ANSWERS.answer(head, self._date()), b"HEAD" if head else b"GET", b"/_ping")
+            return True
+
+        def _answer_ping(self, answer: bytes, method: bytes, url: bytes) -> None:
+            self._ping = None
+            self.transport.write(answer)
+            if self.access_log:
+                self.access_logger.info('%s - "%s %s HTTP/1.1" 200', f"{self.client[0]}:{self.client[1]}"
+                                        if self.client else "unix", method.decode("ascii"), url.decode("latin-1"))
+            self.server_state.total_requests += 1
+            if not self.transport.is_closing():
+                self._arm_keepalive()
 
         def _match_hijack(self) -> _Pending | None:
             parser = self.parser
@@ -530,7 +662,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             )
 
         def on_body(self, body: bytes) -> None:
-            if self._guard.rejected:
+            if self._guard.rejected or self._ping is not None:
                 return
             if self._hijack is not None:
                 self._hijack.body += body
@@ -548,6 +680,11 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
 
         def on_message_complete(self) -> None:
             self._in_body = False
+            self._between = True
+            answer = self._ping
+            if answer is not None:
+                self._answer_ping(answer, self.parser.get_method(), self.url)
+                return
             if self._hijack is not None or self._plain_body_left or self._guard.rejected:
                 return
             super().on_message_complete()
@@ -565,6 +702,8 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if self._guard.rejected:
                 return
             self._unset_keepalive_if_required()
+            if self._between and self._quick_ping(data):
+                return
             if self._plain_body_left:
                 self._feed_plain_body(data)
                 return
@@ -627,7 +766,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             # From here on uvicorn must not know this connection: not in its shutdown,
             # not in its keep-alive timer, not in its concurrency count.
             self.connections.discard(self)
-            self._unset_keepalive_if_required()
+            self._cancel_keepalive()
             transport = self.transport
             loop = self.loop
             client = f"{self.client[0]}:{self.client[1]}" if self.client else "unix"

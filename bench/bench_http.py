@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """The HTTP floor: requests/s of tiny answers with keep-alive clients.
 
-For the engine at $DOCKER_HOST (or --host): `GET /_ping`, `HEAD /_ping`, `GET /version`
-and `GET /v1.41/networks/none` (small JSON answers), each with `--clients` keep-alive connections (default 8) sending
+For the engine at $DOCKER_HOST (or --host): `GET /_ping`, `HEAD /_ping`, `GET /version`,
+`GET /v1.41/networks/none` and `GET /v1.41/containers/json` (small JSON answers; the last as few
+containers as the engine has), each with `--clients` keep-alive connections (default 8) sending
 one request at a time for `--duration` seconds, `--rounds` times. Every client is its own
 process with a raw socket and a minimal response reader, so that the client is not what
 is measured (http.client in threads tops out near 8k requests/s here).
@@ -12,7 +13,11 @@ For an engine on a local unix socket it also reports the daemon's CPU time per r
 that other work keeps busy, that figure moves much less than the rate does.
 
 `--compare OTHER_HOST` measures a second engine the same way, one round each in turn
-(A/B/A/B...), so that a busy machine slows both alike.
+(A/B/A/B...), so that a busy machine slows both alike. `--only 'METHOD PATH'` (repeatable) measures
+just those requests.
+
+The ceiling on this machine: bench/http_standin.py answers canned bytes with nothing but an event
+loop; measured by this bench it shows what the clients themselves leave to a server.
 
 Target (issue 14): at least dockerd's rate.
 """
@@ -32,7 +37,8 @@ import common
 
 # /networks/none: a small JSON answer from one of the last routes declared (every engine has
 # the `none` network), where matching routes one by one used to cost most.
-PATHS = [("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/v1.41/networks/none")]
+PATHS = [("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/v1.41/networks/none"),
+         ("GET", "/v1.41/containers/json")]
 
 
 def _dial(host: str) -> socket.socket:
@@ -59,6 +65,15 @@ def _one_response(sock: socket.socket, buf: bytearray, head: bool) -> None:
     headers = bytes(buf[:end]).lower()
     if not headers.startswith(b"http/1.1 200"):
         raise RuntimeError(headers[:80].decode(errors="replace"))
+    if not head and b"transfer-encoding: chunked" in headers:
+        # dockerd chunks bigger JSON answers: read to the last chunk (no trailers).
+        while (last := buf.find(b"\r\n0\r\n\r\n", end)) < 0 and not buf.startswith(b"0\r\n\r\n", end + 4):
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        del buf[:last + 7 if last >= 0 else end + 9]
+        return
     length = 0
     if not head:
         i = headers.find(b"content-length:")
@@ -131,11 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=8, help="keep-alive clients (default 8)")
     ap.add_argument("--duration", type=float, default=3.0, help="seconds per round (default 3)")
     ap.add_argument("--rounds", type=int, default=3, help="rounds per figure (default 3)")
+    ap.add_argument("--only", action="append", metavar="'METHOD PATH'",
+                    help="measure only these requests (repeatable), e.g. --only 'GET /_ping'")
     args = ap.parse_args(argv)
+    paths = PATHS
+    if args.only:
+        try:
+            paths = [(m.upper(), p) for m, p in (o.split(None, 1) for o in args.only)]
+        except ValueError:
+            ap.error("--only takes 'METHOD PATH'")
     hosts = [args.host] + ([args.compare] if args.compare else [])
     rates: dict[tuple[str, str, str], list[float]] = {}
     cpus: dict[tuple[str, str, str], list[float]] = {}
-    for method, path in PATHS:
+    for method, path in paths:
         for _ in range(args.rounds):
             for h in hosts:
                 rate, cpu = rate_round(h, method, path, args.clients, args.duration)
@@ -144,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
                     cpus.setdefault((h, method, path), []).append(cpu)
     head = ["figure", *(f"median [{h}]" for h in hosts)] + (["ratio (A/B)"] if len(hosts) == 2 else [])
     rows = []
-    for method, path in PATHS:
+    for method, path in paths:
         for what, table, fmt in (("req/s", rates, "{:.0f}"), ("daemon CPU us/req", cpus, "{:.0f}")):
             meds = [statistics.median(table[(h, method, path)]) if (h, method, path) in table else None
                     for h in hosts]

@@ -5,7 +5,7 @@ Measures, for the engine at $DOCKER_HOST (or --host):
   * per-container network setup: POST /start of a bridge container and of a --net=none
     one, and the difference of the medians (pydockerd makes a netns for both, so the
     difference is the veth/address/route/hosts work; its debug log also prints the
-    whole setup per container: "network setup of <id>: N ms")
+    whole setup per container and its steps: "network setup of <id>: netns N, ...; total N ms")
   * container -> container TCP throughput over the default bridge (MB/s)
   * host 127.0.0.1 -> published port throughput (MB/s), and [::1] -> published port,
     with host -> container IP (no NAT) as the baseline the NAT path is compared with

@@ -252,9 +252,12 @@ class Daemon:
 
     def _reconcile_mounts(self) -> None:
         """Unmounts the rootfs and removes the cgroups of containers that are not running (left
-        by a crash). Only our own containers: other daemons may share the cgroup parent."""
+        by a crash). Only our own containers: other daemons may share the cgroup parent.
+        Containers removed before a crash let them release what they held (`run --rm`
+        answers first) are ours too: their directories are still in the data root."""
         running = {c.id for c in self.registry if c.running}
-        for cid in self.cgroups.list() & (self.registry.ids() - running):
+        orphans = self.containers.files.orphans(self.registry.ids())
+        for cid in self.cgroups.list() & ((self.registry.ids() - running) | set(orphans)):
             try:
                 self.cgroups.remove(cid)
             except OSError as e:
@@ -267,6 +270,12 @@ class Daemon:
                     self.driver.unmount(cid)
                 except OSError as e:
                     log.warning("cannot unmount %s: %s", mnt, e)
+        for cid in orphans:
+            log.info("removing the files of the removed container %s", cid)
+            try:
+                self.containers.files.remove_by_id(cid)
+            except OSError as e:
+                log.warning("cannot remove the files of %s: %s", cid, e)
 
     async def stop(self) -> None:
         if self.metrics is not None:

@@ -23,13 +23,27 @@ import bisect
 import collections
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable
 
+from daemon import looptrace
+
 log = logging.getLogger("pydockerd.looplag")
+
+# PYDOCKERD_STALL_REPORT_MS: the watchdog's threshold (default 250 ms), lower while investigating.
+STALL_REPORT_ENV = "PYDOCKERD_STALL_REPORT_MS"
+
+
+def _env_ms(name: str) -> float | None:
+    try:
+        return float(os.environ[name]) / 1000
+    except (KeyError, ValueError):
+        return None
+
 
 # Upper bounds in seconds: 0.1 ms to 10 s in steps of about 1.26x (10 per decade).
 BUCKETS: tuple[float, ...] = tuple(round(10 ** (e / 10) / 10_000, 7) for e in range(0, 51))
@@ -38,7 +52,7 @@ BUCKETS: tuple[float, ...] = tuple(round(10 ** (e / 10) / 10_000, 7) for e in ra
 class LoopLag:
     def __init__(self, interval: float = 0.02, window: int = 3000, stall_report: float = 0.25) -> None:
         self.interval = interval
-        self.stall_report = stall_report
+        self.stall_report = _env_ms(STALL_REPORT_ENV) or stall_report
         self.counts = [0] * (len(BUCKETS) + 1)  # the last one: above BUCKETS[-1]
         self.total = 0.0
         self.samples = 0
@@ -50,6 +64,7 @@ class LoopLag:
         self._stop = threading.Event()
         self._watchdog: threading.Thread | None = None
         self._loop_thread = 0
+        self._tracer: looptrace.SlowCallbackTracer | None = None
 
     def record(self, lag: float) -> None:
         lag = max(lag, 0.0)
@@ -82,6 +97,9 @@ class LoopLag:
         if self._task is not None:
             return
         self._loop_thread = threading.get_ident()
+        if (slow := _env_ms(looptrace.ENV)) is not None:
+            self._tracer = looptrace.SlowCallbackTracer(slow)
+            self._tracer.start()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="looplag")
         if self.stall_report > 0:
             self._stop.clear()
@@ -90,6 +108,9 @@ class LoopLag:
 
     async def stop(self) -> None:
         self._stop.set()
+        if self._tracer is not None:
+            self._tracer.stop()
+            self._tracer = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -72,6 +72,7 @@ async def _run(loaded: Loaded) -> None:
     from api.metrics import MetricsServer
     from api.server import ListenerError, TLSOptions, close_listeners, open_listeners, serve
     from daemon.engine import Daemon
+    from daemon.loopprio import raise_loop_priority
 
     cfg = loaded.config
     notifier = Notifier.from_environment()
@@ -91,6 +92,8 @@ async def _run(loaded: Loaded) -> None:
         except OSError as e:
             close_listeners(listeners)
             raise StartupError(f"cannot serve metrics on {cfg.metrics_addr}: {e.strerror or e}") from None
+    if (nice := raise_loop_priority()) is not None:
+        log.info("event loop thread at nice %d", nice)
     daemon = Daemon(cfg, reload_flags=loaded.flags, on_log_level=set_log_level,
                     tcp_listeners=[b.url for b in listeners if b.listener.scheme == "tcp"])
     await daemon.start()

@@ -20,6 +20,7 @@ import ipaddress
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 
 from network import rtnl
@@ -73,7 +74,7 @@ async def add_address(name: str, address: str, prefixlen: int) -> None:
     await asyncio.to_thread(_add_address_sync, name, address, prefixlen)
 
 
-def _delete_sync(name: str) -> None:
+def delete_sync(name: str) -> None:
     with rtnl.Socket() as nl:
         idx = nl.link_index(name)
         if idx is None:
@@ -87,7 +88,7 @@ def _delete_sync(name: str) -> None:
 
 async def delete(name: str) -> None:
     """Deletes a link by name; a missing link is not an error (cleanup is idempotent)."""
-    await asyncio.to_thread(_delete_sync, name)
+    await asyncio.to_thread(delete_sync, name)
 
 
 def _add_veth_sync(host_if: str, bridge: str, netns: Path, inner_if: str, mac: str, mtu: int, owner: str) -> None:
@@ -117,6 +118,17 @@ async def add_veth(host_if: str, bridge: str, netns: Path, inner_if: str, mac: s
     """A veth pair: `host_if` enslaved to `bridge` (up, hairpin on), `inner_if` created inside
     the namespace file `netns` with the given MAC and MTU."""
     await asyncio.to_thread(_add_veth_sync, host_if, bridge, netns, inner_if, mac, mtu, owner)
+
+
+def set_owner_sync(host_if: str, owner: str) -> None:
+    """Names the owner of one of our veths (its ifalias), blocking: a veth made ahead of the
+    container that takes it (daemon/networks/pool.py)."""
+    try:
+        index = socket.if_nametoindex(host_if)  # one ioctl; a lookup by name can dump every link
+    except OSError:
+        raise RuntimeError(f"link {host_if} does not exist") from None
+    with rtnl.Socket() as nl:
+        nl.set_link(index, alias=ALIAS_PREFIX + owner)
 
 
 def _veths_of_sync(bridge: str) -> dict[str, str]:

@@ -21,12 +21,13 @@ Contract between `daemon` and `runtime` (see runtime/client.py):
   again after a daemon restart (None: it has finished, see ``read_exit_status``).
 * Monitors and exec processes are forked from a template process (``zygote``, one per
   daemon, started and ended by ``launcher.ZygoteLauncher``) that has imported their code
-  and frozen its garbage collector, so that they share its memory (~1.4 MiB of PSS per
+  and frozen its garbage collector, so that they share its memory (~1.3 MiB of PSS per
   monitor instead of ~4.3) and start without an interpreter's start-up; without it they
   start as fresh interpreters (``monitor.py``, ``execproc.py``). Why this keeps the
   monitor's guarantees is written at the top of runtime/zygote.py.
 
-Files in the bundle directory: ``config.json`` (written by ``spawn``), ``monitor.log`` (the
+Files in the bundle directory: ``config.json`` (written by ``spawn``, read by the container's
+init), ``monitor.json`` (its few fields the monitor reads), ``monitor.log`` (the
 monitor's stderr), ``monitor.pid``, ``control.sock`` and ``attach.sock`` (while the monitor
 runs), ``exit.json`` (once the container has exited; removed by the next ``spawn``).
 

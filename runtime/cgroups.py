@@ -14,6 +14,7 @@ controllers enabled through the parent's cgroup.subtree_control.
 from __future__ import annotations
 
 import errno
+import functools
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -105,6 +106,14 @@ def _rmdir(path: Path) -> None:
             if e.errno != errno.EBUSY:
                 raise
             time.sleep(0.02)
+
+
+@functools.cache
+def _mounted_as(controller: str) -> str:
+    """The hierarchy a v1 controller is mounted in ("cpu" -> "cpu,cpuacct" where co-mounted):
+    the mounts do not move while the daemon runs, and resolving them was path lookups on the
+    event loop at every start."""
+    return (ROOT / controller).resolve().name
 
 
 class CgroupV1:
@@ -214,7 +223,7 @@ class CgroupV1:
         hierarchy is named as mounted ("cpu,cpuacct" where those are co-mounted)."""
         out: dict[str, str] = {}
         for c, d in self.dirs(cid).items():
-            out.setdefault((ROOT / c).resolve().name, str(d))
+            out.setdefault(_mounted_as(c), str(d))
         return list(out.items())
 
     def add(self, cid: str, pid: int) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 from .jsonlog import rfc3339nano
 from .launcher import FreshLauncher, Launcher
-from .spec import normalize
+from .spec import MONITOR_KEYS, normalize
 
 CONTROL_SOCK = "control.sock"
 ATTACH_SOCK = "attach.sock"
@@ -76,18 +76,27 @@ def read_exit_status(bundle_dir: Path) -> ExitStatus | None:
         return None
 
 
+def _write_file(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    tmp.rename(path)
+
+
 def _prepare_bundle(bundle_dir: Path, config: dict) -> int:
-    """Write config.json durably, clear a previous run's leftovers; return monitor.log's fd."""
+    """Write config.json and monitor.json (its part the monitor reads, runtime/spec.py), clear a
+    previous run's leftovers; return monitor.log's fd.
+
+    Not fsynced: only the monitor started next (and its init) reads them, and no crash that
+    loses the page cache (the host's) leaves that monitor or its container alive to need them.
+    A daemon killed meanwhile loses nothing: the files are in the page cache all the same.
+    """
     bundle_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("exit.json", CONTROL_SOCK, ATTACH_SOCK, "monitor.pid"):
         with contextlib.suppress(FileNotFoundError):
             (bundle_dir / stale).unlink()
-    tmp = bundle_dir / ".config.json.tmp"
-    with open(tmp, "wb") as f:
-        f.write(json.dumps(config).encode())
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.rename(bundle_dir / "config.json")
+    _write_file(bundle_dir / "monitor.json", json.dumps({k: config[k] for k in MONITOR_KEYS}).encode())
+    _write_file(bundle_dir / "config.json", json.dumps(config).encode())
     return os.open(bundle_dir / "monitor.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
 
 

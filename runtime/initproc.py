@@ -249,10 +249,33 @@ def _exec(cfg: dict, env: list[str], chan: lean.Socket) -> NoReturn:
         os._exit(1)
 
 
-def run(cfg: dict, stdio: tuple[int, int, int] | None, chan: lean.Socket) -> NoReturn:
-    """Never returns: the process becomes the container's command or exits."""
+def read_config(dir_fd: int) -> dict:
+    """The bundle's config.json (runtime/spec.py); raises OSError or ValueError."""
+    fd = os.open("config.json", os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+    cfg = lean.loads(b"".join(chunks))
+    if not isinstance(cfg, dict):
+        raise ValueError("expected an object")
+    return cfg
+
+
+def run(bundle_fd: int, stdio: tuple[int, int, int] | None, chan: lean.Socket) -> NoReturn:
+    """Never returns: the process becomes the container's command or exits.
+
+    The config is read here, not by the monitor: this process is a fork of the monitor,
+    so whatever memory reading it takes is this process's own and goes with its execve."""
     try:
         _reset_signals()
+        try:
+            cfg = read_config(bundle_fd)
+        except (OSError, ValueError) as e:
+            _send(chan, {"error": f"cannot read config.json: {e}", "exit_code": 128, "stage": "setup"})
+            os._exit(128)
         try:
             console, env = _prepare(cfg, stdio, chan)
         except Exception as e:  # every setup failure is reported, whatever raised it

@@ -101,13 +101,17 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 
 
+try:
+    # Looked up once here: a CDLL attribute's first lookup builds its function object.
+    _mallopt = _libc.mallopt
+    _mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+except AttributeError:  # not glibc
+    _mallopt = None
+
+
 def mallopt(param: int, value: int) -> bool:
     """glibc's mallopt; False where it is not available (another libc) or refused."""
-    try:
-        fn = _libc.mallopt
-    except AttributeError:
-        return False
-    return bool(fn(ctypes.c_int(param), ctypes.c_int(value)))
+    return _mallopt is not None and bool(_mallopt(param, value))
 
 
 def malloc_trim(pad: int = 0) -> bool:

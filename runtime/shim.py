@@ -5,7 +5,8 @@ runtime/monitor.py (``python3 -S -I monitor.py <bundle>``) when there is none; e
 the process that started it exits at once, so the monitor is reparented away from the
 daemon and survives it. Then it:
 
-1. becomes a child subreaper, writes ``monitor.pid``, reads ``config.json``;
+1. becomes a child subreaper, writes ``monitor.pid``, reads ``monitor.json`` (the init
+   reads ``config.json``);
 2. unshare(CLONE_NEWPID) and fork: the child is the container's PID 1 and prepares
    everything (runtime/initproc.py) while the monitor binds its sockets;
 3. prints one JSON line on stdout (``{"ok": true, "pid": N}`` or ``{"ok": false, ...}``)
@@ -38,6 +39,8 @@ READY_TIMEOUT = 60.0
 OUTPUT_EOF_TIMEOUT = 5.0
 CONTROL_SOCK = "control.sock"
 ATTACH_SOCK = "attach.sock"
+MONITOR_CONFIG = "monitor.json"  # runtime/spec.py's MONITOR_KEYS of config.json
+MONITOR_CONFIG_MAX = 1 << 16
 
 
 class StartFailure(Exception):
@@ -48,15 +51,18 @@ class StartFailure(Exception):
 
 
 def write_json_atomic(dir_fd: int, name: str, data: dict) -> None:
+    """Whole or not at all (rename), and not fsynced: exit.json has to outlive the monitor and
+    the daemon, which the page cache does; a host crash ends the container and its monitor too,
+    and the bundle lives in the exec root (/run, a tmpfs, by default). The two fsyncs were
+    ~9 ms (up to 44) of every container's exit on a busy ext4 exec root, before its waiters
+    were answered."""
     tmp = f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
     try:
         os.write(fd, lean.dumps(data))
-        os.fsync(fd)
     finally:
         os.close(fd)
     os.rename(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-    os.fsync(dir_fd)
 
 
 def _listen(dir_fd: int, name: str) -> lean.Socket:
@@ -110,11 +116,19 @@ class Shim:
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
         self._write_pid_file()
+        # Only the few fields of config.json the monitor itself needs: the init reads the
+        # whole of it (initproc.run), in memory that is not the monitor's.
         try:
-            with open(os.path.join(self.bundle, "config.json"), "rb") as f:
-                self.cfg = cfg = lean.loads(f.read())
+            fd = os.open(MONITOR_CONFIG, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self.dir_fd)
+            try:
+                cfg = lean.loads(os.read(fd, MONITOR_CONFIG_MAX))
+            finally:
+                os.close(fd)
+            if not isinstance(cfg, dict):
+                raise ValueError("expected an object")
         except (OSError, ValueError) as e:
-            raise StartFailure(f"cannot read config.json: {e}") from e
+            raise StartFailure(f"cannot read {MONITOR_CONFIG}: {e}") from e
+        self.cfg = cfg
         try:
             self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
         except OSError as e:
@@ -136,7 +150,7 @@ class Shim:
         pid = os.fork()
         if pid == 0:
             self.chan.close()  # so the child sees EOF if the monitor dies before start
-            initproc.run(cfg, child_stdio, chan_child)
+            initproc.run(self.dir_fd, child_stdio, chan_child)
         self.pid = pid
         chan_child.close()
         if child_stdio is not None:
@@ -475,13 +489,6 @@ class Shim:
     # -- main loop
 
     def run(self) -> None:
-        # Output and stdin move in chunks of up to a few hundred KiB. With glibc's defaults
-        # each such buffer is a fresh mmap (or a heap that is trimmed at once), so every
-        # chunk paid for page faults and zeroed pages: a third of the monitor's CPU time
-        # in `docker run -i cat`. Keep freed memory for reuse instead: at most the trim
-        # threshold stays with an idle monitor after a burst (RSS ~15 MB instead of ~10).
-        libc.mallopt(libc.M_MMAP_THRESHOLD, 8 << 20)
-        libc.mallopt(libc.M_TRIM_THRESHOLD, 8 << 20)
         try:
             self.reactor.run()
         except BaseException:
@@ -505,6 +512,91 @@ class Shim:
         except OSError:
             pass
         self.cleanup_failed_create()
+
+
+def tune_malloc() -> None:
+    """Output and stdin move in chunks of up to a few hundred KiB. With glibc's defaults
+    each such buffer is a fresh mmap (or a heap that is trimmed at once), so every chunk paid
+    for page faults and zeroed pages: a third of the monitor's CPU time in `docker run -i
+    cat`. Keep freed memory for reuse instead: at most the trim threshold stays with an idle
+    monitor after a burst (RSS ~15 MB instead of ~10).
+
+    Called before the monitor runs: by the template (runtime/zygote.py) before it forks any
+    (the settings are libc's process state, inherited by fork, and a monitor making the
+    calls itself dirtied ~90 kB of its memory), by main() otherwise."""
+    libc.mallopt(libc.M_MMAP_THRESHOLD, 8 << 20)
+    libc.mallopt(libc.M_TRIM_THRESHOLD, 8 << 20)
+
+
+def warm_up(rounds: int = 1) -> None:
+    """Rehearse a monitor's life in this process: wiring, a control request, output, the
+    start handshake; on pipes and abstract sockets, with no container, no file and no
+    signal. The template (runtime/zygote.py) runs this before it freezes its memory, so
+    that what a first run creates once and keeps (the instance attribute tables of the
+    classes, caches, specialised bytecode) is created there and shared, not in each
+    monitor's own copy-on-write pages."""
+    for _ in range(rounds):
+        _rehearse()
+
+
+def _rehearse() -> None:
+    # The monitor's two ctypes calls, as no-ops: a first call through ctypes dirties ~100 kB
+    # (~60 kB once the same call has run before the fork).
+    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 0)
+    libc.unshare(0)
+    shim = Shim("/")
+    fds: list[int] = [shim.dir_fd]
+    socks: list[lean.Socket] = []
+    try:
+        shim.cfg = {"tty": False, "open_stdin": True, "stdin_once": False, "pid_ns": "new"}
+        shim.log = JsonLog("")
+        theirs, mine = shim._make_stdio(shim.cfg)
+        _, out_w, err_w = theirs
+        fds += [*theirs, *mine]
+        shim._wakeup_r, wakeup_w = os.pipe()
+        fds += [shim._wakeup_r, wakeup_w]
+        shim.chan, init_end = lean.socketpair(lean.SOCK_SEQPACKET)
+        socks += [shim.chan, init_end]
+        name = f"\0pydockerd-warm-up-{os.getpid()}-"
+        control = lean.unix_listener(name + "c")
+        attach = lean.unix_listener(name + "a")
+        socks += [control, attach]
+        init_end.send(lean.dumps({"ready": True}))
+        shim._wait_ready()
+        shim._wire(shim.cfg, mine, control, attach)
+        client = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM)
+        socks.append(client)
+        client.connect(name + "c")
+        client.sendall(b'{"op": "state"}\n{"op": "start"}\n')
+        os.write(out_w, b"warm-up\n")
+        os.write(err_w, b"warm-up \xe2\x9c\x93\n")
+        init_end.send(lean.dumps({"exec": True}))
+        init_end.close()
+        client.setblocking(False)
+        shim.reactor.call_later(0, lambda: _step(shim, client, [0], 100))
+        shim.reactor.run()
+    finally:
+        if shim.control is not None:
+            socks += [conn.sock for conn in shim.control.conns if conn.sock is not None]
+        for sock in socks:
+            sock.close()
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _step(shim: Shim, client: lean.Socket, replies: list[int], left: int) -> None:
+    """Stop once both replies are back (or after `left` more turns)."""
+    try:
+        replies[0] += client.recv(4096).count(b"\n")
+    except BlockingIOError:
+        pass
+    if replies[0] >= 2 or left <= 0:
+        shim.reactor.stop()
+    else:
+        shim.reactor.call_later(0.001, lambda: _step(shim, client, replies, left - 1))
 
 
 def _print_exc() -> None:
@@ -536,6 +628,7 @@ def main(argv: list[str]) -> int:
     bundle = os.path.abspath(argv[0])
     if os.fork() != 0:
         os._exit(0)
+    tune_malloc()
     return run(bundle)
 
 

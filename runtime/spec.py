@@ -102,6 +102,11 @@ from typing import Any, TypedDict
 
 from .libc import CAPABILITIES
 
+# What the monitor process itself reads, as <bundle>/monitor.json: the rest of config.json
+# is read by the container's init only, so that the long-lived monitor never holds (nor
+# dirties memory parsing) the seccomp profile, mounts, environment... (runtime/shim.py).
+MONITOR_KEYS = ("log_path", "log_max_size", "log_max_file", "tty", "open_stdin", "stdin_once", "pid_ns")
+
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 DEFAULT_CAPABILITIES = (

@@ -83,6 +83,10 @@ class LayerStore:
         self.root.mkdir(parents=True, exist_ok=True)
         self._durable = durable
         self._discards: list[threading.Thread] = []
+        # A layer's files never change once it exists: inspect and start read them (on the
+        # event loop) for every layer of the image, so they are read once. Existence is still
+        # checked on disk (diff_path, exists).
+        self._layers: dict[str, Layer] = {}
         tempfiles.remove_stale(self.root)
 
     def _dir(self, chain: str) -> Path:
@@ -98,6 +102,8 @@ class LayerStore:
         return d / "diff"
 
     def get(self, chain_id: str) -> Layer:
+        if (known := self._layers.get(chain_id)) is not None:
+            return known
         d = self._dir(chain_id)
         try:
             diff_id = (d / "diff-id").read_text().strip()
@@ -105,7 +111,8 @@ class LayerStore:
             size = int((d / "size").read_text())
         except FileNotFoundError:
             raise LayerNotFound(chain_id) from None
-        return Layer(chain_id=chain_id, diff_id=diff_id, parent=parent, size=size)
+        layer = self._layers[chain_id] = Layer(chain_id=chain_id, diff_id=diff_id, parent=parent, size=size)
+        return layer
 
     def lowers(self, chain_id: str) -> list[Path]:
         """diff dirs of this layer and its ancestors, topmost first (overlayfs lowerdir order)."""
@@ -205,5 +212,6 @@ class LayerStore:
 
     def remove(self, chain_id: str) -> None:
         """Delete a layer (the caller knows it is unused). Removing a missing layer is not an error."""
+        self._layers.pop(chain_id, None)
         d = self._dir(chain_id)
         tempfiles.remove_aside(d)

@@ -48,7 +48,7 @@ class ContainerFiles:
 
     def bundle(self, c: Container) -> Path:
         # Short on purpose: the monitor's sockets live here and sun_path holds 108 bytes.
-        return self.exec_root / "ctr" / c.id[:12]
+        return self.exec_root / "ctr" / c.id[:12]  # as in remove_by_id
 
     def lowers(self, c: Container) -> list[Path]:
         """The container's init layer on top of the image's layers (overlayfs lowerdir order)."""
@@ -65,12 +65,26 @@ class ContainerFiles:
         self.driver.create(c.id, self.lowers(c))
 
     def remove(self, c: Container) -> None:
+        self.remove_by_id(c.id)
+
+    def remove_by_id(self, cid: str) -> None:
+        """The container's directory goes last: while it is there, a daemon that died meanwhile
+        finds the rest at its next start (orphans())."""
         try:
-            self.driver.remove(c.id)
+            self.driver.remove(cid)
         except FileNotFoundError:
             pass
-        shutil.rmtree(self.paths(c)["dir"], ignore_errors=True)
-        shutil.rmtree(self.bundle(c), ignore_errors=True)
+        shutil.rmtree(self.exec_root / "ctr" / cid[:12], ignore_errors=True)
+        shutil.rmtree(paths(self.data_root, cid)["dir"], ignore_errors=True)
+
+    def orphans(self, known: set[str]) -> list[str]:
+        """Ids of container directories without a container: a removal (or a create) that a
+        crash interrupted."""
+        try:
+            entries = list((self.data_root / "containers").iterdir())
+        except FileNotFoundError:
+            return []
+        return [p.name for p in entries if p.name not in known and len(p.name) == 64 and p.is_dir()]
 
     def mount(self, c: Container) -> Path:
         return self.driver.mount(c.id, self.lowers(c))

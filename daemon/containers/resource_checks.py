@@ -52,12 +52,14 @@ def _parse_list(text: str, what: str) -> set[int]:
 def cpuset(res: dict, cpus: set[int] | None = None, mems: set[int] | None = None) -> None:
     """CpusetCpus and CpusetMems: dockerd's format and availability checks (the host's online
     CPUs and memory nodes unless given)."""
-    cpus = _online("cpus") if cpus is None else cpus
-    mems = _online("mems") if mems is None else mems
-    for key, what, online, label in (("CpusetCpus", "cpus", cpus, "CPUs"), ("CpusetMems", "mems", mems,
-                                                                          "memory nodes")):
+    for key, what, given, label in (("CpusetCpus", "cpus", cpus, "CPUs"), ("CpusetMems", "mems", mems,
+                                                                         "memory nodes")):
         text = res.get(key)
-        if text and not _parse_list(text, what) <= online:
+        if not text:
+            # Read only when asked: sysfs on every create was a synchronous read on the loop.
+            continue
+        online = _online(what) if given is None else given
+        if not _parse_list(text, what) <= online:
             raise InvalidParameter(f"Requested {label} are not available - requested {text}, available: "
                                    f"{_format_list(online)}")
 

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import secrets
-import time
 from pathlib import Path
 
 from daemon.containers.container import Container
 from daemon.containers.registry import ContainerRegistry
 from daemon.errors import DaemonError, Forbidden, InvalidParameter, NotFound
 from daemon.events import EventBus
+from daemon.networks import pool as pool_mod
 from daemon.networks import ports
 from daemon.networks.dns import EmbeddedDns
 from daemon.networks.names import NameFiles, dns_names
@@ -30,7 +31,8 @@ from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, e
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
-from network import ipam, links, netns
+from daemon.util.steps import Steps
+from network import inside, ipam, links, netns
 from network.ports import PortSpecError
 
 log = logging.getLogger("pydockerd.networks")
@@ -45,6 +47,7 @@ class SandboxService:
         self.registry = registry
         self.events = events
         self.netns_dir = exec_root / "netns"
+        self.pool = pool_mod.SandboxPool(self.netns_dir)
         self.ports = PortPublisher(networks)
         self.names = NameFiles(registry=registry, sandboxes=sandboxes, data_root=data_root,
                                host_gateway_ip=networks.host_gateway_ip)
@@ -132,30 +135,54 @@ class SandboxService:
             return await self._isolated(c), []
         if not _has_own_netns(c):
             return None, []
+        steps = Steps(log, f"network setup of {c.id[:12]}")
         await self.teardown(c)  # a stale sandbox from an interrupted stop
-        started = time.perf_counter()
+        steps.mark("stale")
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
-            await netns.create(sb.path)
-            commands = ["link set lo up"]
-            for i, name in enumerate(list(c.networks)):
-                n = self.networks.by_name(name)
-                if n is None:
-                    raise NotFound(f"network {name} not found")
-                ifname = f"eth{i}"
-                ep = await self._plug(c, sb, n, ifname)
-                commands += _addr_commands(n, ep, ifname)
+            commands = []
+            macs = []
+            adopt = None
+            ready = self._take_ready(c)
+            if ready is not None:  # the namespace and veth were made ahead (pool.py)
+                n, entry = ready
+                try:
+                    ep = self._endpoint(c, sb, n, "eth0", entry.endpoint_id)
+                except BaseException:
+                    await pool_mod.discard(entry)
+                    raise
+                # Moved to the container's file on the thread that then configures it.
+                adopt = functools.partial(pool_mod.adopt, entry, sb.path, c.id)
+                macs.append(("eth0", ep["MacAddress"]))
+            else:
+                await netns.create(sb.path, inside.loopback)
+                steps.mark("netns")
+                for i, name in enumerate(list(c.networks)):
+                    n = self.networks.by_name(name)
+                    if n is None:
+                        raise NotFound(f"network {name} not found")
+                    ifname = f"eth{i}"
+                    ep = await self._plug(c, sb, n, ifname)
+                    commands += _addr_commands(n, ep, ifname)
+                steps.mark("veths")
             ways_out = self._ways_out(c)
-            commands += _route_commands(ways_out)
-            v6 = any(ep.get("GlobalIPv6Address") for ep in c.networks.values())
-            await netns.configure(sb.path, commands, disable_ipv6=not v6)
+            if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
+                await netns.configure(sb.path, commands + _route_commands(ways_out))
+            else:  # the common case, without a process: netlink from a thread inside
+                cfg = self._inside(c, ways_out, macs)
+                cfg.disable_ipv6 = adopt is None  # one made ahead has it off already
+                await inside.apply_in(sb.path, cfg, before=adopt)
+            steps.mark("inside")
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])
+            steps.mark("ports")
             self.dns.changed()
             await self.dns.start(c, sb.path)
+            steps.mark("dns")
             env = await asyncio.to_thread(self.names.write, c)
             await self.names.refresh_linkers(c)
+            steps.mark("names")
         except BaseException as e:
             await self.teardown(c)
             if isinstance(e, DaemonError):
@@ -167,7 +194,7 @@ class SandboxService:
             n = self.networks.by_name(name)
             if n is not None:
                 self._event("connect", n, c)
-        log.debug("network setup of %s: %.1f ms", c.id[:12], (time.perf_counter() - started) * 1000)
+        steps.done()
         return str(sb.path), env
 
     async def _isolated(self, c: Container) -> str:
@@ -177,32 +204,63 @@ class SandboxService:
         sb = Sandbox(self.netns_dir / c.id[:12])
         self.sandboxes.add(c.id, sb)
         try:
-            await netns.create(sb.path)
-            await netns.configure(sb.path, ["link set lo up"], disable_ipv6=True)
+            entry = self.pool.take_isolated()
+            if entry is not None:  # made ahead (pool.py): only moved to the container's file
+                await asyncio.to_thread(pool_mod.adopt, entry, sb.path, c.id)
+            else:
+                await netns.create(sb.path, functools.partial(inside.loopback, disable_ipv6=True))
         except BaseException as e:
             await self.teardown(c)
-            if isinstance(e, netns.NetnsError):
+            if isinstance(e, (netns.NetnsError, OSError)):
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         return str(sb.path)
 
+    def _take_ready(self, c: Container) -> tuple[Network, pool_mod.Ready] | None:
+        """A namespace made ahead, for a container on the default bridge alone (without IPv6)."""
+        if list(c.networks) != ["bridge"]:
+            return None
+        n = self.networks.by_name("bridge")
+        if n is None or n.driver != "bridge" or n.subnet6:
+            return None
+        entry = self.pool.take(n.bridge, n.mtu)
+        return (n, entry) if entry is not None else None
+
     async def _plug(self, c: Container, sb: Sandbox, n: Network, ifname: str) -> dict:
         """One endpoint: an address from IPAM and a veth into the sandbox."""
+        ep = self._endpoint(c, sb, n, ifname, secrets.token_hex(32))
+        await links.add_veth(_host_if(ep["EndpointID"]), n.bridge, sb.path, ifname, ep["MacAddress"], n.mtu, c.id)
+        return ep
+
+    def _endpoint(self, c: Container, sb: Sandbox, n: Network, ifname: str, endpoint_id: str) -> dict:
+        """One endpoint's address from IPAM and its fields (the veth is the caller's)."""
         ep = c.networks[n.name]
         ipam_cfg = ep.get("IPAMConfig") or {}
         ip, ip6 = self.networks.allocate(n, ipam_cfg.get("IPv4Address") or "", ipam_cfg.get("IPv6Address") or "")
         if ip6:
             ep.update(GlobalIPv6Address=ip6, GlobalIPv6PrefixLen=n.prefixlen6, IPv6Gateway=n.gateway6)
         sb.interfaces[n.id] = ifname
-        endpoint_id = secrets.token_hex(32)
         mac = ep.get("_UserMac") or ipam.mac_for(ip)
         # The interface name is kept with the endpoint (persisted): after a daemon restart
         # it cannot be guessed from the order of the networks.
         ep.update(NetworkID=n.id, EndpointID=endpoint_id, Gateway=n.gateway, IPAddress=ip,
                   IPPrefixLen=n.prefixlen, MacAddress=mac, _IfName=ifname,
                   DNSNames=None if n.name == "bridge" else dns_names(c, ep))
-        await links.add_veth(_host_if(endpoint_id), n.bridge, sb.path, ifname, mac, n.mtu, c.id)
         return ep
+
+    def _inside(self, c: Container, ways_out: list[tuple[Network, dict]],
+                macs: list[tuple[str, str]] | None = None) -> inside.Inside:
+        """What _addr_commands and _route_commands say, for endpoints without IPv6."""
+        cfg = inside.Inside(macs=macs or [])
+        for name, ep in c.networks.items():
+            n = self.networks.by_name(name)
+            if n is not None and ep.get("IPAddress") and ep.get("_IfName"):
+                cfg.addresses.append(inside.Address(ep["_IfName"], ep["IPAddress"], n.prefixlen))
+                cfg.up.append(ep["_IfName"])
+        if ways_out:
+            n, ep = ways_out[0]
+            cfg.gateway = (n.gateway, ep["_IfName"])
+        return cfg
 
     def _ways_out(self, c: Container) -> list[tuple[Network, dict]]:
         """Connected endpoints that can be the gateway one, best first: dockerd orders them by
@@ -374,6 +432,11 @@ class SandboxService:
                     log.info("removing leftover veth %s of %s", ifname, owner)
                     await links.delete(ifname)
         await self.networks.sync_firewall()
+        default = self.networks.by_name("bridge")
+        if default is not None and default.driver == "bridge" and default.bridge and not default.subnet6:
+            self.pool.start(default.bridge, default.mtu)  # after the leftovers of a crash went
+        else:
+            self.pool.start("", 0)
 
     async def _restore(self, c: Container) -> None:
         """Rebuilds the runtime view of a container that kept running while we were down."""
@@ -405,6 +468,7 @@ class SandboxService:
         for sb in self.sandboxes:
             for b in sb.bindings:
                 b.close()
+        await self.pool.close()
         await self.dns.close()
 
     # -- views -------------------------------------------------------------------------------
@@ -513,8 +577,7 @@ def _route_commands(ways_out: list[tuple[Network, dict]]) -> list[str]:
     return cmds
 
 
-def _host_if(endpoint_id: str) -> str:
-    return "veth" + endpoint_id[:7]
+_host_if = pool_mod.host_if
 
 
 def _sandbox_id(cid: str) -> str:

@@ -52,8 +52,9 @@ def wait_http(port: int, host: str = "127.0.0.1") -> str:
 
 
 def our_veths(owner_ids: set[str] | None = None, bridge: str = "") -> list[str]:
-    """Veths pydockerd made (it tags them with an ifalias), by owner or by bridge: other
-    daemons on the host may be creating their own meanwhile."""
+    """Veths pydockerd made for containers (it tags them with an ifalias), by owner or by
+    bridge: other daemons on the host may be creating their own meanwhile. Those made ahead
+    (owner "pool", daemon/networks/pool.py) are no container's: they come and go."""
     argv = ["ip", "-o", "link", "show", "type", "veth"] + (["master", bridge] if bridge else [])
     out = subprocess.run(argv, capture_output=True, text=True).stdout
     found = []
@@ -61,9 +62,16 @@ def our_veths(owner_ids: set[str] | None = None, bridge: str = "") -> list[str]:
         if "alias pydockerd:" not in line:
             continue
         owner = line.rsplit("alias pydockerd:", 1)[1].split()[0]
-        if owner_ids is None or owner in owner_ids:
+        if owner != "pool" and (owner_ids is None or owner in owner_ids):
             found.append(line.split(":")[1].strip())
     return found
+
+
+def pool_veths(bridge: str) -> set[str]:
+    """The veths made ahead for containers to come (daemon/networks/pool.py)."""
+    out = subprocess.run(["ip", "-o", "link", "show", "type", "veth", "master", bridge],
+                         capture_output=True, text=True).stdout
+    return {line.split(":")[1].strip().split("@")[0] for line in out.splitlines() if "alias pydockerd:pool" in line}
 
 
 def nft_table(d: Daemon) -> str:
@@ -71,9 +79,10 @@ def nft_table(d: Daemon) -> str:
     return subprocess.run(["nft", "list", "table", "ip", name], capture_output=True, text=True).stdout
 
 
-def netns_files(d: Daemon) -> set[str]:
+def netns_files(d: Daemon, pool: bool = False) -> set[str]:
+    """The daemon's namespace files; those made ahead (pool-*) only with `pool`."""
     try:
-        return set(os.listdir(d.exec_root / "netns"))
+        return {f for f in os.listdir(d.exec_root / "netns") if pool or not f.startswith("pool-")}
     except FileNotFoundError:
         return set()
 
@@ -438,6 +447,8 @@ def test_restart_keeps_ports_and_crash_is_reconciled(new_daemon, busybox_rootfs:
     assert wait_http(port).startswith("hello-")
     assert http_get(port, "::1").startswith("hello-")
     dies = inspect(dm, "dies")["Id"]
+    wait_for(lambda: len(pool_veths(dm.bridge)) == 2, timeout=10, what="namespaces made ahead")
+    old_pool = (netns_files(dm, pool=True) - netns_files(dm), pool_veths(dm.bridge))
     dm.kill()  # a crash: no shutdown code runs
     monitor = dm.exec_root / "ctr" / dies[:12] / "monitor.pid"
     os.kill(int(monitor.read_text()), 9)
@@ -447,6 +458,9 @@ def test_restart_keeps_ports_and_crash_is_reconciled(new_daemon, busybox_rootfs:
     dm.start()
     wait_for(lambda: dies[:12] not in netns_files(dm), timeout=10, what="leftover netns removed")
     assert our_veths({dies}) == []
+    # What was made ahead before the crash is gone too (a new pool is made after that).
+    wait_for(lambda: not old_pool[0] & netns_files(dm, pool=True) and not old_pool[1] & pool_veths(dm.bridge),
+             timeout=10, what="the crashed daemon's namespaces made ahead removed")
     assert inspect(dm, "dies")["State"]["Running"] is False
     assert wait_http(port).startswith("hello-")
     dm.docker("rm", "-f", "keep", "dies")
@@ -454,6 +468,7 @@ def test_restart_keeps_ports_and_crash_is_reconciled(new_daemon, busybox_rootfs:
     rc = dm.stop()
     assert rc == 0
     assert nft_table(dm) == "", "rules stay after the last container and the daemon are gone"
+    assert netns_files(dm, pool=True) == set() and not pool_veths(dm.bridge), "namespaces made ahead outlive the daemon"
 
 
 def test_ipv6_network_addresses_ip6_and_routes(d: Daemon, uname) -> None:

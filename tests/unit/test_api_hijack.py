@@ -153,13 +153,7 @@ def make_app(engine: Engine) -> tuple[Any, HijackRoutes]:
     app = FastAPI()
     routes = HijackRoutes()
 
-    @app.api_route("/_ping", methods=["GET", "HEAD"])
-    async def ping() -> Response:
-        return Response(
-            "OK",
-            media_type="text/plain; charset=utf-8",
-            headers={"Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache"},
-        )
+    # No /_ping: the protocol answers it (api/ping.py, tests/unit/test_api_ping.py).
 
     @app.get("/version")
     async def version(request: Request) -> dict[str, Any]:

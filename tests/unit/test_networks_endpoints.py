@@ -22,6 +22,7 @@ from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.network import Network, empty_endpoint, endpoint_config
 from daemon.networks.sandbox import Sandboxes
+from network import inside as inside_mod
 from network import ipam
 
 # -- the template ----------------------------------------------------------------------------
@@ -172,9 +173,12 @@ class Kernel:
         self.log: list[tuple[str, ...]] = []
         self.fail_veth_on = ""
 
-        async def create(path: Path) -> None:
+        async def create(path: Path, inside: object = None) -> None:
             path.parent.mkdir(parents=True, exist_ok=True)  # the published-ports record lives beside it
             self.log.append(("netns", path.name))
+
+        async def apply_in(path: Path, cfg: inside_mod.Inside, before: object = None) -> None:
+            self.log.extend(("ip", cmd) for cmd in cfg.commands())
 
         async def configure(path: Path, commands: list[str], disable_ipv6: bool = False,
                             enable_ipv6_on: tuple[str, ...] = ()) -> None:
@@ -191,6 +195,7 @@ class Kernel:
 
         monkeypatch.setattr(endpoints_mod.netns, "create", create)
         monkeypatch.setattr(endpoints_mod.netns, "configure", configure)
+        monkeypatch.setattr(endpoints_mod.inside, "apply_in", apply_in)
         monkeypatch.setattr(endpoints_mod.netns, "remove", lambda path: self.log.append(("rm-netns", path.name)))
         monkeypatch.setattr(endpoints_mod.links, "add_veth", add_veth)
         monkeypatch.setattr(endpoints_mod.links, "delete", delete)

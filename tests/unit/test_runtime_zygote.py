@@ -145,3 +145,41 @@ def test_exec_forked_by_the_template(box: Path, tmp_path: Path) -> None:  # noqa
             await launcher.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_the_init_reads_the_config_and_reports_a_bad_one(box: Path, tmp_path: Path,  # noqa: F811
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The monitor reads monitor.json only; config.json is the init's, which says what is wrong with it."""
+    from runtime import client
+    from runtime.client import StartError
+
+    write = client._write_file
+
+    def truncated_config(path: Path, data: bytes, durable: bool) -> None:
+        write(path, data[:10] if path.name == "config.json" else data, durable)
+
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec")
+        assert await launcher.start()
+        try:
+            with pytest.raises(StartError) as e:
+                await Monitor.spawn(box / "bundle", make_spec(box, ["true"]), launcher)
+            assert e.value.message.startswith("cannot read config.json:")
+            assert e.value.exit_code == 128
+            assert not {"control.sock", "attach.sock", "monitor.pid"} & set(os.listdir(box / "bundle"))
+        finally:
+            await launcher.close()
+
+    monkeypatch.setattr(client, "_write_file", truncated_config)
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_warm_up_leaves_nothing_behind() -> None:
+    """The template's rehearsal of a monitor (runtime/shim.py warm_up) closes every fd it
+    opens and creates no file: it runs in the template, whose fds the monitors inherit."""
+    from runtime import shim
+
+    before = sorted(os.listdir("/proc/self/fd"))
+    shim.warm_up(3)
+    assert sorted(os.listdir("/proc/self/fd")) == before
+    assert not os.path.exists("/exit.json") and not os.path.exists("/monitor.pid")

@@ -16,9 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyroute2 import IPRoute
-
-from . import netns
+from . import netns, rtnl
 
 _IPV6_CONF = "/proc/sys/net/ipv6/conf"
 _RTPROT_BOOT = 3
@@ -66,8 +64,8 @@ def loopback(disable_ipv6: bool = False) -> None:
     """`lo` up (and IPv6 off): a new namespace's first step. Runs inside the namespace."""
     if disable_ipv6:
         _no_ipv6()
-    with IPRoute() as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+    with rtnl.Socket() as nl:
+        nl.set_link(_index(nl, "lo"), up=True)
 
 
 def apply(cfg: Inside) -> None:
@@ -75,19 +73,19 @@ def apply(cfg: Inside) -> None:
     batch it replaces). Runs inside the namespace."""
     if cfg.disable_ipv6:
         _no_ipv6()
-    with IPRoute() as ipr:
+    with rtnl.Socket() as nl:
         for ifname, mac in cfg.macs:
-            ipr.link("set", index=_index(ipr, ifname), address=mac)
+            nl.set_link(_index(nl, ifname), mac=bytes.fromhex(mac.replace(":", "")))
         for a in cfg.addresses:
             net = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
-            extra = {"broadcast": str(net.broadcast_address)} if a.prefixlen < 31 else {}
-            ipr.addr("add", index=_index(ipr, a.ifname), address=a.address, prefixlen=a.prefixlen, **extra)
+            brd = str(net.broadcast_address) if a.prefixlen < 31 else None
+            nl.add_address(_index(nl, a.ifname), a.address, a.prefixlen, broadcast=brd)
         for ifname in cfg.up:
-            ipr.link("set", index=_index(ipr, ifname), state="up")
+            nl.set_link(_index(nl, ifname), up=True)
         if cfg.gateway is not None:
             gateway, ifname = cfg.gateway
             # proto boot: what `ip route` sets, and shows inside the container.
-            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ipr, ifname), proto=_RTPROT_BOOT)
+            nl.replace_default_route(gateway, _index(nl, ifname), _RTPROT_BOOT)
 
 
 async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = None) -> None:
@@ -96,8 +94,8 @@ async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = 
     await netns.run_in(path, functools.partial(apply, cfg), before)
 
 
-def _index(ipr: IPRoute, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
+def _index(nl: rtnl.Socket, ifname: str) -> int:
+    found = nl.link_index(ifname)
+    if found is None:
         raise RuntimeError(f"no interface {ifname} in the namespace")
-    return found[0]
+    return found

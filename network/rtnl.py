@@ -17,21 +17,25 @@ from collections.abc import Iterator
 # linux/rtnetlink.h, linux/netlink.h, linux/if_link.h, linux/if_addr.h, linux/veth.h
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_GETADDR = 20, 22
+RTM_NEWROUTE = 24
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_MULTI, NLM_F_ACK = 0x1, 0x2, 0x4
 NLM_F_DUMP = 0x300
-NLM_F_EXCL, NLM_F_CREATE = 0x200, 0x400
+NLM_F_REPLACE, NLM_F_EXCL, NLM_F_CREATE = 0x100, 0x200, 0x400
 NLA_F_NESTED = 0x8000
 IFLA_ADDRESS, IFLA_IFNAME, IFLA_MTU, IFLA_MASTER = 1, 3, 4, 10
 IFLA_LINKINFO, IFLA_IFALIAS, IFLA_NET_NS_FD = 18, 20, 28
 IFLA_INFO_KIND, IFLA_INFO_DATA = 1, 2
 VETH_INFO_PEER = 1
-IFA_ADDRESS, IFA_LOCAL = 1, 2
+IFA_ADDRESS, IFA_LOCAL, IFA_BROADCAST = 1, 2, 4
+RTA_DST, RTA_OIF, RTA_GATEWAY = 1, 4, 5
+RT_TABLE_MAIN, RT_SCOPE_UNIVERSE, RTN_UNICAST = 254, 0, 1
 IFF_UP = 0x1
 
 _NLMSGHDR = struct.Struct("=IHHII")
 _IFINFOMSG = struct.Struct("=BxHiII")
 _IFADDRMSG = struct.Struct("=BBBBI")
+_RTMSG = struct.Struct("=BBBBBBBBI")
 _NLA = struct.Struct("=HH")
 
 
@@ -185,8 +189,11 @@ class Socket:
                   + nested(IFLA_LINKINFO, string(IFLA_INFO_KIND, "veth"),
                            nested(IFLA_INFO_DATA, attr(VETH_INFO_PEER, peer_msg))))
 
-    def set_link(self, index: int, *, up: bool = False, master: int | None = None, alias: str | None = None) -> None:
+    def set_link(self, index: int, *, up: bool = False, master: int | None = None, alias: str | None = None,
+                 mac: bytes | None = None) -> None:
         body = ifinfomsg(index, IFF_UP if up else 0, IFF_UP if up else 0)
+        if mac is not None:
+            body += attr(IFLA_ADDRESS, mac)
         if master is not None:
             body += u32(IFLA_MASTER, master)
         if alias is not None:
@@ -210,10 +217,20 @@ class Socket:
                 out.append(socket.inet_ntop(family, raw))
         return out
 
-    def add_address(self, index: int, address: str, prefixlen: int) -> None:
+    def add_address(self, index: int, address: str, prefixlen: int, broadcast: str | None = None) -> None:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         raw = socket.inet_pton(family, address)
         body = _IFADDRMSG.pack(family, prefixlen, 0, 0, index) + attr(IFA_ADDRESS, raw)
         if family == socket.AF_INET:
             body += attr(IFA_LOCAL, raw)  # as `ip addr add`: the local address is the address
+        if broadcast is not None:
+            body += attr(IFA_BROADCAST, socket.inet_pton(socket.AF_INET, broadcast))
         self.call(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, body)
+
+    # -- routes ------------------------------------------------------------------------------
+
+    def replace_default_route(self, gateway: str, oif: int, protocol: int) -> None:
+        """`ip route replace default via GATEWAY dev OIF` (IPv4, main table)."""
+        body = (_RTMSG.pack(socket.AF_INET, 0, 0, 0, RT_TABLE_MAIN, protocol, RT_SCOPE_UNIVERSE, RTN_UNICAST, 0)
+                + attr(RTA_GATEWAY, socket.inet_pton(socket.AF_INET, gateway)) + u32(RTA_OIF, oif))
+        self.call(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, body)

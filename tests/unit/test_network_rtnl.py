@@ -75,3 +75,33 @@ def test_bridge_and_veth_round_trip() -> None:
         ns.kill()
         ns.wait()
     assert not asyncio.run(links.exists(bridge))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make a namespace")
+def test_inside_of_a_namespace() -> None:
+    """network/inside.py on rtnl: what `ip -batch` did (MAC, addr with brd, up, default route)."""
+    from network import inside, netns
+
+    ns = subprocess.Popen(["unshare", "--net", "sleep", "60"])
+    try:
+        for _ in range(50):  # the namespace exists once unshare has exec'd sleep
+            if os.readlink(f"/proc/{ns.pid}/ns/net") != os.readlink("/proc/self/ns/net"):
+                break
+            subprocess.run(["sleep", "0.05"])
+        subprocess.run(["nsenter", "-t", str(ns.pid), "-n", "ip", "link", "add", "v0", "type", "veth", "peer", "v1"],
+                       check=True)
+        cfg = inside.Inside(addresses=[inside.Address("v0", "10.9.8.2", 24)], macs=[("v0", "02:42:0a:09:08:02")],
+                            up=["v0", "v1"], gateway=("10.9.8.1", "v0"), disable_ipv6=False)
+        asyncio.run(netns.run_in(Path(f"/proc/{ns.pid}/ns/net"), lambda: (inside.loopback(), inside.apply(cfg))))
+
+        def ip(*args: str) -> str:
+            return subprocess.run(["nsenter", "-t", str(ns.pid), "-n", "ip", *args], capture_output=True,
+                                  text=True, check=True).stdout
+
+        assert "inet 10.9.8.2/24 brd 10.9.8.255" in ip("-4", "addr", "show", "v0")
+        assert "02:42:0a:09:08:02" in ip("link", "show", "v0")
+        assert "unicast default via 10.9.8.1 dev v0 proto boot" in ip("-d", "-4", "route")
+        assert "UP" in ip("link", "show", "lo")
+    finally:
+        ns.kill()
+        ns.wait()

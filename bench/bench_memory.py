@@ -11,6 +11,10 @@ in a container: pydockerd's template process, dockerd's containerd; see bench_fo
     everything removed, and --settle seconds idle again (pydockerd trims its heap every 30 s:
     daemon/util/memtrim.py)
 
+PSS counts a shared library page in part only, split between every process that maps it:
+the same daemon shows several MiB less while other Python daemons run. Compare engines in
+the same window; the anonymous part (what the engine allocated itself) is stable across.
+
 A daemon run with PYDOCKERD_MEMDEBUG=1 (and PYTHONTRACEMALLOC=1) reports what it holds under
 GET /debug/vars; with --modules the modules imported by the work are printed for it.
 `--compare OTHER_HOST` measures a second engine the same way, one after the other.
@@ -28,7 +32,7 @@ import uuid
 from pathlib import Path
 
 import common
-from bench_footprint import MIB, Engine, _rollup
+from bench_footprint import MIB, Engine
 
 _DOCKERFILE = """FROM busybox
 ENV STEP={i}
@@ -40,9 +44,28 @@ CMD ["cat", "/built.txt"]
 """
 
 
-def pss(e: Engine) -> float:
+def _pss(pid: int) -> tuple[int, int]:
+    """(PSS, anonymous PSS) in bytes; (0, 0) for a process that is gone."""
+    out = {"Pss": 0, "Pss_Anon": 0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in out:
+                    out[key] = int(rest.split()[0]) * 1024
+    except OSError:
+        pass
+    return out["Pss"], out["Pss_Anon"]
+
+
+def pss(e: Engine) -> tuple[float, float]:
+    """The engine's PSS, and the anonymous part of it (heaps, stacks: what the engine itself
+    allocated). The rest, shared library pages, is split between every process that maps
+    them: with other Python programs running the same interpreter and libraries it shrinks,
+    so compare engines in the same window, and the anonymous part across windows."""
     engine, _ = e.processes()
-    return sum(_rollup(p)[0] for p in engine) / MIB
+    both = [_pss(p) for p in engine]
+    return sum(p for p, _ in both) / MIB, sum(a for _, a in both) / MIB
 
 
 def modules(e: Engine) -> list[str] | None:
@@ -148,8 +171,10 @@ def measure(e: MemEngine, n: int, settle: float, show_modules: bool, log) -> dic
         new = sorted(set(mods_after) - set(mods_before))
         print(f"[{e.host}] {len(mods_before)} modules fresh, {len(mods_after)} after; new: {json.dumps(new)}",
               file=sys.stderr)
-    return {"daemon PSS fresh": fresh, "daemon PSS right after the work": now,
-            f"daemon PSS after work, {settle:.0f} s idle": after, "objects made": float(made)}
+    return {"daemon PSS fresh": fresh[0], "daemon PSS right after the work": now[0],
+            f"daemon PSS after work, {settle:.0f} s idle": after[0],
+            "  of which anonymous, fresh": fresh[1], "  of which anonymous, after work": after[1],
+            "objects made": float(made)}
 
 
 def main(argv: list[str] | None = None) -> int:

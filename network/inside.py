@@ -16,7 +16,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import netns, rtnl
+from network.netlink import IPRoute
+
+from . import netns
 
 _IPV6_CONF = "/proc/sys/net/ipv6/conf"
 _RTPROT_BOOT = 3
@@ -64,8 +66,8 @@ def loopback(disable_ipv6: bool = False) -> None:
     """`lo` up (and IPv6 off): a new namespace's first step. Runs inside the namespace."""
     if disable_ipv6:
         _no_ipv6()
-    with rtnl.Socket() as nl:
-        nl.set_link(_index(nl, "lo"), up=True)
+    with IPRoute() as ipr:
+        ipr.link("set", index=_index(ipr, "lo"), state="up")
 
 
 def apply(cfg: Inside) -> None:
@@ -73,19 +75,19 @@ def apply(cfg: Inside) -> None:
     batch it replaces). Runs inside the namespace."""
     if cfg.disable_ipv6:
         _no_ipv6()
-    with rtnl.Socket() as nl:
+    with IPRoute() as ipr:
         for ifname, mac in cfg.macs:
-            nl.set_link(_index(nl, ifname), mac=bytes.fromhex(mac.replace(":", "")))
+            ipr.link("set", index=_index(ipr, ifname), address=mac)
         for a in cfg.addresses:
             net = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
-            brd = str(net.broadcast_address) if a.prefixlen < 31 else None
-            nl.add_address(_index(nl, a.ifname), a.address, a.prefixlen, broadcast=brd)
+            extra = {"broadcast": str(net.broadcast_address)} if a.prefixlen < 31 else {}
+            ipr.addr("add", index=_index(ipr, a.ifname), address=a.address, prefixlen=a.prefixlen, **extra)
         for ifname in cfg.up:
-            nl.set_link(_index(nl, ifname), up=True)
+            ipr.link("set", index=_index(ipr, ifname), state="up")
         if cfg.gateway is not None:
             gateway, ifname = cfg.gateway
             # proto boot: what `ip route` sets, and shows inside the container.
-            nl.replace_default_route(gateway, _index(nl, ifname), _RTPROT_BOOT)
+            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ipr, ifname), proto=_RTPROT_BOOT)
 
 
 async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = None) -> None:
@@ -94,8 +96,8 @@ async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = 
     await netns.run_in(path, functools.partial(apply, cfg), before)
 
 
-def _index(nl: rtnl.Socket, ifname: str) -> int:
-    found = nl.link_index(ifname)
-    if found is None:
+def _index(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
         raise RuntimeError(f"no interface {ifname} in the namespace")
-    return found
+    return found[0]

@@ -1,10 +1,12 @@
-"""Bridges and veth pairs through netlink (network/rtnl.py, host side only).
+"""Bridges and veth pairs through netlink (pyroute2, host side only).
 
 The kernel carries out a netlink request inside send(), under the rtnl lock that every
 other program changing links on the host contends for: creating a veth took up to
-hundreds of ms on a busy host, and on the event loop that stalled every client. So every
-change runs in a worker thread. Nothing here forks or enters a namespace: the threaded
-daemon must not.
+hundreds of ms on a busy host, and on the event loop that stalled every client. So the
+per-container changes (add_veth, delete) run the synchronous IPRoute in a worker thread
+(it cannot run on the loop's thread: it drives an event loop of its own); the rare
+bridge-level ones use AsyncIPRoute. IPRoute(netns=...) is never used: it forks, which the
+threaded daemon must not do.
 The container side of a veth is created directly inside the container's namespace (the
 spike measured 20-30 ms per container this way against 50-80 ms for moving it there).
 Every veth we create carries an ifalias naming its container, so crash reconciliation can
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import json
 import logging
@@ -23,66 +24,64 @@ import os
 import socket
 from pathlib import Path
 
-from network import rtnl
+from network.netlink import AsyncIPRoute, IPRoute, NetlinkError
 
 ALIAS_PREFIX = "pydockerd:"
 
 log = logging.getLogger("pydockerd.network")
 
+# pyroute2 logs every netlink message at DEBUG: megabytes per container in a debug log.
+logging.getLogger("pyroute2").setLevel(logging.WARNING)
 
-def _exists_sync(name: str) -> bool:
-    with rtnl.Socket() as nl:
-        return nl.link_index(name) is not None
+
+async def _index(ipr: AsyncIPRoute, name: str) -> int | None:
+    found = await ipr.link_lookup(ifname=name)
+    return found[0] if found else None
 
 
 async def exists(name: str) -> bool:
-    return await asyncio.to_thread(_exists_sync, name)
-
-
-def _ensure_bridge_sync(name: str, gateway: str, prefixlen: int, mtu: int) -> bool:
-    created = False
-    with rtnl.Socket() as nl:
-        idx = nl.link_index(name)
-        if idx is None:
-            nl.add_bridge(name, mtu)
-            idx = nl.link_index(name)
-            created = True
-        assert idx is not None
-        if gateway not in nl.addresses(idx):
-            nl.add_address(idx, gateway, prefixlen)
-        nl.set_link(idx, up=True)
-    return created
+    async with AsyncIPRoute() as ipr:
+        return await _index(ipr, name) is not None
 
 
 async def ensure_bridge(name: str, gateway: str, prefixlen: int, mtu: int = 1500) -> bool:
     """Creates the bridge (or adopts the one we made before a restart), with the gateway
     address and up. Returns True when it was created now."""
-    return await asyncio.to_thread(_ensure_bridge_sync, name, gateway, prefixlen, mtu)
-
-
-def _add_address_sync(name: str, address: str, prefixlen: int) -> None:
-    with rtnl.Socket() as nl:
-        idx = nl.link_index(name)
+    created = False
+    async with AsyncIPRoute() as ipr:
+        idx = await _index(ipr, name)
         if idx is None:
-            raise RuntimeError(f"link {name} does not exist")
-        if address not in nl.addresses(idx):
-            nl.add_address(idx, address, prefixlen)
+            await ipr.link("add", ifname=name, kind="bridge", mtu=mtu)
+            idx = await _index(ipr, name)
+            created = True
+        assert idx is not None
+        have = [a.get("address") async for a in await ipr.addr("dump", index=idx)]
+        if gateway not in have:
+            await ipr.addr("add", index=idx, address=gateway, prefixlen=prefixlen)
+        await ipr.link("set", index=idx, state="up")
+    return created
 
 
 async def add_address(name: str, address: str, prefixlen: int) -> None:
     """Adds an address to a link unless it is there (IPv6 gateways of bridges)."""
-    await asyncio.to_thread(_add_address_sync, name, address, prefixlen)
+    async with AsyncIPRoute() as ipr:
+        idx = await _index(ipr, name)
+        if idx is None:
+            raise RuntimeError(f"link {name} does not exist")
+        have = [a.get("address") async for a in await ipr.addr("dump", index=idx)]
+        if address not in have:
+            await ipr.addr("add", index=idx, address=address, prefixlen=prefixlen)
 
 
 def delete_sync(name: str) -> None:
-    with rtnl.Socket() as nl:
-        idx = nl.link_index(name)
-        if idx is None:
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=name)
+        if not found:
             return
         try:
-            nl.delete_link(idx)
-        except rtnl.NetlinkError as e:
-            if e.errno != errno.ENODEV:  # gone meanwhile
+            ipr.link("del", index=found[0])
+        except NetlinkError as e:
+            if e.code != 19:  # ENODEV: gone meanwhile
                 raise
 
 
@@ -94,20 +93,21 @@ async def delete(name: str) -> None:
 def _add_veth_sync(host_if: str, bridge: str, netns: Path, inner_if: str, mac: str, mtu: int, owner: str) -> None:
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with rtnl.Socket() as nl:
-            br = nl.link_index(bridge)
-            if br is None:
+        with IPRoute() as ipr:
+            found = ipr.link_lookup(ifname=bridge)
+            if not found:
                 raise RuntimeError(f"bridge {bridge} does not exist")
-            nl.add_veth(host_if, mtu, inner_if, fd, bytes.fromhex(mac.replace(":", "")))
-            idx = nl.link_index(host_if)
-            assert idx is not None
+            ipr.link("add", ifname=host_if, kind="veth", mtu=mtu,
+                     peer={"ifname": inner_if, "net_ns_fd": fd, "address": mac, "mtu": mtu})
+            idx = ipr.link_lookup(ifname=host_if)[0]
             try:
-                nl.set_link(idx, up=True, master=br, alias=ALIAS_PREFIX + owner)
+                ipr.link("set", index=idx, master=found[0], state="up", IFLA_IFALIAS=ALIAS_PREFIX + owner)
                 # Hairpin: a container reaching its own published port through the host comes
-                # back in on the port it left from (a bridge port flag, set through sysfs).
+                # back in on the port it left from. pyroute2's brport("set")
+                # silently ignores the flag here, sysfs does not.
                 Path(f"/sys/class/net/{host_if}/brport/hairpin_mode").write_text("1")
             except BaseException:
-                nl.delete_link(idx)
+                ipr.link("del", index=idx)
                 raise
     finally:
         os.close(fd)
@@ -127,26 +127,22 @@ def set_owner_sync(host_if: str, owner: str) -> None:
         index = socket.if_nametoindex(host_if)  # one ioctl; a lookup by name can dump every link
     except OSError:
         raise RuntimeError(f"link {host_if} does not exist") from None
-    with rtnl.Socket() as nl:
-        nl.set_link(index, alias=ALIAS_PREFIX + owner)
-
-
-def _veths_of_sync(bridge: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    with rtnl.Socket() as nl:
-        br = nl.link_index(bridge)
-        if br is None:
-            return out
-        for link in nl.links():
-            alias = link.alias or ""
-            if link.master == br and alias.startswith(ALIAS_PREFIX) and link.name:
-                out[link.name] = alias[len(ALIAS_PREFIX):]
-    return out
+    with IPRoute() as ipr:
+        ipr.link("set", index=index, IFLA_IFALIAS=ALIAS_PREFIX + owner)
 
 
 async def veths_of(bridge: str) -> dict[str, str]:
     """Our veths enslaved to `bridge`: name -> owner (from the ifalias)."""
-    return await asyncio.to_thread(_veths_of_sync, bridge)
+    out: dict[str, str] = {}
+    async with AsyncIPRoute() as ipr:
+        br = await _index(ipr, bridge)
+        if br is None:
+            return out
+        async for link in await ipr.link("dump", master=br):
+            alias = link.get("IFLA_IFALIAS") or ""
+            if alias.startswith(ALIAS_PREFIX):
+                out[link.get("IFLA_IFNAME")] = alias[len(ALIAS_PREFIX):]
+    return out
 
 
 def set_sysctl(path: str, value: str) -> None:

@@ -155,8 +155,8 @@ def test_the_init_reads_the_config_and_reports_a_bad_one(box: Path, tmp_path: Pa
 
     write = client._write_file
 
-    def truncated_config(path: Path, data: bytes, durable: bool) -> None:
-        write(path, data[:10] if path.name == "config.json" else data, durable)
+    def truncated_config(path: Path, data: bytes) -> None:
+        write(path, data[:10] if path.name == "config.json" else data)
 
     async def scenario() -> None:
         launcher = ZygoteLauncher(tmp_path / "exec")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from network.netlink import IPRoute
+from network.netlink import index_of, route
 
 from . import netns
 
@@ -66,8 +66,8 @@ def loopback(disable_ipv6: bool = False) -> None:
     """`lo` up (and IPv6 off): a new namespace's first step. Runs inside the namespace."""
     if disable_ipv6:
         _no_ipv6()
-    with IPRoute() as ipr:
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+    with route() as ipr:
+        ipr.link("set", index=_index("lo"), state="up")
 
 
 def apply(cfg: Inside) -> None:
@@ -75,19 +75,19 @@ def apply(cfg: Inside) -> None:
     batch it replaces). Runs inside the namespace."""
     if cfg.disable_ipv6:
         _no_ipv6()
-    with IPRoute() as ipr:
+    with route() as ipr:
         for ifname, mac in cfg.macs:
-            ipr.link("set", index=_index(ipr, ifname), address=mac)
+            ipr.link("set", index=_index(ifname), address=mac)
         for a in cfg.addresses:
             net = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
             extra = {"broadcast": str(net.broadcast_address)} if a.prefixlen < 31 else {}
-            ipr.addr("add", index=_index(ipr, a.ifname), address=a.address, prefixlen=a.prefixlen, **extra)
+            ipr.addr("add", index=_index(a.ifname), address=a.address, prefixlen=a.prefixlen, **extra)
         for ifname in cfg.up:
-            ipr.link("set", index=_index(ipr, ifname), state="up")
+            ipr.link("set", index=_index(ifname), state="up")
         if cfg.gateway is not None:
             gateway, ifname = cfg.gateway
             # proto boot: what `ip route` sets, and shows inside the container.
-            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ipr, ifname), proto=_RTPROT_BOOT)
+            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ifname), proto=_RTPROT_BOOT)
 
 
 async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = None) -> None:
@@ -96,8 +96,9 @@ async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = 
     await netns.run_in(path, functools.partial(apply, cfg), before)
 
 
-def _index(ipr: IPRoute, ifname: str) -> int:
-    found = ipr.link_lookup(ifname=ifname)
-    if not found:
+def _index(ifname: str) -> int:
+    # Runs in a thread inside the namespace: the ioctl looks the name up there.
+    found = index_of(ifname)
+    if found is None:
         raise RuntimeError(f"no interface {ifname} in the namespace")
-    return found[0]
+    return found

@@ -21,10 +21,9 @@ import ipaddress
 import json
 import logging
 import os
-import socket
 from pathlib import Path
 
-from network.netlink import AsyncIPRoute, IPRoute, NetlinkError
+from network.netlink import AsyncIPRoute, NetlinkError, index_of, route
 
 ALIAS_PREFIX = "pydockerd:"
 
@@ -74,12 +73,12 @@ async def add_address(name: str, address: str, prefixlen: int) -> None:
 
 
 def delete_sync(name: str) -> None:
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=name)
-        if not found:
-            return
+    index = index_of(name)
+    if index is None:
+        return
+    with route() as ipr:
         try:
-            ipr.link("del", index=found[0])
+            ipr.link("del", index=index)
         except NetlinkError as e:
             if e.code != 19:  # ENODEV: gone meanwhile
                 raise
@@ -93,15 +92,17 @@ async def delete(name: str) -> None:
 def _add_veth_sync(host_if: str, bridge: str, netns: Path, inner_if: str, mac: str, mtu: int, owner: str) -> None:
     fd = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        with IPRoute() as ipr:
-            found = ipr.link_lookup(ifname=bridge)
-            if not found:
-                raise RuntimeError(f"bridge {bridge} does not exist")
+        bridge_index = index_of(bridge)
+        if bridge_index is None:
+            raise RuntimeError(f"bridge {bridge} does not exist")
+        with route() as ipr:
             ipr.link("add", ifname=host_if, kind="veth", mtu=mtu,
                      peer={"ifname": inner_if, "net_ns_fd": fd, "address": mac, "mtu": mtu})
-            idx = ipr.link_lookup(ifname=host_if)[0]
+            idx = index_of(host_if)
+            if idx is None:
+                raise RuntimeError(f"veth {host_if} vanished as it was made")
             try:
-                ipr.link("set", index=idx, master=found[0], state="up", IFLA_IFALIAS=ALIAS_PREFIX + owner)
+                ipr.link("set", index=idx, master=bridge_index, state="up", IFLA_IFALIAS=ALIAS_PREFIX + owner)
                 # Hairpin: a container reaching its own published port through the host comes
                 # back in on the port it left from. pyroute2's brport("set")
                 # silently ignores the flag here, sysfs does not.
@@ -123,11 +124,10 @@ async def add_veth(host_if: str, bridge: str, netns: Path, inner_if: str, mac: s
 def set_owner_sync(host_if: str, owner: str) -> None:
     """Names the owner of one of our veths (its ifalias), blocking: a veth made ahead of the
     container that takes it (daemon/networks/pool.py)."""
-    try:
-        index = socket.if_nametoindex(host_if)  # one ioctl; a lookup by name can dump every link
-    except OSError:
-        raise RuntimeError(f"link {host_if} does not exist") from None
-    with IPRoute() as ipr:
+    index = index_of(host_if)
+    if index is None:
+        raise RuntimeError(f"link {host_if} does not exist")
+    with route() as ipr:
         ipr.link("set", index=index, IFLA_IFALIAS=ALIAS_PREFIX + owner)
 
 

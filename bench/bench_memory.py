@@ -199,15 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         finally:
             e.cleanup()
-    head = ["MiB", *hosts] + (["ratio (A/B)"] if len(hosts) == 2 else [])
-    rows = []
-    for key in results[0]:
-        row: list[object] = [key, *(f"{r[key]:.1f}" for r in results)]
-        if len(hosts) == 2:
-            b = results[1][key]
-            row.append(f"{results[0][key] / b:.2f}" if b else "-")
-        rows.append(row)
-    common.print_rows(head, rows)
+    common.print_figures("MiB", hosts, results)
     return 0
 
 

@@ -144,6 +144,19 @@ def print_rows(head: list[str], rows: list[list[object]]) -> None:
         print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
 
 
+def print_figures(unit: str, hosts: list[str], results: list[dict[str, float]], fmt: str = ".1f") -> None:
+    """One row per figure, one column per engine, and A/B when there are two."""
+    head = [unit, *hosts] + (["ratio (A/B)"] if len(hosts) == 2 else [])
+    rows = []
+    for key in results[0]:
+        row: list[object] = [key, *(f"{r[key]:{fmt}}" for r in results)]
+        if len(hosts) == 2:
+            b = results[1][key]
+            row.append(f"{results[0][key] / b:.2f}" if b else "-")
+        rows.append(row)
+    print_rows(head, rows)
+
+
 def print_samples(hosts: list[str], results: list[dict[str, list[float]]], single: str = ".1f") -> None:
     """One row per figure, one column per engine: a lone sample as is (`single` format), several
     as their median with min and max."""

@@ -74,8 +74,13 @@ def pid_alive(pid: int) -> bool:
 
 
 def container_mounts(d: Daemon) -> list[str]:
+    """The mounts under the daemon's roots, but for the namespaces it keeps made ahead
+    (daemon/networks/pool.py: `pool-*`, refilled in the background after any start, bounded,
+    renamed to the container's when taken, removed when the daemon stops)."""
     root = os.path.realpath(d.base)
-    return [m for m in leakcheck.mount_points() if m == root or m.startswith(root + "/")]
+    pool = os.path.join(os.path.realpath(d.exec_root), "netns", "pool-")
+    return [m for m in leakcheck.mount_points()
+            if (m == root or m.startswith(root + "/")) and not m.startswith(pool)]
 
 
 def root_processes(d: Daemon) -> list[str]:

@@ -40,23 +40,7 @@ def socket_owner(host: str) -> int:
     u = urllib.parse.urlparse(host)
     if u.scheme != "unix":
         raise SystemExit(f"{host}: only unix:// hosts (the daemon is found by its socket)")
-    inodes = set()
-    with open("/proc/net/unix") as f:
-        next(f)
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 8 and parts[7] == u.path and parts[5] == "01":  # listening
-                inodes.add(f"socket:[{parts[6]}]")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            for fd in os.listdir(f"/proc/{entry}/fd"):
-                if os.readlink(f"/proc/{entry}/fd/{fd}") in inodes:
-                    return int(entry)
-        except OSError:
-            continue
-    raise SystemExit(f"no process listens on {u.path}")
+    return common.socket_owner(u.path)
 
 
 def _stat(pid: int) -> list[str] | None:

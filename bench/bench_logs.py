@@ -23,11 +23,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 
 import common
+import standin
 from common import connect
 
 
@@ -41,58 +41,29 @@ def _api_get(host: str, path: str, out_path: str) -> None:
     conn.close()
 
 
-class StandIn:
+class LogsStandIn(standin.Server):
     """Just enough of the API for `docker logs NAME`: ping, inspect (no tty), and the log as
     the captured bytes."""
 
     def __init__(self, body_path: str, sock_path: str) -> None:
         self.body_path = body_path
-        self.sock_path = sock_path
-        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.srv.bind(sock_path)
-        self.srv.listen(16)
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__(sock_path)
 
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.srv.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._conn, args=(conn,), daemon=True).start()
-
-    def _conn(self, conn: socket.socket) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    data = conn.recv(65536)
-                    if not data:
-                        return
-                    buf += data
-                head, buf = buf.split(b"\r\n\r\n", 1)
-                line = head.split(b"\r\n", 1)[0].decode()
-                method, path = line.split()[:2]
-                if "/_ping" in path:
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nApi-Version: 1.50\r\nOstype: linux\r\n"
-                                 b"Content-Type: text/plain\r\nContent-Length: 2\r\n\r\n"
-                                 + (b"" if method == "HEAD" else b"OK"))
-                elif path.split("?")[0].endswith("/json"):
-                    body = b'{"Id":"x","Name":"/x","Config":{"Tty":false},"State":{"Running":false}}'
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
-                                 + str(len(body)).encode() + b"\r\n\r\n" + body)
-                elif "/logs" in path:
-                    size = os.path.getsize(self.body_path)
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n"
-                                 b"Content-Length: " + str(size).encode() + b"\r\n\r\n")
-                    with open(self.body_path, "rb") as f:
-                        conn.sendfile(f)
-                else:
-                    conn.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
-
-    def close(self) -> None:
-        self.srv.close()
-        os.unlink(self.sock_path)
+    def _answer(self, conn: socket.socket, method: str, route: list[str]) -> bool:
+        if route == ["_ping"]:
+            conn.sendall(standin.ping(method))
+        elif route[-1:] == ["json"]:
+            conn.sendall(standin.json_answer("200 OK", {"Id": "x", "Name": "/x", "Config": {"Tty": False},
+                                                        "State": {"Running": False}}))
+        elif route[-1:] == ["logs"]:
+            size = os.path.getsize(self.body_path)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.multiplexed-stream\r\n"
+                         b"Content-Length: " + str(size).encode() + b"\r\n\r\n")
+            with open(self.body_path, "rb") as f:
+                conn.sendfile(f)
+        else:
+            conn.sendall(standin.json_answer("404 Not Found", {"message": "the stand-in server does not serve this"}))
+        return False
 
 
 def _time_logs(env: dict[str, str], *args: str) -> float:
@@ -120,7 +91,7 @@ def measure(host: str, label: str, lines: int, runs: int, log) -> dict[str, str]
         with tempfile.TemporaryDirectory() as tmp:
             body = os.path.join(tmp, "body")
             _api_get(host, f"/containers/{cid}/logs?stdout=1&stderr=1", body)
-            stand_in = StandIn(body, os.path.join(tmp, "s.sock"))
+            stand_in = LogsStandIn(body, os.path.join(tmp, "s.sock"))
             try:
                 floor_env = dict(e.env, DOCKER_HOST=f"unix://{stand_in.sock_path}")
                 floor = [_time_logs(floor_env, "x") for _ in range(runs)]

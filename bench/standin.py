@@ -33,7 +33,11 @@ _UPGRADED = (b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw
              b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n")
 
 
-def _json(status: str, doc: object) -> bytes:
+def ping(method: str) -> bytes:
+    return _PING + (b"" if method == "HEAD" else b"OK")
+
+
+def json_answer(status: str, doc: object) -> bytes:
     body = json.dumps(doc).encode()
     return (f"HTTP/1.1 {status}\r\nApi-Version: 1.50\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
@@ -46,14 +50,13 @@ def _container(cid: str) -> dict:
             "Config": {"Tty": False, "OpenStdin": False}, "HostConfig": {"AutoRemove": False}}
 
 
-class StandIn:
-    """Serves on the unix socket `sock_path` from daemon threads, one per connection, until close()."""
+class Server:
+    """Serves on the unix socket `sock_path` from daemon threads, one per connection, until close();
+    a subclass answers each request (`_answer`)."""
 
     def __init__(self, sock_path: str, log: Callable[[str], None] | None = None) -> None:
         self.sock_path = sock_path
         self.log = log
-        self._ended: dict[str, threading.Event] = {}
-        self._lock = threading.Lock()
         self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.srv.bind(sock_path)
         self.srv.listen(64)
@@ -65,13 +68,6 @@ class StandIn:
             os.unlink(self.sock_path)
         except FileNotFoundError:
             pass
-
-    def _ended_event(self, cid: str) -> threading.Event:
-        with self._lock:
-            return self._ended.setdefault(cid, threading.Event())
-
-    def _end(self, cid: str) -> None:
-        self._ended_event(cid).set()
 
     def _serve(self) -> None:
         while True:
@@ -103,18 +99,38 @@ class StandIn:
                 buf = buf[length:]
                 if self.log is not None:
                     self.log(f"{method} {target}")
-                if self._answer(conn, method, target.split("?", 1)[0].split("/")):
+                parts = target.split("?", 1)[0].split("/")
+                if parts[1].startswith("v1."):
+                    parts = parts[:1] + parts[2:]
+                if self._answer(conn, method, parts[1:]):
                     return  # hijacked: the stream is over
 
-    def _answer(self, conn: socket.socket, method: str, parts: list[str]) -> bool:
-        """Answer one request; True when the connection was hijacked (and is finished)."""
-        if parts[1].startswith("v1."):
-            parts = parts[:1] + parts[2:]
-        route = parts[1:]
+    def _answer(self, conn: socket.socket, method: str, route: list[str]) -> bool:
+        """Answer one request (`route`: the path's segments without the version); True when
+        the connection was hijacked (and is finished)."""
+        raise NotImplementedError
+
+
+class StandIn(Server):
+    """`docker run --rm` and `docker exec`."""
+
+    def __init__(self, sock_path: str, log: Callable[[str], None] | None = None) -> None:
+        self._ended: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+        super().__init__(sock_path, log)
+
+    def _ended_event(self, cid: str) -> threading.Event:
+        with self._lock:
+            return self._ended.setdefault(cid, threading.Event())
+
+    def _end(self, cid: str) -> None:
+        self._ended_event(cid).set()
+
+    def _answer(self, conn: socket.socket, method: str, route: list[str]) -> bool:
         if route == ["_ping"]:
-            conn.sendall(_PING + (b"" if method == "HEAD" else b"OK"))
+            conn.sendall(ping(method))
         elif route == ["containers", "create"]:
-            conn.sendall(_json("201 Created", {"Id": uuid.uuid4().hex * 2, "Warnings": []}))
+            conn.sendall(json_answer("201 Created", {"Id": uuid.uuid4().hex * 2, "Warnings": []}))
         elif len(route) == 3 and route[0] == "containers" and route[2] in ("attach", "start", "wait"):
             cid = route[1]
             if route[2] == "attach":
@@ -135,17 +151,17 @@ class StandIn:
                 body = b'{"Error":null,"StatusCode":0}\n'
                 conn.sendall(f"{len(body):x}\r\n".encode() + body + b"\r\n0\r\n\r\n")
         elif len(route) == 3 and route[0] == "containers" and route[2] == "json":
-            conn.sendall(_json("200 OK", _container(route[1])))
+            conn.sendall(json_answer("200 OK", _container(route[1])))
         elif len(route) == 3 and route[0] == "containers" and route[2] == "exec":
-            conn.sendall(_json("201 Created", {"Id": uuid.uuid4().hex * 2}))
+            conn.sendall(json_answer("201 Created", {"Id": uuid.uuid4().hex * 2}))
         elif len(route) == 3 and route[0] == "exec" and route[2] == "start":
             conn.sendall(_UPGRADED)
             conn.shutdown(socket.SHUT_WR)
             return True
         elif len(route) == 3 and route[0] == "exec" and route[2] == "json":
-            conn.sendall(_json("200 OK", {"ID": route[1], "Running": False, "ExitCode": 0, "Pid": 0}))
+            conn.sendall(json_answer("200 OK", {"ID": route[1], "Running": False, "ExitCode": 0, "Pid": 0}))
         else:
-            conn.sendall(_json("404 Not Found", {"message": "the stand-in server does not serve this"}))
+            conn.sendall(json_answer("404 Not Found", {"message": "the stand-in server does not serve this"}))
         return False
 
 

@@ -23,6 +23,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import functools
 import json
 import os
 import subprocess
@@ -174,14 +175,7 @@ async def sockets_in(path: Path, make: Callable[[], T], close: Callable[[T], Non
     the daemon's namespace must not go on to serve anything else, and this one ends at once.
     `close` undoes `make` when the caller stopped waiting meanwhile."""
 
-    def enter() -> None:
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-
-    return await _on_fresh_thread(enter, make, close, "netns-sockets")
+    return await _on_fresh_thread(functools.partial(_enter, path), make, close, "netns-sockets")
 
 
 async def run_in(path: Path, work: Callable[[], T], before: Callable[[], None] | None = None) -> T:
@@ -191,13 +185,18 @@ async def run_in(path: Path, work: Callable[[], T], before: Callable[[], None] |
     def enter() -> None:
         if before is not None:
             before()
-        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
+        _enter(path)
 
     return await _on_fresh_thread(enter, work, lambda _: None, "netns-run")
+
+
+def _enter(path: Path) -> None:
+    """Moves the calling thread into the namespace file `path`."""
+    target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(target)
+    finally:
+        os.close(target)
 
 
 async def _on_fresh_thread(enter: Callable[[], None], make: Callable[[], T], close: Callable[[T], None],

@@ -249,8 +249,10 @@ def test_exec_tty_detach_drains_and_releases(d: Daemon, ctr: str) -> None:
     assert d.proc is not None
     before = open_fds(d.proc.pid)
     ids = []
+    # 600 kB each: ten times what a pty holds (64 KiB), so a detached command nobody drains
+    # blocks; more only makes the test slow (output through a pty runs at ~1 MB/s here).
     for i in range(5):
-        eid = _create(d, ctr, Cmd=["sh", "-c", f"sleep 0.5; yes | head -c 3000000; touch /tmp/drained{i}"],
+        eid = _create(d, ctr, Cmd=["sh", "-c", f"sleep 0.5; yes | head -c 600000; touch /tmp/drained{i}"],
                       Tty=True, AttachStdin=True)
         with Hijacked(d, f"/exec/{eid}/start", {"Detach": False, "Tty": True}) as h:
             h.sock.sendall(b"\x10\x11")

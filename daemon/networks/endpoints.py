@@ -27,7 +27,14 @@ from daemon.networks import pool as pool_mod
 from daemon.networks import ports
 from daemon.networks.dns import EmbeddedDns
 from daemon.networks.names import NameFiles, dns_names
-from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, endpoint_config, public
+from daemon.networks.network import (
+    HOST_BINDING_OPT,
+    RUNTIME_FIELDS,
+    Network,
+    empty_endpoint,
+    endpoint_config,
+    public,
+)
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
@@ -109,9 +116,17 @@ class SandboxService:
                 if self.registry.find(target) is None:
                     raise InvalidParameter(f"could not get container for {target}: No such container: {target}")
         primary = "bridge" if mode == "default" else mode
-        n = self._for_create(primary)
         out: dict[str, dict] = {}
         names = [primary] + [k for k in eps_in if k not in (primary, "default")]
+        if primary == "bridge" and self.networks.bridge_disabled:
+            # As dockerd without a default bridge: the endpoint is shown, empty, and never
+            # connected; other networks asked for are.
+            out["bridge"] = empty_endpoint()
+            names.remove("bridge")
+            if not names:
+                return out
+            primary = names[0]
+        n = self._for_create(primary)
         for name in names:
             net = n if name == primary else self._for_create(name)
             src = eps_in.get(name) or (eps_in.get("default") if name == primary else None) or {}
@@ -135,6 +150,8 @@ class SandboxService:
             return await self._isolated(c), []
         if not _has_own_netns(c):
             return None, []
+        if not self._connected_networks(c):  # `--bridge none`, default mode
+            return await self._isolated(c), []
         steps = Steps(log, f"network setup of {c.id[:12]}")
         await self.teardown(c)  # a stale sandbox from an interrupted stop
         steps.mark("stale")
@@ -158,7 +175,7 @@ class SandboxService:
             else:
                 await netns.create(sb.path, inside.loopback)
                 steps.mark("netns")
-                for i, name in enumerate(list(c.networks)):
+                for i, name in enumerate(self._connected_networks(c)):
                     n = self.networks.by_name(name)
                     if n is None:
                         raise NotFound(f"network {name} not found")
@@ -215,6 +232,13 @@ class SandboxService:
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         return str(sb.path)
+
+    def _connected_networks(self, c: Container) -> list[str]:
+        """The networks a starting container is plugged into: all it has, but the default
+        bridge's placeholder under `--bridge none`."""
+        if not self.networks.bridge_disabled:
+            return list(c.networks)
+        return [name for name in c.networks if name != "bridge"]
 
     def _take_ready(self, c: Container) -> tuple[Network, pool_mod.Ready] | None:
         """A namespace made ahead, for a container on the default bridge alone (without IPv6)."""

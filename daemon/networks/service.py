@@ -37,6 +37,7 @@ from network.firewall import BridgeSpec, Firewall, PortRule
 
 log = logging.getLogger("pydockerd.networks")
 
+DISABLED_BRIDGE = "none"
 LIST_FILTERS = {"driver", "id", "label", "name", "scope", "type", "dangling"}
 PRUNE_FILTERS = {"label", "label!", "until"}
 
@@ -59,6 +60,9 @@ class NetworkService:
         self.events = events
         self.sandboxes = sandboxes
         self.default_bridge = default_bridge
+        # `--bridge none`, as dockerd's: no default bridge network at all; containers in the
+        # default (or "bridge") mode get a namespace with only `lo`.
+        self.bridge_disabled = default_bridge == DISABLED_BRIDGE
         self.bip = bip
         self.ip_masq = ip_masq
         self.fixed_cidr_v6 = fixed_cidr_v6  # IPv6 on the default bridge when set
@@ -151,7 +155,10 @@ class NetworkService:
         for name, driver in (("none", "null"), ("host", "host")):
             if self.by_name(name) is None:
                 await self._save(Network(id=secrets.token_hex(32), name=name, driver=driver, created=now_rfc3339()))
-        await self._load_default_bridge()
+        if self.bridge_disabled:
+            await self._drop_default_bridge()
+        else:
+            await self._load_default_bridge()
         self.nft_ok = self.iptables and await firewall.available()
         self.ipv6 = proxy.ipv6_available()
         if not self.iptables:
@@ -189,6 +196,18 @@ class NetworkService:
             n.subnet6, n.gateway6 = str(net6), str(net6.network_address + 1)
             n.ipam_config.append({"Subnet": n.subnet6, "Gateway": n.gateway6})
         await self._save(n)
+
+    async def _drop_default_bridge(self) -> None:
+        """`--bridge none` on a data root that had a default bridge: its network goes, and its
+        interface with it (ours: made by an earlier start), as dockerd drops docker0."""
+        n = self.by_name("bridge")
+        if n is None:
+            return
+        log.info("--bridge none: removing the default bridge network (interface %s)", n.bridge)
+        if n.bridge and n.bridge != DISABLED_BRIDGE:
+            await links.delete(n.bridge)
+        self.networks.pop(n.id, None)
+        await self.store.delete_network(n.id)
 
     async def _save(self, n: Network) -> None:
         await self.store.put_network(n.id, n.name, n.doc())

@@ -423,3 +423,48 @@ def test_info_warnings_as_dockerd(d: Daemon) -> None:
     # The CLI prints them as dockerd's are printed (to stderr, after the rest).
     assert "without encryption" in d.docker("info").stderr
     assert os.path.exists(d.sock)
+
+
+# --------------------------------------------------------------------------- --bridge none
+
+
+def test_bridge_none_as_dockerd(new_daemon: Callable[..., Daemon], busybox_rootfs: Path,
+                                uname: Callable[[str], str]) -> None:
+    """`--bridge none`: no default bridge network (and no interface called "none"); default-mode
+    containers get only `lo`, their "bridge" endpoint shown empty and their -p accepted and
+    unpublished, as dockerd 20.10 does; user networks work. A data root that had a default
+    bridge loses it, its interface with it."""
+    dm = new_daemon(log_level="info")
+    assert Path(f"/sys/class/net/{dm.bridge}").exists()
+    dm.stop()
+    dm.extra_args += ["--bridge", "none"]  # after the harness's own --bridge: the last one counts
+    dm.start()
+    assert not Path(f"/sys/class/net/{dm.bridge}").exists(), "the old default bridge stayed"
+    assert not Path("/sys/class/net/none").exists()
+    import_busybox(dm, busybox_rootfs)
+    names = dm.docker("network", "ls", "--format", "{{.Name}}").stdout.split()
+    assert sorted(names) == ["host", "none"]
+    r = dm.docker("network", "inspect", "bridge", check=False)
+    assert r.returncode != 0 and "network bridge not found" in r.stderr
+    for net in ([], ["--network", "bridge"]):
+        links = dm.docker("run", "--rm", *net, "busybox", "ls", "/sys/class/net").stdout.split()
+        assert links == ["lo"], (net, links)
+    ctr = uname("web")
+    dm.docker("run", "-d", "--name", ctr, "-p", f"127.0.0.1:{free_tcp_port()}:80", "busybox", "sleep", "60")
+    info = json.loads(dm.docker("inspect", ctr).stdout)[0]
+    assert info["HostConfig"]["NetworkMode"] == "default"
+    ep = info["NetworkSettings"]["Networks"]["bridge"]
+    assert (ep["NetworkID"], ep["EndpointID"], ep["IPAddress"]) == ("", "", ""), ep
+    assert info["NetworkSettings"]["Ports"] == {}
+    net = uname("net")
+    dm.docker("network", "create", net)
+    try:
+        dm.docker("network", "connect", net, ctr)
+        addrs = dm.docker("exec", ctr, "ip", "-o", "-4", "addr", "show", "eth0").stdout
+        assert " inet " in addrs, addrs
+        dm.docker("rm", "-f", ctr)
+        links = dm.docker("run", "--rm", "--network", net, "busybox", "ls", "/sys/class/net").stdout.split()
+        assert links == ["eth0", "lo"], links
+    finally:
+        dm.docker("rm", "-f", ctr, check=False)
+        dm.docker("network", "rm", net)

@@ -93,6 +93,7 @@ class FakeNetworks:
     nft_ok = True
     ipv6 = False
     userland_proxy = True
+    bridge_disabled = False
 
     def __init__(self, *nets: Network) -> None:
         self.networks = {n.id: n for n in nets}

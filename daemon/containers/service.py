@@ -264,7 +264,7 @@ class ContainerService:
         """Blocking (a seccomp profile not compiled yet): the filter and the cgroups to enter."""
         hc = c.host_config
         return spec_mod.Confinement(seccomp=self.seccomp.program(hc, container_config.capabilities(hc)),
-                                    cgroup_procs=self.cgroups.procs_files(c.id),
+                                    cgroup_procs=self.cgroups.join_files(c.id),
                                     cgroup_hierarchies=self.cgroups.hierarchies(c.id))
 
     def _create_cgroup(self, c: Container) -> None:

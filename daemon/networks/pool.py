@@ -163,6 +163,13 @@ async def discard(entry: Ready) -> None:
 def adopt(entry: Ready, path: Path, owner: str) -> None:
     """Blocking: the entry's namespace becomes the container's file `path`, its veth is tagged
     as the container's. On failure the entry is gone (nothing of it is left)."""
+    move(entry, path)
+    tag(entry, owner)
+
+
+def move(entry: Ready, path: Path) -> None:
+    """Blocking: the entry's namespace becomes the container's file `path` (all the container's
+    init needs of it). On failure the entry is gone (nothing of it is left)."""
     try:
         netns.rebind(entry.path, path)
     except BaseException:
@@ -172,6 +179,10 @@ def adopt(entry: Ready, path: Path, owner: str) -> None:
             with contextlib.suppress(Exception):
                 links.delete_sync(host_if(entry.endpoint_id))
         raise
+
+
+def tag(entry: Ready, owner: str) -> None:
+    """Blocking: the entry's veth is tagged as `owner`'s (after move)."""
     if not entry.bridge:
         return
     # A failure here leaves the veth tagged "pool": the failed setup's teardown deletes it by

@@ -123,6 +123,7 @@ class ContainerService:
     async def create(self, body: dict, name: str | None) -> dict:
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
+        steps = Steps(log, "create")
         image_ref = body.get("Image")
         if not image_ref or not isinstance(image_ref, str):
             raise InvalidParameter("Config cannot be empty in order to create a container")
@@ -161,10 +162,13 @@ class ContainerService:
         c.networks = self.networks.endpoints_for_create(config, host_config, body.get("NetworkingConfig"))
         c.mount_points = mount_points
         self.registry.reserve(cname, cid)  # before the first await: two creates cannot both win
+        steps.mark("config")
         try:
             await self.volumes.attach(c.mount_points)
             await asyncio.to_thread(self.files.create, c)
+            steps.mark("files")
             await self.store.put_container(cid, cname, c.doc())
+            steps.mark("store")
         except sqlite3.IntegrityError:
             self.registry.release(cname, cid)
             await asyncio.to_thread(self.files.remove, c)
@@ -177,6 +181,7 @@ class ContainerService:
             raise
         self.registry.add(c)
         self.events.publish("container", "create", cid, c.event_attrs())
+        steps.done()
         return {"Id": cid, "Warnings": warnings}
 
     # -- start -------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ import os
 from pathlib import Path
 
 from network.netlink import AsyncIPRoute, NetlinkError, index_of, route
+from network.rtnl import Rtnl
 
 ALIAS_PREFIX = "pydockerd:"
 
@@ -127,8 +128,8 @@ def set_owner_sync(host_if: str, owner: str) -> None:
     index = index_of(host_if)
     if index is None:
         raise RuntimeError(f"link {host_if} does not exist")
-    with route() as ipr:
-        ipr.link("set", index=index, IFLA_IFALIAS=ALIAS_PREFIX + owner)
+    with Rtnl() as nl:
+        nl.set_link(index, alias=ALIAS_PREFIX + owner)
 
 
 async def veths_of(bridge: str) -> dict[str, str]:

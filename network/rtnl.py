@@ -22,6 +22,7 @@ import struct
 
 _NETLINK_ROUTE = 0
 _RTM_NEWLINK = 16
+_RTM_DELLINK = 17
 _RTM_NEWADDR = 20
 _RTM_NEWROUTE = 24
 _NLMSG_ERROR = 2
@@ -32,7 +33,15 @@ _NLM_F_EXCL = 0x200
 _NLM_F_CREATE = 0x400
 _IFF_UP = 0x1
 _IFLA_ADDRESS = 1
+_IFLA_IFNAME = 3
+_IFLA_MTU = 4
+_IFLA_MASTER = 10
+_IFLA_LINKINFO = 18
 _IFLA_IFALIAS = 20
+_IFLA_NET_NS_FD = 28
+_IFLA_INFO_KIND = 1
+_IFLA_INFO_DATA = 2
+_VETH_INFO_PEER = 1
 _IFA_ADDRESS = 1
 _IFA_LOCAL = 2
 _IFA_BROADCAST = 4
@@ -93,15 +102,34 @@ class Rtnl:
                 offset += (length + 3) & ~3
 
     def set_link(self, index: int, *, up: bool = False, address: str | None = None,
-                 alias: str | None = None) -> None:
-        """`ip link set`: the MAC `address`, the `alias` (ifalias) and/or up."""
+                 alias: str | None = None, master: int | None = None) -> None:
+        """`ip link set`: the MAC `address`, the `alias` (ifalias), the `master` (a bridge's
+        index) and/or up."""
         attrs = b""
         if address is not None:
             attrs += _attr(_IFLA_ADDRESS, bytes.fromhex(address.replace(":", "")))
         if alias is not None:
             attrs += _attr(_IFLA_IFALIAS, alias.encode() + b"\0")
+        if master is not None:
+            attrs += _attr(_IFLA_MASTER, struct.pack("=I", master))
         flags = _IFF_UP if up else 0
         self._request(_RTM_NEWLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, flags, flags) + attrs)
+
+    def add_veth(self, name: str, peer: str, *, peer_netns_fd: int, peer_address: str, mtu: int = 0) -> None:
+        """`ip link add NAME type veth peer name PEER netns NS address MAC` (both ends `mtu`
+        when not 0): NAME here, PEER made directly inside the namespace open as `peer_netns_fd`."""
+        mtu_attr = _attr(_IFLA_MTU, struct.pack("=I", mtu)) if mtu else b""
+        peer_msg = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, peer.encode() + b"\0")
+                    + _attr(_IFLA_NET_NS_FD, struct.pack("=I", peer_netns_fd))
+                    + _attr(_IFLA_ADDRESS, bytes.fromhex(peer_address.replace(":", ""))) + mtu_attr)
+        linkinfo = _attr(_IFLA_INFO_KIND, b"veth") + _attr(_IFLA_INFO_DATA, _attr(_VETH_INFO_PEER, peer_msg))
+        body = (_IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0) + _attr(_IFLA_IFNAME, name.encode() + b"\0")
+                + mtu_attr + _attr(_IFLA_LINKINFO, linkinfo))
+        self._request(_RTM_NEWLINK, _NLM_F_CREATE | _NLM_F_EXCL, body)
+
+    def delete_link(self, index: int) -> None:
+        """`ip link del`: OSError ENODEV when it is gone already."""
+        self._request(_RTM_DELLINK, 0, _IFINFOMSG.pack(socket.AF_UNSPEC, 0, index, 0, 0))
 
     def add_address(self, index: int, address: str, prefixlen: int) -> None:
         """`ip addr add A/N brd + dev IF` (IPv4): no broadcast on /31 and /32."""

@@ -85,8 +85,34 @@ def test_default_route_replaced() -> None:
     assert struct.unpack("=I", attrs[4]) == (3,)
 
 
+def test_link_deleted() -> None:
+    nl, fake = _nl()
+    nl.delete_link(9)
+    msg = fake.sent[0]
+    assert struct.unpack_from("=HH", msg, 4) == (17, 0x1 | 0x4)
+    assert struct.unpack_from("=BxHiII", msg, 16) == (socket.AF_UNSPEC, 0, 9, 0, 0)
+
+
 def test_kernel_error_is_raised() -> None:
     nl, _ = _nl(-errno.EEXIST)
     with pytest.raises(OSError) as e:
         nl.add_address(3, "10.1.2.3", 24)
     assert e.value.errno == errno.EEXIST
+
+
+def test_veth_with_its_peer_in_a_namespace() -> None:
+    nl, fake = _nl()
+    nl.add_veth("vethabc", "eth0", peer_netns_fd=5, peer_address="02:42:0a:00:00:02", mtu=1400)
+    msg = fake.sent[0]
+    assert struct.unpack_from("=HH", msg, 4) == (16, 0x1 | 0x4 | 0x400 | 0x200)
+    attrs = _attrs(msg[32:])
+    assert attrs[3] == b"vethabc\0"
+    assert struct.unpack("=I", attrs[4]) == (1400,)
+    info = _attrs(attrs[18])
+    assert info[1] == b"veth"
+    peer = _attrs(info[2])[1]
+    peer_attrs = _attrs(peer[16:])
+    assert peer_attrs[3] == b"eth0\0"
+    assert struct.unpack("=I", peer_attrs[28]) == (5,)
+    assert peer_attrs[1] == bytes.fromhex("02420a000002")
+    assert struct.unpack("=I", peer_attrs[4]) == (1400,)

@@ -211,10 +211,19 @@ class ContainerService:
             # Made while the rootfs is mounted and the network set up (none needs another): its
             # mkdirs and writes in every hierarchy took 1-18 ms of a start on a busy host.
             cgroup = asyncio.ensure_future(asyncio.to_thread(self._create_cgroup, c))
-            prepared = await asyncio.to_thread(self._prepare, c)
-            steps.mark("rootfs")
-            netns_path, link_env = await self.networks.setup(c)
+            # The rootfs is mounted while the network is set up (1-3 ms each): the network
+            # writes the hosts file of a container with a network namespace of its own, with
+            # its address in it, so the rootfs' thread leaves that one file alone.
+            own_netns = _has_own_netns(c)
+            rootfs = asyncio.ensure_future(asyncio.to_thread(self._prepare, c, not own_netns))
+            try:
+                netns_path, link_env = await self.networks.setup(c)
+            except BaseException:
+                await _settled(rootfs)  # done before the release below unmounts it
+                raise
             steps.mark("network")
+            prepared = await rootfs
+            steps.mark("rootfs")
             caps = container_config.capabilities(c.host_config)
             confinement = (self._confinement(c) if self.seccomp.ready(c.host_config, caps)  # nothing to compile
                            else await asyncio.to_thread(self._confinement, c))
@@ -287,8 +296,9 @@ class ContainerService:
         hc = c.host_config
         self.cgroups.create(c.id, spec_mod.resources(hc, devices_mod.cgroup_rules(hc)))
 
-    def _prepare(self, c: Container) -> spec_mod.Prepared:
-        """Blocking part of start: mounts the rootfs and the volumes, writes the name files."""
+    def _prepare(self, c: Container, hosts: bool = True) -> spec_mod.Prepared:
+        """Blocking part of start: mounts the rootfs and the volumes, writes the name files (the
+        hosts file unless `hosts` is False: the network's setup writes it)."""
         p = paths(self.data_root, c.id)
         rootfs = self.files.mount(c)
         files = p
@@ -304,7 +314,8 @@ class ContainerService:
             files = paths(self.data_root, other.id)
         else:
             self.files.write_name_files(c, self.networks.extra_hosts(c), self.networks.ipv6_enabled(c),
-                                        host_network=mode == "host", internal_dns=self.networks.uses_internal_dns(c))
+                                        host_network=mode == "host", internal_dns=self.networks.uses_internal_dns(c),
+                                        hosts_file=hosts)
         try:
             # Inside the try: a failure here (--pid container:X not running) must not leave the
             # rootfs mounted.
@@ -819,6 +830,13 @@ async def _settled(fut: asyncio.Future) -> None:
             await asyncio.wait([fut])
     if not fut.cancelled():
         fut.exception()
+
+
+def _has_own_netns(c: Container) -> bool:
+    """A network namespace the network sets up (and a hosts file it writes): not host, none or
+    another container's."""
+    mode = c.network_mode
+    return mode not in ("host", "none") and not mode.startswith("container:")
 
 
 def _anonymous_volumes(c: Container) -> list[str]:

@@ -62,7 +62,7 @@ class ContainerService:
                  networks: ContainerNetworking, events: EventBus, driver: Any, data_root: Path, exec_root: Path,
                  init_path: str | None, cgroups: Cgroups, health: ContainerHealth, seccomp: SeccompProfiles,
                  launcher: Launcher, defaults: ContainerDefaults | None = None,
-                 on_action: Callable[[str, float], None] | None = None) -> None:
+                 on_action: Callable[[str, float], None] | None = None, starts: Starts | None = None) -> None:
         self.store = store
         self.defaults = defaults or ContainerDefaults()
         # Told how long each start took (the metrics).
@@ -77,7 +77,7 @@ class ContainerService:
         self.shutting_down = False
         self.booted = asyncio.Event()  # set by the engine once start-up clean-up is done
         self._releasing: set[asyncio.Task] = set()  # what removed `--rm` containers held (_remove_at_exit)
-        self.starts = Starts()  # the starts in flight, which background releases let go first
+        self.starts = starts or Starts()  # the starts in flight, which background releases let go first
         self.volumes = volumes
         self.networks = networks
         self.cgroups = cgroups

@@ -31,6 +31,7 @@ from daemon.networks.network import HOST_BINDING_OPT, RUNTIME_FIELDS, Network, e
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
+from daemon.util.quiet import Starts
 from daemon.util.steps import Steps
 from network import inside, ipam, links, netns
 from network.ports import PortSpecError
@@ -40,14 +41,15 @@ log = logging.getLogger("pydockerd.networks")
 
 class SandboxService:
     def __init__(self, *, networks: NetworkService, sandboxes: Sandboxes, registry: ContainerRegistry,
-                 events: EventBus, exec_root: Path, data_root: Path, dns: EmbeddedDns) -> None:
+                 events: EventBus, exec_root: Path, data_root: Path, dns: EmbeddedDns,
+                 starts: Starts | None = None) -> None:
         self.networks = networks
         self.dns = dns
         self.sandboxes = sandboxes
         self.registry = registry
         self.events = events
         self.netns_dir = exec_root / "netns"
-        self.pool = pool_mod.SandboxPool(self.netns_dir)
+        self.pool = pool_mod.SandboxPool(self.netns_dir, starts=starts)
         self.ports = PortPublisher(networks)
         self.names = NameFiles(registry=registry, sandboxes=sandboxes, data_root=data_root,
                                host_gateway_ip=networks.host_gateway_ip)

@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.util.quiet import Starts
 from network import inside, links, netns
 
 log = logging.getLogger("pydockerd.networks")
@@ -60,8 +61,12 @@ class SandboxPool:
     """Two kinds: on the default bridge (`size` of them), and isolated ones for `--net=none`
     (`isolated`: a namespace with `lo` up and IPv6 off, no veth)."""
 
-    def __init__(self, netns_dir: Path, size: int = SIZE, isolated: int = ISOLATED) -> None:
+    def __init__(self, netns_dir: Path, size: int = SIZE, isolated: int = ISOLATED,
+                 starts: Starts | None = None) -> None:
         self.netns_dir = netns_dir
+        # Made between starts: a namespace and a veth are kernel work under the rtnl lock, which
+        # a start's own network setup (and its monitor's mounts) then waited behind.
+        self._starts = starts or Starts()
         self.sizes = {"": isolated}
         self._bridge = ""
         self._mtu = 0
@@ -112,6 +117,9 @@ class SandboxPool:
 
     async def _fill(self) -> None:
         while not self._closed and (kind := self._missing()) is not None:
+            await self._starts.after_starts()
+            if self._closed:
+                return
             try:
                 entry = await self._make(kind)
             except Exception as e:  # noqa: BLE001 - starts then make their own; tried again at the next take

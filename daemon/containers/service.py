@@ -55,6 +55,7 @@ log = logging.getLogger("pydockerd.containers")
 PRUNE_FILTERS = {"label", "label!", "until"}
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
+CREATE_TO_START = 0.05  # seconds within which `docker run` sends its start after the create
 
 
 class ContainerService:
@@ -123,6 +124,13 @@ class ContainerService:
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> dict:
+        # Background releases wait for it, and for the start that usually follows at once.
+        with self.starts.starting():
+            created = await self._create(body, name)
+        self.starts.expect(CREATE_TO_START)
+        return created
+
+    async def _create(self, body: dict, name: str | None) -> dict:
         if not isinstance(body, dict):
             raise InvalidParameter("invalid JSON: expected an object")
         steps = Steps(log, "create")

@@ -46,6 +46,7 @@ from daemon.store import Store
 from daemon.swarm import NoSwarm
 from daemon.system import SystemService
 from daemon.util import memtrim
+from daemon.util.quiet import Starts
 from daemon.volumes.service import VolumeService
 from network.dnsnames import LazyResolver
 from runtime import cgroups
@@ -127,8 +128,11 @@ class Daemon:
                                        fixed_cidr_v6=cfg.fixed_cidr_v6 if cfg.ipv6 else None)
         names = ContainerNames(registry=self.registry, sandboxes=sandboxes, network=self.networks.by_name)
         dns = EmbeddedDns(names=names, resolver=LazyResolver(names), network=self.networks.by_name, data_root=root)
+        # The starts in flight, which background work (releases, the namespace pool) lets go first.
+        starts = Starts()
         self.sandboxes = SandboxService(networks=self.networks, sandboxes=sandboxes, registry=self.registry,
-                                        events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns)
+                                        events=self.events, exec_root=cfg.exec_root, data_root=root, dns=dns,
+                                        starts=starts)
         # Monitors and exec processes are forked from a template process that shares its
         # memory with them.
         self.launcher = ZygoteLauncher(cfg.exec_root)
@@ -143,7 +147,7 @@ class Daemon:
                                            init_path=find_init(cfg), cgroups=self.cgroups,
                                            defaults=self.container_defaults, health=self.health,
                                            on_action=self.metrics.observe_container_action if self.metrics else None,
-                                           seccomp=self.seccomp, launcher=self.launcher)
+                                           seccomp=self.seccomp, launcher=self.launcher, starts=starts)
         self.updates = UpdateService(registry=self.registry, cgroups=self.cgroups, events=self.events,
                                      persist=self.registry.persist)
         self.archive = ArchiveService(registry=self.registry, files=self.containers.files, volumes=self.volumes,

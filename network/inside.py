@@ -1,5 +1,5 @@
-"""The inside of a new container's network namespace, set through netlink: loopback up, IPv6
-off, the endpoints' IPv4 addresses, their links up, the default route.
+"""The inside of a new container's network namespace, set through netlink (network/rtnl.py):
+loopback up, IPv6 off, the endpoints' IPv4 addresses, their links up, the default route.
 
 These functions run on a thread that is inside the namespace (network/netns.py `create` and
 `run_in`): a netlink socket talks to the namespace of the thread that opened it, so no
@@ -11,17 +11,16 @@ up`, `route replace default via G dev IF`, and the sysctls of network/netns.py's
 from __future__ import annotations
 
 import functools
-import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from network.netlink import index_of, route
+from network.netlink import index_of
 
 from . import netns
+from .rtnl import RTPROT_BOOT, Rtnl
 
 _IPV6_CONF = "/proc/sys/net/ipv6/conf"
-_RTPROT_BOOT = 3
 
 
 @dataclass(frozen=True)
@@ -66,8 +65,8 @@ def loopback(disable_ipv6: bool = False) -> None:
     """`lo` up (and IPv6 off): a new namespace's first step. Runs inside the namespace."""
     if disable_ipv6:
         _no_ipv6()
-    with route() as ipr:
-        ipr.link("set", index=_index("lo"), state="up")
+    with Rtnl() as nl:
+        nl.set_link(_index("lo"), up=True)
 
 
 def apply(cfg: Inside) -> None:
@@ -75,19 +74,17 @@ def apply(cfg: Inside) -> None:
     batch it replaces). Runs inside the namespace."""
     if cfg.disable_ipv6:
         _no_ipv6()
-    with route() as ipr:
+    with Rtnl() as nl:
         for ifname, mac in cfg.macs:
-            ipr.link("set", index=_index(ifname), address=mac)
+            nl.set_link(_index(ifname), address=mac)
         for a in cfg.addresses:
-            net = ipaddress.IPv4Network(f"{a.address}/{a.prefixlen}", strict=False)
-            extra = {"broadcast": str(net.broadcast_address)} if a.prefixlen < 31 else {}
-            ipr.addr("add", index=_index(a.ifname), address=a.address, prefixlen=a.prefixlen, **extra)
+            nl.add_address(_index(a.ifname), a.address, a.prefixlen)
         for ifname in cfg.up:
-            ipr.link("set", index=_index(ifname), state="up")
+            nl.set_link(_index(ifname), up=True)
         if cfg.gateway is not None:
             gateway, ifname = cfg.gateway
             # proto boot: what `ip route` sets, and shows inside the container.
-            ipr.route("replace", dst="0.0.0.0/0", gateway=gateway, oif=_index(ifname), proto=_RTPROT_BOOT)
+            nl.replace_default_route(gateway, _index(ifname), RTPROT_BOOT)
 
 
 async def apply_in(path: Path, cfg: Inside, before: Callable[[], None] | None = None) -> None:

@@ -110,9 +110,11 @@ def main(argv: list[str]) -> int:
     pid = int(spec["pid"])
     try:
         # Join the container's cgroups first, while the host's /sys/fs/cgroup is still visible.
+        # "0" (this thread, the only one) into v1's `tasks`: no global lock and no RCU grace
+        # period to wait for (runtime/cgroups.py, join_files); a pid would take the lock.
         for procs in spec.get("cgroup_procs") or []:
             with open(procs, "w") as f:
-                f.write(str(os.getpid()))
+                f.write("0")
         # The cgroup namespace only when the container has its own (--cgroupns private).
         names = [ns for ns in _NAMESPACES if ns != "cgroup"
                  or os.stat(f"/proc/{pid}/ns/cgroup").st_ino != os.stat("/proc/self/ns/cgroup").st_ino]

@@ -83,8 +83,9 @@ Fields (defaults in brackets):
     the seccomp BPF program (struct sock_filter array, base64), compiled by the daemon and
     loaded by the init as late as the kernel allows; ``""`` runs unconfined [``""``].
 ``cgroup_procs``
-    the container's ``cgroup.procs`` files: the init moves itself into them before it makes
-    its cgroup namespace, so that namespace is rooted at the container's cgroup [``[]``].
+    the files the init writes "0" into to join the container's cgroups (v1: ``tasks``, see
+    runtime/cgroups.py ``join_files``; v2: ``cgroup.procs``) before it makes its cgroup
+    namespace, so that namespace is rooted at the container's cgroup [``[]``].
 ``cgroupns``
     ``"private"`` (a cgroup namespace of its own) or ``"host"`` [``"host"``].
 ``cgroup_mounts``

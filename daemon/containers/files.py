@@ -114,15 +114,16 @@ class ContainerFiles:
                                            "UpperDir": str(base / "upper"), "WorkDir": str(base / "work")}}
 
     def write_name_files(self, c: Container, extra_hosts: list[tuple[str, str]], ipv6: bool, *,
-                         host_network: bool, internal_dns: bool = False) -> None:
-        """/etc/hostname, /etc/hosts (the network service rewrites it once addressed) and
-        /etc/resolv.conf of a container with its own network or the host's; with
-        `internal_dns` (user networks) the resolv.conf points at the embedded resolver."""
+                         host_network: bool, internal_dns: bool = False, hosts_file: bool = True) -> None:
+        """/etc/hostname, /etc/hosts (unless `hosts_file` is False: the network service writes it
+        once addressed) and /etc/resolv.conf of a container with its own network or the host's;
+        with `internal_dns` (user networks) the resolv.conf points at the embedded resolver."""
         p = self.paths(c)
         hc = self.defaults.with_dns(c.host_config)
         hosts.write_hostname(p["hostname"], c.config["Hostname"])
-        hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra_hosts,
-                          host_network=host_network)
+        if hosts_file:
+            hosts.write_hosts(p["hosts"], c.config["Hostname"], c.config.get("Domainname", ""), None, extra_hosts,
+                              host_network=host_network)
         dns = hc.get("Dns") or []
         search = hc.get("DnsSearch") or []
         options = hc.get("DnsOptions") or []

@@ -41,7 +41,7 @@ class Confinement:
     """What confines the container besides namespaces and capabilities, decided before the spec."""
 
     seccomp: bytes | None  # the compiled BPF program; None runs unconfined
-    cgroup_procs: list[str]  # the container's cgroup.procs files
+    cgroup_procs: list[str]  # what the init writes "0" into to join: Cgroups.join_files
     cgroup_hierarchies: list[tuple[str, str]]  # (hierarchy, host directory) shown at /sys/fs/cgroup
 
 

@@ -187,7 +187,7 @@ class ExecService:
             "console_size": ex.console_size,
             "capabilities": container_config.capabilities({**hc, "Privileged": privileged}),
             "privileged": privileged,
-            "cgroup_procs": self.cgroups.procs_files(c.id),
+            "cgroup_procs": self.cgroups.join_files(c.id),
             # What dockerd's exec process inherits from the container's spec.
             "no_new_privileges": runtime_options.no_new_privileges(hc),
             "rlimits": runtime_options.rlimits(hc),

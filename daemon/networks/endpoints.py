@@ -38,6 +38,7 @@ from daemon.networks.network import (
 from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
+from daemon.util.quiet import Starts
 from daemon.util.steps import Steps
 from network import inside, ipam, links, netns
 from network.ports import PortSpecError
@@ -47,14 +48,15 @@ log = logging.getLogger("pydockerd.networks")
 
 class SandboxService:
     def __init__(self, *, networks: NetworkService, sandboxes: Sandboxes, registry: ContainerRegistry,
-                 events: EventBus, exec_root: Path, data_root: Path, dns: EmbeddedDns) -> None:
+                 events: EventBus, exec_root: Path, data_root: Path, dns: EmbeddedDns,
+                 starts: Starts | None = None) -> None:
         self.networks = networks
         self.dns = dns
         self.sandboxes = sandboxes
         self.registry = registry
         self.events = events
         self.netns_dir = exec_root / "netns"
-        self.pool = pool_mod.SandboxPool(self.netns_dir)
+        self.pool = pool_mod.SandboxPool(self.netns_dir, starts=starts)
         self.ports = PortPublisher(networks)
         self.names = NameFiles(registry=registry, sandboxes=sandboxes, data_root=data_root,
                                host_gateway_ip=networks.host_gateway_ip)
@@ -161,6 +163,7 @@ class SandboxService:
             commands = []
             macs = []
             adopt = None
+            env: list[str] | None = None
             ready = self._take_ready(c)
             if ready is not None:  # the namespace and veth were made ahead (pool.py)
                 n, entry = ready
@@ -169,8 +172,11 @@ class SandboxService:
                 except BaseException:
                     await pool_mod.discard(entry)
                     raise
-                # Moved to the container's file on the thread that then configures it.
-                adopt = functools.partial(pool_mod.adopt, entry, sb.path, c.id)
+                # Only the file is moved now (the init's setns needs nothing more), with the
+                # hosts file on the same thread hop (its address is known); the veth is tagged
+                # on the thread that then configures the inside.
+                env = await asyncio.to_thread(self._move_and_name, entry, sb.path, c)
+                adopt = functools.partial(pool_mod.tag, entry, c.id)
                 macs.append(("eth0", ep["MacAddress"]))
             else:
                 await netns.create(sb.path, inside.loopback)
@@ -186,10 +192,15 @@ class SandboxService:
             ways_out = self._ways_out(c)
             if any(ep.get("GlobalIPv6Address") for ep in c.networks.values()):
                 await netns.configure(sb.path, commands + _route_commands(ways_out))
-            else:  # the common case, without a process: netlink from a thread inside
+            elif adopt is not None:
+                # Made ahead: its owner tag, MAC, address, link and route (4-7 ms of netlink)
+                # are set while the monitor and the init start, which need only the namespace
+                # file; ready() waits for them before the command runs.
                 cfg = self._inside(c, ways_out, macs)
-                cfg.disable_ipv6 = adopt is None  # one made ahead has it off already
-                await inside.apply_in(sb.path, cfg, before=adopt)
+                cfg.disable_ipv6 = False  # off already
+                sb.pending = asyncio.ensure_future(inside.apply_in(sb.path, cfg, before=adopt))
+            else:  # without a process: netlink from a thread inside
+                await inside.apply_in(sb.path, self._inside(c, ways_out, macs))
             steps.mark("inside")
             if ways_out:
                 await self._publish(c, sb, *ways_out[0])
@@ -197,7 +208,8 @@ class SandboxService:
             self.dns.changed()
             await self.dns.start(c, sb.path)
             steps.mark("dns")
-            env = await asyncio.to_thread(self.names.write, c)
+            if env is None:
+                env = await asyncio.to_thread(self.names.write, c)
             await self.names.refresh_linkers(c)
             steps.mark("names")
         except BaseException as e:
@@ -213,6 +225,30 @@ class SandboxService:
                 self._event("connect", n, c)
         steps.done()
         return str(sb.path), env
+
+    def _move_and_name(self, entry: pool_mod.Ready, path: Path, c: Container) -> list[str]:
+        """Blocking: a namespace made ahead becomes c's file, and c's hosts file is written."""
+        pool_mod.move(entry, path)
+        return self.names.write(c)
+
+    async def ready(self, c: Container) -> None:
+        """Waits for what setup() left configuring (the inside of a namespace made ahead); a
+        failure is the start's (DaemonError), and the caller then tears the sandbox down."""
+        sb = self.sandboxes.get(c.id)
+        pending = sb.pending if sb is not None else None
+        if pending is None:
+            return
+        try:
+            await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            raise
+        except (OSError, netns.NetnsError, RuntimeError) as e:
+            raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
+        except Exception as e:
+            if type(e).__name__ == "NetlinkError":
+                raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
+            raise
+        sb.pending = None
 
     async def _isolated(self, c: Container) -> str:
         """--net=none: a namespace with only `lo`, IPv6 off, as dockerd gives (the runtime's
@@ -331,6 +367,12 @@ class SandboxService:
 
     async def teardown(self, c: Container) -> None:
         """Undoes setup (idempotent, never raises for what is already gone)."""
+        sb = self.sandboxes.get(c.id)
+        if sb is not None and sb.pending is not None:
+            # Its thread cannot be stopped halfway: done (whatever its outcome) before
+            # anything of the sandbox goes.
+            await _settled(sb.pending)
+            sb.pending = None
         await self.dns.stop(c)
         sb = self.sandboxes.pop(c.id)
         self.dns.changed()
@@ -606,3 +648,14 @@ _host_if = pool_mod.host_if
 
 def _sandbox_id(cid: str) -> str:
     return hashlib.sha256(b"sandbox:" + cid.encode()).hexdigest()
+
+
+async def _settled(fut: asyncio.Future) -> None:
+    """Waits until `fut` is done, whatever its outcome (consumed), even if cancelled meanwhile."""
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(fut)
+    while not fut.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([fut])
+    if not fut.cancelled():
+        fut.exception()

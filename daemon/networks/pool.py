@@ -26,6 +26,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from daemon.util.quiet import Starts
 from network import inside, links, netns
 
 log = logging.getLogger("pydockerd.networks")
@@ -60,8 +61,12 @@ class SandboxPool:
     """Two kinds: on the default bridge (`size` of them), and isolated ones for `--net=none`
     (`isolated`: a namespace with `lo` up and IPv6 off, no veth)."""
 
-    def __init__(self, netns_dir: Path, size: int = SIZE, isolated: int = ISOLATED) -> None:
+    def __init__(self, netns_dir: Path, size: int = SIZE, isolated: int = ISOLATED,
+                 starts: Starts | None = None) -> None:
         self.netns_dir = netns_dir
+        # Made between starts: a namespace and a veth are kernel work under the rtnl lock, which
+        # a start's own network setup (and its monitor's mounts) then waited behind.
+        self._starts = starts or Starts()
         self.sizes = {"": isolated}
         self._bridge = ""
         self._mtu = 0
@@ -112,6 +117,9 @@ class SandboxPool:
 
     async def _fill(self) -> None:
         while not self._closed and (kind := self._missing()) is not None:
+            await self._starts.after_starts()
+            if self._closed:
+                return
             try:
                 entry = await self._make(kind)
             except Exception as e:  # noqa: BLE001 - starts then make their own; tried again at the next take
@@ -163,6 +171,13 @@ async def discard(entry: Ready) -> None:
 def adopt(entry: Ready, path: Path, owner: str) -> None:
     """Blocking: the entry's namespace becomes the container's file `path`, its veth is tagged
     as the container's. On failure the entry is gone (nothing of it is left)."""
+    move(entry, path)
+    tag(entry, owner)
+
+
+def move(entry: Ready, path: Path) -> None:
+    """Blocking: the entry's namespace becomes the container's file `path` (all the container's
+    init needs of it). On failure the entry is gone (nothing of it is left)."""
     try:
         netns.rebind(entry.path, path)
     except BaseException:
@@ -172,6 +187,10 @@ def adopt(entry: Ready, path: Path, owner: str) -> None:
             with contextlib.suppress(Exception):
                 links.delete_sync(host_if(entry.endpoint_id))
         raise
+
+
+def tag(entry: Ready, owner: str) -> None:
+    """Blocking: the entry's veth is tagged as `owner`'s (after move)."""
     if not entry.bridge:
         return
     # A failure here leaves the veth tagged "pool": the failed setup's teardown deletes it by

@@ -9,6 +9,7 @@ which port rules the firewall needs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,9 @@ class Sandbox:
     bindings: list[proxy.Binding] = field(default_factory=list)
     port_ip: str = ""  # the address published ports lead to: the gateway endpoint's
     gateway: str = ""  # id of the network giving the default route and carrying the ports
+    # The inside of a namespace made ahead, still being configured while the container's
+    # monitor starts (daemon/networks/endpoints.py: setup, ready); None once nothing is left.
+    pending: asyncio.Future | None = None
 
     def next_ifname(self) -> str:
         used = set(self.interfaces.values())

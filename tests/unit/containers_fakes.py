@@ -49,6 +49,9 @@ class FakeNetworking:
     async def setup(self, c: Container) -> tuple[str | None, list[str]]:
         return None, []
 
+    async def ready(self, c: Container) -> None:
+        pass
+
     async def teardown(self, c: Container) -> None:
         return None
 

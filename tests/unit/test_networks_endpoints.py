@@ -413,3 +413,35 @@ def test_default_bridge_has_no_resolver(world: Any) -> None:
         await world.svc.teardown(c)
 
     asyncio.run(scenario())
+
+
+def test_deferred_inside_fails_the_start_and_teardown_waits_for_it(world: Any) -> None:
+    """The inside of a namespace made ahead is configured while the monitor starts (setup leaves
+    it pending): ready() reports its failure as the start's, and a teardown never runs while
+    its thread may still be at work."""
+    c = _add(world, _container("c5", "db", {"front": endpoint_config(world.front, {})}))
+    svc = world.svc
+
+    async def scenario() -> None:
+        await svc.setup(c)
+        await svc.ready(c)  # nothing pending: returns at once
+        sb = world.sandboxes.get(c.id)
+        gate = asyncio.Event()
+
+        async def configuring() -> None:
+            await gate.wait()
+            raise OSError(17, "File exists")
+
+        sb.pending = asyncio.ensure_future(configuring())
+        ready = asyncio.ensure_future(svc.ready(c))
+        teardown = asyncio.ensure_future(svc.teardown(c))
+        await asyncio.sleep(0.01)
+        assert not ready.done() and not teardown.done()
+        assert world.sandboxes.get(c.id) is sb and ("rm-netns", c.id[:12]) not in world.kernel.log
+        gate.set()
+        with pytest.raises(DaemonError, match="failed to set up the network of container"):
+            await ready
+        await teardown
+        assert world.sandboxes.get(c.id) is None and ("rm-netns", c.id[:12]) in world.kernel.log
+
+    asyncio.run(scenario())

@@ -3,10 +3,10 @@
 The kernel carries out a netlink request inside send(), under the rtnl lock that every
 other program changing links on the host contends for: creating a veth took up to
 hundreds of ms on a busy host, and on the event loop that stalled every client. So the
-per-container changes (add_veth, delete, the owner tag) run in a worker thread, as fixed
-requests packed by network/rtnl.py (pyroute2 spent 1-3 ms of CPU under the GIL on each);
-the rare bridge-level ones use pyroute2's AsyncIPRoute. IPRoute(netns=...) is never used: it forks, which the
-threaded daemon must not do.
+per-container changes (add_veth, delete, the owner tag) run in a worker thread, pyroute2's
+messages sent by network/rtnl.py without IPRoute (whose machinery spent 1-3 ms of CPU under
+the GIL on each); the rare bridge-level ones use pyroute2's AsyncIPRoute. IPRoute(netns=...)
+is never used: it forks, which the threaded daemon must not do.
 The container side of a veth is created directly inside the container's namespace (the
 spike measured 20-30 ms per container this way against 50-80 ms for moving it there).
 Every veth we create carries an ifalias naming its container, so crash reconciliation can

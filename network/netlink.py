@@ -49,8 +49,11 @@ _bare_package("pyroute2")
 
 from pyroute2.iproute.linux import AsyncIPRoute, IPRoute  # noqa: E402
 from pyroute2.netlink.exceptions import NetlinkError  # noqa: E402
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
+from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
-__all__ = ["AsyncIPRoute", "IPRoute", "NetlinkError", "index_of", "route"]
+__all__ = ["AsyncIPRoute", "IPRoute", "NetlinkError", "ifaddrmsg", "ifinfmsg", "index_of", "route", "rtmsg"]
 
 
 @contextlib.contextmanager

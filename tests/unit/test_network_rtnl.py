@@ -1,4 +1,4 @@
-"""network/rtnl.py: the requests are packed as `ip` sends them, and the kernel's errno comes back."""
+"""network/rtnl.py: pyroute2's messages carry what `ip` sends, and the kernel's errno comes back."""
 
 from __future__ import annotations
 
@@ -109,7 +109,7 @@ def test_veth_with_its_peer_in_a_namespace() -> None:
     assert attrs[3] == b"vethabc\0"
     assert struct.unpack("=I", attrs[4]) == (1400,)
     info = _attrs(attrs[18])
-    assert info[1] == b"veth"
+    assert info[1].rstrip(b"\0") == b"veth"  # pyroute2 sends it NUL-terminated, `ip` without
     peer = _attrs(info[2])[1]
     peer_attrs = _attrs(peer[16:])
     assert peer_attrs[3] == b"eth0\0"

@@ -1,0 +1,58 @@
+"""Standard modules that libraries import at start but the daemon does not use, loaded on first use.
+
+The libraries under the API import some modules for paths pydockerd never takes, and a module
+imported is a module kept (its code, functions and tables stay for the process's life):
+
+* ``unittest`` (its whole ``__init__``: case, loader, runner, main with argparse, difflib):
+  pyroute2's iprsocket does ``from unittest import mock`` for its test double, so only
+  ``unittest.mock`` (and ``unittest.util``) is needed;
+* ``html`` (with html.entities, a 2000-entry table): starlette's error middleware escapes
+  the traceback page it renders in debug mode only;
+* ``logging.config`` (with logging.handlers, socketserver, pickle): uvicorn configures logging
+  from a dict or file with it, and the daemon passes ``log_config=None``.
+
+defer() registers a stand-in module under the name before anything imports it: the import
+statements find it and bind it, and the first attribute the stand-in lacks runs the real
+module into it, so a program that does use one of these modules gets it whole, unchanged
+(a package's submodules are imported as usual). Only the daemon's process installs them
+(daemon/main.py), before the API is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from typing import Any
+
+DEFERRED = ("unittest", "html", "logging.config")
+
+
+def defer(name: str) -> None:
+    """A no-op when `name` is already imported."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    mod = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+
+    def _load(attr: str) -> Any:
+        if spec.submodule_search_locations is not None and importlib.util.find_spec(f"{name}.{attr}") is not None:
+            raise AttributeError(attr)  # a submodule (`from unittest import mock`): the import system loads it
+        del mod.__getattr__
+        loader.exec_module(mod)
+        return getattr(mod, attr)
+
+    mod.__getattr__ = _load  # type: ignore[method-assign]
+    sys.modules[name] = mod
+    parent, _, child = name.rpartition(".")
+    if parent:
+        # `import logging.config` binds `logging` and then looks `config` up on it.
+        setattr(sys.modules[parent], child, mod)
+
+
+def install() -> None:
+    for name in DEFERRED:
+        defer(name)
+

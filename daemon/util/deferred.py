@@ -10,6 +10,10 @@ imported is a module kept (its code, functions and tables stay for the process's
   the traceback page it renders in debug mode only;
 * ``logging.config`` (with logging.handlers, socketserver, pickle): uvicorn configures logging
   from a dict or file with it, and the daemon passes ``log_config=None``.
+* ``http.client`` (with its email parser): starlette looks a status's reason phrase up in it
+  when an HTTPException comes without one (the first 404 of an unknown path loads it), and
+  the registry client (urllib3) and remote build contexts (urllib.request) import it when
+  they are first used.
 
 defer() registers a stand-in module under the name before anything imports it: the import
 statements find it and bind it, and the first attribute the stand-in lacks runs the real
@@ -24,7 +28,7 @@ import importlib.util
 import sys
 from typing import Any
 
-DEFERRED = ("unittest", "html", "logging.config")
+DEFERRED = ("unittest", "html", "logging.config", "http.client")
 
 
 def defer(name: str) -> None:

@@ -21,12 +21,15 @@ from api.app import create_app  # starlette, uvicorn and pyroute2 import them
 import network.netlink
 loaded = {"unittest.case", "html.entities", "logging.handlers"} & set(sys.modules)
 assert not loaded, loaded
+assert "HTTPConnection" not in vars(sys.modules["http.client"])
 assert mock.Mock()() is not None and sys.modules["unittest.mock"] is mock
 # First use: the real module, whole.
 assert html.escape("<a>") == "&lt;a&gt;" and "html.entities" in sys.modules
 assert callable(logging.config.dictConfig) and sys.modules["logging.config"] is logging.config
 import unittest
 assert unittest.TestCase.__module__ == "unittest.case"
+import http.client
+assert http.client.responses[404] == "Not Found" and "HTTPConnection" in vars(http.client)
 print("ok")
 """
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from typing import Any
 
 DEFERRED = ("unittest", "html", "logging.config", "http.client")
@@ -40,12 +41,27 @@ def defer(name: str) -> None:
         raise ImportError(f"no module named {name!r}")
     mod = importlib.util.module_from_spec(spec)
     loader = spec.loader
+    # A first use in a worker thread and one on the loop may meet: the second waits for the
+    # module to be whole. The module's own body looking itself up while it runs finds nothing
+    # more (AttributeError, as for any module still being imported); a module that defines its
+    # own __getattr__ (unittest does) keeps it.
+    lock = threading.RLock()
+    state = {"loading": False, "done": False}
 
     def _load(attr: str) -> Any:
         if spec.submodule_search_locations is not None and importlib.util.find_spec(f"{name}.{attr}") is not None:
             raise AttributeError(attr)  # a submodule (`from unittest import mock`): the import system loads it
-        del mod.__getattr__
-        loader.exec_module(mod)
+        with lock:
+            if not state["done"]:
+                if state["loading"]:
+                    raise AttributeError(f"module {name!r} has no attribute {attr!r} (yet)")
+                state["loading"] = True
+                try:
+                    loader.exec_module(mod)
+                finally:
+                    state["done"] = True
+                    if vars(mod).get("__getattr__") is _load:
+                        del mod.__getattr__
         return getattr(mod, attr)
 
     mod.__getattr__ = _load  # type: ignore[method-assign]

@@ -27,7 +27,7 @@ assert mock.Mock()() is not None and sys.modules["unittest.mock"] is mock
 assert html.escape("<a>") == "&lt;a&gt;" and "html.entities" in sys.modules
 assert callable(logging.config.dictConfig) and sys.modules["logging.config"] is logging.config
 import unittest
-assert unittest.TestCase.__module__ == "unittest.case"
+assert unittest.TestCase.__module__ == "unittest.case" and unittest.IsolatedAsyncioTestCase is not None
 import http.client
 assert http.client.responses[404] == "Not Found" and "HTTPConnection" in vars(http.client)
 print("ok")

@@ -14,7 +14,7 @@ from pathlib import Path
 from api import uvicornmain
 from daemon.config import Config, ConfigError, Loaded, load_all
 from daemon.sdnotify import Notifier
-from daemon.util import memtrim
+from daemon.util import deferred, memtrim
 
 log = logging.getLogger("pydockerd")
 
@@ -156,6 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     memtrim.limit_arenas()
     uvicornmain.install()
+    deferred.install()
     # Monitors are children until their container exits: reap them with pidfds, not a thread each.
     asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
     try:

@@ -22,26 +22,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import socket
 import time
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import dns.asyncquery
-import dns.exception
-import dns.flags
-import dns.message
-import dns.opcode
-import dns.rcode
-import dns.rdataclass
-import dns.rdatatype
-import dns.reversename
-import dns.rrset
+from typing import TYPE_CHECKING
 
 from network import netns
 from network.dnsnames import Addresses as Addresses  # re-exported: the answers are built from them
 from network.dnsnames import Directory
+
+if TYPE_CHECKING:
+    import dns.message
 
 LISTEN_ADDRESS = "127.0.0.11"
 TTL = 600  # dockerd's respTTL
@@ -158,77 +151,39 @@ class Resolver:
             await self.detach(owner)
 
     # -- queries ---------------------------------------------------------------------------------
+    @property
+    def wire(self) -> types.ModuleType:
+        """network/dnswire.py: dnspython is imported with the first query that is not a kept
+        answer, not with the first container: ~2 MiB a daemon whose containers never look a
+        name up does not need."""
+        from network import dnswire
+
+        return dnswire
+
     def parse(self, owner: str, data: bytes) -> tuple[dns.message.Message | None, bytes | None]:
         """(query, None) for a query to answer, or (None, reply) for one refused at once
         (reply None: not even a header to answer to)."""
-        try:
-            q = dns.message.from_wire(data)
-        except Exception as e:  # dnspython raises many kinds for garbage; all mean the same here
-            self._warn(owner, "malformed", f"malformed DNS query from container {owner[:12]}: {e}")
-            return None, _error_reply(data, dns.rcode.FORMERR)
-        if q.flags & dns.flags.QR:
-            return None, None  # a response sent to us: never answer those (no loops)
-        if q.opcode() != dns.opcode.QUERY:
-            return None, _reply_wire(_reply(q, dns.rcode.NOTIMP))
-        if len(q.question) != 1:
-            return None, _reply_wire(_reply(q, dns.rcode.FORMERR))
-        return q, None
+        q, early, error = self.wire.parse(data)
+        if error is not None:
+            self._warn(owner, "malformed", f"malformed DNS query from container {owner[:12]}: {error}")
+        return q, early
 
     def answer_local(self, owner: str, q: dns.message.Message) -> dns.message.Message | None:
         """The answer when the name is ours; None to forward it."""
-        question = q.question[0]
-        if question.rdclass != dns.rdataclass.IN:
-            return None
-        qtype = question.rdtype
-        if qtype in (dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.MX):
-            found = self.directory.addresses(owner, question.name.to_text(omit_final_dot=True).lower())
-            if found is None:
-                return None
-            resp = _reply(q, dns.rcode.NOERROR)
-            # MX, or a family the name has no address in: NOERROR without records, so that a
-            # client does not go on to ask the world about a container's name.
-            ips = found.v4 if qtype == dns.rdatatype.A else found.v6 if qtype == dns.rdatatype.AAAA else []
-            if ips:
-                ips = list(ips)
-                random.shuffle(ips)  # several replicas of a service: spread the clients
-                resp.answer.append(dns.rrset.from_text_list(question.name, TTL, dns.rdataclass.IN, qtype, ips))
-            return resp
-        if qtype == dns.rdatatype.PTR:
-            try:
-                address = dns.reversename.to_address(question.name)
-            except Exception:
-                return None
-            host = self.directory.hostname(owner, address)
-            if host is None:
-                return None
-            resp = _reply(q, dns.rcode.NOERROR)
-            resp.answer.append(dns.rrset.from_text(question.name, TTL, dns.rdataclass.IN, dns.rdatatype.PTR,
-                                                   host.rstrip(".") + "."))
-            return resp
-        return None
+        return self.wire.answer_local(self.directory, owner, q)
 
     async def forward(self, owner: str, q: dns.message.Message, upstreams: list[str], tcp: bool) -> dns.message.Message:
         """Asks the upstream servers in order from the host's namespace: the first answer that
         is not SERVFAIL or REFUSED is the answer; failing all, the last one (or SERVFAIL)."""
         if not self.directory.may_forward(owner) or not upstreams:
-            return _reply(q, dns.rcode.SERVFAIL)
-        last = None
-        for server in upstreams[:MAX_UPSTREAMS]:
-            try:
-                if tcp:
-                    r = await dns.asyncquery.tcp(q, server, timeout=self.timeout, port=self.upstream_port)
-                else:
-                    r = await dns.asyncquery.udp(q, server, timeout=self.timeout, port=self.upstream_port,
-                                                 ignore_unexpected=True)
-            except (OSError, dns.exception.DNSException, EOFError, ValueError) as e:
-                self._warn(owner, f"upstream {server}", f"DNS server {server} did not answer container "
-                                                        f"{owner[:12]}: {type(e).__name__} {e}")
-                continue
-            if r.rcode() in (dns.rcode.SERVFAIL, dns.rcode.REFUSED):
-                last = r
-                continue
-            return r
-        return last if last is not None else _reply(q, dns.rcode.SERVFAIL)
+            return self.wire.servfail(q)
+
+        def failed(server: str, e: Exception) -> None:
+            self._warn(owner, f"upstream {server}", f"DNS server {server} did not answer container "
+                                                    f"{owner[:12]}: {type(e).__name__} {e}")
+
+        return await self.wire.forward(q, upstreams[:MAX_UPSTREAMS], tcp=tcp, timeout=self.timeout,
+                                       port=self.upstream_port, failed=failed)
 
     def _may_start_forward(self, lst: _Listener) -> bool:
         if lst.forwards >= MAX_FORWARDS_PER_CONTAINER or self._forwards >= MAX_FORWARDS:
@@ -284,7 +239,7 @@ class Resolver:
             return
         resp = self.answer_local(lst.owner, q)
         if resp is not None:
-            wire = _reply_wire(resp, _udp_limit(q))
+            wire = self.wire.reply_wire(resp, self.wire.udp_limit(q))
             if not resp.answer or len(resp.answer[0]) == 1:  # several records are rotated: built each time
                 if len(lst.answers) >= MAX_CACHED_ANSWERS:
                     lst.answers.clear()
@@ -292,7 +247,7 @@ class Resolver:
             self._send(lst, wire, addr)
             return
         if not self._may_start_forward(lst):
-            self._send(lst, _reply_wire(_reply(q, dns.rcode.SERVFAIL)), addr)
+            self._send(lst, self.wire.reply_wire(self.wire.servfail(q)), addr)
             return
         task = asyncio.create_task(self._forward_udp(lst, q, addr))
         lst.tasks.add(task)
@@ -303,7 +258,7 @@ class Resolver:
             r = await self.forward(lst.owner, q, lst.upstreams, tcp=False)
         finally:
             self._end_forward(lst)
-        self._send(lst, _reply_wire(r, _udp_limit(q)), addr)
+        self._send(lst, self.wire.reply_wire(r, self.wire.udp_limit(q)), addr)
 
     async def _tcp_client(self, lst: _Listener, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -334,8 +289,8 @@ class Resolver:
                             finally:
                                 self._end_forward(lst)
                         else:
-                            resp = _reply(q, dns.rcode.SERVFAIL)
-                    reply = _reply_wire(resp, 65535)
+                            resp = self.wire.servfail(q)
+                    reply = self.wire.reply_wire(resp, 65535)
                 writer.write(len(reply).to_bytes(2, "big") + reply)
                 await writer.drain()
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
@@ -351,50 +306,3 @@ class Resolver:
         if now - self._warned.get((owner, kind), -LOG_EVERY) >= LOG_EVERY:
             self._warned[(owner, kind)] = now
             log.warning("%s", message)
-
-
-def _reply(q: dns.message.Message, rcode: dns.rcode.Rcode) -> dns.message.Message:
-    resp = dns.message.make_response(q)
-    resp.flags |= dns.flags.RA
-    resp.set_rcode(rcode)
-    return resp
-
-
-def _udp_limit(q: dns.message.Message) -> int:
-    return max(UDP_MIN_SIZE, q.payload if q.edns >= 0 else UDP_MIN_SIZE)
-
-
-def _reply_wire(resp: dns.message.Message, limit: int = 65535) -> bytes:
-    """The reply within `limit` bytes: answers dropped from the end and TC set when it does not
-    fit, so that the client asks again over TCP (as dockerd's truncateResp)."""
-    try:
-        return resp.to_wire(max_size=limit)
-    except dns.exception.TooBig:
-        pass
-    resp.flags |= dns.flags.TC
-    while True:
-        if resp.answer and len(resp.answer[-1]) > 1:
-            resp.answer[-1] = _shorter(resp.answer[-1])
-        elif resp.answer:
-            resp.answer.pop()
-        elif resp.additional:
-            resp.additional.pop()
-        else:
-            resp.authority.clear()
-        with contextlib.suppress(dns.exception.TooBig):
-            return resp.to_wire(max_size=limit)
-
-
-def _shorter(rrset: dns.rrset.RRset) -> dns.rrset.RRset:
-    items = list(rrset)[:-1]
-    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, items)
-
-
-def _error_reply(data: bytes, rcode: dns.rcode.Rcode) -> bytes | None:
-    """An error reply to something that did not parse, when at least its header is there."""
-    if len(data) < 12 or data[2] & 0x80:  # no header, or a response: never answer those
-        return None
-    resp = dns.message.Message(id=int.from_bytes(data[:2], "big"))
-    resp.flags = dns.flags.QR | dns.flags.RA
-    resp.set_rcode(rcode)
-    return resp.to_wire()

@@ -1,9 +1,11 @@
 """The embedded DNS resolver's side that needs no DNS library: the names it is given
-(Directory, Addresses), and a stand-in that loads the resolver (network/dns.py, on
-dnspython) when the first container needs one.
+(Directory, Addresses), and a stand-in that loads the resolver (network/dns.py) when the
+first container needs one.
 
-dnspython costs the daemon ~4 MiB (60 modules), which a daemon whose containers are all on
-the default bridge, host or none networks (no embedded resolver there) need not carry.
+dnspython costs the daemon ~2-4 MiB (50-60 modules), which a daemon whose containers are all on
+the default bridge, host or none networks (no embedded resolver there) need not carry; the
+resolver imports it with the first query it has to parse (network/dnswire.py), so neither does
+one whose containers never look a name up.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ class Directory(Protocol):
 
 
 class LazyResolver:
-    """network.dns.Resolver's per-container interface; the Resolver is made (and dnspython
-    imported) on the first attach."""
+    """network.dns.Resolver's per-container interface; the Resolver is made on the first attach
+    (and dnspython imported with the first query it parses: network/dnswire.py)."""
 
     def __init__(self, directory: Directory, **options: Any) -> None:
         self._directory = directory

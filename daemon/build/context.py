@@ -15,7 +15,6 @@ import stat
 import subprocess
 import tarfile
 import urllib.parse
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -234,6 +233,10 @@ async def _remote(url: str, root: Path, workdir: Path) -> str | None:
 
 def download(url: str, dest: Path, limit: int = 8 << 30) -> str:
     """Fetches an http(s) URL into dest; returns its Last-Modified header ('' if none)."""
+    # Imported with the first remote context or ADD <url>: its handlers and opener classes are
+    # ~0.3 MiB that builds from a local context never use.
+    import urllib.request
+
     try:
         resp = urllib.request.urlopen(url, timeout=60)  # noqa: S310 - the scheme is checked by callers
     except (OSError, ValueError) as e:

@@ -3,14 +3,17 @@ grouped by stage, with the checks the classic builder makes before it runs anyth
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
+import subprocess
+import sys
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import NamedTuple
 
-from daemon.errors import InvalidParameter
-
-if TYPE_CHECKING:
-    import dockerfile as _parser
+from daemon.errors import DaemonError, InvalidParameter
 
 INSTRUCTIONS = {"add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
                 "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir"}
@@ -71,7 +74,43 @@ def escape_of(text: str) -> str:
     return "\\"
 
 
-def _instruction(cmd: _parser.Command) -> Instruction:
+class Command(NamedTuple):
+    """One parsed instruction, the fields of the library's `dockerfile.Command`."""
+    cmd: str
+    sub_cmd: str | None
+    json: bool
+    original: str
+    start_line: int
+    end_line: int
+    flags: tuple[str, ...]
+    value: tuple[str, ...]
+    heredocs: tuple[tuple, ...]
+
+
+_HELPER = Path(__file__).with_name("parsehelper.py")
+
+
+def _parse_go(text: str) -> list[Command]:
+    """The Go parser's commands for `text`, parsed in a process of its own (parsehelper.py says
+    why); blocks for ~20 ms: called off the event loop."""
+    spec = importlib.util.find_spec("dockerfile")
+    if spec is None or not spec.origin:
+        raise DaemonError("the Dockerfile parser (Python package dockerfile) is not installed")
+    # One Go thread is plenty for one parse, and starts faster than one per core.
+    env = {**os.environ, "GOMAXPROCS": "1"}
+    proc = subprocess.run([sys.executable, "-S", "-I", str(_HELPER), os.path.dirname(spec.origin)],
+                          input=json.dumps([text]).encode(), capture_output=True, env=env, check=False)
+    if proc.returncode != 0:
+        raise DaemonError(f"the Dockerfile parser failed (exit status {proc.returncode}): "
+                          f"{proc.stderr.decode(errors='replace').strip()[-500:]}")
+    (result,) = json.loads(proc.stdout)
+    if "error" in result:
+        raise InvalidParameter(f"Dockerfile parse error: {result['error']}")
+    return [Command(c, sub, js, orig, start, end, tuple(flags), tuple(value), tuple(tuple(h) for h in heredocs))
+            for c, sub, js, orig, start, end, flags, value, heredocs in result["commands"]]
+
+
+def _instruction(cmd: Command) -> Instruction:
     name = cmd.cmd.lower()
     line = cmd.start_line
     if name not in INSTRUCTIONS:
@@ -94,9 +133,7 @@ def _instruction(cmd: _parser.Command) -> Instruction:
             raise InvalidParameter(f"Dockerfile parse error line {line}: {trigger.upper()} isn't allowed as an "
                                    "ONBUILD trigger")
         text = cmd.original.split(None, 1)[1] if " " in cmd.original.strip() else ""
-        import dockerfile as _parser
-
-        sub = _instruction(_parser.Command(cmd.sub_cmd, None, cmd.json, text, line, line, (), cmd.value, ()))
+        sub = _instruction(Command(cmd.sub_cmd, None, cmd.json, text, line, line, (), cmd.value, ()))
     args = tuple(cmd.value)
     if name not in ("onbuild",) and (not args or args == ("",)) and name not in ("cmd", "entrypoint", "run"):
         raise InvalidParameter(f"Dockerfile parse error line {line}: {name.upper()} requires at least one argument")
@@ -104,19 +141,13 @@ def _instruction(cmd: _parser.Command) -> Instruction:
 
 
 def parse_instructions(text: str) -> list[Instruction]:
-    """Instructions of a Dockerfile text or an ONBUILD trigger list; parse errors as 400s."""
-    # Imported on the first build: the parser is a Go library whose runtime (heap, threads)
-    # starts when it is loaded, ~3 MiB a daemon that never builds need not carry.
-    import dockerfile as _parser
-
-    try:
-        cmds = _parser.parse_string(text)
-    except _parser.GoParseError as e:
-        raise InvalidParameter(f"Dockerfile parse error: {e}") from None
-    return [_instruction(c) for c in cmds]
+    """Instructions of a Dockerfile text or an ONBUILD trigger list; parse errors as 400s.
+    Blocks (a process runs the parser): off the event loop."""
+    return [_instruction(c) for c in _parse_go(text)]
 
 
 def parse(text: str) -> Dockerfile:
+    """Blocks (a process runs the parser): off the event loop."""
     escape = escape_of(text)
     meta: list[Instruction] = []
     stages: list[Stage] = []

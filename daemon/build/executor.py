@@ -69,11 +69,12 @@ class BuildRun:
         self.cache_from = self._cache_sources()
         # Checked before the first record: a bad target is the request's error.
         self.plan = self._plan()
-        self.extra_label = self._label_step()
-        self.total = sum(1 + len(s.steps) for s in self.plan) + (1 if self.extra_label else 0)
+        self.extra_label: Instruction | None = None  # --label's step, parsed when the run starts
+        self.total = sum(1 + len(s.steps) for s in self.plan) + (1 if self.opts.labels else 0)
 
     def _label_step(self) -> Instruction | None:
-        """--label: one more LABEL step at the end, as dockerd adds it."""
+        """--label: one more LABEL step at the end, as dockerd adds it. Blocks (the parser runs
+        in a process): off the event loop."""
         if not self.opts.labels:
             return None
         pairs = sorted(self.opts.labels.items())
@@ -104,6 +105,8 @@ class BuildRun:
     # -- the run -----------------------------------------------------------------------------
     async def run(self) -> AsyncIterator[dict]:
         plan = self.plan
+        if self.opts.labels:
+            self.extra_label = await asyncio.to_thread(self._label_step)
         meta_env: dict[str, str] = {}
         for ins in self.df.meta_args:
             for name, default in instructions.parse_arg(ins, meta_env, self.df.escape):
@@ -168,7 +171,7 @@ class BuildRun:
             st.config["OnBuild"] = None
             yield _stream(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
             for trig in triggers:
-                for ins in parse_instructions(trig):
+                for ins in await asyncio.to_thread(parse_instructions, trig):
                     async for rec in self._dispatch(st, ins):
                         yield rec
         for ins in [*stage.steps, *([extra] if extra else [])]:

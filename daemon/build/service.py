@@ -60,7 +60,7 @@ class BuildService:
         ctx = await context.receive(None if opts.remote else body, opts.remote, opts.dockerfile, self.tmp_root,
                                     self.contexts)
         try:
-            run = BuildRun(self.engine, opts, ctx, dockerfile.parse(ctx.dockerfile))
+            run = BuildRun(self.engine, opts, ctx, await asyncio.to_thread(dockerfile.parse, ctx.dockerfile))
         except BaseException:
             await cleanup.finish(asyncio.to_thread(ctx.close, ctx.release()))
             raise

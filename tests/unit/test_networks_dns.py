@@ -25,7 +25,7 @@ from daemon.networks.dns import ContainerNames
 from daemon.networks.network import Network
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from network import dns as dns_mod
-from network import hosts
+from network import dnswire, hosts
 from network.dns import Addresses, Resolver
 
 
@@ -169,11 +169,11 @@ def test_a_udp_answer_too_big_is_truncated_for_tcp() -> None:
     q = dns.message.make_query("many", "A")
     resp = r.answer_local("o", q)
     assert resp is not None
-    wire = dns_mod._reply_wire(resp, dns_mod._udp_limit(q))
+    wire = dnswire.reply_wire(resp, dnswire.udp_limit(q))
     assert len(wire) <= 512
     small = dns.message.from_wire(wire)
     assert small.flags & dns.flags.TC and 0 < len(small.answer[0]) < 200
-    full = dns.message.from_wire(dns_mod._reply_wire(r.answer_local("o", q), 65535))  # type: ignore[arg-type]
+    full = dns.message.from_wire(dnswire.reply_wire(r.answer_local("o", q), 65535))  # type: ignore[arg-type]
     assert not full.flags & dns.flags.TC and len(full.answer[0]) == 200
 
 
@@ -419,3 +419,54 @@ def test_a_legacy_resolv_conf_rebuilt_for_the_resolver(tmp_path: Path) -> None:
     inode = own.stat().st_ino
     hosts.rewrite(own, text)
     assert own.stat().st_ino == inode and hosts.ext_servers(own) == ["10.9.0.53"]  # same file: bind-mounted
+
+
+_LAZY_PROBE = """
+import asyncio, socket, sys
+from network.dns import Resolver
+
+class Names:
+    def addresses(self, owner, name):
+        return None
+    def hostname(self, owner, address):
+        return None
+    def may_forward(self, owner):
+        return False
+
+async def main():
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+    tcp.listen(8)
+    udp.setblocking(False)
+    tcp.setblocking(False)
+    r = Resolver(Names())
+    await r.serve("o" * 64, (udp, tcp), [])
+    assert not any(m == "dns" or m.startswith("dns.") for m in sys.modules), "dnspython imported before a query"
+    # A query (for a name of nobody's, not forwarded from an internal network): SERVFAIL.
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    query = bytes.fromhex("12340100000100000000000003776562000001" "0001")
+    client.sendto(query, udp.getsockname())
+    loop = asyncio.get_running_loop()
+    reply = await asyncio.wait_for(loop.sock_recv(client, 512), 5)
+    assert reply[:2] == b"\\x12\\x34" and reply[3] & 0x0F == 2, reply
+    assert "dns.message" in sys.modules and "dns.asyncquery" not in sys.modules
+    await r.close()
+    client.close()
+    print("ok")
+
+asyncio.run(main())
+"""
+
+
+def test_dnspython_is_imported_with_the_first_query() -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _LAZY_PROBE], cwd=root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

@@ -1,0 +1,78 @@
+"""Standard modules that libraries import at start but the daemon does not use, loaded on first use.
+
+The libraries under the API import some modules for paths pydockerd never takes, and a module
+imported is a module kept (its code, functions and tables stay for the process's life):
+
+* ``unittest`` (its whole ``__init__``: case, loader, runner, main with argparse, difflib):
+  pyroute2's iprsocket does ``from unittest import mock`` for its test double, so only
+  ``unittest.mock`` (and ``unittest.util``) is needed;
+* ``html`` (with html.entities, a 2000-entry table): starlette's error middleware escapes
+  the traceback page it renders in debug mode only;
+* ``logging.config`` (with logging.handlers, socketserver, pickle): uvicorn configures logging
+  from a dict or file with it, and the daemon passes ``log_config=None``.
+* ``http.client`` (with its email parser): starlette looks a status's reason phrase up in it
+  when an HTTPException comes without one (the first 404 of an unknown path loads it), and
+  the registry client (urllib3) and remote build contexts (urllib.request) import it when
+  they are first used.
+
+defer() registers a stand-in module under the name before anything imports it: the import
+statements find it and bind it, and the first attribute the stand-in lacks runs the real
+module into it, so a program that does use one of these modules gets it whole, unchanged
+(a package's submodules are imported as usual). Only the daemon's process installs them
+(daemon/main.py), before the API is imported.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import threading
+from typing import Any
+
+DEFERRED = ("unittest", "html", "logging.config", "http.client")
+
+
+def defer(name: str) -> None:
+    """A no-op when `name` is already imported."""
+    if name in sys.modules:
+        return
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    mod = importlib.util.module_from_spec(spec)
+    loader = spec.loader
+    # A first use in a worker thread and one on the loop may meet: the second waits for the
+    # module to be whole. The module's own body looking itself up while it runs finds nothing
+    # more (AttributeError, as for any module still being imported); a module that defines its
+    # own __getattr__ (unittest does) keeps it.
+    lock = threading.RLock()
+    state = {"loading": False, "done": False}
+
+    def _load(attr: str) -> Any:
+        if spec.submodule_search_locations is not None and importlib.util.find_spec(f"{name}.{attr}") is not None:
+            raise AttributeError(attr)  # a submodule (`from unittest import mock`): the import system loads it
+        with lock:
+            if not state["done"]:
+                if state["loading"]:
+                    raise AttributeError(f"module {name!r} has no attribute {attr!r} (yet)")
+                state["loading"] = True
+                try:
+                    loader.exec_module(mod)
+                finally:
+                    state["done"] = True
+                    if vars(mod).get("__getattr__") is _load:
+                        del mod.__getattr__
+        return getattr(mod, attr)
+
+    mod.__getattr__ = _load  # type: ignore[method-assign]
+    sys.modules[name] = mod
+    parent, _, child = name.rpartition(".")
+    if parent:
+        # `import logging.config` binds `logging` and then looks `config` up on it.
+        setattr(sys.modules[parent], child, mod)
+
+
+def install() -> None:
+    for name in DEFERRED:
+        defer(name)
+

@@ -152,8 +152,11 @@ class SandboxService:
             return await self._isolated(c), []
         if not _has_own_netns(c):
             return None, []
-        if not self._connected_networks(c):  # `--bridge none`, default mode
-            return await self._isolated(c), []
+        if not self._connected_networks(c):
+            # `--bridge none`, default mode: only lo, and the hosts file is written here as for
+            # any container with a namespace of its own (the rootfs' thread leaves it to us).
+            path = await self._isolated(c)
+            return path, await asyncio.to_thread(self.names.write, c)
         steps = Steps(log, f"network setup of {c.id[:12]}")
         await self.teardown(c)  # a stale sandbox from an interrupted stop
         steps.mark("stale")

@@ -43,6 +43,7 @@ from daemon.store import Store
 from daemon.util.filters import Filters
 from daemon.util.prune import remove_each
 from daemon.util.quiet import Starts
+from daemon.util.settle import settled
 from daemon.util.steps import Steps
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
@@ -227,7 +228,7 @@ class ContainerService:
             try:
                 netns_path, link_env = await self.networks.setup(c)
             except BaseException:
-                await _settled(rootfs)  # done before the release below unmounts it
+                await settled(rootfs)  # done before the release below unmounts it
                 raise
             steps.mark("network")
             prepared = await rootfs
@@ -240,7 +241,7 @@ class ContainerService:
                                   ulimits=self.defaults.merged_ulimits(c.host_config.get("Ulimits")))
         except BaseException as e:
             if cgroup is not None:
-                await _settled(cgroup)  # done before the release below removes it
+                await settled(cgroup)  # done before the release below removes it
             if not isinstance(e, DaemonError):
                 raise
             # As any failed start: released, a die event, waiters woken (`run --rm` waits for the
@@ -826,18 +827,6 @@ class ContainerService:
 
 async def _nothing() -> None:
     return None
-
-
-async def _settled(fut: asyncio.Future) -> None:
-    """Waits until `fut` is done, whatever its outcome (which it consumes), even if cancelled
-    meanwhile: a thread's work is not undone by leaving it."""
-    with contextlib.suppress(BaseException):
-        await asyncio.shield(fut)
-    while not fut.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([fut])
-    if not fut.cancelled():
-        fut.exception()
 
 
 def _has_own_netns(c: Container) -> bool:

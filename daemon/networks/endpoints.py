@@ -39,6 +39,7 @@ from daemon.networks.publish import PortPublisher
 from daemon.networks.sandbox import Sandbox, Sandboxes
 from daemon.networks.service import NetworkService
 from daemon.util.quiet import Starts
+from daemon.util.settle import settled
 from daemon.util.steps import Steps
 from network import inside, ipam, links, netns
 from network.ports import PortSpecError
@@ -374,7 +375,7 @@ class SandboxService:
         if sb is not None and sb.pending is not None:
             # Its thread cannot be stopped halfway: done (whatever its outcome) before
             # anything of the sandbox goes.
-            await _settled(sb.pending)
+            await settled(sb.pending)
             sb.pending = None
         await self.dns.stop(c)
         sb = self.sandboxes.pop(c.id)
@@ -651,14 +652,3 @@ _host_if = pool_mod.host_if
 
 def _sandbox_id(cid: str) -> str:
     return hashlib.sha256(b"sandbox:" + cid.encode()).hexdigest()
-
-
-async def _settled(fut: asyncio.Future) -> None:
-    """Waits until `fut` is done, whatever its outcome (consumed), even if cancelled meanwhile."""
-    with contextlib.suppress(BaseException):
-        await asyncio.shield(fut)
-    while not fut.done():
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait([fut])
-    if not fut.cancelled():
-        fut.exception()

@@ -11,13 +11,10 @@ pyroute2 is pinned (0.9.*) in pyproject: the module paths below are that version
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import importlib.util
 import socket
 import sys
 import types
-from collections.abc import Iterator
 
 
 def _bare_package(name: str) -> None:
@@ -53,24 +50,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # noqa: E402
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg  # noqa: E402
 from pyroute2.netlink.rtnl.rtmsg import rtmsg  # noqa: E402
 
-__all__ = ["AsyncIPRoute", "IPRoute", "NetlinkError", "ifaddrmsg", "ifinfmsg", "index_of", "route", "rtmsg"]
-
-
-@contextlib.contextmanager
-def route() -> Iterator[IPRoute]:
-    """A blocking rtnetlink socket (for worker threads and namespace threads), and then its
-    garbage collected while it is young.
-
-    pyroute2 leaves its messages in reference cycles: under bench_load (16 clients) they were
-    ~400k objects of cyclic garbage in 8 s, which the daemon's full collections (every one a
-    stop of the event loop) then had to find. Collected at once in the thread that made them,
-    they never reach the old generation: gen 0 and 1 hold only recent objects, so this is cheap.
-    """
-    try:
-        with IPRoute() as ipr:
-            yield ipr
-    finally:
-        gc.collect(1)
+__all__ = ["AsyncIPRoute", "IPRoute", "NetlinkError", "ifaddrmsg", "ifinfmsg", "index_of", "rtmsg"]
 
 
 def index_of(ifname: str) -> int | None:

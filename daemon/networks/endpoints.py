@@ -218,9 +218,7 @@ class SandboxService:
             steps.mark("names")
         except BaseException as e:
             await self.teardown(c)
-            if isinstance(e, DaemonError):
-                raise
-            if isinstance(e, (OSError, netns.NetnsError, RuntimeError)) or type(e).__name__ == "NetlinkError":
+            if _setup_failure(e):
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         for name in c.networks:
@@ -244,12 +242,8 @@ class SandboxService:
             return
         try:
             await asyncio.shield(pending)
-        except asyncio.CancelledError:
-            raise
-        except (OSError, netns.NetnsError, RuntimeError) as e:
-            raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
         except Exception as e:
-            if type(e).__name__ == "NetlinkError":
+            if _setup_failure(e):
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         sb.pending = None
@@ -268,7 +262,7 @@ class SandboxService:
                 await netns.create(sb.path, functools.partial(inside.loopback, disable_ipv6=True))
         except BaseException as e:
             await self.teardown(c)
-            if isinstance(e, (netns.NetnsError, OSError)):
+            if _setup_failure(e):
                 raise DaemonError(f"failed to set up the network of container {c.id[:12]}: {e}") from e
             raise
         return str(sb.path)
@@ -620,6 +614,12 @@ def _container_wide_mac(mac: str, ep: dict, n: Network) -> None:
                                "for the main network, or be left empty")
     endpoint_config(n, {"MacAddress": mac})  # validates it
     ep["MacAddress"] = ep["_UserMac"] = mac
+
+
+def _setup_failure(e: BaseException) -> bool:
+    """What the kernel or our mechanisms refused while a sandbox was made: the start's failure
+    (a DaemonError is one already; anything else is a bug and stays what it is)."""
+    return isinstance(e, (OSError, netns.NetnsError, RuntimeError)) or type(e).__name__ == "NetlinkError"
 
 
 def _has_own_netns(c: Container) -> bool:

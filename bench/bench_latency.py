@@ -5,8 +5,10 @@
 For the engine at $DOCKER_HOST (or --host), and with `--compare OTHER_HOST` for a second
 engine: the samples alternate between the engines (A, B, A, B, ...), so that load from
 other work on the machine falls on both alike; median, min and max per engine.
-`docker run --rm --network none` too: a reference dockerd started with `--bridge none` gives
-its default-network containers no veth either.
+`docker run --rm --network none` too: the same work on both engines whatever their networks.
+Compare with a dockerd that has a bridge (bench/refdockerd.sh gives it one of its own): one
+started with `--bridge none` gives its default-network containers no veth, so its plain `run`
+row would time less work than pydockerd's.
 
 The CLI's floor is measured the same way, in the same window: `docker --version` (no daemon
 involved), and `docker run --rm` / `docker exec` against a stand-in server (bench/standin.py)

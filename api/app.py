@@ -53,7 +53,8 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
         if exc.status >= 500:
             # A 500 is a failure of ours or of the host: its cause (the chained exception
             # included) must be in the log, not only in the client's message.
-            log.error("%s %s: %s", request.method, request.url.path, exc.message, exc_info=exc)
+            log.error("%s %s answered %d: %s", request.method, request.url.path, exc.status, exc.message,
+                      exc_info=exc)
         return JSONResponse({"message": exc.message}, status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
@@ -71,7 +72,7 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("%s %s", request.method, request.url.path)
+        log.exception("%s %s failed unexpectedly (answered 500)", request.method, request.url.path)
         return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
 
     routes = HijackRoutes()

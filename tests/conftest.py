@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests import leakcheck
+from tests import leakcheck, logcheck
 from tests.helpers import (
     BUSYBOX,
     EXTRA_BRIDGE_PREFIX,
@@ -47,6 +47,7 @@ def close_all_daemons() -> list[str]:
 def run_leak_check() -> list[str]:
     STATE.leak_check_ran = True
     problems = close_all_daemons()
+    problems += [f"an unexpected error in a daemon's log:\n{tb}" for tb in _new_tracebacks(final=True)]
     if STATE.baseline is None:
         return problems
     roots = [str(STATE.tmp_base)] if STATE.tmp_base else []
@@ -124,11 +125,37 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 
 _log_offsets = pytest.StashKey[dict[int, int]]()
+_log_checked: dict[int, int] = {}  # id(daemon) -> how far its log was read for tracebacks
+
+
+def _new_tracebacks(final: bool = False) -> list[str]:
+    """Unexpected tracebacks (tests/logcheck.py) logged since the last look, by any daemon."""
+    found = []
+    for d in STATE.daemons:
+        start = _log_checked.get(id(d), 0)
+        try:
+            with open(d.log_path, "rb") as f:
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        part = data if final else logcheck.complete_part(data)
+        _log_checked[id(d)] = start + len(part)
+        found += logcheck.unexpected_tracebacks(part.decode(errors="replace"))
+    return found
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     rep = yield
+    if call.when == "teardown" and not isinstance(item, LeakCheckItem):
+        # After teardown, so that what the test's own clean-up made the daemon do is seen;
+        # work a daemon finishes later (a release) is blamed on the next test, at worst.
+        tracebacks = _new_tracebacks()
+        if tracebacks and rep.passed:
+            rep.outcome = "failed"
+            rep.longrepr = ("a daemon logged an unexpected error during this test (or right after the "
+                            "previous one):\n\n" + "\n\n".join(tracebacks))
     if rep.failed and not isinstance(item, LeakCheckItem):
         offsets = item.stash.get(_log_offsets, {})
         for d in STATE.daemons:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -29,6 +29,7 @@ from api.routers import (
     volumes,
 )
 from api.routing import RouteIndex
+from api.stack import EngineAPI
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError
 
@@ -36,14 +37,12 @@ log = logging.getLogger("pydockerd.api")
 
 
 def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
-    # No OpenTelemetry: with it on, FastAPI asks the global providers (and os.environ)
-    # whether anyone listens, on every request: 5% of the event loop's time on /_ping.
     # The routers' routes behind one index (api/routing.py) rather than include_router:
-    # matching them one by one cost more than the rest of a small request.
+    # matching them one by one cost more than the rest of a small request. EngineAPI
+    # (api/stack.py): FastAPI with only the middleware that does something here.
     index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
                                                     volumes, archive, networks, swarm, distribution))
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, routes=[index],
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
+    app = EngineAPI(routes=[index])
     app.state.backends = backends
 
     @app.exception_handler(DaemonError)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter
@@ -30,6 +31,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route, get_route_path
 from starlette.types import Receive, Scope, Send
+
+# What FastAPI's AsyncExitStackMiddleware puts in the scope for its routes.
+_ASTACK = "fastapi_middleware_astack"
 
 
 def _first_segment(path: str) -> str | None:
@@ -63,8 +67,31 @@ def _path_param_names(route: APIRoute) -> list[str] | None:
     return names
 
 
+class PlainRoute(Route):
+    """A Starlette Route whose handle() calls the endpoint and sends its response, and nothing else.
+
+    Starlette's request_response wraps every call in its own exception-handling layer (two
+    closures and a wrapper around every message sent) although the app's ExceptionMiddleware, one
+    layer out, runs the same handlers on the same scope: an exception here is answered there.
+    """
+
+    def __init__(self, path: str, call: Callable[[Request], Awaitable[Response]], *, methods: set[str] | None,
+                 name: str | None) -> None:
+        super().__init__(path, call, methods=list(methods or ()), name=name, include_in_schema=False)
+        # Starlette adds HEAD to every GET route; FastAPI does not, and a HEAD stays a 405 as before.
+        self.methods = set(methods) if methods else None
+        self._call = call
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            await super().handle(scope, receive, send)  # the 405
+            return
+        response = await self._call(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def _plain(route: BaseRoute) -> BaseRoute:
-    """The route as a Starlette Route when FastAPI has nothing to do for it (see the module doc)."""
+    """The route as a PlainRoute when FastAPI has nothing to do for it (see the module doc)."""
     if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
         return route
     names = _path_param_names(route)
@@ -83,11 +110,7 @@ def _plain(route: BaseRoute) -> BaseRoute:
                 kwargs[request_name] = request
             return await endpoint(**kwargs)
 
-    plain = Route(route.path, call, methods=list(route.methods or ()), name=route.name,
-                  include_in_schema=False)
-    # Starlette adds HEAD to every GET route; FastAPI does not, and a HEAD stays a 405 as before.
-    plain.methods = set(route.methods) if route.methods else None
-    return plain
+    return PlainRoute(route.path, call, methods=route.methods, name=route.name)
 
 
 class RouteIndex(BaseRoute):
@@ -127,7 +150,15 @@ class RouteIndex(BaseRoute):
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await scope["route"].handle(scope, receive, send)
+        route = scope["route"]
+        if isinstance(route, APIRoute) and _ASTACK not in scope:
+            # FastAPI's own routes close uploaded files through this stack; the app's lean
+            # middleware (api/stack.py) leaves it to the few routes that need one.
+            async with AsyncExitStack() as stack:
+                scope[_ASTACK] = stack
+                await route.handle(scope, receive, send)
+            return
+        await route.handle(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         for route in self.routes:

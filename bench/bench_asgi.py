@@ -27,13 +27,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The code measured is the checkout in the current directory (run it from the one to measure:
+# `cd /other/checkout && python /this/bench/bench_asgi.py` times the other one's layers).
+sys.path.insert(0, os.getcwd())
 
 from api.app import create_app  # noqa: E402
 from api.hijack import protocol_class  # noqa: E402

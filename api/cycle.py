@@ -1,0 +1,93 @@
+"""uvicorn's request cycle with less work per request (api/hijack.py's protocol starts it).
+
+Two costs of uvicorn's RequestResponseCycle that a small answer pays in full:
+
+- `send` checks every response header with two regular expressions (a name, a value), 14 searches
+  for the 7 headers of a JSON answer. Both are classes of single characters, so a search over all
+  the names joined (and one over all the values) finds exactly what the 14 searches find: one
+  search each here. What is sent, and what is refused, is unchanged.
+- the request's task leaves the server's task set through a done callback, which the event loop
+  runs on a turn of its own; here the task takes itself out as it ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import (
+    HEADER_RE,
+    HEADER_VALUE_RE,
+    STATUS_LINE,
+    RequestResponseCycle,
+)
+from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
+
+
+class Cycle(RequestResponseCycle):
+    async def send(self, message: Any) -> None:
+        if self.response_started or self.disconnected or self.flow.write_paused:
+            await super().send(message)
+            return
+        if message["type"] != "http.response.start":
+            raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
+        self._start(message)
+
+    def _start(self, message: Any) -> None:
+        """RequestResponseCycle.send for the response's head (uvicorn 0.54), headers checked at once."""
+        self.response_started = True
+        self.waiting_for_100_continue = False
+
+        status_code = message["status"]
+        headers = self.default_headers + list(message.get("headers", []))
+
+        if self.access_log:
+            self.access_logger.info(
+                '%s - "%s %s HTTP/%s" %d',
+                get_client_addr(self.scope),
+                self.scope["method"],
+                get_path_with_query_string(self.scope),
+                self.scope["http_version"],
+                status_code,
+            )
+
+        if HEADER_RE.search(b"".join([name for name, _ in headers])):
+            raise RuntimeError("Invalid HTTP header name.")
+        if HEADER_VALUE_RE.search(b"".join([value for _, value in headers])):
+            raise RuntimeError("Invalid HTTP header value.")
+
+        content = [STATUS_LINE[status_code]]
+        has_connection_close = False
+        for name, value in headers:
+            name = name.lower()
+            if name == b"content-length" and self.chunked_encoding is None:
+                self.expected_content_length = int(value.decode())
+                self.chunked_encoding = False
+            elif name == b"transfer-encoding" and value.lower() == b"chunked":
+                self.expected_content_length = 0
+                self.chunked_encoding = True
+            elif name == b"connection":
+                connection = [token.lower().strip() for token in value.split(b",")]
+                if b"close" in connection:
+                    self.keep_alive = False
+                    has_connection_close = True
+            content.extend([name, b": ", value, b"\r\n"])
+
+        if not self.keep_alive and not has_connection_close:
+            content.append(b"connection: close\r\n")
+
+        if self.chunked_encoding is None and self.scope["method"] != "HEAD" and status_code not in (204, 304):
+            # Neither content-length nor transfer-encoding specified
+            self.chunked_encoding = True
+            content.append(b"transfer-encoding: chunked\r\n")
+
+        content.append(b"\r\n")
+        self.transport.write(b"".join(content))
+
+
+async def carry(cycle: RequestResponseCycle, app: Any, tasks: set[asyncio.Task[None]]) -> None:
+    """The request's task: the cycle, then out of the server's task set (which shutdown waits on)."""
+    try:
+        await cycle.run_asgi(app)
+    finally:
+        tasks.discard(asyncio.current_task())  # type: ignore[arg-type]

@@ -1,11 +1,16 @@
 """uvicorn's request cycle with less work per request (api/hijack.py's protocol starts it).
 
-Two costs of uvicorn's RequestResponseCycle that a small answer pays in full:
+Three costs of uvicorn's RequestResponseCycle that a small answer pays in full:
 
 - `send` checks every response header with two regular expressions (a name, a value), 14 searches
   for the 7 headers of a JSON answer. Both are classes of single characters, so a search over all
   the names joined (and one over all the values) finds exactly what the 14 searches find: one
   search each here. What is sent, and what is refused, is unchanged.
+- the head and the body are two writes, two send() system calls, and the client wakes up for
+  each. A response with a Content-Length of at most COALESCE_MAX holds its head back until its
+  body comes: the body of such an answer (Starlette's Response) is sent right after the head,
+  without the app waiting on anything in between, and both go in one write. If the body does not
+  come that way, the head goes out at the event loop's next turn, as soon as the app waits.
 - the request's task leaves the server's task set through a done callback, which the event loop
   runs on a turn of its own; here the task takes itself out as it ends.
 """
@@ -23,9 +28,20 @@ from uvicorn.protocols.http.httptools_impl import (
 )
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
+COALESCE_MAX = 1 << 16
+
 
 class Cycle(RequestResponseCycle):
+    loop: asyncio.AbstractEventLoop | None = None
+    _head: bytes | None = None
+
     async def send(self, message: Any) -> None:
+        if self._head is not None:
+            if (message["type"] == "http.response.body" and not self.disconnected
+                    and not self.flow.write_paused):
+                self._send_body(message)
+                return
+            self._flush_head()
         if self.response_started or self.disconnected or self.flow.write_paused:
             await super().send(message)
             return
@@ -82,12 +98,60 @@ class Cycle(RequestResponseCycle):
             content.append(b"transfer-encoding: chunked\r\n")
 
         content.append(b"\r\n")
-        self.transport.write(b"".join(content))
+        head = b"".join(content)
+        if self.chunked_encoding is False and 0 < self.expected_content_length <= COALESCE_MAX and self.loop:
+            # Held back for the body: one send for the whole answer (see send_body).
+            self._head = head
+            self.loop.call_soon(self._flush_head)
+        else:
+            self.transport.write(head)
+
+    def _flush_head(self) -> None:
+        head = self._head
+        if head is not None:
+            self._head = None
+            if not self.disconnected:
+                self.transport.write(head)
+
+    def _send_body(self, message: Any) -> None:
+        """RequestResponseCycle.send for a whole body given at once after a held-back head."""
+        head = self._head
+        self._head = None
+        body = message.get("body", b"")
+        more_body = message.get("more_body", False)
+        if self.scope["method"] == "HEAD":
+            self.expected_content_length = 0
+            self.transport.write(head)
+        else:
+            num_bytes = len(body)
+            if num_bytes > self.expected_content_length:
+                self.transport.write(head)
+                raise RuntimeError("Response content longer than Content-Length")
+            self.expected_content_length -= num_bytes
+            self.transport.write(head + body)
+        if not more_body:
+            if self.expected_content_length != 0:
+                raise RuntimeError("Response content shorter than Content-Length")
+            self.response_complete = True
+            self.message_event.set()
+            if not self.keep_alive:
+                self.transport.close()
+            self.on_response()
 
 
-async def carry(cycle: RequestResponseCycle, app: Any, tasks: set[asyncio.Task[None]]) -> None:
-    """The request's task: the cycle, then out of the server's task set (which shutdown waits on)."""
+def start(loop: asyncio.AbstractEventLoop, cycle: RequestResponseCycle, app: Any,
+          tasks: set[asyncio.Task[None]]) -> None:
+    """The request's task, in the server's task set (which shutdown waits on) until it ends."""
+    box: list[asyncio.Task[None]] = []
+    task = loop.create_task(_carry(cycle, app, tasks, box))
+    box.append(task)
+    tasks.add(task)
+
+
+async def _carry(cycle: RequestResponseCycle, app: Any, tasks: set[asyncio.Task[None]],
+                 box: list[asyncio.Task[None]]) -> None:
     try:
         await cycle.run_asgi(app)
     finally:
-        tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+        # Not asyncio.current_task(): it asks getpid() (fork check), a system call per request.
+        tasks.discard(box[0])

@@ -45,7 +45,8 @@ from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import ping
-from .cycle import Cycle, carry
+from .cycle import Cycle
+from .cycle import start as start_cycle
 from .limits import HeaderGuard, error_response
 from .params import parse_json
 from .streams import RAW_STREAM
@@ -611,6 +612,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 keep_alive=http_version != "1.0" and parser.should_keep_alive(),
                 on_response=self.on_response_complete,
             )
+            self.cycle.loop = self.loop
             if existing_cycle is None or existing_cycle.response_complete:
                 self._start_asgi_task(self.cycle, app)
             else:
@@ -623,7 +625,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 super()._start_asgi_task(cycle, app)
                 return
             # The task takes itself out of the set as it ends (api/cycle.py): no done callback.
-            self.tasks.add(self.loop.create_task(carry(cycle, app, self.tasks)))
+            start_cycle(self.loop, cycle, app, self.tasks)
 
         def _take_ping(self) -> bool | None:
             """For a /_ping (api/ping.py): True when it is answered here when its request ends, None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from fastapi import Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -36,14 +36,8 @@ from daemon.errors import DaemonError
 log = logging.getLogger("pydockerd.api")
 
 
-def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
-    # The routers' routes behind one index (api/routing.py) rather than include_router:
-    # matching them one by one cost more than the rest of a small request. EngineAPI
-    # (api/stack.py): FastAPI with only the middleware that does something here.
-    index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
-                                                    volumes, archive, networks, swarm, distribution))
-    app = EngineAPI(routes=[index])
-    app.state.backends = backends
+def add_error_handlers(app: FastAPI) -> None:
+    """DaemonError, validation, HTTP and unexpected errors as dockerd's `{"message": ...}` answers."""
 
     @app.exception_handler(DaemonError)
     async def _daemon_error(request: Request, exc: DaemonError) -> Response:
@@ -72,6 +66,18 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s", request.method, request.url.path)
         return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
+
+
+def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
+    # The routers' routes behind one index (api/routing.py) rather than include_router:
+    # matching them one by one cost more than the rest of a small request. EngineAPI
+    # (api/stack.py): FastAPI with only the middleware that does something here.
+    index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
+                                                    volumes, archive, networks, swarm, distribution))
+    app = EngineAPI(routes=[index])
+    app.state.backends = backends
+
+    add_error_handlers(app)
 
     routes = HijackRoutes()
     attach.register(routes, backends)

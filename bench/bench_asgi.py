@@ -10,7 +10,7 @@ cores and every figure is noisy; this one peels the request apart and times each
   app        the ASGI app create_app() returns, called with a scope as the protocol builds it
   fastapi    the FastAPI app behind the version middleware
   stack      Starlette's middleware stack (ServerErrorMiddleware, ExceptionMiddleware, router)
-  router     the router: route matching (api/routing.py) and the route
+  router     the stack's innermost layer: route matching (api/routing.py) and the route
   route      the matched route's handle(): Request, exception wrapper, handler, response
   handler    the endpoint alone, given a Request
   response   JSONResponse(rows) built and sent
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import inspect
 import os
 import sys
 import time
@@ -198,17 +199,18 @@ def main(argv: list[str] | None = None) -> int:
         s["app"] = fastapi_app
         return s
 
-    _drive(fastapi_app(inner_scope(stripped), _receive, _send))  # builds the middleware stack
+    first = inner_scope(stripped)
+    _drive(fastapi_app(first, _receive, _send))  # builds the middleware stack
     stack = fastapi_app.middleware_stack
-    router = fastapi_app.router
-    index = router.routes[0]
+    # The innermost layer of the stack: the router (or what stands for it).
+    router = stack
+    while hasattr(router, "app") and not inspect.ismethod(router.app):
+        router = router.app
+    index = fastapi_app.router.routes[0]
     matched_scope = inner_scope(stripped)
     match, child = index.matches(matched_scope)
     matched_scope.update(child)
-    layer = stack
-    while not hasattr(layer, "_exception_handlers"):
-        layer = layer.app
-    matched_scope["starlette.exception_handlers"] = layer._exception_handlers, layer._status_handlers
+    matched_scope["starlette.exception_handlers"] = first["starlette.exception_handlers"]
     route = matched_scope["route"]
     endpoint = matched_scope["endpoint"]
     from starlette.requests import Request

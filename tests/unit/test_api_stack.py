@@ -18,7 +18,7 @@ from api.metrics import RequestMetrics
 from api.params import json_body, qbool, qint, qstr
 from api.responses import JSONResponse
 from api.routing import PlainRoute, RouteIndex
-from api.stack import EngineAPI
+from api.stack import EngineAPI, _Errors
 from daemon.errors import Conflict, DaemonError, NotFound, NotModified
 
 
@@ -58,6 +58,10 @@ def _routers() -> list[APIRouter]:
     async def logs(name: str) -> StreamingResponse:
         async def lines() -> AsyncIterator[bytes]:
             yield b"one\n"
+            if name == "midway":  # a handled error after the response started
+                raise NotFound("gone")
+            if name == "bug":
+                raise ValueError("a bug")
             yield b"two\n"
 
         return StreamingResponse(lines(), media_type="text/plain")
@@ -77,7 +81,9 @@ class _Observer:
         self.seen.append((method, route, status))
 
 
-def _apps() -> tuple[tuple[Any, _Observer], tuple[Any, _Observer]]:
+def _apps(metrics: bool = True) -> tuple[tuple[Any, _Observer], tuple[Any, _Observer]]:
+    """FastAPI's way and ours; with metrics the user middleware sits between the error layers (which
+    EngineAPI then keeps apart), without them EngineAPI serves HTTP through its merged layer."""
     reference = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     for router in _routers():
         reference.include_router(router)
@@ -86,7 +92,8 @@ def _apps() -> tuple[tuple[Any, _Observer], tuple[Any, _Observer]]:
     for app in (reference, ours):
         add_error_handlers(app)
         observer = _Observer()
-        app.add_middleware(RequestMetrics, observer=observer)
+        if metrics:
+            app.add_middleware(RequestMetrics, observer=observer)
         out.append((app, observer))
     return out[0], out[1]
 
@@ -121,22 +128,35 @@ REQUESTS = [
     ("GET", "/things/json/", b""), ("GET", "/things/abc/json", b""), ("GET", "/things/missing/json", b""),
     ("GET", "/things/busy/json", b""), ("GET", "/things/same/json", b""), ("GET", "/things/broken/json", b""),
     ("GET", "/things/bug/json", b""), ("GET", "/things/teapot/json", b""), ("GET", "/things/abc/typed", b"size=3"),
-    ("GET", "/things/abc/typed", b"size=x"), ("GET", "/things/abc/logs", b""), ("DELETE", "/things/abc", b""),
+    ("GET", "/things/abc/typed", b"size=x"), ("GET", "/things/abc/logs", b""),
+    ("GET", "/things/midway/logs", b""), ("GET", "/things/bug/logs", b""), ("DELETE", "/things/abc", b""),
     ("GET", "/nothing", b""), ("GET", "/", b""), ("PUT", "/things/abc", b""),
 ]
 
 
+@pytest.mark.parametrize("metrics", [False, True], ids=["merged", "metrics"])
 @pytest.mark.parametrize("method,path,query", REQUESTS)
-def test_same_answers_as_fastapi(method: str, path: str, query: bytes, caplog: pytest.LogCaptureFixture) -> None:
+def test_same_answers_as_fastapi(method: str, path: str, query: bytes, metrics: bool,
+                                 caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.CRITICAL)
-    (reference, ref_seen), (ours, our_seen) = _apps()
+    (reference, ref_seen), (ours, our_seen) = _apps(metrics)
     assert _call(ours, method, path, query) == _call(reference, method, path, query)
     assert our_seen.seen == ref_seen.seen
 
 
+def test_merged_error_layer_without_user_middleware() -> None:
+    (_, _), (ours, _) = _apps(metrics=False)
+    _call(ours, "GET", "/things/json")
+    assert isinstance(ours.middleware_stack, _Errors)
+    (_, _), (ours, _) = _apps(metrics=True)
+    _call(ours, "GET", "/things/json")
+    assert not isinstance(ours.middleware_stack, _Errors)
+
+
+@pytest.mark.parametrize("metrics", [False, True], ids=["merged", "metrics"])
 @pytest.mark.parametrize("body", [b'{"a": 1}', b"", b"{", b"[" * 100 + b"]" * 100])
-def test_same_answers_with_a_body(body: bytes) -> None:
-    (reference, _), (ours, _) = _apps()
+def test_same_answers_with_a_body(body: bytes, metrics: bool) -> None:
+    (reference, _), (ours, _) = _apps(metrics)
     assert _call(ours, "POST", "/things/create", b"", body) == _call(reference, "POST", "/things/create", b"", body)
 
 

@@ -8,9 +8,10 @@ Three costs of uvicorn's RequestResponseCycle that a small answer pays in full:
   search each here. What is sent, and what is refused, is unchanged.
 - the head and the body are two writes, two send() system calls, and the client wakes up for
   each. A response with a Content-Length of at most COALESCE_MAX holds its head back until its
-  body comes: the body of such an answer (Starlette's Response) is sent right after the head,
-  without the app waiting on anything in between, and both go in one write. If the body does not
-  come that way, the head goes out at the event loop's next turn, as soon as the app waits.
+  body comes, and both go in one write. Only when the start message promises that its body follows
+  at once (BODY_FOLLOWS: api/responses.py's JSONResponse sends the two messages back to back,
+  waiting on nothing in between); any other head is written as it comes. Should a promise be
+  broken, the head goes out with the next message or when the app returns.
 - the request's task leaves the server's task set through a done callback, which the event loop
   runs on a turn of its own; here the task takes itself out as it ends.
 """
@@ -29,10 +30,12 @@ from uvicorn.protocols.http.httptools_impl import (
 from uvicorn.protocols.utils import get_client_addr, get_path_with_query_string
 
 COALESCE_MAX = 1 << 16
+# In an http.response.start message: the whole body follows in the very next message, sent
+# without waiting on anything (servers ignore keys they do not know).
+BODY_FOLLOWS = "pydockerd.body_follows"
 
 
 class Cycle(RequestResponseCycle):
-    loop: asyncio.AbstractEventLoop | None = None
     _head: bytes | None = None
 
     async def send(self, message: Any) -> None:
@@ -48,6 +51,32 @@ class Cycle(RequestResponseCycle):
         if message["type"] != "http.response.start":
             raise RuntimeError(f"Expected ASGI message 'http.response.start', but got '{message['type']}'.")
         self._start(message)
+
+    async def run_asgi(self, app: Any) -> None:
+        """RequestResponseCycle.run_asgi (uvicorn 0.54), a head whose promised body never came written
+        before the end of the response is judged."""
+        try:
+            result = await app(self.scope, self.receive, self.send)
+        except BaseException as exc:
+            self._flush_head()
+            self.logger.error("Exception in ASGI application\n", exc_info=exc)
+            if not self.response_started:
+                await self.send_500_response()
+            else:
+                self.transport.close()
+        else:
+            self._flush_head()
+            if result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+                self.transport.close()
+            elif not self.response_started and not self.disconnected:
+                self.logger.error("ASGI callable returned without starting response.")
+                await self.send_500_response()
+            elif not self.response_complete and not self.disconnected:
+                self.logger.error("ASGI callable returned without completing response.")
+                self.transport.close()
+        finally:
+            self.on_response = lambda: None
 
     def _start(self, message: Any) -> None:
         """RequestResponseCycle.send for the response's head (uvicorn 0.54), headers checked at once."""
@@ -99,10 +128,9 @@ class Cycle(RequestResponseCycle):
 
         content.append(b"\r\n")
         head = b"".join(content)
-        if self.chunked_encoding is False and 0 < self.expected_content_length <= COALESCE_MAX and self.loop:
-            # Held back for the body: one send for the whole answer (see send_body).
-            self._head = head
-            self.loop.call_soon(self._flush_head)
+        if (self.chunked_encoding is False and 0 < self.expected_content_length <= COALESCE_MAX
+                and message.get(BODY_FOLLOWS)):
+            self._head = head  # written with the body (_send_body)
         else:
             self.transport.write(head)
 

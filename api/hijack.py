@@ -22,7 +22,7 @@ timeout_keep_alive(_task), timeout_keep_alive_handler, access_log(ger), on_messa
 it builds the scope), on_headers_complete (replaced: _begin_cycle), on_body, on_message_complete,
 on_response_complete (replaced), data_received, _start_asgi_task (replaced), _get_upgrade,
 _should_upgrade, _unset_keepalive_if_required, send_400_response, flow}`,
-`RequestResponseCycle.{keep_alive, body, message_event, response_complete}` and its send (api/cycle.py),
+`RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, its send and run_asgi (api/cycle.py),
 and httptools raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """
@@ -612,7 +612,6 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 keep_alive=http_version != "1.0" and parser.should_keep_alive(),
                 on_response=self.on_response_complete,
             )
-            self.cycle.loop = self.loop
             if existing_cycle is None or existing_cycle.response_complete:
                 self._start_asgi_task(self.cycle, app)
             else:

@@ -4,13 +4,14 @@ same end of response), in one write when the body follows the head at once."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
-from api.cycle import COALESCE_MAX, Cycle, start
+from api.cycle import BODY_FOLLOWS, COALESCE_MAX, Cycle, start
 
 
 class _Transport(asyncio.Transport):
@@ -41,17 +42,20 @@ def _cycle(cls: type[RequestResponseCycle], method: str = "GET", keep_alive: boo
     done: list[int] = []
     cycle = cls(scope={"type": "http", "method": method, "http_version": "1.1", "path": "/x",  # type: ignore[arg-type]
                        "query_string": b"", "client": None},
-                transport=transport, flow=FlowControl(transport), logger=None, access_logger=None,  # type: ignore[arg-type]
+                transport=transport, flow=FlowControl(transport), logger=logging.getLogger("test"),
+                access_logger=logging.getLogger("test"),
                 access_log=False, default_headers=[(b"date", b"Sat, 05 Dec 2026 13:00:00 GMT")],
                 message_event=asyncio.Event(), expect_100_continue=False, keep_alive=keep_alive,
                 on_response=lambda: done.append(1))
-    if isinstance(cycle, Cycle):
-        cycle.loop = asyncio.get_running_loop()
     return cycle, transport, done
 
 
-def _start(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None) -> dict[str, Any]:
-    return {"type": "http.response.start", "status": status, "headers": headers or []}
+def _start(status: int = 200, headers: list[tuple[bytes, bytes]] | None = None, follows: bool = True
+           ) -> dict[str, Any]:
+    message = {"type": "http.response.start", "status": status, "headers": headers or []}
+    if follows:
+        message[BODY_FOLLOWS] = True  # uvicorn's cycle ignores it
+    return message
 
 
 def _body(body: bytes, more: bool = False) -> dict[str, Any]:
@@ -108,18 +112,31 @@ def test_small_answer_is_one_write() -> None:
     assert not error and complete and writes == 1 and written.endswith(b"\r\n\r\n[]")
 
 
-def test_head_goes_out_when_the_body_is_late() -> None:
-    async def run() -> tuple[list[bytes], list[bytes]]:
+def test_head_without_the_promise_is_written_at_once() -> None:
+    async def run() -> list[bytes]:
         cycle, transport, _ = _cycle(Cycle)
-        await cycle.send(_start(200, JSON))
-        await asyncio.sleep(0)  # the app waits for something: the head must not wait with it
-        early = list(transport.writes)
-        await cycle.send(_body(b"[]"))
-        return early, transport.writes
+        await cycle.send(_start(200, JSON, follows=False))
+        return list(transport.writes)
 
-    early, writes = asyncio.run(run())
-    assert len(early) == 1 and early[0].startswith(b"HTTP/1.1 200 OK\r\n")
-    assert writes == [early[0], b"[]"]
+    writes = asyncio.run(run())
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_broken_promise_head_goes_out_when_the_app_returns(caplog: pytest.LogCaptureFixture) -> None:
+    async def run() -> list[bytes]:
+        cycle, transport, _ = _cycle(Cycle)
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            await send(_start(200, JSON))
+
+        tasks: set[asyncio.Task[None]] = set()
+        start(asyncio.get_running_loop(), cycle, app, tasks)
+        await asyncio.gather(*tasks)
+        return transport.writes
+
+    writes = asyncio.run(run())
+    assert len(writes) == 1 and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert "without completing response" in caplog.text
 
 
 def test_task_leaves_the_set_when_done() -> None:

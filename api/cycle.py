@@ -37,6 +37,9 @@ BODY_FOLLOWS = "pydockerd.body_follows"
 
 class Cycle(RequestResponseCycle):
     _head: bytes | None = None
+    # Set by start(): the request's task and the server's set it leaves as it ends.
+    task: asyncio.Task[None] | None = None
+    tasks: set[asyncio.Task[None]]
 
     async def send(self, message: Any) -> None:
         if self._head is not None:
@@ -76,7 +79,10 @@ class Cycle(RequestResponseCycle):
                 self.logger.error("ASGI callable returned without completing response.")
                 self.transport.close()
         finally:
-            self.on_response = lambda: None
+            self.on_response = _nothing
+            if self.task is not None:
+                # Not asyncio.current_task(): it asks getpid() (fork check), a system call per request.
+                self.tasks.discard(self.task)
 
     def _start(self, message: Any) -> None:
         """RequestResponseCycle.send for the response's head (uvicorn 0.54), headers checked at once."""
@@ -167,19 +173,13 @@ class Cycle(RequestResponseCycle):
             self.on_response()
 
 
-def start(loop: asyncio.AbstractEventLoop, cycle: RequestResponseCycle, app: Any,
-          tasks: set[asyncio.Task[None]]) -> None:
+def start(loop: asyncio.AbstractEventLoop, cycle: Cycle, app: Any, tasks: set[asyncio.Task[None]]) -> None:
     """The request's task, in the server's task set (which shutdown waits on) until it ends."""
-    box: list[asyncio.Task[None]] = []
-    task = loop.create_task(_carry(cycle, app, tasks, box))
-    box.append(task)
+    task = loop.create_task(cycle.run_asgi(app))
+    cycle.task = task
+    cycle.tasks = tasks
     tasks.add(task)
 
 
-async def _carry(cycle: RequestResponseCycle, app: Any, tasks: set[asyncio.Task[None]],
-                 box: list[asyncio.Task[None]]) -> None:
-    try:
-        await cycle.run_asgi(app)
-    finally:
-        # Not asyncio.current_task(): it asks getpid() (fork check), a system call per request.
-        tasks.discard(box[0])
+def _nothing() -> None:
+    pass

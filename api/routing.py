@@ -93,6 +93,10 @@ class PlainRoute(Route):
 
 def _plain(route: BaseRoute) -> BaseRoute:
     """The route as a PlainRoute when FastAPI has nothing to do for it (see the module doc)."""
+    if type(route) is Route and inspect.isfunction(route.endpoint) and inspect.iscoroutinefunction(route.endpoint):
+        # A Starlette route (router.add_route) of `async def f(request)`: the same call, minus the
+        # per-route exception wrapper. Its methods as Starlette made them (GET with HEAD).
+        return PlainRoute(route.path, route.endpoint, methods=route.methods, name=route.name)
     if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
         return route
     names = _path_param_names(route)

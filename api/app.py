@@ -29,22 +29,15 @@ from api.routers import (
     volumes,
 )
 from api.routing import RouteIndex
+from api.stack import EngineAPI
 from api.versioning import VersionPrefixMiddleware
 from daemon.errors import DaemonError
 
 log = logging.getLogger("pydockerd.api")
 
 
-def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
-    # No OpenTelemetry: with it on, FastAPI asks the global providers (and os.environ)
-    # whether anyone listens, on every request: 5% of the event loop's time on /_ping.
-    # The routers' routes behind one index (api/routing.py) rather than include_router:
-    # matching them one by one cost more than the rest of a small request.
-    index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
-                                                    volumes, archive, networks, swarm, distribution))
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, routes=[index],
-                  telemetry={"tracing": False, "metrics": False, "logs": False})
-    app.state.backends = backends
+def add_error_handlers(app: FastAPI) -> None:
+    """DaemonError, validation, HTTP and unexpected errors as dockerd's `{"message": ...}` answers."""
 
     @app.exception_handler(DaemonError)
     async def _daemon_error(request: Request, exc: DaemonError) -> Response:
@@ -74,6 +67,18 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     async def _unexpected(request: Request, exc: Exception) -> Response:
         log.exception("%s %s failed unexpectedly (answered 500)", request.method, request.url.path)
         return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
+
+
+def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
+    # The routers' routes behind one index (api/routing.py) rather than include_router:
+    # matching them one by one cost more than the rest of a small request. EngineAPI
+    # (api/stack.py): FastAPI with only the middleware that does something here.
+    index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
+                                                    volumes, archive, networks, swarm, distribution))
+    app = EngineAPI(routes=[index])
+    app.state.backends = backends
+
+    add_error_handlers(app)
 
     routes = HijackRoutes()
     attach.register(routes, backends)

@@ -19,15 +19,28 @@ from starlette.requests import HTTPConnection
 from daemon.errors import DaemonError, InvalidParameter
 
 
+def _arg(request: HTTPConnection, name: str) -> str | None:
+    """The query parameter's value (the last one given, as Starlette's QueryParams[name]) or None.
+
+    Without a query string nothing is parsed at all; with one, `in` then `[]`: QueryParams.get
+    is Mapping.get, which raises and catches a KeyError for every absent parameter (most are:
+    GET /containers/json asks for six).
+    """
+    if not request.scope["query_string"]:
+        return None
+    params = request.query_params
+    return params[name] if name in params else None
+
+
 def qbool(request: HTTPConnection, name: str, default: bool = False) -> bool:
-    value = request.query_params.get(name)
+    value = _arg(request, name)
     if value is None:
         return default
     return value.strip().lower() not in ("", "0", "no", "false", "none")
 
 
 def qint(request: Request, name: str, default: int | None = None) -> int | None:
-    value = request.query_params.get(name)
+    value = _arg(request, name)
     if value is None or value == "":
         return default
     try:
@@ -39,7 +52,7 @@ def qint(request: Request, name: str, default: int | None = None) -> int | None:
 def qint_required(request: Request, name: str) -> int:
     """An integer query parameter dockerd parses with strconv.Atoi (resize's h and w): missing or
     not a number is a 400 in its words."""
-    value = request.query_params.get(name, "")
+    value = _arg(request, name) or ""
     try:
         return int(value)
     except ValueError:
@@ -47,7 +60,8 @@ def qint_required(request: Request, name: str) -> int:
 
 
 def qstr(request: Request, name: str, default: str = "") -> str:
-    return request.query_params.get(name, default)
+    value = _arg(request, name)
+    return default if value is None else value
 
 
 MAX_JSON_BODY = 16 << 20

@@ -21,15 +21,20 @@ from __future__ import annotations
 import inspect
 import typing
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AsyncExitStack
 from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
+from starlette.convertors import PathConvertor, StringConvertor
 from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, NoMatchFound, Route, get_route_path
 from starlette.types import Receive, Scope, Send
+
+# What FastAPI's AsyncExitStackMiddleware puts in the scope for its routes.
+_ASTACK = "fastapi_middleware_astack"
 
 
 def _first_segment(path: str) -> str | None:
@@ -63,8 +68,35 @@ def _path_param_names(route: APIRoute) -> list[str] | None:
     return names
 
 
+class PlainRoute(Route):
+    """A Starlette Route whose handle() calls the endpoint and sends its response, and nothing else.
+
+    Starlette's request_response wraps every call in its own exception-handling layer (two
+    closures and a wrapper around every message sent) although the app's ExceptionMiddleware, one
+    layer out, runs the same handlers on the same scope: an exception here is answered there.
+    """
+
+    def __init__(self, path: str, call: Callable[[Request], Awaitable[Response]], *, methods: set[str] | None,
+                 name: str | None) -> None:
+        super().__init__(path, call, methods=list(methods or ()), name=name, include_in_schema=False)
+        # Starlette adds HEAD to every GET route; FastAPI does not, and a HEAD stays a 405 as before.
+        self.methods = set(methods) if methods else None
+        self._call = call
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.methods and scope["method"] not in self.methods:
+            await super().handle(scope, receive, send)  # the 405
+            return
+        response = await self._call(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+
 def _plain(route: BaseRoute) -> BaseRoute:
-    """The route as a Starlette Route when FastAPI has nothing to do for it (see the module doc)."""
+    """The route as a PlainRoute when FastAPI has nothing to do for it (see the module doc)."""
+    if type(route) is Route and inspect.isfunction(route.endpoint) and inspect.iscoroutinefunction(route.endpoint):
+        # A Starlette route (router.add_route) of `async def f(request)`: the same call, minus the
+        # per-route exception wrapper. Its methods as Starlette made them (GET with HEAD).
+        return PlainRoute(route.path, route.endpoint, methods=route.methods, name=route.name)
     if not isinstance(route, APIRoute) or not inspect.iscoroutinefunction(route.endpoint):
         return route
     names = _path_param_names(route)
@@ -83,11 +115,18 @@ def _plain(route: BaseRoute) -> BaseRoute:
                 kwargs[request_name] = request
             return await endpoint(**kwargs)
 
-    plain = Route(route.path, call, methods=list(route.methods or ()), name=route.name,
-                  include_in_schema=False)
-    # Starlette adds HEAD to every GET route; FastAPI does not, and a HEAD stays a 405 as before.
-    plain.methods = set(route.methods) if route.methods else None
-    return plain
+    return PlainRoute(route.path, call, methods=route.methods, name=route.name)
+
+
+def _entry(route: BaseRoute) -> tuple[BaseRoute, Any, dict[str, Any] | None]:
+    """(route, its path regex, its convertors unless all leave the text as it is) for a Starlette
+    Route or PlainRoute; (route, None, None) for anything else (APIRoute adds to Route.matches)."""
+    if type(route) not in (Route, PlainRoute):
+        return route, None, None
+    assert isinstance(route, Route)
+    convertors = route.param_convertors
+    identity = all(type(c) in (StringConvertor, PathConvertor) for c in convertors.values())
+    return route, route.path_regex, None if identity else convertors
 
 
 class RouteIndex(BaseRoute):
@@ -109,11 +148,50 @@ class RouteIndex(BaseRoute):
             else:
                 self._groups.setdefault(segment, []).append(route)
         self.routes = routes
+        # What matching needs of each candidate, computed once: Route.matches cost ~1 us per route
+        # tried (a GET /containers/{id}/json tries four), most of it not the regex.
+        self._entries = {group: [_entry(r) for r in members] for group, members in self._groups.items()}
+        self._entries_anywhere = [_entry(r) for r in self._anywhere]
 
     def candidates(self, path: str) -> list[BaseRoute]:
         return self._groups.get(_first_segment(path) or "", self._anywhere)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] != "http":
+            return self._matches(scope)
+        path = get_route_path(scope)
+        method = scope["method"]
+        partial: Scope | None = None
+        for route, regex, convertors in self._entries.get(_first_segment(path) or "", self._entries_anywhere):
+            if regex is None:  # anything but a plain Route: its own matches()
+                match, child_scope = route.matches(scope)
+                if match is Match.FULL:
+                    return match, {**child_scope, "route": route}
+                if match is Match.PARTIAL and partial is None:
+                    partial = {**child_scope, "route": route}
+                continue
+            # Route.matches, inline: the same path parameters and child scope.
+            found = regex.match(path)
+            if found is None:
+                continue
+            params = found.groupdict()
+            if convertors is not None:
+                for key, value in params.items():
+                    params[key] = convertors[key].convert(value)
+            existing = scope.get("path_params")
+            if existing:
+                params = {**existing, **params}
+            child = {"endpoint": route.endpoint, "path_params": params, "route": route}  # type: ignore[attr-defined]
+            if route.methods and method not in route.methods:  # type: ignore[attr-defined]
+                if partial is None:
+                    partial = child
+                continue
+            return Match.FULL, child
+        if partial is not None:
+            return Match.PARTIAL, partial
+        return Match.NONE, {}
+
+    def _matches(self, scope: Scope) -> tuple[Match, Scope]:
         partial: Scope | None = None
         for route in self.candidates(get_route_path(scope)):
             match, child_scope = route.matches(scope)
@@ -127,7 +205,15 @@ class RouteIndex(BaseRoute):
         return Match.NONE, {}
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await scope["route"].handle(scope, receive, send)
+        route = scope["route"]
+        if isinstance(route, APIRoute) and _ASTACK not in scope:
+            # FastAPI's own routes close uploaded files through this stack; the app's lean
+            # middleware (api/stack.py) leaves it to the few routes that need one.
+            async with AsyncExitStack() as stack:
+                scope[_ASTACK] = stack
+                await route.handle(scope, receive, send)
+            return
+        await route.handle(scope, receive, send)
 
     def url_path_for(self, name: str, /, **path_params: Any) -> URLPath:
         for route in self.routes:

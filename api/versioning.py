@@ -144,16 +144,28 @@ class VersionPrefixMiddleware:
         await self.app(scope, receive, send)
 
 
+_STANDARD_NAMES = frozenset(name for name, _ in _STANDARD_HEADERS_RAW)
+
+
+def _add_standard_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    """The response's headers, then each standard header it does not set itself."""
+    headers = list(headers)
+    for name, _ in headers:
+        if name.lower() in _STANDARD_NAMES:
+            break
+    else:
+        # The usual case (checked with a loop over the response's few names, not a set of them).
+        headers += _STANDARD_HEADERS_RAW
+        return headers
+    present = {name.lower() for name, _ in headers}
+    headers += [(name, value) for name, value in _STANDARD_HEADERS_RAW if name not in present]
+    return headers
+
+
 def _with_standard_headers(send: Send) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            present = {name.lower() for name, _ in headers}
-            for name, value in _STANDARD_HEADERS_RAW:
-                if name not in present:
-                    headers.append((name, value))
-            message = dict(message)
-            message["headers"] = headers
+            message = {**message, "headers": _add_standard_headers(message.get("headers", ()))}
         await send(message)
 
     return wrapped

@@ -11,6 +11,11 @@ whatever the path):
 
 `--loop uvloop` needs uvloop installed. The figures say how far the daemon is from what one Python
 event loop can do at all, and how much of the bench's rate the clients themselves cost.
+
+`--server pydockerd` puts the daemon's HTTP protocol (uvicorn's, as api/hijack.py and api/cycle.py
+make it, served by api/server.py) in front of an ASGI app that answers `[]` with the headers of a
+JSON answer at once: the floor of a request through the protocol, without FastAPI and the
+routes. Run it from the checkout to measure (it imports `api` from the current directory).
 """
 
 from __future__ import annotations
@@ -68,9 +73,34 @@ async def _serve(path: str) -> None:
             os.unlink(path)
 
 
+_ASGI_START = {"type": "http.response.start", "status": 200,
+               "headers": [(b"content-length", b"2"), (b"content-type", b"application/json"),
+                           (b"api-version", b"1.50"), (b"docker-experimental", b"false"), (b"ostype", b"linux"),
+                           (b"server", b"standin")],
+               "pydockerd.body_follows": True}
+_ASGI_BODY = {"type": "http.response.body", "body": b"[]"}
+
+
+async def _asgi(scope: dict, receive: object, send: object) -> None:
+    await send(_ASGI_START)  # type: ignore[operator]
+    await send(_ASGI_BODY)  # type: ignore[operator]
+
+
+async def _serve_pydockerd(address: str) -> None:
+    sys.path.insert(0, os.getcwd())
+    from api.hijack import HijackRoutes
+    from api.server import open_listeners, serve
+
+    listeners = open_listeners([address], None, socket_group="")
+    print(f"standin (pydockerd protocol) listening on {address}", flush=True)
+    await serve(_asgi, listeners, HijackRoutes())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    ap.add_argument("--server", choices=["canned", "pydockerd"], default="canned",
+                    help="canned bytes (default), or the daemon's protocol with a constant ASGI app")
     ap.add_argument("address", help="unix:///path to listen on")
     args = ap.parse_args(argv)
     u = urllib.parse.urlparse(args.address)
@@ -83,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         runner = asyncio.run
     with contextlib.suppress(KeyboardInterrupt):
-        runner(_serve(u.path))
+        runner(_serve(u.path) if args.server == "canned" else _serve_pydockerd(args.address))
     return 0
 
 

@@ -93,3 +93,42 @@ def test_route_index_candidates_are_the_segment_group() -> None:
                      "/{kind}/special"]
     assert [getattr(r, "path", "") for r in index.candidates("/_ping")] == ["/_ping", "/{kind}/special"]
     assert [getattr(r, "path", "") for r in index.candidates("/unknown/x")] == ["/{kind}/special"]
+
+
+def _engine_index() -> RouteIndex:
+    from api.routers import (
+        archive,
+        attach,
+        build,
+        commit,
+        containers,
+        distribution,
+        execs,
+        images,
+        networks,
+        swarm,
+        system,
+        volumes,
+    )
+
+    return RouteIndex(m.router for m in (system, containers, images, commit, build, execs, attach, volumes, archive,
+                                         networks, swarm, distribution))
+
+
+PATHS = ["/containers/json", "/containers/abc/json", "/containers/abc", "/containers/abc/start",
+         "/containers/a%2Fb/json",
+         "/containers/abc/logs", "/containers/create", "/images/json", "/images/busybox:latest/json",
+         "/images/library/busybox/json", "/images/reg.io:5000/a/b:c/json", "/images/abc/push", "/networks/none",
+         "/networks/abc/connect", "/volumes/v", "/_ping", "/version", "/info", "/nothing", "/", "",
+         "/distribution/busybox/json", "/exec/abc/json", "/build", "/things/x/special"]
+
+
+def test_index_matches_as_each_route_would() -> None:
+    """RouteIndex.matches (its inline Route.matches) against every route's own matches()."""
+    for index in (_engine_index(), RouteIndex(_routers())):
+        for path in PATHS:
+            for method in ("GET", "POST", "DELETE", "HEAD", "PUT"):
+                scope = {"type": "http", "method": method, "path": path, "root_path": ""}
+                assert index.matches(scope) == index._matches(scope), (method, path)
+                scope["path_params"] = {"outer": "x"}
+                assert index.matches(scope) == index._matches(scope), (method, path)

@@ -17,13 +17,12 @@ The protocol also answers `/_ping` itself (api/ping.py): see _quick_ping and _ta
 
 uvicorn internals relied on (uvicorn and httptools are pinned for this):
 `HttpToolsProtocol.{parser, url, headers, scope, expect_100_continue, transport, loop, app,
-connections, tasks, cycle, pipeline, server_state, app_state, config, root_path, limit_concurrency,
-timeout_keep_alive(_task), timeout_keep_alive_handler, access_log(ger), on_message_begin (replaced:
-it builds the scope), on_headers_complete (replaced: _begin_cycle), on_body, on_message_complete,
-on_response_complete (replaced), data_received, _start_asgi_task (replaced), _get_upgrade,
-_should_upgrade, _unset_keepalive_if_required, send_400_response, flow}`,
-`RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, its send and run_asgi (api/cycle.py),
-and httptools raising `HttpParserUpgrade(offset)`.
+connections, cycle, pipeline, server_state, app_state, timeout_keep_alive(_task),
+timeout_keep_alive_handler, access_log(ger), on_message_begin (replaced: it builds the scope),
+on_headers_complete, on_body, on_message_complete, on_response_complete (replaced), data_received,
+_start_asgi_task, _get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response,
+flow}` and `RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and
+httptools raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """
 
@@ -41,12 +40,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httptools
-from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import ping
-from .cycle import Cycle
-from .cycle import start as start_cycle
 from .limits import HeaderGuard, error_response
 from .params import parse_json
 from .streams import RAW_STREAM
@@ -551,8 +547,13 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             self._new_scope()
             if is_ping is None:
                 # A ping for uvicorn's cycle to carry (see _take_ping): the same answer, as an app.
+                app = self.app
+                self.app = ping.asgi_app
                 self._in_body = True
-                self._begin_cycle(ping.asgi_app)
+                try:
+                    super().on_headers_complete()
+                finally:
+                    self.app = app
                 return
             pending = self._match_hijack()
             if pending is not None:
@@ -562,7 +563,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 self._hijack = pending
                 return
             self._in_body = True
-            self._begin_cycle(self.app)
+            super().on_headers_complete()
             if self.parser.should_upgrade() and self.cycle is not None and not self._should_upgrade():
                 # An upgrade request we do not hijack (HTTP/1.0, another path, another
                 # protocol) is served as plain HTTP, as dockerd does. httptools skips the
@@ -571,60 +572,6 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 # be trusted with what follows.
                 self.cycle.keep_alive = False
                 self._plain_body_left = _content_length(self.headers)
-
-        def _begin_cycle(self, app: Any) -> None:
-            """HttpToolsProtocol.on_headers_complete (uvicorn 0.54) with our Cycle (api/cycle.py)."""
-            parser = self.parser
-            scope = self.scope
-            http_version = parser.get_http_version()
-            scope["method"] = parser.get_method().decode("ascii")
-            if http_version != "1.1":
-                scope["http_version"] = http_version
-            if parser.should_upgrade() and self._should_upgrade():
-                return
-            parsed_url = httptools.parse_url(self.url)
-            raw_path = parsed_url.path
-            path = raw_path.decode("ascii")
-            if "%" in path:
-                path = urllib.parse.unquote(path)
-            scope["path"] = self.root_path + path
-            scope["raw_path"] = self.root_path.encode("ascii") + raw_path
-            scope["query_string"] = parsed_url.query or b""
-
-            # Handle 503 responses when 'limit_concurrency' is exceeded.
-            if self.limit_concurrency is not None and (
-                len(self.connections) >= self.limit_concurrency or len(self.tasks) >= self.limit_concurrency
-            ):
-                app = service_unavailable
-                self.logger.warning("Exceeded concurrency limit.")
-
-            existing_cycle = self.cycle
-            self.cycle = Cycle(
-                scope=scope,  # type: ignore[arg-type]
-                transport=self.transport,
-                flow=self.flow,
-                logger=self.logger,
-                access_logger=self.access_logger,
-                access_log=self.access_log,
-                default_headers=self.server_state.default_headers,
-                message_event=asyncio.Event(),
-                expect_100_continue=self.expect_100_continue,
-                keep_alive=http_version != "1.0" and parser.should_keep_alive(),
-                on_response=self.on_response_complete,
-            )
-            if existing_cycle is None or existing_cycle.response_complete:
-                self._start_asgi_task(self.cycle, app)
-            else:
-                # Pipelined HTTP requests need to be queued up.
-                self.flow.pause_reading()
-                self.pipeline.appendleft((self.cycle, app))
-
-        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
-            if self.config.reset_contextvars:
-                super()._start_asgi_task(cycle, app)
-                return
-            # The task takes itself out of the set as it ends (api/cycle.py): no done callback.
-            start_cycle(self.loop, cycle, app, self.tasks)
 
         def _take_ping(self) -> bool | None:
             """For a /_ping (api/ping.py): True when it is answered here when its request ends, None

@@ -8,9 +8,6 @@ from typing import Any
 
 import orjson
 from fastapi.responses import JSONResponse as _JSONResponse
-from starlette.types import Receive, Scope, Send
-
-from api.cycle import BODY_FOLLOWS
 
 _CONTENT_TYPE = (b"content-type", b"application/json")
 
@@ -19,15 +16,6 @@ class JSONResponse(_JSONResponse):
     def render(self, content: Any) -> bytes:
         # OPT_NON_STR_KEYS: a few documents (filters echoed back) may carry int keys.
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.background is not None:
-            await super().__call__(scope, receive, send)
-            return
-        # Starlette's, with the promise that lets the server write head and body at once (api/cycle.py).
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers,
-                    BODY_FOLLOWS: True})
-        await send({"type": "http.response.body", "body": self.body})
 
     def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
         # Starlette's, precomputed for the usual answer (no headers of the handler's own, a body):

@@ -12,8 +12,8 @@ whatever the path):
 `--loop uvloop` needs uvloop installed. The figures say how far the daemon is from what one Python
 event loop can do at all, and how much of the bench's rate the clients themselves cost.
 
-`--server pydockerd` puts the daemon's HTTP protocol (uvicorn's, as api/hijack.py and api/cycle.py
-make it, served by api/server.py) in front of an ASGI app that answers `[]` with the headers of a
+`--server pydockerd` puts the daemon's HTTP protocol (uvicorn's, as api/hijack.py
+makes it, served by api/server.py) in front of an ASGI app that answers `[]` with the headers of a
 JSON answer at once: the floor of a request through the protocol, without FastAPI and the
 routes. Run it from the checkout to measure (it imports `api` from the current directory).
 """

@@ -597,9 +597,10 @@ def warm_up(rounds: int = 1) -> None:
 
 
 def _rehearse() -> None:
-    # The monitor's side only (its ctypes call, as a no-op, and from the handover on): what
-    # the helper writes is not kept. A first call through ctypes dirties ~100 kB (~60 kB once
-    # the same call has run before the fork).
+    # The monitor's side only (its signal handling and ctypes call, undone at once, and from
+    # the handover on): what the helper writes is not kept. A first call through ctypes
+    # dirties ~100 kB (~60 kB once the same call has run before the fork).
+    _rehearse_signals()
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 0)
     made: list[int] = []
     socks: list[lean.Socket] = []
@@ -630,7 +631,8 @@ def _rehearse() -> None:
         client = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM)
         socks.append(client)
         client.connect(name + "c")
-        client.sendall(b'{"op": "state"}\n{"op": "start"}\n')
+        # The daemon's requests to a new container: its start, and a wait left pending.
+        client.sendall(b'{"op": "state"}\n{"op": "start"}\n{"op": "wait"}\n')
         os.write(out_w, b"warm-up\n")
         os.write(err_w, b"warm-up \xe2\x9c\x93\n")
         init_end.send(lean.dumps({"exec": True}))
@@ -653,6 +655,19 @@ def _rehearse() -> None:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _rehearse_signals() -> None:
+    """_catch_signals(), then back to the dispositions and wakeup fd this process had."""
+    saved = {signum: signal.getsignal(signum) for signum in
+             (signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    previous = signal.set_wakeup_fd(-1)
+    wakeup_r = _catch_signals()
+    wakeup_w = signal.set_wakeup_fd(previous)
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+    os.close(wakeup_r)
+    os.close(wakeup_w)
 
 
 def _step(shim: Shim, client: lean.Socket, replies: list[int], left: int) -> None:

@@ -665,7 +665,8 @@ def _rehearse_signals() -> None:
     wakeup_r = _catch_signals()
     wakeup_w = signal.set_wakeup_fd(previous)
     for signum, handler in saved.items():
-        signal.signal(signum, handler)
+        if handler is not None:  # None: set outside Python, left as it is now
+            signal.signal(signum, handler)
     os.close(wakeup_r)
     os.close(wakeup_w)
 

@@ -665,7 +665,7 @@ def _rehearse_signals() -> None:
     wakeup_r = _catch_signals()
     wakeup_w = signal.set_wakeup_fd(previous)
     for signum, handler in saved.items():
-        if handler is not None:  # None: set outside Python, left as it is now
+        if handler is not None:  # None: not installed from Python, so not ours to put back
             signal.signal(signum, handler)
     os.close(wakeup_r)
     os.close(wakeup_w)

@@ -223,8 +223,43 @@ def _name_process(name: bytes) -> None:
         pass
 
 
+def _ensure_bytecode(package: str) -> None:
+    """Byte-compile the package in a child first when a module's .pyc is missing or older
+    than its source. Compiling in this process scatters the code objects and constants the
+    monitors use among the compiler's freed memory, so each monitor's writes land on more
+    pages: measured +120 kB private per monitor (1.06 -> 1.18 MiB, 50 containers) on the
+    first start of a checkout without runtime/__pycache__."""
+    cache = os.path.join(package, "__pycache__")
+    tag = sys.implementation.cache_tag
+    try:
+        stale = any(
+            name.endswith(".py") and _older(os.path.join(cache, f"{name[:-3]}.{tag}.pyc"),
+                                             os.path.join(package, name))
+            for name in os.listdir(package))
+    except OSError:
+        return
+    if not stale:
+        return
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(sys.executable, [sys.executable, "-I", "-S", "-m", "compileall", "-q", "-l", package])
+        finally:
+            os._exit(127)
+    os.waitpid(pid, 0)  # a failure (read-only install): the imports compile, as before
+
+
+def _older(path: str, than: str) -> bool:
+    try:
+        return os.stat(path).st_mtime < os.stat(than).st_mtime
+    except OSError:
+        return True
+
+
 def _main() -> int:
-    sys.path.append(os.path.dirname(os.path.dirname(os.path.realpath(__file__))))
+    package = os.path.dirname(os.path.realpath(__file__))
+    sys.path.append(os.path.dirname(package))
+    _ensure_bytecode(package)
     from runtime import lean, nsexec, shim  # noqa: F401 - imported here so that forks share them
 
     chan = lean.Socket(lean.AF_UNIX, lean.SOCK_SEQPACKET, 0, 0)

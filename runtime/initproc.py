@@ -170,14 +170,21 @@ def _monitor_gone(chan: lean.Socket) -> bool:
     return bool(poller.poll(0))
 
 
-def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
-             chan: lean.Socket) -> tuple[rootfs.Console | None, list[str]]:
-    # If the monitor dies the container must too (nobody would reap, log or report it).
-    # getppid() is 0 in the new pid namespace, so the check that PDEATHSIG was armed in
-    # time looks at the monitor's end of the channel instead.
+def _bind_to_monitor(chan: lean.Socket) -> None:
+    """If the monitor dies the container must too (nobody would reap, log or report it).
+    Armed only now: this process was forked by the monitor's helper (runtime/shim.py), and
+    a parent death signal fires when the parent exits, the helper's exit included; the
+    monitor reaps the helper before it sends "start", so the parent is the monitor by now.
+    Until then a monitor that dies closes the channel, on which setup ends (EOF, EPIPE).
+    getppid() is 0 in a new pid namespace, so the check that the monitor was still there
+    when the signal was armed looks at its end of the channel instead."""
     libc.prctl(libc.PR_SET_PDEATHSIG, signal.SIGKILL)
     if _monitor_gone(chan):
         os._exit(1)
+
+
+def _prepare(cfg: dict, stdio: tuple[int, int, int] | None,
+             chan: lean.Socket) -> tuple[rootfs.Console | None, list[str]]:
     os.setsid()
     os.umask(0)
     if stdio is not None:
@@ -290,6 +297,7 @@ def run(bundle_fd: int, stdio: tuple[int, int, int] | None, chan: lean.Socket) -
             _send(chan, {"ready": True})
         if not chan.recv(16):  # the monitor gave up (or died) before start
             os._exit(1)
+        _bind_to_monitor(chan)
         _exec(cfg, env, chan)
     except BaseException as e:
         try:

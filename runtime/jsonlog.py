@@ -35,17 +35,23 @@ def rfc3339nano(ns: int | None = None) -> str:
 _FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
 
 
+def open_file(path: str) -> int:
+    return os.open(path, _FLAGS, 0o640)
+
+
 class JsonLog:
     """``max_size`` > 0 rotates as dockerd's json-file driver does (max-size / max-file): once
     the file has reached it, the next write first renames ``<log>.N-2`` .. ``<log>`` to
     ``<log>.N-1`` .. ``<log>.1`` and starts an empty ``<log>`` (with one file: truncates)."""
 
-    def __init__(self, path: str, max_size: int = 0, max_file: int = 1) -> None:
+    def __init__(self, path: str, max_size: int = 0, max_file: int = 1, fd: int | None = None) -> None:
+        """`fd`: `path` already opened (as open_file() does), e.g. by another process."""
         self._path = path
         self._max_size = max_size
         self._max_file = max(1, max_file)
-        self._fd = os.open(path, _FLAGS, 0o640) if path else -1
-        self._size = os.fstat(self._fd).st_size if self._fd >= 0 else 0
+        self._fd = fd if fd is not None else open_file(path) if path else -1
+        # Only rotation needs the size: no stat (and its result object) otherwise.
+        self._size = os.fstat(self._fd).st_size if self._fd >= 0 and max_size else 0
         self._partial: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
         self._failed = False
 

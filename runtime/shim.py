@@ -5,10 +5,15 @@ runtime/monitor.py (``python3 -S -I monitor.py <bundle>``) when there is none; e
 the process that started it exits at once, so the monitor is reparented away from the
 daemon and survives it. Then it:
 
-1. becomes a child subreaper, writes ``monitor.pid``, reads ``monitor.json`` (the init
-   reads ``config.json``);
-2. unshare(CLONE_NEWPID) and fork: the child is the container's PID 1 and prepares
-   everything (runtime/initproc.py) while the monitor binds its sockets;
+1. sets up its signal handling, becomes a child subreaper and forks a helper (run()),
+   which creates the container and exits (Shim.prepare: the memory that work writes is not
+   the monitor's to keep): it writes ``monitor.pid``, reads ``monitor.json`` (the init
+   reads ``config.json``), opens the log, makes the stdio, unshare(CLONE_NEWPID) and fork:
+   its child is the container's PID 1 and prepares everything (runtime/initproc.py) while
+   the helper binds the sockets; once the init is ready the helper hands the fds and the
+   init's pid over and exits, and the init is reparented to the monitor (the nearest
+   subreaper), which reaps it from then on;
+2. takes the fds over (Shim.adopt);
 3. prints one JSON line on stdout (``{"ok": true, "pid": N}`` or ``{"ok": false, ...}``)
    and closes it;
 4. serves ``control.sock`` (runtime/control.py) and ``attach.sock`` (runtime/attach.py),
@@ -28,8 +33,13 @@ from . import initproc, lean, libc, procfs
 from .attach import AttachHub
 from .control import ControlConn, ControlServer
 from .jsonlog import JsonLog, rfc3339nano
+from .jsonlog import open_file as open_log
 from .reactor import Reactor
 from .stdio import OutputPump, StdinSink, enlarge_pipe
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
 
 signal = lean.signal
 
@@ -41,6 +51,10 @@ CONTROL_SOCK = "control.sock"
 ATTACH_SOCK = "attach.sock"
 MONITOR_CONFIG = "monitor.json"  # runtime/spec.py's MONITOR_KEYS of config.json
 MONITOR_CONFIG_MAX = 1 << 16
+# What the helper hands over (run()): a message and at most dir, log, chan, control,
+# attach, stdin, stdout, stderr (or the pty master).
+HANDOVER_MAX = 1 << 17
+HANDOVER_FDS = 9
 
 
 class StartFailure(Exception):
@@ -81,9 +95,9 @@ def _noop(*_: object) -> None:
 
 
 class Shim:
-    def __init__(self, bundle: str) -> None:
+    def __init__(self, bundle: str, dir_fd: int = -1) -> None:
         self.bundle = bundle
-        self.dir_fd = os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.dir_fd = dir_fd if dir_fd >= 0 else os.open(bundle, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.cfg: dict = {}
         self.pid = 0
         self.status = "created"
@@ -108,14 +122,20 @@ class Shim:
         self._finishing = False
         self._done = False
         self._wakeup_r = -1
+        # The helper that created the container (run()), until it is reaped: the init is
+        # only the monitor's child once the helper has exited.
+        self.helper = 0
+        self._handed_over: tuple[lean.Socket, ...] = ()
 
-    # -- creation
+    # -- creation: prepare() runs in the monitor's helper process, adopt() in the monitor
 
-    def create(self) -> None:
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
-        self._write_pid_file()
+    def prepare(self, helper_sock: int) -> tuple[dict, list[int]]:
+        """Everything creating the container takes, in the monitor's short-lived child (see
+        run()): the pid file, monitor.json, the log, the stdio, the init (this process's
+        child until this process exits, the monitor's then) and its setup, the sockets.
+        Returns what the monitor needs: a message and the fds it names. On failure the
+        init, if any, is killed and reaped here and StartFailure says why."""
+        self._write_pid_file(os.getppid())
         # Only the few fields of config.json the monitor itself needs: the init reads the
         # whole of it (initproc.run), in memory that is not the monitor's.
         try:
@@ -130,26 +150,19 @@ class Shim:
             raise StartFailure(f"cannot read {MONITOR_CONFIG}: {e}") from e
         self.cfg = cfg
         try:
-            self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1))
+            log_fd = open_log(cfg["log_path"]) if cfg["log_path"] else -1
         except OSError as e:
             raise StartFailure(f"cannot open log {cfg['log_path']}: {e.strerror}") from e
 
         child_stdio, mine = self._make_stdio(cfg)
         self.chan, chan_child = lean.socketpair(lean.SOCK_SEQPACKET)
-        self._wakeup_r, wakeup_w = os.pipe()
-        os.set_blocking(self._wakeup_r, False)
-        os.set_blocking(wakeup_w, False)
-        signal.set_wakeup_fd(wakeup_w)
-        # SIGCHLD reaps; SIGTERM/SIGINT (e.g. a service manager stopping everything in
-        # the daemon's cgroup) kill the container but still go through the normal exit
-        # path, so its exit status is recorded.
-        for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, _noop)
-
         self._enter_pid_namespace(cfg.get("pid_ns", "new"))
         pid = os.fork()
         if pid == 0:
-            self.chan.close()  # so the child sees EOF if the monitor dies before start
+            # So that the init sees EOF if the monitor dies before start, and the monitor
+            # sees EOF on the handover if this helper dies: neither end is the init's.
+            self.chan.close()
+            os.close(helper_sock)
             initproc.run(self.dir_fd, child_stdio, chan_child)
         self.pid = pid
         chan_child.close()
@@ -162,7 +175,33 @@ class Shim:
         attach = _listen(self.dir_fd, ATTACH_SOCK)
         self._listeners.append(ATTACH_SOCK)
         self._wait_ready()
-        self._wire(cfg, mine, control, attach)
+        names = ["dir", "chan", "control", "attach"]
+        fds = [self.dir_fd, self.chan.fileno(), control.fileno(), attach.fileno()]
+        optional = (("log", log_fd), ("stdin", mine[0]), ("stdout", mine[1]), ("stderr", mine[2]),
+                    ("master", self.master))
+        for name, fd in optional:
+            if fd >= 0:
+                names.append(name)
+                fds.append(fd)
+        # The sockets stay open (in this process) until it exits, after the handover.
+        self._handed_over = (control, attach)
+        return {"pid": pid, "cfg": cfg, "fds": names}, fds
+
+    def adopt(self, msg: dict, fds: list[int]) -> None:
+        """Take over what prepare() made in the helper: the fds in the order msg["fds"]
+        names them (the dir fd, first, is already this Shim's)."""
+        got = dict(zip(msg["fds"], fds, strict=True))
+        cfg = self.cfg = msg["cfg"]
+        self.pid = msg["pid"]
+        self.log = JsonLog(cfg["log_path"], cfg.get("log_max_size", 0), cfg.get("log_max_file", 1),
+                           fd=got.get("log", -1))
+        self.chan = lean.Socket(lean.AF_UNIX, lean.SOCK_SEQPACKET, 0, got["chan"])
+        self.chan.setblocking(False)
+        control = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM, 0, got["control"])
+        attach = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM, 0, got["attach"])
+        self._listeners = [CONTROL_SOCK, ATTACH_SOCK]
+        self.master = got.get("master", -1)
+        self._wire(cfg, (got.get("stdin", -1), got.get("stdout", -1), got.get("stderr", -1)), control, attach)
 
     @staticmethod
     def _enter_pid_namespace(mode: str) -> None:
@@ -179,16 +218,17 @@ class Shim:
             finally:
                 os.close(fd)
 
-    def _write_pid_file(self) -> None:
+    def _write_pid_file(self, pid: int) -> None:
         fd = os.open(".monitor.pid.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644,
                      dir_fd=self.dir_fd)
         try:
-            os.write(fd, f"{os.getpid()}\n".encode())
+            os.write(fd, f"{pid}\n".encode())
         finally:
             os.close(fd)
         os.rename(".monitor.pid.tmp", "monitor.pid", src_dir_fd=self.dir_fd, dst_dir_fd=self.dir_fd)
 
-    def _make_stdio(self, cfg: dict) -> tuple[tuple[int, int, int] | None, tuple[int, int, int]]:
+    @staticmethod
+    def _make_stdio(cfg: dict) -> tuple[tuple[int, int, int] | None, tuple[int, int, int]]:
         """(the child's stdin/stdout/stderr, the monitor's ends); a tty's come from the child."""
         if cfg["tty"]:
             return None, (-1, -1, -1)
@@ -209,18 +249,20 @@ class Shim:
             data, fds = lean.recv_fds(self.chan, 65536, 1)
         except TimeoutError:
             os.kill(self.pid, signal.SIGKILL)
-            os.waitpid(self.pid, 0)
+            _reap(self.pid)
+            self.pid = 0
             raise StartFailure("timed out waiting for the container init to set up") from None
         if not data:
-            _, status = os.waitpid(self.pid, 0)
+            status = _reap(self.pid)
+            self.pid = 0
             raise StartFailure(f"container init exited during setup (status {status})")
         msg = lean.loads(data)
         if "error" in msg:
-            os.waitpid(self.pid, 0)
+            _reap(self.pid)
+            self.pid = 0
             raise StartFailure(msg["error"], msg.get("exit_code", 128))
         if fds:
             self.master = fds[0]
-        self.chan.setblocking(False)
 
     def _wire(self, cfg: dict, mine: tuple[int, int, int], control: lean.Socket,
               attach: lean.Socket) -> None:
@@ -342,6 +384,17 @@ class Shim:
                 return
             if pid == self.pid:
                 self._init_exited(status)
+            elif pid == self.helper:
+                self.helper = 0
+            # Anything else is an orphan of a container sharing a pid namespace (the monitor
+            # is a subreaper): reaped, nothing to record.
+
+    def reap_helper(self) -> None:
+        """Wait for the helper's end: from then on the init is this process's child (its
+        PDEATHSIG, armed at start, follows the monitor; it is reaped here)."""
+        if self.helper:
+            _reap(self.helper)
+            self.helper = 0
 
     def _init_exited(self, status: int) -> None:
         if self.chan is not None:
@@ -439,6 +492,9 @@ class Shim:
         self._start_waiters.append(conn)
         if self.chan is not None and not self._start_sent:
             self._start_sent = True
+            # The init arms its PDEATHSIG when told to start: its parent must be the
+            # monitor by then, not the helper that is exiting (whose exit would fire it).
+            self.reap_helper()
             try:
                 self.chan.send(b"start")
             except OSError:
@@ -500,6 +556,7 @@ class Shim:
         """The monitor is failing: take the container down and leave a record of why."""
         if self.status != "exited":
             try:
+                self.reap_helper()
                 os.kill(self.pid, signal.SIGKILL)
                 os.waitpid(self.pid, 0)
             except OSError:
@@ -540,34 +597,42 @@ def warm_up(rounds: int = 1) -> None:
 
 
 def _rehearse() -> None:
-    # The monitor's two ctypes calls, as no-ops: a first call through ctypes dirties ~100 kB
-    # (~60 kB once the same call has run before the fork).
+    # The monitor's side only (its signal handling and ctypes call, undone at once, and from
+    # the handover on): what the helper writes is not kept. A first call through ctypes
+    # dirties ~100 kB (~60 kB once the same call has run before the fork).
+    _rehearse_signals()
     libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 0)
-    libc.unshare(0)
-    shim = Shim("/")
-    fds: list[int] = [shim.dir_fd]
+    made: list[int] = []
     socks: list[lean.Socket] = []
+    shim: Shim | None = None
     try:
-        shim.cfg = {"tty": False, "open_stdin": True, "stdin_once": False, "pid_ns": "new"}
-        shim.log = JsonLog("")
-        theirs, mine = shim._make_stdio(shim.cfg)
+        cfg = {"log_path": "", "tty": False, "open_stdin": True, "stdin_once": False, "pid_ns": "new"}
+        theirs, mine = Shim._make_stdio(cfg)
         _, out_w, err_w = theirs
-        fds += [*theirs, *mine]
-        shim._wakeup_r, wakeup_w = os.pipe()
-        fds += [shim._wakeup_r, wakeup_w]
-        shim.chan, init_end = lean.socketpair(lean.SOCK_SEQPACKET)
-        socks += [shim.chan, init_end]
+        made += [*theirs, *mine]
+        wakeup_r, wakeup_w = os.pipe()
+        made += [wakeup_r, wakeup_w]
+        chan, init_end = lean.socketpair(lean.SOCK_SEQPACKET)
         name = f"\0pydockerd-warm-up-{os.getpid()}-"
         control = lean.unix_listener(name + "c")
         attach = lean.unix_listener(name + "a")
-        socks += [control, attach]
-        init_end.send(lean.dumps({"ready": True}))
-        shim._wait_ready()
-        shim._wire(shim.cfg, mine, control, attach)
+        socks += [chan, init_end, control, attach]
+        made.append(os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC))
+        fds = [made[-1], chan.fileno(), control.fileno(), attach.fileno(), *mine]
+        msg = {"pid": 0, "cfg": cfg, "fds": ["dir", "chan", "control", "attach", "stdin", "stdout", "stderr"]}
+        helper_end, monitor_end = lean.socketpair(lean.SOCK_SEQPACKET)
+        socks += [helper_end, monitor_end]
+        lean.send_fds(helper_end, lean.dumps(msg), fds)
+        data, got = lean.recv_fds(monitor_end, HANDOVER_MAX, HANDOVER_FDS)
+        made += got
+        shim = Shim("/", dir_fd=got[0])
+        shim._wakeup_r = wakeup_r
+        shim.adopt(lean.loads(data), got)
         client = lean.Socket(lean.AF_UNIX, lean.SOCK_STREAM)
         socks.append(client)
         client.connect(name + "c")
-        client.sendall(b'{"op": "state"}\n{"op": "start"}\n')
+        # The daemon's requests to a new container: its start, and a wait left pending.
+        client.sendall(b'{"op": "state"}\n{"op": "start"}\n{"op": "wait"}\n')
         os.write(out_w, b"warm-up\n")
         os.write(err_w, b"warm-up \xe2\x9c\x93\n")
         init_end.send(lean.dumps({"exec": True}))
@@ -576,15 +641,34 @@ def _rehearse() -> None:
         shim.reactor.call_later(0, lambda: _step(shim, client, [0], 100))
         shim.reactor.run()
     finally:
-        if shim.control is not None:
-            socks += [conn.sock for conn in shim.control.conns if conn.sock is not None]
+        # The fds adopted as sockets close with them: detach those first.
+        if shim is not None:
+            for sock in (shim.chan, shim.control and shim.control.listener, shim.hub and shim.hub.listener):
+                if sock is not None:
+                    sock.detach()
+            if shim.control is not None:
+                socks += [conn.sock for conn in shim.control.conns if conn.sock is not None]
         for sock in socks:
             sock.close()
-        for fd in fds:
+        for fd in made:
             try:
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _rehearse_signals() -> None:
+    """_catch_signals(), then back to the dispositions and wakeup fd this process had."""
+    saved = {signum: signal.getsignal(signum) for signum in
+             (signal.SIGHUP, signal.SIGPIPE, signal.SIGCHLD, signal.SIGTERM, signal.SIGINT)}
+    previous = signal.set_wakeup_fd(-1)
+    wakeup_r = _catch_signals()
+    wakeup_w = signal.set_wakeup_fd(previous)
+    for signum, handler in saved.items():
+        if handler is not None:  # None: not installed from Python, so not ours to put back
+            signal.signal(signum, handler)
+    os.close(wakeup_r)
+    os.close(wakeup_w)
 
 
 def _step(shim: Shim, client: lean.Socket, replies: list[int], left: int) -> None:
@@ -634,37 +718,156 @@ def main(argv: list[str]) -> int:
 
 def run(bundle: str) -> int:
     """The monitor proper, in a process already detached from whoever started it: stdout is
-    the pipe the daemon reads the ready line from, stderr goes to monitor.log."""
+    the pipe the daemon reads the ready line from, stderr goes to monitor.log.
+
+    The container is created in a child of the monitor that exits once it is done (_helper,
+    Shim.prepare): of the memory that work writes (its Python objects, the pages of code it
+    runs, ctypes' call state) the monitor, which lives as long as the container, keeps none.
+    The init is the helper's child; the monitor is a child subreaper, so when the helper
+    exits the init is reparented to the monitor, which reaps it and records its exit as if
+    it had forked it (an init that died before is a zombie then, handed over the same way)."""
     # Pin no directory of the daemon's, and create files with predictable modes.
     os.chdir("/")
     os.umask(0o022)
-    shim: Shim | None = None
+    helper = 0
     try:
-        shim = Shim(bundle)
-        shim.create()
-    except StartFailure as e:
-        if shim is not None:
-            shim.cleanup_failed_create()
-        _ready_line({"ok": False, "error": e.message, "exit_code": e.exit_code})
-        return 0
+        # All before the helper exists: the init's exit can reach this process as soon as
+        # the helper has exited, and only a subreaper gets the helper's orphans.
+        wakeup_r = _catch_signals()
+        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        mine, theirs = lean.socketpair(lean.SOCK_SEQPACKET)
+        helper = os.fork()
+        if helper == 0:
+            mine.close()
+            _helper(bundle, theirs)
+        theirs.close()
+        try:
+            data, fds = lean.recv_fds(mine, HANDOVER_MAX, HANDOVER_FDS)
+        except OSError:
+            data, fds = b"", []
+        mine.close()
     except BaseException as e:
         _print_exc()
-        if shim is not None:
-            if shim.pid:
-                try:
-                    os.kill(shim.pid, signal.SIGKILL)
-                    os.waitpid(shim.pid, 0)
-                except OSError:
-                    pass
-            shim.cleanup_failed_create()
+        if helper:
+            _reap(helper)
+        _ready_line({"ok": False, "error": f"container monitor failed: {e}", "exit_code": 128})
+        return 1
+    msg = lean.loads(data) if data else {"error": "container monitor failed: its helper died", "exit_code": 128}
+    if "error" in msg:
+        _reap(helper)
+        for fd in fds:
+            os.close(fd)
+        if not data:
+            # Whatever the helper left: an init it forked sees EOF (its channel's other end
+            # died with the helper) and exits.
+            try:
+                Shim(bundle).cleanup_failed_create()
+            except OSError:
+                pass
+        _ready_line({"ok": False, "error": msg["error"], "exit_code": msg.get("exit_code", 128)})
+        return 0
+    # The helper is reaped with the other children (_on_signal), or before the start at the
+    # latest: the ready line does not wait for the end of its exit.
+    shim = Shim(bundle, dir_fd=fds[0])
+    shim._wakeup_r = wakeup_r
+    shim.helper = helper
+    try:
+        shim.adopt(msg, fds)
+    except BaseException as e:
+        _print_exc()
+        shim.reap_helper()
+        os.kill(msg["pid"], signal.SIGKILL)
+        _reap(msg["pid"])
+        shim.cleanup_failed_create()
         _ready_line({"ok": False, "error": f"container monitor failed: {e}", "exit_code": 128})
         return 1
     if not _ready_line({"ok": True, "pid": shim.pid, "monitor_pid": os.getpid()}):
         # The daemon gave up (or died) before it learnt about this container: nobody would
         # ever start, wait for or remove it.
+        shim.reap_helper()
         os.kill(shim.pid, signal.SIGKILL)
-        os.waitpid(shim.pid, 0)
+        _reap(shim.pid)
         shim.cleanup_failed_create()
         return 1
     shim.run()
     return 0
+
+
+def _helper(bundle: str, sock: lean.Socket) -> NoReturn:
+    """The monitor's child that creates the container (Shim.prepare) and hands the result
+    over on `sock`: fds and a message, or an error message. On failure the init, its child,
+    is killed and reaped here."""
+    code = 0
+    shim: Shim | None = None
+    try:
+        # The daemon's ready pipe is the monitor's to write and close: the daemon waits for
+        # its EOF, which must not wait for this process (nor reach the init).
+        null = os.open("/dev/null", os.O_WRONLY | os.O_CLOEXEC)
+        os.dup2(null, 1)
+        os.close(null)
+        # The monitor's wakeup pipe is not this process's to write to; its own children
+        # are reaped by waitpid (SIGCHLD's default is fine). SIGTERM stays the monitor's
+        # no-op: a stop of everything reaches the monitor too, which kills the init.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        try:
+            shim = Shim(bundle)
+            msg, fds = shim.prepare(sock.fileno())
+        except StartFailure as e:
+            msg, fds = {"error": e.message, "exit_code": e.exit_code}, []
+        except BaseException as e:
+            _print_exc()
+            msg, fds, code = {"error": f"container monitor failed: {e}", "exit_code": 128}, [], 1
+        if "error" in msg:
+            _kill_init(shim)
+        try:
+            lean.send_fds(sock, lean.dumps(msg), fds)
+        except OSError:
+            # The monitor is gone: nobody would reap, log or report the container.
+            _kill_init(shim)
+            code = 1
+    except BaseException:
+        _print_exc()
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _kill_init(shim: Shim | None) -> None:
+    """In the helper, on failure: the init (its child) goes, and what the start left behind."""
+    if shim is None:
+        return
+    if shim.pid:
+        try:
+            os.kill(shim.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        _reap(shim.pid)
+        shim.pid = 0
+    shim.cleanup_failed_create()
+
+
+def _reap(pid: int) -> int:
+    """waitpid(pid): its wait status (0 if it is not, or no longer, our child)."""
+    while True:
+        try:
+            return os.waitpid(pid, 0)[1]
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return 0
+
+
+def _catch_signals() -> int:
+    """The monitor's signal handling; returns the wakeup pipe's read end. SIGCHLD reaps;
+    SIGTERM/SIGINT (e.g. a service manager stopping everything in the daemon's cgroup) kill
+    the container but still go through the normal exit path, so its exit status is recorded."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    wakeup_r, wakeup_w = os.pipe()
+    os.set_blocking(wakeup_r, False)
+    os.set_blocking(wakeup_w, False)
+    signal.set_wakeup_fd(wakeup_w)
+    for signum in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _noop)
+    return wakeup_r

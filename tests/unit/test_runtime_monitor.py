@@ -620,3 +620,31 @@ def test_tty_with_stdin(box: Path) -> None:
     data, status = run(main())
     assert status.exit_code == 5
     assert b"\r\nhello\r\n" in data
+
+
+def _ppid(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def test_init_is_the_monitors_child_once_started(box: Path) -> None:
+    """The init is forked by the monitor's short-lived helper (runtime/shim.py run()): by the
+    start it has been reparented to the monitor, the only other process of the container."""
+    async def main() -> ExitStatus:
+        m = await spawn(box, ["sleep", "30"])
+        await m.start()
+        assert _ppid(m.pid) == m.monitor_pid
+        children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _alive(int(p))
+                    and _safe_ppid(int(p)) == m.monitor_pid]
+        assert children == [m.pid]
+        os.kill(m.pid, signal.SIGKILL)
+        return await m.wait()
+
+    assert run(main()).exit_code == 137
+
+
+def _safe_ppid(pid: int) -> int:
+    try:
+        return _ppid(pid)
+    except (OSError, ValueError, IndexError):
+        return 0

@@ -183,3 +183,13 @@ def test_warm_up_leaves_nothing_behind() -> None:
     shim.warm_up(3)
     assert sorted(os.listdir("/proc/self/fd")) == before
     assert not os.path.exists("/exit.json") and not os.path.exists("/monitor.pid")
+
+
+def test_template_compiles_missing_bytecode_in_a_child(tmp_path: Path) -> None:
+    """The template byte-compiles its package before importing it when a .pyc is missing
+    (in another process: compiling in the template costs every monitor memory)."""
+    from runtime import zygote
+
+    (tmp_path / "mod.py").write_text("X = 1\n")
+    zygote._ensure_bytecode(str(tmp_path))
+    assert (tmp_path / "__pycache__" / f"mod.{sys.implementation.cache_tag}.pyc").exists()

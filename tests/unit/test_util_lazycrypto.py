@@ -120,6 +120,21 @@ def test_tls_after_the_lazy_load(tmp_path: Path) -> None:
     _probe(_TLS_LATER, str(cert), str(key))
 
 
+_REGISTRY_CLIENT = _PRELUDE + """
+import storage.registry
+assert not openssl_mapped()
+import urllib3, ssl  # the registry client's first use: urllib3 reads ssl's names as it is imported
+from urllib3.util import ssl_
+assert ssl_.SSLContext is ssl.SSLContext and ssl.SSLContext.__module__ == "ssl"
+assert ssl.create_default_context().verify_mode == ssl.CERT_REQUIRED
+print("ok")
+"""
+
+
+def test_registry_client_gets_the_real_ssl() -> None:
+    _probe(_REGISTRY_CLIENT)
+
+
 def test_hasher_without_the_block_is_openssl() -> None:
     from storage import digest
 

@@ -17,3 +17,11 @@ def test_save_drops_steps_of_removed_images(tmp_path: Path) -> None:
     cache.save()
     assert [e["key"] for e in json.loads((tmp_path / "cache.json").read_text())["entries"]] == ["k1"]
     assert cache.lookup("k1") == "sha256:a" and cache.lookup("k2") is None
+
+
+def test_an_image_deleted_takes_its_steps_with_it(tmp_path: Path) -> None:
+    cache = BuildCache(tmp_path / "cache.json", lambda iid: True)
+    cache.add("k1", "sha256:a", "", "RUN a", 1)
+    cache.add("k2", "sha256:b", "sha256:a", "RUN b", 2)
+    cache.image_gone("sha256:b")
+    assert [e.key for e in cache.entries()] == ["k1"]

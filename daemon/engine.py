@@ -105,8 +105,10 @@ class Daemon:
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
         self.registry = ContainerRegistry(self.store)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
+        # The build cache forgets the steps of an image as it is deleted: nothing of it stays.
+        build_cache = BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)
         self.images = ImageService(self.store, self.blobs, self.layers, self.sources, self.registry, self.events,
-                                   self.driver.name)
+                                   self.driver.name, on_delete=build_cache.image_gone)
         spool = Spool(root / "tmp")
         self.image_archives = ImageArchives(self.images, self.layers, self.sources, self.events, spool)
         registries = RegistryClients(cfg.insecure_registries or [], cfg.registry_mirrors)
@@ -158,7 +160,7 @@ class Daemon:
             BuildEngine(images=self.images, containers=self.containers, rootfs=self.containers.files,
                         commits=self.commit, pulls=self.distribution, blobs=self.blobs, layers=self.layers,
                         sources=self.sources,
-                        cache=BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)),
+                        cache=build_cache),
             users=self.registry, tmp_root=root / "builder" / "tmp",
             contexts=ContextStore(root / "builder" / "contexts"))
         self.stats = StatsService(self.registry, self.cgroups)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from daemon.util import lazycrypto
+
+# Before anything imports asyncio (below) or hashlib: see the module.
+lazycrypto.install()
+
 import asyncio
 import fcntl
 import gc
@@ -154,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     except (StartupError, OSError) as e:
         print(f"pydockerd: {e}", file=sys.stderr)
         return 1
+    if cfg.tls or cfg.tlsverify:
+        lazycrypto.load_tls()  # the real ssl before uvicorn and the listeners read it
     memtrim.limit_arenas()
     uvicornmain.install()
     deferred.install()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,7 +9,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from . import tempfiles
-from .digest import ALGORITHM, DigestMismatch, hex_of
+from .digest import ALGORITHM, DigestMismatch, hex_of, sha256
 
 
 class BlobNotFound(LookupError):
@@ -24,7 +23,7 @@ class BlobWriter:
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._hash = hashlib.sha256()
+        self._hash = sha256()
         self.size = 0
         self.digest: str | None = None  # set when the blob is committed
 

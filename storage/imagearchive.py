@@ -27,7 +27,7 @@ from typing import Any, BinaryIO
 from . import tempfiles
 from .archive import extract_tar
 from .compression import Readable, decompress
-from .digest import DigestMismatch, hex_of
+from .digest import DigestMismatch, hex_of, sha256
 from .errors import ArchiveError
 from .layers import Layer, LayerStore, chain_id
 from .layersource import MEDIA_OCI_TAR, LayerSources, import_layer
@@ -80,7 +80,7 @@ def layer_tar(layers: LayerStore, sources: LayerSources, chain_id: str, spool_di
 
 
 def _hash_file(f: BinaryIO) -> str:
-    h = hashlib.sha256()
+    h = sha256()
     while chunk := f.read(_COPY):
         h.update(chunk)
     f.seek(0)
@@ -309,7 +309,7 @@ def _verified(root: Path, desc: dict) -> bytes:
     path = _regular(root, _blob_path(desc))
     assert path is not None
     data = path.read_bytes()
-    if "sha256:" + hashlib.sha256(data).hexdigest() != desc["digest"]:
+    if "sha256:" + sha256(data).hexdigest() != desc["digest"]:
         raise ArchiveError(f"blob {desc['digest']} in OCI layout does not match its digest")
     return data
 

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from .digest import DigestMismatch
+from .digest import DigestMismatch, sha256
 
 if TYPE_CHECKING:
     # At run time imported by the functions that use it, on the first registry operation: urllib3
@@ -346,7 +346,7 @@ class RegistryClient:
             data = _read_limited(r, limit, "blob")
         finally:
             r.release_conn()
-        if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
+        if "sha256:" + sha256(data).hexdigest() != digest:
             raise DigestMismatch(f"blob {digest} does not match its digest")
         return data
 

@@ -86,9 +86,18 @@ class BuildCache:
         with self._lock:
             self._entries[key] = Entry(key, image, parent, description, size, now, now)
 
-    def save(self) -> None:
-        """Persists the index (once per build, not per step)."""
+    def image_gone(self, image: str) -> None:
+        """An image was deleted: its steps go from memory now, from the file at the next save."""
         with self._lock:
+            for k in [k for k, e in self._entries.items() if e.image == image]:
+                del self._entries[k]
+
+    def save(self) -> None:
+        """Persists the index (once per build, not per step), without the steps whose image is
+        gone (removed since): the index stays as large as the images it names."""
+        with self._lock:
+            for k in [k for k, e in self._entries.items() if not self._exists(e.image)]:
+                del self._entries[k]
             self._save()
 
     def entries(self) -> list[Entry]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
 import re
 import shutil
@@ -28,6 +27,7 @@ from daemon.errors import InvalidParameter
 from daemon.util.bodyreader import ThreadReader
 from storage.archive import ArchiveError, extract_tar
 from storage.compression import decompress
+from storage.digest import sha256
 from storage.rootpath import resolve_in_root
 
 MAX_DOCKERFILE = 16 << 20
@@ -139,7 +139,7 @@ async def _spool(body: AsyncIterator[bytes], path: Path) -> str:
     feeder = asyncio.create_task(reader.feed(body))
 
     def drain() -> str:
-        h = hashlib.sha256()
+        h = sha256()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "wb") as out:
             while chunk := reader.read(1 << 20):

@@ -11,7 +11,6 @@ whatever the symlinks on either side.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import os
 import posixpath
 import stat
@@ -23,6 +22,7 @@ from pathlib import Path
 from daemon.errors import InvalidParameter
 from storage.archive import ArchiveError, extract_tar
 from storage.compression import decompress
+from storage.digest import Hasher, sha256
 from storage.rootpath import resolve_in_root
 from storage.tarwriter import tar_directory, tar_entry
 
@@ -93,14 +93,14 @@ def select(root: Path, src: str, *, in_context: bool, what: str = "COPY") -> lis
     return out
 
 
-def _hash_file(h: hashlib._Hash, path: str) -> None:
+def _hash_file(h: Hasher, path: str) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     with os.fdopen(fd, "rb", buffering=0) as f:
         while chunk := f.read(_CHUNK):
             h.update(chunk)
 
 
-def _entry(h: hashlib._Hash, rel: str, path: str, st: os.stat_result) -> None:
+def _entry(h: Hasher, rel: str, path: str, st: os.stat_result) -> None:
     mode = st.st_mode
     h.update(f"{rel}\0{mode:o}\0{st.st_uid}\0{st.st_gid}\0".encode())
     if stat.S_ISREG(mode):
@@ -112,7 +112,7 @@ def _entry(h: hashlib._Hash, rel: str, path: str, st: os.stat_result) -> None:
 
 def checksum(sources: list[Source]) -> str:
     """What the cache compares for COPY/ADD: names, modes, owners and data (not mtimes)."""
-    h = hashlib.sha256()
+    h = sha256()
     for s in sources:
         _entry(h, s.name, os.fspath(s.path), os.stat(s.path))
         if s.is_dir:

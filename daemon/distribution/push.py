@@ -31,6 +31,7 @@ from daemon.images.reference import Reference
 from daemon.images.service import Image, ImageService
 from storage import tempfiles
 from storage.blobs import BlobStore
+from storage.digest import sha256
 from storage.imagearchive import layer_tar
 from storage.layers import LayerStore
 from storage.layersource import MEDIA_GZIP, MEDIA_OCI_GZIP, MEDIA_OCI_ZSTD, LayerSource, LayerSources
@@ -207,7 +208,7 @@ class Pusher:
         try:
             with tar:
                 if src is None:  # regenerated: its diff id is whatever this tar hashes to
-                    h = hashlib.sha256()
+                    h = sha256()
                     while chunk := tar.read(1 << 20):
                         h.update(chunk)
                     diff_id = "sha256:" + h.hexdigest()
@@ -236,7 +237,7 @@ def _remote_size(client: RegistryClient, path: str, digest: str) -> int:
 class _HashingWriter:
     def __init__(self, f: BinaryIO) -> None:
         self.f = f
-        self.h = hashlib.sha256()
+        self.h = sha256()
 
     def write(self, data: bytes) -> int:
         self.h.update(data)

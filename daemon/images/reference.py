@@ -60,7 +60,9 @@ def familiar_name(name: str) -> str:
     return name
 
 
-@functools.lru_cache(maxsize=4096)  # pure; `docker ps` resolves every container's image name
+# Pure; `docker ps` resolves every container's image name. Bounded small: every entry is a
+# reference some request once named (removed images' too), kept until it is pushed out.
+@functools.lru_cache(maxsize=256)
 def parse(ref: str, default_tag: bool = True) -> Reference:
     """Parses NAME[:TAG][@DIGEST]; adds `latest` when neither a tag nor a digest is given."""
     if not ref or ref != ref.strip():

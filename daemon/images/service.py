@@ -11,7 +11,7 @@ import hashlib
 import json
 import platform
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,12 +80,14 @@ class ImageUsers(Protocol):
 
 class ImageService:
     def __init__(self, store: Store, blobs: BlobStore, layers: LayerStore, sources: LayerSources,
-                 users: ImageUsers, events: EventBus, driver_name: str) -> None:
+                 users: ImageUsers, events: EventBus, driver_name: str,
+                 on_delete: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.blobs = blobs
         self.layers = layers
         self.events = events
         self.driver_name = driver_name
+        self._on_delete = on_delete  # given the id of every image deleted
         self.images: dict[str, Image] = {}
         self.tags: dict[str, str] = {}  # "busybox:latest" -> image id
         self.users = users
@@ -389,6 +391,8 @@ class ImageService:
             del self.images[img.id]
         out.append({"Deleted": img.id})
         self.events.publish("image", "delete", img.id, {"name": img.id})
+        if self._on_delete is not None:
+            self._on_delete(img.id)
         await self.collect_layers(img.chain_ids)
         parent = self.images.get(img.parent)
         if prune and parent is not None and not parent.tags and not parent.repo_digests \

@@ -28,22 +28,42 @@ imported (`from unittest import mock`), so the module was loaded at once (measur
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import sys
 import threading
 from typing import Any
 
 DEFERRED = ("unittest", "html", "logging.config", "http.client")
+_pending: dict[str, Any] = {}  # name -> stand-in not loaded yet
 
 
-def defer(name: str) -> None:
-    """A no-op when `name` is already imported."""
+def _find_spec(name: str) -> importlib.machinery.ModuleSpec | None:
+    """The spec of `name` without importing its parent package (importlib.util.find_spec would
+    run the parent's __init__, which may import the very module to defer: asyncio does)."""
+    parent, _, _ = name.rpartition(".")
+    if not parent or parent in sys.modules:
+        return importlib.util.find_spec(name)
+    pspec = _find_spec(parent)
+    if pspec is None or pspec.submodule_search_locations is None:
+        return None
+    return importlib.machinery.PathFinder.find_spec(name, pspec.submodule_search_locations)
+
+
+def defer(name: str, placeholders: dict[str, Any] | None = None, before_parent: bool = False) -> None:
+    """A no-op when `name` is already imported. `placeholders` are attributes the stand-in has
+    before the module is loaded, for modules that read them when they are imported; the real
+    module's replace them when it loads (only values copied at import time stay placeholders).
+    `before_parent`: the parent package is not imported here (its __init__ imports `name`); the
+    caller binds the stand-in on it once it is."""
     if name in sys.modules:
         return
-    spec = importlib.util.find_spec(name)
+    spec = _find_spec(name) if before_parent else importlib.util.find_spec(name)
     if spec is None or spec.loader is None:
         raise ImportError(f"no module named {name!r}")
     mod = importlib.util.module_from_spec(spec)
+    for attr, value in (placeholders or {}).items():
+        setattr(mod, attr, value)
     loader = spec.loader
     # A first use in a worker thread and one on the loop may meet: the second waits for the
     # module to be whole. The module's own body looking itself up while it runs finds nothing
@@ -53,6 +73,10 @@ def defer(name: str) -> None:
     state = {"loading": False, "done": False}
 
     def _load(attr: str) -> Any:
+        if attr == "__path__" and spec.submodule_search_locations is None:
+            # `from ssl import X` first asks whether the module is a package: it is not, and
+            # then X is looked up (a placeholder, or the load).
+            raise AttributeError(attr)
         if spec.submodule_search_locations is not None and importlib.util.find_spec(f"{name}.{attr}") is not None:
             raise AttributeError(attr)  # a submodule (`from unittest import mock`): the import system loads it
         with lock:
@@ -64,16 +88,30 @@ def defer(name: str) -> None:
                     loader.exec_module(mod)
                 finally:
                     state["done"] = True
+                    _pending.pop(name, None)
                     if vars(mod).get("__getattr__") is _load:
                         del mod.__getattr__
         return getattr(mod, attr)
 
     mod.__getattr__ = _load  # type: ignore[method-assign]
     sys.modules[name] = mod
+    _pending[name] = mod
     parent, _, child = name.rpartition(".")
-    if parent:
+    if parent in sys.modules:
         # `import logging.config` binds `logging` and then looks `config` up on it.
         setattr(sys.modules[parent], child, mod)
+
+
+def pending(name: str) -> bool:
+    """Is `name` a stand-in not loaded yet?"""
+    return name in _pending
+
+
+def load(name: str) -> None:
+    """Loads a deferred module now (a no-op when it is loaded or not deferred)."""
+    mod = _pending.get(name)
+    if mod is not None:
+        mod.__getattr__("__file__")
 
 
 def install() -> None:

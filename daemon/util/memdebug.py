@@ -8,6 +8,8 @@ the previous reading, which is how one finds what a suite's worth of work leaves
 
 from __future__ import annotations
 
+import array
+import bisect
 import ctypes
 import gc
 import os
@@ -19,6 +21,68 @@ from collections import Counter
 
 _TOP = 40
 _last: list[tracemalloc.Snapshot] = []
+_first_ids: list[array.array] = []  # sorted, not a set: no int object per id in the arenas looked at
+
+
+def _all_objects() -> list[object]:
+    """The collector's objects and what they refer to directly: the strings, numbers and bytes
+    they hold are not tracked by the collector themselves."""
+    objs = gc.get_objects()
+    seen = {id(o) for o in objs}
+    more = []
+    for o in objs:
+        for r in gc.get_referents(o):
+            if id(r) not in seen:
+                seen.add(id(r))
+                more.append(r)
+    return objs + more
+
+
+def _anon_regions() -> list[tuple[int, int]]:
+    """The process's anonymous read-write mappings (pymalloc's 1 MiB arenas, merged when adjacent)."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 5 and parts[1].startswith("rw"):
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                out.append((lo, hi))
+    return out
+
+
+def _new_objects() -> dict:
+    """Objects alive now that were not at the first reading, by type and by the anonymous mapping
+    they live in: what pins the arenas that a peak of work left behind (an arena is given back
+    only when every object in it is gone)."""
+    objs = _all_objects()
+    if not _first_ids:
+        _first_ids.append(array.array("Q", sorted(id(o) for o in objs)))
+        return {"first": len(objs)}
+    first = _first_ids[0]
+
+    def known(a: int) -> bool:
+        i = bisect.bisect_left(first, a)
+        return i < len(first) and first[i] == a
+
+    new = [o for o in objs if not known(id(o))]
+    regions = _anon_regions()
+    by_region: dict[str, Counter] = {}
+    samples: dict[str, list[str]] = {}
+    for o in new:
+        a = id(o)
+        where = next((f"{lo:x}-{hi:x}" for lo, hi in regions if lo <= a < hi), "other")
+        name = type(o).__name__
+        by_region.setdefault(where, Counter())[name] += 1
+        s = samples.setdefault(f"{where} {name}", [])
+        if len(s) < 3:
+            try:
+                s.append(repr(o)[:160])
+            except Exception as e:  # a repr that fails is still a sample
+                s.append(f"<repr failed: {e}>")
+    del new, objs
+    return {"count": sum(sum(c.values()) for c in by_region.values()),
+            "by_region": {k: c.most_common(15) for k, c in by_region.items()},
+            "samples": samples}
 
 
 def _mallinfo() -> dict[str, int]:
@@ -37,7 +101,8 @@ def _mallinfo() -> dict[str, int]:
 
 
 def _pymalloc() -> list[str]:
-    """The summary lines of sys._debugmallocstats() (it writes to fd 2, borrowed meanwhile)."""
+    """The summary lines of sys._debugmallocstats() (it writes to fd 2, borrowed meanwhile), and
+    per size class "size pools used avail" (where the arenas' free blocks are: fragmentation)."""
     with tempfile.TemporaryFile() as f:
         saved = os.dup(2)
         try:
@@ -48,7 +113,8 @@ def _pymalloc() -> list[str]:
             os.close(saved)
         f.seek(0)
         lines = f.read().decode(errors="replace").splitlines()
-    return [line for line in lines if line.startswith(("# arenas", "# bytes in", "Total"))]
+    classes = [" ".join(line.split()[1:]) for line in lines if line[:1] == " " and line.split()[0].isdigit()]
+    return [line for line in lines if line.startswith(("# arenas", "# bytes in", "Total"))] + classes
 
 
 def _tracemalloc() -> dict:
@@ -84,6 +150,8 @@ def report() -> dict:
         "mallinfo": _mallinfo(),
         "pymalloc": _pymalloc(),
     }
+    if os.environ.get("PYDOCKERD_MEMDEBUG") == "objects":
+        doc["new_objects"] = _new_objects()
     if tracemalloc.is_tracing():
         doc["tracemalloc"] = _tracemalloc()
     return doc

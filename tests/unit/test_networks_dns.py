@@ -223,11 +223,18 @@ class Upstream(asyncio.DatagramProtocol):
 
 
 def _pair() -> tuple[socket.socket, socket.socket, int]:
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.bind(("127.0.0.1", port))
+    # One port number for both, as the resolver's: free for UDP may be taken for TCP, try another.
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", port))
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
     tcp.listen(8)
     udp.setblocking(False)
     tcp.setblocking(False)
@@ -434,10 +441,17 @@ class Names:
         return False
 
 async def main():
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+    # The TCP port is the UDP one, as the resolver's: free for UDP may be taken for TCP, try another.
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            break
+        except OSError:
+            udp.close()
+            tcp.close()
     tcp.listen(8)
     udp.setblocking(False)
     tcp.setblocking(False)

@@ -36,6 +36,12 @@ from daemon.errors import DaemonError
 log = logging.getLogger("pydockerd.api")
 
 
+def route_index() -> RouteIndex:
+    """Every router's routes, in the order they are tried."""
+    return RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
+                                                   volumes, archive, networks, swarm, distribution))
+
+
 def add_error_handlers(app: FastAPI) -> None:
     """DaemonError, validation, HTTP and unexpected errors as dockerd's `{"message": ...}` answers."""
 
@@ -73,9 +79,7 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     # The routers' routes behind one index (api/routing.py) rather than include_router:
     # matching them one by one cost more than the rest of a small request. EngineAPI
     # (api/stack.py): FastAPI with only the middleware that does something here.
-    index = RouteIndex(module.router for module in (system, containers, images, commit, build, execs, attach,
-                                                    volumes, archive, networks, swarm, distribution))
-    app = EngineAPI(routes=[index])
+    app = EngineAPI(routes=[route_index()])
     app.state.backends = backends
 
     add_error_handlers(app)

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse
 
+from api.app import route_index
 from api.routing import RouteIndex
 
 
@@ -95,26 +96,6 @@ def test_route_index_candidates_are_the_segment_group() -> None:
     assert [getattr(r, "path", "") for r in index.candidates("/unknown/x")] == ["/{kind}/special"]
 
 
-def _engine_index() -> RouteIndex:
-    from api.routers import (
-        archive,
-        attach,
-        build,
-        commit,
-        containers,
-        distribution,
-        execs,
-        images,
-        networks,
-        swarm,
-        system,
-        volumes,
-    )
-
-    return RouteIndex(m.router for m in (system, containers, images, commit, build, execs, attach, volumes, archive,
-                                         networks, swarm, distribution))
-
-
 PATHS = ["/containers/json", "/containers/abc/json", "/containers/abc", "/containers/abc/start",
          "/containers/a%2Fb/json",
          "/containers/abc/logs", "/containers/create", "/images/json", "/images/busybox:latest/json",
@@ -125,7 +106,7 @@ PATHS = ["/containers/json", "/containers/abc/json", "/containers/abc", "/contai
 
 def test_index_matches_as_each_route_would() -> None:
     """RouteIndex.matches (its inline Route.matches) against every route's own matches()."""
-    for index in (_engine_index(), RouteIndex(_routers())):
+    for index in (route_index(), RouteIndex(_routers())):
         for path in PATHS:
             for method in ("GET", "POST", "DELETE", "HEAD", "PUT"):
                 scope = {"type": "http", "method": method, "path": path, "root_path": ""}

@@ -76,6 +76,13 @@ def _use_openssl() -> None:
     _openssl[:] = [_hashlib.openssl_sha256]
 
 
+def expect(size: int) -> None:
+    """Content of `size` bytes is on its way (a layer a manifest announces): past _BIG, OpenSSL's
+    sha256 from now on, so that even its first stream is not hashed by the ~5x slower builtin."""
+    if size > _BIG and not _openssl:
+        _use_openssl()
+
+
 def sha256(data: bytes | bytearray | memoryview = b"") -> Hasher:
     """A sha256 for content that may be big (layers, blobs, build contexts, uploads)."""
     if not _openssl and sys.modules.get("_hashlib") is not None:

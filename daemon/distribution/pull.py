@@ -30,7 +30,7 @@ from daemon.images import reference
 from daemon.images.reference import Reference
 from daemon.images.service import ImageService
 from storage.blobs import BlobStore
-from storage.digest import DigestMismatch
+from storage.digest import DigestMismatch, expect
 from storage.layers import Layer, LayerStore, chain_id
 from storage.layersource import LAYER_MEDIA_TYPES, LayerSources, import_blob
 from storage.registry import (
@@ -168,6 +168,8 @@ class Puller:
         chains: list[str] = []
         for d in diff_ids:
             chains.append(chain_id(chains[-1] if chains else None, d))
+        # Compressed sizes: a layer announced past the builtin sha256's limit is big for sure.
+        expect(max((d["size"] for d in descs if isinstance(d.get("size"), int)), default=0))
         image_id = "sha256:" + hashlib.sha256(config_raw).hexdigest()
         shown = str(ref)
         before = images.find(shown) if ref.tag else None

@@ -67,6 +67,15 @@ assert type(h2).__name__ == "HASH" and h2.hexdigest() == expect  # OpenSSL's fro
 print("ok")
 """
 
+_ANNOUNCED = _PRELUDE + """
+from storage import digest
+digest.expect(1 << 20)
+assert not openssl_mapped() and type(digest.sha256()).__name__ == "_Builtin"
+digest.expect(64 << 20)  # a pull's manifest announces a 64 MiB layer: OpenSSL before its first byte
+assert openssl_mapped() and type(digest.sha256()).__name__ == "HASH"
+print("ok")
+"""
+
 _TLS_LATER = _PRELUDE + """
 import ssl, asyncio.sslproto as sp
 assert not openssl_mapped()
@@ -109,6 +118,10 @@ def test_no_openssl_without_tls_or_big_content() -> None:
 
 def test_big_content_switches_to_openssl() -> None:
     _probe(_BIG)
+
+
+def test_announced_big_content_is_hashed_by_openssl_from_its_first_byte() -> None:
+    _probe(_ANNOUNCED)
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")

@@ -90,6 +90,26 @@ def free_tcp_port() -> int:
         return int(s.getsockname()[1])
 
 
+def udp_tcp_pair() -> tuple[socket.socket, socket.socket]:
+    """A UDP and a listening TCP socket on one loopback port number, as the embedded resolver's,
+    both non-blocking. A number free for UDP may be taken for TCP: then another is tried."""
+    for _ in range(50):
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+        except OSError:
+            udp.close()
+            tcp.close()
+            continue
+        tcp.listen(8)
+        udp.setblocking(False)
+        tcp.setblocking(False)
+        return udp, tcp
+    raise OSError("no loopback port free for both UDP and TCP")
+
+
 _allocated_subnets: list[ipaddress.IPv4Network] = []
 
 

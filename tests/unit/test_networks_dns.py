@@ -27,6 +27,7 @@ from daemon.networks.sandbox import Sandbox, Sandboxes
 from network import dns as dns_mod
 from network import dnswire, hosts
 from network.dns import Addresses, Resolver
+from tests.helpers import udp_tcp_pair
 
 
 class FakeStore:
@@ -223,22 +224,8 @@ class Upstream(asyncio.DatagramProtocol):
 
 
 def _pair() -> tuple[socket.socket, socket.socket, int]:
-    # One port number for both, as the resolver's: free for UDP may be taken for TCP, try another.
-    for _ in range(50):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("127.0.0.1", 0))
-        port = udp.getsockname()[1]
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            tcp.bind(("127.0.0.1", port))
-            break
-        except OSError:
-            udp.close()
-            tcp.close()
-    tcp.listen(8)
-    udp.setblocking(False)
-    tcp.setblocking(False)
-    return udp, tcp, port
+    udp, tcp = udp_tcp_pair()
+    return udp, tcp, udp.getsockname()[1]
 
 
 def test_serving_and_forwarding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -431,6 +418,7 @@ def test_a_legacy_resolv_conf_rebuilt_for_the_resolver(tmp_path: Path) -> None:
 _LAZY_PROBE = """
 import asyncio, socket, sys
 from network.dns import Resolver
+from tests.helpers import udp_tcp_pair
 
 class Names:
     def addresses(self, owner, name):
@@ -441,20 +429,7 @@ class Names:
         return False
 
 async def main():
-    # The TCP port is the UDP one, as the resolver's: free for UDP may be taken for TCP, try another.
-    for _ in range(50):
-        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        udp.bind(("127.0.0.1", 0))
-        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            tcp.bind(("127.0.0.1", udp.getsockname()[1]))
-            break
-        except OSError:
-            udp.close()
-            tcp.close()
-    tcp.listen(8)
-    udp.setblocking(False)
-    tcp.setblocking(False)
+    udp, tcp = udp_tcp_pair()
     r = Resolver(Names())
     await r.serve("o" * 64, (udp, tcp), [])
     assert not any(m == "dns" or m.startswith("dns.") for m in sys.modules), "dnspython imported before a query"

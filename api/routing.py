@@ -26,7 +26,6 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.routing import APIRoute
-from starlette.convertors import PathConvertor, StringConvertor
 from starlette.datastructures import URLPath
 from starlette.requests import Request
 from starlette.responses import Response
@@ -118,17 +117,6 @@ def _plain(route: BaseRoute) -> BaseRoute:
     return PlainRoute(route.path, call, methods=route.methods, name=route.name)
 
 
-def _entry(route: BaseRoute) -> tuple[BaseRoute, Any, dict[str, Any] | None]:
-    """(route, its path regex, its convertors unless all leave the text as it is) for a Starlette
-    Route or PlainRoute; (route, None, None) for anything else (APIRoute adds to Route.matches)."""
-    if type(route) not in (Route, PlainRoute):
-        return route, None, None
-    assert isinstance(route, Route)
-    convertors = route.param_convertors
-    identity = all(type(c) in (StringConvertor, PathConvertor) for c in convertors.values())
-    return route, route.path_regex, None if identity else convertors
-
-
 class RouteIndex(BaseRoute):
     """One entry of the app's route list standing for all the routers' routes."""
 
@@ -148,50 +136,11 @@ class RouteIndex(BaseRoute):
             else:
                 self._groups.setdefault(segment, []).append(route)
         self.routes = routes
-        # What matching needs of each candidate, computed once: Route.matches cost ~1 us per route
-        # tried (a GET /containers/{id}/json tries four), most of it not the regex.
-        self._entries = {group: [_entry(r) for r in members] for group, members in self._groups.items()}
-        self._entries_anywhere = [_entry(r) for r in self._anywhere]
 
     def candidates(self, path: str) -> list[BaseRoute]:
         return self._groups.get(_first_segment(path) or "", self._anywhere)
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
-        if scope["type"] != "http":
-            return self._matches(scope)
-        path = get_route_path(scope)
-        method = scope["method"]
-        partial: Scope | None = None
-        for route, regex, convertors in self._entries.get(_first_segment(path) or "", self._entries_anywhere):
-            if regex is None:  # anything but a plain Route: its own matches()
-                match, child_scope = route.matches(scope)
-                if match is Match.FULL:
-                    return match, {**child_scope, "route": route}
-                if match is Match.PARTIAL and partial is None:
-                    partial = {**child_scope, "route": route}
-                continue
-            # Route.matches, inline: the same path parameters and child scope.
-            found = regex.match(path)
-            if found is None:
-                continue
-            params = found.groupdict()
-            if convertors is not None:
-                for key, value in params.items():
-                    params[key] = convertors[key].convert(value)
-            existing = scope.get("path_params")
-            if existing:
-                params = {**existing, **params}
-            child = {"endpoint": route.endpoint, "path_params": params, "route": route}  # type: ignore[attr-defined]
-            if route.methods and method not in route.methods:  # type: ignore[attr-defined]
-                if partial is None:
-                    partial = child
-                continue
-            return Match.FULL, child
-        if partial is not None:
-            return Match.PARTIAL, partial
-        return Match.NONE, {}
-
-    def _matches(self, scope: Scope) -> tuple[Match, Scope]:
         partial: Scope | None = None
         for route in self.candidates(get_route_path(scope)):
             match, child_scope = route.matches(scope)

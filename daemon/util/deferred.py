@@ -102,11 +102,6 @@ def defer(name: str, placeholders: dict[str, Any] | None = None, before_parent: 
         setattr(sys.modules[parent], child, mod)
 
 
-def pending(name: str) -> bool:
-    """Is `name` a stand-in not loaded yet?"""
-    return name in _pending
-
-
 def load(name: str) -> None:
     """Loads a deferred module now (a no-op when it is loaded or not deferred)."""
     mod = _pending.get(name)

@@ -146,9 +146,12 @@ class Monitor:
         log_fd = await asyncio.to_thread(_prepare_bundle, bundle_dir, config)
         try:
             line = await asyncio.wait_for((launcher or FreshLauncher()).launch(bundle_dir, log_fd), READY_TIMEOUT)
-        except BaseException:
+        except BaseException as e:
             # Timed out or cancelled: a created container nobody knows about must not stay.
             await asyncio.to_thread(_kill_monitor, bundle_dir)
+            if isinstance(e, TimeoutError):
+                # wait_for's has no message: the API answered "failed to start container X: ".
+                raise TimeoutError(f"the container monitor was not ready within {READY_TIMEOUT:g} s") from None
             raise
         finally:
             os.close(log_fd)

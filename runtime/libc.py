@@ -153,6 +153,23 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
 
+# The monitor's only libc call, made once per container in a process forked from the template
+# (runtime/zygote.py), where every page it writes is its own: through prctl() above (the
+# argtypes' conversions, the error message built up front) it cost each monitor ~100 kB; a
+# function pointer of its own without argtypes, called with C values built here, ~0 (measured
+# in a forked template: private memory of a child that makes the call and blocks).
+_prctl_plain = _libc._FuncPtr(("prctl", _libc))
+_SUBREAPER = {on: (ctypes.c_int(PR_SET_CHILD_SUBREAPER), _c_ulong(int(on)), _c_ulong(0), _c_ulong(0), _c_ulong(0))
+              for on in (False, True)}
+
+
+def set_child_subreaper(on: bool) -> None:
+    """prctl(PR_SET_CHILD_SUBREAPER, on)."""
+    if _prctl_plain(*_SUBREAPER[on]) == -1:
+        err = ctypes.get_errno()
+        raise OSError(err, f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err).lower()}")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")

@@ -601,7 +601,7 @@ def _rehearse() -> None:
     # the handover on): what the helper writes is not kept. A first call through ctypes
     # dirties ~100 kB (~60 kB once the same call has run before the fork).
     _rehearse_signals()
-    libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 0)
+    libc.set_child_subreaper(False)
     made: list[int] = []
     socks: list[lean.Socket] = []
     shim: Shim | None = None
@@ -734,7 +734,7 @@ def run(bundle: str) -> int:
         # All before the helper exists: the init's exit can reach this process as soon as
         # the helper has exited, and only a subreaper gets the helper's orphans.
         wakeup_r = _catch_signals()
-        libc.prctl(libc.PR_SET_CHILD_SUBREAPER, 1)
+        libc.set_child_subreaper(True)
         mine, theirs = lean.socketpair(lean.SOCK_SEQPACKET)
         helper = os.fork()
         if helper == 0:

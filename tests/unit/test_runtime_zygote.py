@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime import client
 from runtime.client import Monitor
 from runtime.execclient import spawn_exec
 from runtime.launcher import ZygoteLauncher
@@ -193,3 +194,16 @@ def test_template_compiles_missing_bytecode_in_a_child(tmp_path: Path) -> None:
     (tmp_path / "mod.py").write_text("X = 1\n")
     zygote._ensure_bytecode(str(tmp_path))
     assert (tmp_path / "__pycache__" / f"mod.{sys.implementation.cache_tag}.pyc").exists()
+
+
+def test_a_monitor_never_ready_is_a_clear_error(box: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    # asyncio.wait_for's TimeoutError has no message: `docker start` answered
+    # "failed to start container X: " with nothing after the colon.
+    class Stuck:
+        async def launch(self, bundle_dir: Path, log_fd: int) -> bytes:
+            await asyncio.Event().wait()
+            return b""
+
+    monkeypatch.setattr(client, "READY_TIMEOUT", 0.2)
+    with pytest.raises(TimeoutError, match=r"^the container monitor was not ready within 0\.2 s$"):
+        asyncio.run(Monitor.spawn(box / "bundle", make_spec(box, ["true"]), Stuck()))

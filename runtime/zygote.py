@@ -280,6 +280,28 @@ def _older(path: str, than: str) -> bool:
         return True
 
 
+def free_blocks() -> dict[int, int]:
+    """{block size: blocks free in its pools} from sys._debugmallocstats() (empty if its table
+    is not the one known here)."""
+    fd = os.memfd_create("pymalloc-stats", os.MFD_CLOEXEC)
+    saved = os.dup(2)
+    try:
+        os.dup2(fd, 2)
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    text = os.pread(fd, 1 << 20, 0).decode(errors="replace")
+    os.close(fd)
+    free = {}
+    for line in text.splitlines():
+        # "class size num-pools blocks-in-use avail-blocks", under that header
+        parts = line.split()
+        if len(parts) == 5 and all(p.isdigit() for p in parts):
+            free[int(parts[1])] = int(parts[4])
+    return free
+
+
 def _fill_pools() -> list[object]:
     """Objects that take every free block of the allocator's (pymalloc's) partly used pools,
     kept for the template's life.
@@ -292,23 +314,8 @@ def _fill_pools() -> list[object]:
     MiB per container, ~150 kB more (shared) in the template. The free blocks per size class
     are read from sys._debugmallocstats() (CPython's own table; nothing is filled if its
     format is not the one known here)."""
-    fd = os.memfd_create("pymalloc-stats", os.MFD_CLOEXEC)
-    saved = os.dup(2)
-    try:
-        os.dup2(fd, 2)
-        sys._debugmallocstats()
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    text = os.pread(fd, 1 << 20, 0).decode(errors="replace")
-    os.close(fd)
     keep: list[object] = []
-    for line in text.splitlines():
-        # "class size num-pools blocks-in-use avail-blocks", under that header
-        parts = line.split()
-        if len(parts) != 5 or not all(p.isdigit() for p in parts):
-            continue
-        size, avail = int(parts[1]), int(parts[4])
+    for size, avail in free_blocks().items():
         if size >= 48:
             keep += [bytes(size - _BYTES_HEADER) for _ in range(avail)]
         elif size == 32:

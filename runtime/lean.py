@@ -89,10 +89,18 @@ def send_fds(sock: Socket, data: bytes, fds: list[int]) -> None:
     sock.sendmsg([data], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, struct.pack(f"{len(fds)}i", *fds))])
 
 
+# One struct per fd count: no format string (and its parse) per message, which the template
+# (runtime/zygote.py) would pay for at every request.
+MAX_FDS = 16
+_FD_STRUCTS = [struct.Struct(f"{n}i") for n in range(MAX_FDS + 1)]
+
+
 def recv_fds(sock: Socket, bufsize: int, maxfds: int) -> tuple[bytes, list[int]]:
+    """One message and the fds that came with it (at most `maxfds` <= MAX_FDS: the kernel
+    closes any more)."""
     data, ancdata, _, _ = sock.recvmsg(bufsize, _socket.CMSG_LEN(maxfds * 4))
     fds: list[int] = []
     for level, kind, payload in ancdata:
         if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds.extend(struct.unpack(f"{len(payload) // 4}i", payload[:len(payload) // 4 * 4]))
+            fds += _FD_STRUCTS[len(payload) // 4].unpack_from(payload)
     return data, fds

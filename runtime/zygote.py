@@ -72,11 +72,9 @@ the template and nsexec's reports the pid and then the exit code on a status pip
 
 from __future__ import annotations
 
-import _socket
 import fcntl
 import gc
 import os
-import struct
 import sys
 
 TYPE_CHECKING = False  # not typing's: its import costs the template ~9 ms and memory
@@ -100,8 +98,6 @@ _FS_ENCODING = sys.getfilesystemencoding()
 # live in libpython's data pages, and every page the template writes between two forks is the
 # previous monitor's to keep (measured ~40 kB a monitor).
 lean = nsexec = shim = None
-_CMSG_SPACE = _socket.CMSG_LEN(MAX_FDS * 4)
-_FDS = [struct.Struct(f"{n}i") for n in range(MAX_FDS + 1)]
 # /dev/null for the monitors' stdin, opened once (_main).
 _NULL = -1
 _FILLER: list[object] = []  # _fill_pools()
@@ -114,20 +110,15 @@ def serve(chan: socket, handlers: dict[bytes, Callable[[bytes, list[int]], None]
 
     Written for what it touches between two forks: every page this loop writes after a fork is
     still shared with the monitor just forked, and the monitor keeps its copy. So no per-request
-    helper function, format string, closure, import or /dev/null open (_FDS, _NULL): the pages
-    the template copies per request went from ~195 to 124 kB (its frames, snapshotted)."""
-    recvmsg = chan.recvmsg
-    close = os.close
+    closure, format string, import or /dev/null open (lean.recv_fds, _NULL): the pages the
+    template copies per request went from ~195 to 124 kB (its frames, snapshotted)."""
     while True:
         try:
-            data, ancdata, _, _ = recvmsg(MAX_REQUEST, _CMSG_SPACE)
+            data, fds = lean.recv_fds(chan, MAX_REQUEST, MAX_FDS)
         except InterruptedError:
             continue
         if not data:
             return 0
-        fds: list[int] = []
-        for _level, _kind, payload in ancdata:  # SCM_RIGHTS is all a SEQPACKET peer can send here
-            fds += _FDS[len(payload) >> 2].unpack_from(payload)
         try:
             handler = handlers.get(data[:1])
             if handler is not None:
@@ -138,7 +129,7 @@ def serve(chan: socket, handlers: dict[bytes, Callable[[bytes, list[int]], None]
             print(f"zygote: request failed: {e!r}", file=sys.stderr, flush=True)
         finally:
             for fd in fds:
-                close(fd)
+                os.close(fd)
 
 
 def _detach(stdio: list[int], name: bytes, run: Callable[..., int], *args: object) -> None:

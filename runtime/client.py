@@ -110,13 +110,32 @@ def _log_tail(bundle_dir: Path) -> str:
         return ""
 
 
-def _kill_monitor(bundle_dir: Path) -> None:
-    # The container's init has PDEATHSIG=SIGKILL: killing the monitor takes it down too.
+def _kill_monitor(bundle_dir: Path, pid: int = 0) -> bool:
+    """SIGKILL the bundle's monitor (`pid`, else the one monitor.pid names); False if it is not there.
+
+    The container's init has PDEATHSIG=SIGKILL: killing the monitor takes it down too. A pid is
+    only a name that the kernel gives out again, so the process is first checked to be this
+    bundle's monitor (it holds the bundle directory open, as no other process does) and is
+    signalled through a pidfd opened before the check: the check and the kill name the same
+    process, and one that died in between is not replaced by whoever got its pid."""
     try:
-        pid = int((bundle_dir / "monitor.pid").read_text())
-        os.kill(pid, signal.SIGKILL)
+        pid = pid or int((bundle_dir / "monitor.pid").read_text())
+        pidfd = os.pidfd_open(pid)
     except (OSError, ValueError):
-        pass
+        return False
+    try:
+        target = os.path.realpath(bundle_dir)
+        fds = f"/proc/{pid}/fd"
+        for name in os.listdir(fds):
+            with contextlib.suppress(OSError):
+                if os.readlink(f"{fds}/{name}") == target:
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+                    return True
+        return False
+    except OSError:
+        return False
+    finally:
+        os.close(pidfd)
 
 
 class Monitor:
@@ -124,6 +143,8 @@ class Monitor:
         self.bundle_dir = Path(bundle_dir)
         self.pid = pid
         self.monitor_pid = monitor_pid
+        # Set by kill_process(): the exit wait() reports when the monitor left no record.
+        self.killed = False
 
     def __repr__(self) -> str:
         return f"Monitor({str(self.bundle_dir)!r}, pid={self.pid})"
@@ -214,8 +235,28 @@ class Monitor:
                               bool(reply.get("oom_killed", False)), str(reply.get("error", "")))
         status = await asyncio.to_thread(read_exit_status, self.bundle_dir)
         if status is None:
+            if self.killed:
+                # The container went with it (SIGKILL): 137, as containerd records for a dead shim.
+                return ExitStatus(137, rfc3339nano(), False, "the container monitor did not answer and was killed")
             return ExitStatus(255, rfc3339nano(), False, "container monitor exited unexpectedly")
         return status
+
+    async def responds(self, timeout: float) -> bool:
+        """Whether the monitor answers a request within `timeout` seconds."""
+        try:
+            await asyncio.wait_for(self._request({"op": "state"}), timeout)
+        except (MonitorError, TimeoutError, OSError, ValueError):
+            return False
+        return True
+
+    async def kill_process(self) -> bool:
+        """SIGKILL the monitor process itself (and so its container), for a monitor that no longer
+        answers (deadlocked, stopped, a bug): the pending wait() then ends and reports exit code
+        137. False if the process is not there (any more)."""
+        # Set before the kill: the wait() that ends with it may read it before this resumes.
+        self.killed = True
+        self.killed = await asyncio.to_thread(_kill_monitor, self.bundle_dir, self.monitor_pid)
+        return self.killed
 
     async def state(self) -> dict:
         """``{"status": "created|running|exited", "pid", "started_at", "finished_at", "exit_code", ...}``."""

@@ -51,6 +51,10 @@ Why the process model keeps the monitor's guarantees:
   helper's exit, so the init arms it when the monitor tells it to start, and the monitor
   reaps the helper before it does: from then on the init dies with the monitor, as before.
   Before the start a monitor that dies closes the init's channel, and the init ends on EOF.
+* A monitor that stops answering (deadlocked, stopped) does not keep its container: when a
+  SIGKILL through it has no effect within 10 s, the daemon kills the processes of the
+  container's cgroup and then the monitor itself (checked to be the bundle's through a
+  pidfd), and records exit code 137 (daemon/containers/service.py, _kill_directly).
 * With a shared pid namespace (``--pid host``, ``--pid container:X``) the container's
   orphans reach the monitor as subreaper, as they did before: it reaps them and ignores
   pids it does not know; _descendants() finds the container's processes below it.

@@ -56,6 +56,10 @@ log = logging.getLogger("pydockerd.containers")
 PRUNE_FILTERS = {"label", "label!", "until"}
 DEFAULT_STOP_TIMEOUT = 10
 KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
+# Past KILL_WAIT the container is killed without its monitor (_kill_directly): the seconds the
+# monitor has to answer whether it still does, and the exit's wait after that.
+MONITOR_ANSWER_WAIT = 2.0
+DIRECT_KILL_WAIT = 5.0
 CREATE_TO_START = 0.05  # seconds within which `docker run` sends its start after the create
 
 
@@ -548,22 +552,69 @@ class ContainerService:
         await self.health.stopped(c)
         # Events as dockerd's containerStop: kill (the stop signal), kill (9) if the timeout
         # forces it, then die (from the exit), then stop.
+        deadline = asyncio.get_running_loop().time() + timeout
         try:
-            await monitor.kill(stop_sig)
+            # Within the timeout (at least a second): a monitor that does not answer must not
+            # hold the stop past it.
+            await asyncio.wait_for(monitor.kill(stop_sig), max(timeout, 1.0) if timeout >= 0 else None)
         except Exception as e:  # noqa: BLE001 - already exiting
             log.debug("stop signal to %s: %s", c.id, e)
         self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(stop_sig))))
-        try:
-            if timeout >= 0:
-                await asyncio.wait_for(asyncio.shield(fut), timeout)
-                self.events.publish("container", "stop", c.id, c.event_attrs())
-                return
-        except TimeoutError:
-            pass
-        await self._sigkill(c)
-        self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
-        await fut
+        if timeout < 0:
+            await fut
+        else:
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), max(deadline - asyncio.get_running_loop().time(), 0))
+            except TimeoutError:
+                if not await self._kill_and_wait(c, fut):
+                    raise DaemonError(f"cannot stop container: {c.id}: tried to kill container, "
+                                      "but did not receive an exit event") from None
         self.events.publish("container", "stop", c.id, c.event_attrs())
+
+    async def _kill_and_wait(self, c: Container, fut: asyncio.Future) -> bool:
+        """SIGKILL to the container through its monitor and its `kill` event; True once it has
+        exited (`fut` from _exit_future), False if it has not within KILL_WAIT and, after
+        _kill_directly, DIRECT_KILL_WAIT more seconds (as dockerd's Kill: 10 s, its direct
+        SIGKILL, then 2 s)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + KILL_WAIT
+        request = asyncio.create_task(self._sigkill(c))
+        try:
+            await asyncio.wait({request}, timeout=KILL_WAIT)
+            self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), max(deadline - loop.time(), 0))
+                return True
+            except TimeoutError:
+                pass
+            await self._kill_directly(c)
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), DIRECT_KILL_WAIT)
+                return True
+            except TimeoutError:
+                return False
+        finally:
+            request.cancel()  # still waiting for a monitor that does not answer
+
+    async def _kill_directly(self, c: Container) -> None:
+        """The container did not exit within KILL_WAIT of its SIGKILL. As dockerd does past a shim
+        that does not deliver it: SIGKILL every process in the container's cgroup from here; and a
+        monitor that does not answer either (deadlocked, stopped, a bug) is killed too, or it
+        would keep the container's record "running" forever: its exit is then recorded as 137
+        (runtime/client.py, Monitor.kill_process). A monitor that answers stays: its container has
+        processes that do not die (uninterruptible sleep), and it reports their exit."""
+        monitor = c.monitor
+        if monitor is None:
+            return
+        answers = await monitor.responds(MONITOR_ANSWER_WAIT)
+        log.warning("container %s did not exit within %g s of SIGKILL%s: killing its processes directly",
+                    c.id, KILL_WAIT, "" if answers else " and its monitor does not answer")
+        try:
+            await asyncio.to_thread(self.cgroups.kill_all, c.id)
+        except OSError as e:
+            log.warning("killing the processes of %s: %s", c.id, e)
+        if not answers and not await monitor.kill_process():
+            log.warning("the monitor of %s was not found to kill", c.id)
 
     async def _sigkill(self, c: Container) -> None:
         """SIGKILL to everything in the container. A paused one is thawed as well, as containerd
@@ -593,17 +644,15 @@ class ContainerService:
         if signum in (signal_mod.SIGKILL, signal_mod.SIGTERM, signal_mod.SIGINT):
             c.manually_stopped = True
             await self._persist(c)
-        # dockerd: SIGKILL, the default, waits (up to 10 s) until the container is no longer
-        # running, so that what follows (inspect, rm) sees it exited; other signals do not.
-        exited = self._exit_future(c) if signum == signal_mod.SIGKILL else None
+        # dockerd: SIGKILL, the default, waits until the container is no longer running, so that
+        # what follows (inspect, rm) sees it exited; other signals do not.
         if signum == signal_mod.SIGKILL:
-            await self._sigkill(c)
-        else:  # to a paused container it stays pending until unpause, as with dockerd
-            await c.monitor.kill(signum)
+            if not await self._kill_and_wait(c, self._exit_future(c)):
+                raise DaemonError(f"Cannot kill container: {ref}: tried to kill container, "
+                                  "but did not receive an exit event")
+            return
+        await c.monitor.kill(signum)  # to a paused container it stays pending until unpause, as with dockerd
         self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(signum)))
-        if exited is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(exited), KILL_WAIT)
 
     async def restart(self, ref: str, timeout: int | None = None, sig: str | None = None) -> None:
         c = self.get(ref)
@@ -641,14 +690,9 @@ class ContainerService:
             if c.restart_task and not c.restart_task.done():
                 c.restart_task.cancel()
             if c.running and c.monitor is not None:
-                fut = self._exit_future(c)
                 c.manually_stopped = True
-                await self._sigkill(c)
-                self.events.publish("container", "kill", c.id, c.event_attrs(signal=str(int(signal_mod.SIGKILL))))
-                try:
-                    await asyncio.wait_for(fut, 30)
-                except TimeoutError:
-                    raise DaemonError(f"could not kill container {c.id}: it did not exit within 30s") from None
+                if not await self._kill_and_wait(c, self._exit_future(c)):
+                    raise DaemonError(f"could not kill container {c.id}: it did not exit after SIGKILL")
             steps = Steps(log, f"removal of {c.id[:12]}")
             await asyncio.to_thread(self.files.remove, c)
             steps.mark("files")

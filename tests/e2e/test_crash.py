@@ -1,13 +1,17 @@
-"""A daemon killed with SIGKILL: nothing acknowledged is lost, the next start reconciles."""
+"""A daemon killed with SIGKILL: nothing acknowledged is lost, the next start reconciles; a monitor
+that stops answering does not keep its container from being stopped, killed or removed."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
-from tests.e2e.helpers import container_mounts, fmt, wait_for
-from tests.helpers import import_busybox
+from tests.e2e.helpers import container_mounts, fmt, inspect, pid_alive, status, wait_for
+from tests.helpers import Daemon, import_busybox
 
 pytestmark = pytest.mark.e2e
 
@@ -33,3 +37,62 @@ def test_sigkill_then_restart_reconciles(new_daemon, busybox_rootfs) -> None:
     assert "tick" in dm.docker("logs", "--tail", "1", "live").stdout
     dm.docker("rm", "-f", "live", "dies", "back", "made")
     assert not [m for m in container_mounts(dm) if "/rootfs/" in m]
+
+
+# --------------------------------------------------------------------------- a monitor that stops answering
+# Its control socket still accepts connections (the backlog) but nothing is answered: as a
+# deadlocked or stopped monitor (SIGSTOP here). stop, kill and rm -f must still end the
+# container, as dockerd does past a shim that hangs (daemon/containers/service.py,
+# _kill_directly): ~13 s each, dockerd's 10 s wait for a SIGKILL's exit included.
+
+
+def _hang_monitor(d: Daemon, name: str) -> tuple[int, list[int]]:
+    """SIGSTOP the container's monitor; returns it and the container's processes."""
+    init = int(fmt(d, name, "{{.State.Pid}}"))
+    with open(f"/proc/{init}/stat") as f:
+        monitor = int(f.read().rsplit(")", 1)[1].split()[1])
+    with open(f"/proc/{init}/task/{init}/children") as f:
+        procs = [init, *map(int, f.read().split())]
+    os.kill(monitor, signal.SIGSTOP)
+    return monitor, procs
+
+
+def test_stop_ends_a_container_whose_monitor_does_not_answer(d: Daemon, uname: Callable[[str], str]) -> None:
+    n = uname("hung")
+    # --pid host: the background sleep does not die with the init (no pid namespace to end):
+    # only the kill of the container's cgroup takes it down.
+    d.docker("run", "-d", "--name", n, "--pid", "host", "busybox", "sh", "-c", "sleep 1001 & exec sleep 1002")
+    wait_for(lambda: d.docker("top", n).stdout.count("sleep 100") == 2, what="both sleeps")
+    since = int(time.time())
+    monitor, procs = _hang_monitor(d, n)
+    assert len(procs) == 2
+    t0 = time.monotonic()
+    r = d.docker("stop", "-t", "1", n, check=False, timeout=60)
+    took = time.monotonic() - t0
+    assert r.returncode == 0, r
+    assert took < 30, took
+    st = inspect(d, n)["State"]
+    assert (st["Status"], st["ExitCode"], st["Running"]) == ("exited", 137, False)
+    assert "monitor did not answer" in st["Error"]
+    wait_for(lambda: not any(pid_alive(p) for p in [monitor, *procs]), what="the monitor and both sleeps gone")
+    events = d.docker("events", "--since", str(since), "--until", str(int(time.time()) + 1), "--filter",
+                      f"container={n}", "--format", "{{.Action}} {{.Actor.Attributes.signal}}").stdout.splitlines()
+    assert events[-4:] == ["kill 15", "kill 9", "die <no value>", "stop <no value>"], events
+    d.docker("start", n)  # the container is whole: it runs again
+    assert status(d, n) == "running"
+    d.docker("rm", "-f", n)
+
+
+def test_kill_and_rm_f_end_a_container_whose_monitor_does_not_answer(d: Daemon,
+                                                                      uname: Callable[[str], str]) -> None:
+    a, b = uname("hung-kill"), uname("hung-rm")
+    for n in (a, b):
+        d.docker("run", "-d", "--name", n, "busybox", "sleep", "1000")
+    hung = [_hang_monitor(d, n) for n in (a, b)]
+    assert d.docker("kill", a, timeout=60).stdout.strip() == a
+    assert fmt(d, a, "{{.State.Status}} {{.State.ExitCode}}") == "exited 137"
+    d.docker("rm", "-f", b, timeout=60)
+    assert d.docker("ps", "-aq", "--filter", f"name={b}").stdout == ""
+    gone = [monitor for monitor, _ in hung] + [p for _, procs in hung for p in procs]
+    wait_for(lambda: not any(pid_alive(p) for p in gone), what="the monitors and their containers gone")
+    d.docker("rm", a)

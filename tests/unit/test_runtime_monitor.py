@@ -594,6 +594,48 @@ def test_container_dies_with_its_monitor(box: Path) -> None:
     assert (status.exit_code, status.error) == (255, "container monitor exited unexpectedly")
 
 
+def test_a_monitor_that_does_not_answer_is_killed_with_its_container(box: Path) -> None:
+    async def main() -> tuple[bool, bool, ExitStatus]:
+        m = await spawn(box, ["sleep", "30"])
+        await m.start()
+        waiting = asyncio.create_task(m.wait())
+        answered = await m.responds(1.0)
+        os.kill(m.monitor_pid, signal.SIGSTOP)
+        stopped_answers = await m.responds(0.5)
+        assert await m.kill_process()
+        return answered, stopped_answers, await waiting
+
+    answered, stopped_answers, status = run(main())
+    assert (answered, stopped_answers) == (True, False)
+    assert (status.exit_code, status.error) == (137, "the container monitor did not answer and was killed")
+    assert not _alive(_spawned[0].pid)  # PDEATHSIG
+
+
+def test_kill_process_spares_a_process_that_is_not_the_bundles_monitor(box: Path) -> None:
+    """monitor.pid naming another process (a reused pid): it does not hold the bundle open."""
+    bundle = box / "bundle"
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        (bundle / "monitor.pid").write_text(str(other.pid))
+        assert run(Monitor(bundle, 0).kill_process()) is False
+        assert other.poll() is None
+        holder = subprocess.Popen([sys.executable, "-c", "import os, sys, time; fd = os.open(sys.argv[1], os.O_RDONLY);"
+                                   " time.sleep(30)", str(bundle)])
+        try:
+            wait_for_fd = time.monotonic() + 5
+            while not any(os.readlink(f"/proc/{holder.pid}/fd/{fd}") == str(bundle)
+                          for fd in os.listdir(f"/proc/{holder.pid}/fd")) and time.monotonic() < wait_for_fd:
+                time.sleep(0.02)
+            assert run(Monitor(bundle, 0, monitor_pid=holder.pid).kill_process()) is True
+            assert holder.wait(5) == -signal.SIGKILL
+        finally:
+            holder.kill()
+            holder.wait()
+    finally:
+        other.kill()
+        other.wait()
+
+
 def test_spawn_refuses_a_bundle_with_a_live_monitor(box: Path) -> None:
     async def main() -> None:
         m = await spawn(box, ["sleep", "30"])

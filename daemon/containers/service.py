@@ -48,7 +48,7 @@ from daemon.util.steps import Steps
 from daemon.util.timeutil import ZERO_TIME, now_rfc3339, parse_time_filter, parse_timestamp
 from daemon.volumes import mounts
 from runtime.cgroups import Cgroups
-from runtime.client import ExitStatus, Monitor, StartError, read_exit_status
+from runtime.client import ExitStatus, Monitor, MonitorError, StartError, read_exit_status
 from runtime.launcher import Launcher
 
 log = logging.getLogger("pydockerd.containers")
@@ -60,6 +60,10 @@ KILL_WAIT = 10.0  # seconds `docker kill` waits for the exit, as dockerd's Kill
 # monitor has to answer whether it still does, and the exit's wait after that.
 MONITOR_ANSWER_WAIT = 2.0
 DIRECT_KILL_WAIT = 5.0
+RECONNECTS_AT_ONCE = 64  # monitors asked at once at start-up (a connection each)
+# A monitor answers in milliseconds; one that has not within this is taken as not answering,
+# which costs nothing if it is only slow (_reconnect).
+RECONNECT_TIMEOUT = 5.0
 CREATE_TO_START = 0.05  # seconds within which `docker run` sends its start after the create
 
 
@@ -104,10 +108,16 @@ class ContainerService:
 
     # -- start-up ----------------------------------------------------------------------------
     async def load(self) -> None:
-        """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon."""
-        for c in self.registry.load():
+        """Rebuilds the in-memory view and reconnects to the monitors that outlived the daemon
+        (at once: one that does not answer holds the start-up for RECONNECT_TIMEOUT, not each)."""
+        containers = self.registry.load()
+        live = [c for c in containers if c.state["Running"] or c.state["Restarting"]]
+        at_once = asyncio.Semaphore(RECONNECTS_AT_ONCE)
+        found = dict(zip([c.id for c in live], await asyncio.gather(*(self._reconnect(c, at_once) for c in live)),
+                         strict=True))
+        for c in containers:
             if c.state["Running"] or c.state["Restarting"]:
-                monitor = await Monitor.connect(self.files.bundle(c))
+                monitor = found[c.id]
                 if monitor is not None:
                     c.monitor = monitor
                     c.state["Restarting"] = False
@@ -126,6 +136,20 @@ class ContainerService:
                 c.restart_task = asyncio.create_task(self._restart_after(c, 0))
             elif c.host_config.get("AutoRemove") and c.state["FinishedAt"] != ZERO_TIME:
                 asyncio.create_task(self._auto_remove(c))
+
+    async def _reconnect(self, c: Container, at_once: asyncio.Semaphore) -> Monitor | None:
+        """The container's monitor if it is still there. One that is there but does not answer
+        (deadlocked, stopped) is kept as it is, its container running as recorded: it may answer
+        again (its wait() is pending like any other), and stop, kill and rm -f end it without it
+        (_kill_directly; its pid from monitor.pid)."""
+        bundle = self.files.bundle(c)
+        try:
+            async with at_once:
+                return await asyncio.wait_for(Monitor.connect(bundle), RECONNECT_TIMEOUT)
+        except (MonitorError, TimeoutError):
+            log.warning("the monitor of %s does not answer within %g s: its container is kept as running",
+                        c.id, RECONNECT_TIMEOUT)
+            return Monitor(bundle, int(c.state.get("Pid") or 0))
 
     # -- create ------------------------------------------------------------------------------
     async def create(self, body: dict, name: str | None) -> dict:

@@ -96,3 +96,20 @@ def test_kill_and_rm_f_end_a_container_whose_monitor_does_not_answer(d: Daemon,
     gone = [monitor for monitor, _ in hung] + [p for _, procs in hung for p in procs]
     wait_for(lambda: not any(pid_alive(p) for p in gone), what="the monitors and their containers gone")
     d.docker("rm", a)
+
+
+def test_a_daemon_restarted_past_a_monitor_that_does_not_answer(new_daemon, busybox_rootfs) -> None:
+    dm = new_daemon()
+    import_busybox(dm, busybox_rootfs)
+    dm.docker("run", "-d", "--name", "hung", "busybox", "sleep", "1000")
+    dm.docker("run", "-d", "--name", "fine", "busybox", "sleep", "1000")
+    monitor, procs = _hang_monitor(dm, "hung")
+    t0 = time.monotonic()
+    dm.restart()  # it asked the one that does not answer for 5 s, and not the others after it
+    assert time.monotonic() - t0 < 25
+    assert fmt(dm, "hung", "{{.State.Status}}") == "running"
+    assert fmt(dm, "fine", "{{.State.Status}}") == "running"
+    dm.docker("exec", "fine", "true")
+    dm.docker("rm", "-f", "hung", timeout=60)
+    wait_for(lambda: not any(pid_alive(p) for p in [monitor, *procs]), what="the monitor and its container gone")
+    dm.docker("rm", "-f", "fine")

@@ -7,6 +7,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -89,9 +90,12 @@ def test_kill_and_rm_f_end_a_container_whose_monitor_does_not_answer(d: Daemon,
     for n in (a, b):
         d.docker("run", "-d", "--name", n, "busybox", "sleep", "1000")
     hung = [_hang_monitor(d, n) for n in (a, b)]
-    assert d.docker("kill", a, timeout=60).stdout.strip() == a
+    with ThreadPoolExecutor(2) as pool:  # side by side: ~12 s each
+        killed = pool.submit(d.docker, "kill", a, timeout=60)
+        removed = pool.submit(d.docker, "rm", "-f", b, timeout=60)
+        assert killed.result().stdout.strip() == a
+        removed.result()
     assert fmt(d, a, "{{.State.Status}} {{.State.ExitCode}}") == "exited 137"
-    d.docker("rm", "-f", b, timeout=60)
     assert d.docker("ps", "-aq", "--filter", f"name={b}").stdout == ""
     gone = [monitor for monitor, _ in hung] + [p for _, procs in hung for p in procs]
     wait_for(lambda: not any(pid_alive(p) for p in gone), what="the monitors and their containers gone")

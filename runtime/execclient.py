@@ -166,6 +166,7 @@ async def _spawn_forked(spec: dict, zygote: ZygoteLauncher) -> ExecProcess | Non
             for fd in ours:
                 os.close(fd)
             return None
+        template = zygote.pid
     except BaseException:
         for fd in ours:
             os.close(fd)
@@ -190,6 +191,10 @@ async def _spawn_forked(spec: dict, zygote: ZygoteLauncher) -> ExecProcess | Non
         for fd in (stdin_w, out_r):
             if fd >= 0:
                 os.close(fd)
+        if zygote.abandoned(template):
+            # Killed unread with the template that did not read it (both pipes at EOF, closed by
+            # their transports): start it as a new process.
+            return None
         raise OSError("exec failed: the exec process did not start")
 
     async def wait() -> int:

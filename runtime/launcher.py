@@ -7,17 +7,21 @@ guarantees hold) and its first and only line on its stdout is the ready line; ``
 returns that line (b"" when the monitor died before writing it). The template is an
 optimisation, never a dependency: while it is not running (it failed to start, it died, the
 daemon is stopping) monitors start as fresh interpreters, and it is started again at the
-next launch.
+next launch; one that does not read its requests (stopped, stuck) is killed
+ZYGOTE_TAKE_TIMEOUT after a request it left unread, and what it was sent starts afresh.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import socket
 import sys
+import termios
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +32,11 @@ log = logging.getLogger("pydockerd.runtime")
 MONITOR_PATH = Path(__file__).resolve().with_name("monitor.py")
 ZYGOTE_PATH = Path(__file__).resolve().with_name("zygote.py")
 ZYGOTE_READY_TIMEOUT = 30.0
+# The template reads a request within microseconds; one with requests still unread after this
+# many seconds, and no CPU used in the next ZYGOTE_RECHECK, does not read (stopped, stuck): it is
+# replaced (ZygoteLauncher._check_taken).
+ZYGOTE_TAKE_TIMEOUT = 4.0
+ZYGOTE_RECHECK = 1.0
 
 
 class Launcher(Protocol):
@@ -80,6 +89,8 @@ class ZygoteLauncher:
         self._sock: socket.socket | None = None
         self._starting: asyncio.Lock | None = None
         self._closed = False
+        # Templates killed for not reading their requests: what they were sent starts afresh.
+        self._abandoned: set[int] = set()
 
     @property
     def pid(self) -> int | None:
@@ -159,12 +170,50 @@ class ZygoteLauncher:
             # template if this one has died.
             log.warning("monitor template unavailable (%s), starting a new process instead", e)
             return False
+        asyncio.get_running_loop().call_later(ZYGOTE_TAKE_TIMEOUT, self._check_taken, sock, self._proc)
         return True
+
+    def abandoned(self, pid: int | None) -> bool:
+        """Whether the template `pid` (self.pid when a request was made) was killed for not
+        reading its requests: a request of it that came to nothing is then to be started afresh."""
+        return pid is not None and pid in self._abandoned
+
+    def _check_taken(self, sock: socket.socket, proc: asyncio.subprocess.Process | None,
+                     cpu_before: int = -1) -> None:
+        """ZYGOTE_TAKE_TIMEOUT after a request: is the template still reading? One that is not
+        (stopped, stuck) would hold every `docker run` and `exec` (an exec for ever). Bytes in its
+        queue (SIOCOUTQ) are not enough to tell: under a stream of requests one may have just
+        been sent. So the template's CPU time is read, and looked at again a second later: with
+        requests still unread and no CPU used meanwhile it is killed. The requests in its queue
+        go with it, their pipes reach EOF and their callers start them as new processes
+        (abandoned()); the next request starts a new template."""
+        if sock is not self._sock or proc is None or proc.returncode is not None:
+            return
+        queued = array.array("i", [0])
+        try:
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, queued, True)
+            with open(f"/proc/{proc.pid}/schedstat", "rb") as f:
+                cpu = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return
+        if queued[0] <= 0:
+            return
+        if cpu_before < 0 or cpu != cpu_before:
+            asyncio.get_running_loop().call_later(ZYGOTE_RECHECK, self._check_taken, sock, proc, cpu)
+            return
+        log.warning("the monitor template (pid %d) has not read its requests in %g s: killing it; "
+                    "what it was sent starts as new processes", proc.pid, ZYGOTE_TAKE_TIMEOUT + ZYGOTE_RECHECK)
+        self._abandoned.add(proc.pid)
+        self._sock = self._proc = None
+        sock.close()
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()  # asyncio's child watcher reaps it
 
     async def launch(self, bundle_dir: Path, log_fd: int) -> bytes:
         r, w = os.pipe2(os.O_CLOEXEC)
         try:
             sent = await self.request(zygote.MONITOR, os.fsencode(bundle_dir), [log_fd, w])
+            template = self.pid
         finally:
             os.close(w)
         if not sent:
@@ -175,6 +224,9 @@ class ZygoteLauncher:
         transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                                     os.fdopen(r, "rb", buffering=0))
         try:
-            return await _read_ready_line(reader)
+            line = await _read_ready_line(reader)
         finally:
             transport.close()
+        if not line and self.abandoned(template):
+            return await self.fallback.launch(bundle_dir, log_fd)
+        return line

@@ -60,7 +60,8 @@ Why the process model keeps the monitor's guarantees:
   pids it does not know; _descendants() finds the container's processes below it.
 * The template crashing costs no container either: the daemon sees EOF on the ready pipe of a
   request in flight (reported as a failed start), and starts monitors as fresh interpreters
-  (runtime/launcher.py) until a new template is up.
+  (runtime/launcher.py) until a new template is up. A template that stops reading (stopped,
+  stuck) is killed 5 s after a request it left unread; what it was sent starts afresh.
 * Nothing of one container is shared with another's: the template never reads a bundle,
   a config or a log; it only receives a bundle path and two fds (the log, the ready pipe),
   which it closes after the fork, so the next monitor inherits none of them. What the

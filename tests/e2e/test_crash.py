@@ -117,3 +117,36 @@ def test_a_daemon_restarted_past_a_monitor_that_does_not_answer(new_daemon, busy
     dm.docker("rm", "-f", "hung", timeout=60)
     wait_for(lambda: not any(pid_alive(p) for p in [monitor, *procs]), what="the monitor and its container gone")
     dm.docker("rm", "-f", "fine")
+
+
+def _template(d: Daemon) -> int:
+    assert d.proc is not None
+    with open(f"/proc/{d.proc.pid}/task/{d.proc.pid}/children") as f:
+        for pid in map(int, f.read().split()):
+            with open(f"/proc/{pid}/cmdline", "rb") as c:
+                if b"zygote.py" in c.read():
+                    return pid
+    raise AssertionError("no template process")
+
+
+def test_a_template_that_does_not_read_is_replaced(d: Daemon, uname: Callable[[str], str]) -> None:
+    """The template is an optimisation, never a dependency (runtime/launcher.py): stopped, it
+    would hold every exec for ever and every run for 90 s. It is killed 5 s after a request it
+    has not read, and what it was sent starts as new processes."""
+    n = uname("tmpl")
+    d.docker("run", "-d", "--name", n, "busybox", "sleep", "1000")
+    template = _template(d)
+    os.kill(template, signal.SIGSTOP)
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(3) as pool:  # all three sent to the stopped template
+        execd = pool.submit(d.docker, "exec", n, "echo", "exec-ok", timeout=60)
+        tty = pool.submit(d.docker, "exec", "-t", n, "echo", "tty-ok", timeout=60)
+        ran = pool.submit(d.docker, "run", "--rm", "busybox", "echo", "run-ok", timeout=60)
+        assert execd.result().stdout == "exec-ok\n"
+        assert tty.result().stdout == "tty-ok\r\n"
+        assert ran.result().stdout == "run-ok\n"
+    assert time.monotonic() - t0 < 30
+    wait_for(lambda: not pid_alive(template), what="the stopped template killed")
+    d.docker("exec", n, "true")  # the next request starts a new template
+    assert _template(d) != template
+    d.docker("rm", "-f", n)

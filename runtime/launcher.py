@@ -91,6 +91,7 @@ class ZygoteLauncher:
         self._closed = False
         # Templates killed for not reading their requests: what they were sent starts afresh.
         self._abandoned: set[int] = set()
+        self._watch: asyncio.TimerHandle | None = None  # _check_taken, armed by a request
 
     @property
     def pid(self) -> int | None:
@@ -140,6 +141,9 @@ class ZygoteLauncher:
     async def close(self) -> None:
         """End the template; running monitors are not affected."""
         self._closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         await self._stop()
 
     async def _stop(self) -> None:
@@ -170,7 +174,8 @@ class ZygoteLauncher:
             # template if this one has died.
             log.warning("monitor template unavailable (%s), starting a new process instead", e)
             return False
-        asyncio.get_running_loop().call_later(ZYGOTE_TAKE_TIMEOUT, self._check_taken, sock, self._proc)
+        if self._watch is None:  # one armed check covers the requests sent meanwhile
+            self._watch = asyncio.get_running_loop().call_later(ZYGOTE_TAKE_TIMEOUT, self._check_taken)
         return True
 
     def abandoned(self, pid: int | None) -> bool:
@@ -178,8 +183,7 @@ class ZygoteLauncher:
         reading its requests: a request of it that came to nothing is then to be started afresh."""
         return pid is not None and pid in self._abandoned
 
-    def _check_taken(self, sock: socket.socket, proc: asyncio.subprocess.Process | None,
-                     cpu_before: int = -1) -> None:
+    def _check_taken(self, cpu_before: int = -1) -> None:
         """ZYGOTE_TAKE_TIMEOUT after a request: is the template still reading? One that is not
         (stopped, stuck) would hold every `docker run` and `exec` (an exec for ever). Bytes in its
         queue (SIOCOUTQ) are not enough to tell: under a stream of requests one may have just
@@ -187,7 +191,9 @@ class ZygoteLauncher:
         requests still unread and no CPU used meanwhile it is killed. The requests in its queue
         go with it, their pipes reach EOF and their callers start them as new processes
         (abandoned()); the next request starts a new template."""
-        if sock is not self._sock or proc is None or proc.returncode is not None:
+        self._watch = None
+        sock, proc = self._sock, self._proc
+        if sock is None or proc is None or proc.returncode is not None:
             return
         queued = array.array("i", [0])
         try:
@@ -199,7 +205,7 @@ class ZygoteLauncher:
         if queued[0] <= 0:
             return
         if cpu_before < 0 or cpu != cpu_before:
-            asyncio.get_running_loop().call_later(ZYGOTE_RECHECK, self._check_taken, sock, proc, cpu)
+            self._watch = asyncio.get_running_loop().call_later(ZYGOTE_RECHECK, self._check_taken, cpu)
             return
         log.warning("the monitor template (pid %d) has not read its requests in %g s: killing it; "
                     "what it was sent starts as new processes", proc.pid, ZYGOTE_TAKE_TIMEOUT + ZYGOTE_RECHECK)

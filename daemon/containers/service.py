@@ -576,7 +576,8 @@ class ContainerService:
         await self.health.stopped(c)
         # Events as dockerd's containerStop: kill (the stop signal), kill (9) if the timeout
         # forces it, then die (from the exit), then stop.
-        deadline = asyncio.get_running_loop().time() + timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
         try:
             # Within the timeout (at least a second): a monitor that does not answer must not
             # hold the stop past it.
@@ -588,7 +589,7 @@ class ContainerService:
             await fut
         else:
             try:
-                await asyncio.wait_for(asyncio.shield(fut), max(deadline - asyncio.get_running_loop().time(), 0))
+                await asyncio.wait_for(asyncio.shield(fut), max(deadline - loop.time(), 0))
             except TimeoutError:
                 if not await self._kill_and_wait(c, fut):
                     raise DaemonError(f"cannot stop container: {c.id}: tried to kill container, "

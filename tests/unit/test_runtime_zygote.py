@@ -59,8 +59,10 @@ def test_monitor_outlives_the_template(box: Path, tmp_path: Path) -> None:  # no
         assert zygote
         m = await Monitor.spawn(box / "bundle", make_spec(box, ["sh", "-c", "echo hi; sleep 0.5; exit 7"]), launcher)
         try:
-            # Neither the template's nor the daemon's child: their deaths cannot take it along.
-            assert _ppid(m.monitor_pid) not in (zygote, os.getpid())
+            # The template's child in a session of its own, never the daemon's: the template's
+            # death cannot take it along.
+            assert _ppid(m.monitor_pid) == zygote
+            assert os.getsid(m.monitor_pid) == m.monitor_pid
             os.kill(zygote, signal.SIGKILL)  # the template dies while the container runs
             assert (await _run_to_end(m)) == (7, b"hi\n", b"")
             # The next launch starts a new template.
@@ -70,6 +72,25 @@ def test_monitor_outlives_the_template(box: Path, tmp_path: Path) -> None:  # no
         finally:
             await launcher.close()
         assert _gone(m.monitor_pid) and _gone(m2.monitor_pid)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_a_monitor_that_ends_leaves_no_zombie_of_the_template(box: Path, tmp_path: Path) -> None:  # noqa: F811
+    async def scenario() -> None:
+        launcher = ZygoteLauncher(tmp_path / "exec")
+        assert await launcher.start()
+        try:
+            m = await Monitor.spawn(box / "bundle", make_spec(box, ["true"]), launcher)
+            assert _ppid(m.monitor_pid) == launcher.pid
+            assert (await _run_to_end(m))[0] == 0
+            # The template ignores SIGCHLD: the kernel reaps its children, no zombie is left.
+            deadline = time.monotonic() + 5
+            while os.path.exists(f"/proc/{m.monitor_pid}") and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert not os.path.exists(f"/proc/{m.monitor_pid}")
+        finally:
+            await launcher.close()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 

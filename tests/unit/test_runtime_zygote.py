@@ -19,7 +19,15 @@ from runtime import client
 from runtime.client import Monitor
 from runtime.execclient import spawn_exec
 from runtime.launcher import ZygoteLauncher
-from tests.unit.test_runtime_monitor import _alive, applets, box, demux, make_spec  # noqa: F401 - fixtures
+from tests.unit.test_runtime_monitor import (  # noqa: F401 - fixtures
+    _alive,
+    _spawned,
+    applets,
+    box,
+    demux,
+    make_spec,
+    no_leaks,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -58,6 +66,7 @@ def test_monitor_outlives_the_template(box: Path, tmp_path: Path) -> None:  # no
         zygote = launcher.pid
         assert zygote
         m = await Monitor.spawn(box / "bundle", make_spec(box, ["sh", "-c", "echo hi; sleep 0.5; exit 7"]), launcher)
+        _spawned.append(m)  # killed at the end if a check failed first
         try:
             # The template's child in a session of its own, never the daemon's: the template's
             # death cannot take it along.
@@ -67,6 +76,7 @@ def test_monitor_outlives_the_template(box: Path, tmp_path: Path) -> None:  # no
             assert (await _run_to_end(m)) == (7, b"hi\n", b"")
             # The next launch starts a new template.
             m2 = await Monitor.spawn(box / "bundle", make_spec(box, ["true"]), launcher)
+            _spawned.append(m2)  # killed at the end if a check failed first
             assert launcher.pid not in (None, zygote)
             assert (await _run_to_end(m2))[0] == 0
         finally:
@@ -82,6 +92,7 @@ def test_a_monitor_that_ends_leaves_no_zombie_of_the_template(box: Path, tmp_pat
         assert await launcher.start()
         try:
             m = await Monitor.spawn(box / "bundle", make_spec(box, ["true"]), launcher)
+            _spawned.append(m)  # killed at the end if a check failed first
             assert _ppid(m.monitor_pid) == launcher.pid
             assert (await _run_to_end(m))[0] == 0
             # The template ignores SIGCHLD: the kernel reaps its children, no zombie is left.
@@ -101,6 +112,7 @@ def test_close_ends_the_template_not_the_containers(box: Path, tmp_path: Path) -
         await launcher.start()
         zygote = launcher.pid
         m = await Monitor.spawn(box / "bundle", make_spec(box, ["sleep", "30"]), launcher)
+        _spawned.append(m)  # killed at the end if a check failed first
         await m.start()
         await launcher.close()
         assert zygote and _gone(zygote)
@@ -121,6 +133,7 @@ def test_without_a_template_monitors_start_fresh(box: Path, tmp_path: Path) -> N
         assert not await launcher.start()
         launcher.fallback.python = sys.executable  # the fallback itself works
         m = await Monitor.spawn(box / "bundle", make_spec(box, ["sh", "-c", "echo fresh"]), launcher)
+        _spawned.append(m)  # killed at the end if a check failed first
         assert (await _run_to_end(m)) == (0, b"fresh\n", b"")
         await launcher.close()
 
@@ -137,6 +150,7 @@ def test_exec_forked_by_the_template(box: Path, tmp_path: Path) -> None:  # noqa
         launcher = ZygoteLauncher(tmp_path / "exec")
         assert await launcher.start()
         m = await Monitor.spawn(box / "bundle", make_spec(box, ["sleep", "30"]), launcher)
+        _spawned.append(m)  # killed at the end if a check failed first
         try:
             await m.start()
             ex = await spawn_exec(_exec_spec(m.pid, ["sh", "-c", "echo $$; ls /proc/$$/fd; echo err >&2; exit 3"]),

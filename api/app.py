@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.backends import Backends
 from api.hijack import HijackRoutes
 from api.metrics import RequestMetrics
+from api.replay import ReplayCache
 from api.responses import JSONResponse
 from api.routers import (
     archive,
@@ -75,7 +76,7 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"message": str(exc) or type(exc).__name__}, status_code=500)
 
 
-def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
+def create_app(backends: Backends) -> tuple[Any, HijackRoutes, ReplayCache]:
     # The routers' routes behind one index (api/routing.py) rather than include_router:
     # matching them one by one cost more than the rest of a small request. EngineAPI
     # (api/stack.py): FastAPI with only the middleware that does something here.
@@ -90,4 +91,7 @@ def create_app(backends: Backends) -> tuple[Any, HijackRoutes]:
     if backends.metrics is not None:
         # Inside the version prefix: the route matched is the one without /v1.NN.
         app.add_middleware(RequestMetrics, observer=backends.metrics)
-    return VersionPrefixMiddleware(app), routes
+    # With metrics, every request goes through the app to be counted: nothing is replayed.
+    replay = ReplayCache(backends.revision, enabled=backends.metrics is None)
+    app.state.replay = replay
+    return VersionPrefixMiddleware(app), routes, replay

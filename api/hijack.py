@@ -13,7 +13,8 @@ request is an `Upgrade: tcp` on a registered route, the transport is taken away 
 uvicorn and handed to an asyncio handler as a StreamReader/StreamWriter pair. Every
 other request goes through the ASGI app untouched.
 
-The protocol also answers `/_ping` itself (api/ping.py): see _quick_ping and _take_ping.
+The protocol also answers `/_ping` itself (api/ping.py): see _quick_ping and _take_ping; and it
+replays the kept answers of GET requests (api/replay.py): see _quick_replay and _replay_candidate.
 
 uvicorn internals relied on (uvicorn and httptools are pinned for this):
 `HttpToolsProtocol.{parser, url, headers, scope, expect_100_continue, transport, loop, app,
@@ -45,6 +46,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import ping
 from .limits import HeaderGuard, error_response
 from .params import parse_json
+from .replay import SCOPE_KEY as REPLAY_KEY
+from .replay import ReplayCache, Slot
 from .streams import RAW_STREAM
 from .versioning import API_VERSION, STANDARD_HEADERS, check_version, strip_version
 
@@ -416,15 +419,45 @@ async def _run_hijack(
             await close_gracefully(writer, reader)
 
 
+class _NoRevision:
+    value = 0
+
+
+_NO_REVISION = _NoRevision()
 _BODY_HIGH_WATER = 1 << 20  # unread request body per connection before reading pauses
 _SEND_BUFFER = 1 << 20  # SO_SNDBUF of each connection (the kernel doubles it)
 
 
-def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
-    """The uvicorn protocol class for `uvicorn.Config(http=..., ws="none")`."""
+class _Recorder:
+    """The transport of a request cycle whose answer may be kept: what is written, also kept."""
+
+    __slots__ = ("transport", "written")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self.transport = transport
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.transport.write(data)
+
+    def is_closing(self) -> bool:
+        return self.transport.is_closing()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def protocol_class(routes: HijackRoutes, replay: ReplayCache | None = None) -> type[HttpToolsProtocol]:
+    """The uvicorn protocol class for `uvicorn.Config(http=..., ws="none")`; `replay`: the kept
+    answers of GET requests (none kept without it)."""
+    answers = replay if replay is not None else ReplayCache(_NO_REVISION, enabled=False)
 
     class HijackProtocol(HttpToolsProtocol):
         _hijack_routes = routes
+        _replay = answers
+        # The read being parsed when it began at a request boundary: the key of a kept answer.
+        _head_read: bytes | None = None
         _hijack: _Pending | None = None
         _plain_body_left = 0
         # Between a request's headers and its end: data then is body, not a head to look into.
@@ -545,6 +578,13 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 self._in_body = True
                 return
             self._new_scope()
+            method = self.parser.get_method()
+            if method != b"GET" and method != b"HEAD":
+                # It may change what kept answers show: none is replayed from now, nor after its answer.
+                self._replay.invalidate()
+                mutating = True
+            else:
+                mutating = False
             if is_ping is None:
                 # A ping for uvicorn's cycle to carry (see _take_ping): the same answer, as an app.
                 app = self.app
@@ -563,7 +603,15 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 self._hijack = pending
                 return
             self._in_body = True
+            slot = self._replay_candidate(method)
             super().on_headers_complete()
+            cycle = self.cycle
+            if mutating and cycle is not None:
+                cycle.on_response = self._after_mutation
+            elif slot is not None and cycle is not None and not self.pipeline:
+                recorder = _Recorder(cycle.transport)
+                cycle.transport = recorder  # type: ignore[assignment]
+                cycle.on_response = lambda: self._after_candidate(slot, recorder)
             if self.parser.should_upgrade() and self.cycle is not None and not self._should_upgrade():
                 # An upgrade request we do not hijack (HTTP/1.0, another path, another
                 # protocol) is served as plain HTTP, as dockerd does. httptools skips the
@@ -572,6 +620,37 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
                 # be trusted with what follows.
                 self.cycle.keep_alive = False
                 self._plain_body_left = _content_length(self.headers)
+
+        def _replay_candidate(self, method: bytes) -> Slot | None:
+            """A slot in the scope when this request's answer may be kept (api/replay.py): a GET
+            that was one whole read at a request boundary, not queued behind another response."""
+            head, self._head_read = self._head_read, None
+            if head is None or method != b"GET" or self.pipeline or self.parser.should_upgrade():
+                return None
+            cycle = self.cycle
+            if cycle is not None and not cycle.response_complete:
+                return None
+            slot = self._replay.slot(head)
+            if slot is not None:
+                self.scope[REPLAY_KEY] = slot  # type: ignore[literal-required]
+            return slot
+
+        def _after_candidate(self, slot: Slot, recorder: _Recorder) -> None:
+            self._replay.keep(slot, recorder.written)
+            self.on_response_complete()
+
+        def _after_mutation(self) -> None:
+            self._replay.invalidate()
+            self.on_response_complete()
+
+        def _quick_replay(self, data: bytes) -> bool:
+            """Write the kept answer of a read that is one GET request head seen before (api/replay.py)."""
+            answer = self._replay.answer(data, self._date())
+            if answer is None or not self._may_answer_now():
+                return False
+            self._guard.complete()
+            self._answer_now(answer, b"GET", data[4:data.find(b" HTTP/1.1\r\n")])
+            return True
 
         def _take_ping(self) -> bool | None:
             """For a /_ping (api/ping.py): True when it is answered here when its request ends, None
@@ -599,18 +678,22 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
         def _quick_ping(self, data: bytes) -> bool:
             """Answer a read that is one plain `/_ping` without the parser (see ping.is_plain_ping)."""
             head = ping.is_plain_ping(data)
-            if head is None or self.pipeline or self._plain_body_left:
-                return False
-            cycle = self.cycle
-            if cycle is not None and not cycle.response_complete:
+            if head is None or not self._may_answer_now():
                 return False
             # The head is complete and within limits: what the guard waits for (only the first
             # request of a connection is being waited for here; later ones begin in the parser).
             self._guard.complete()
-            self._answer_ping(ping.ANSWERS.answer(head, self._date()), b"HEAD" if head else b"GET", b"/_ping")
+            self._answer_now(ping.ANSWERS.answer(head, self._date()), b"HEAD" if head else b"GET", b"/_ping")
             return True
 
-        def _answer_ping(self, answer: bytes, method: bytes, url: bytes) -> None:
+        def _may_answer_now(self) -> bool:
+            """Whether an answer written now follows every earlier one (none queued or unfinished)."""
+            if self.pipeline or self._plain_body_left:
+                return False
+            cycle = self.cycle
+            return cycle is None or cycle.response_complete
+
+        def _answer_now(self, answer: bytes, method: bytes, url: bytes) -> None:
             self._ping = None
             self.transport.write(answer)
             if self.access_log:
@@ -683,7 +766,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             self._between = True
             answer = self._ping
             if answer is not None:
-                self._answer_ping(answer, self.parser.get_method(), self.url)
+                self._answer_now(answer, self.parser.get_method(), self.url)
                 return
             if self._hijack is not None or self._plain_body_left or self._guard.rejected:
                 return
@@ -702,8 +785,12 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             if self._guard.rejected:
                 return
             self._unset_keepalive_if_required()
-            if self._between and self._quick_ping(data):
-                return
+            if self._between:
+                if self._quick_ping(data) or self._quick_replay(data):
+                    return
+                self._head_read = data
+            else:
+                self._head_read = None
             if self._plain_body_left:
                 self._feed_plain_body(data)
                 return
@@ -792,5 +879,7 @@ def protocol_class(routes: HijackRoutes) -> type[HttpToolsProtocol]:
             tasks = self._hijack_routes.tasks
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            replay = self._replay
+            task.add_done_callback(lambda _: replay.invalidate())
 
     return HijackProtocol

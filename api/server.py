@@ -21,6 +21,7 @@ import uvicorn
 
 from . import activation
 from .hijack import HijackRoutes, protocol_class
+from .replay import ReplayCache
 
 log = logging.getLogger(__name__)
 
@@ -387,6 +388,7 @@ async def serve(
     shutdown_event: asyncio.Event | None = None,
     access_log: bool = False,
     graceful_timeout: float | Callable[[], float] = GRACEFUL_SHUTDOWN_TIMEOUT,
+    replay: ReplayCache | None = None,
 ) -> None:
     """Serve `app` (and the hijack routes) on every listener until shutdown_event is set.
 
@@ -398,7 +400,7 @@ async def serve(
     shutdown_event (or cancel this coroutine) to stop. Unix socket files are removed on
     exit.
     """
-    http_class = protocol_class(routes)
+    http_class = protocol_class(routes, replay)
     groups: dict[int, tuple[ssl.SSLContext | None, list[socket.socket]]] = {}
     for bound in listeners:
         key = id(bound.ssl_context)

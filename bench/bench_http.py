@@ -36,9 +36,12 @@ import urllib.parse
 import common
 
 # /networks/none: a small JSON answer from one of the last routes declared (every engine has
-# the `none` network), where matching routes one by one used to cost most.
+# the `none` network), where matching routes one by one used to cost most. `{n}` in a path is a
+# number that changes with every request: pydockerd replays the answers of repeated GETs while
+# nothing they show changed (api/replay.py), and a query that is never the same goes through
+# its app every time (an engine ignores a query parameter it does not know).
 PATHS = [("GET", "/_ping"), ("HEAD", "/_ping"), ("GET", "/version"), ("GET", "/v1.41/networks/none"),
-         ("GET", "/v1.41/containers/json")]
+         ("GET", "/v1.41/containers/json"), ("GET", "/v1.41/containers/json?n={n}")]
 
 
 def _dial(host: str) -> socket.socket:
@@ -91,13 +94,16 @@ def _one_response(sock: socket.socket, buf: bytearray, head: bool) -> None:
 def _client(host: str, method: str, path: str, start_at: float, duration: float, out: multiprocessing.Queue) -> None:
     sock = _dial(host)
     req = f"{method} {path} HTTP/1.1\r\nHost: localhost\r\nUser-Agent: bench\r\n\r\n".encode()
+    varying = b"{n}" in req
+    before, _, after = req.partition(b"{n}")
+    prefix = b"%d-" % os.getpid()
     buf = bytearray()
     n = 0
     time.sleep(max(0.0, start_at - time.time()))
     stop_at = start_at + duration
     try:
         while time.time() < stop_at:
-            sock.sendall(req)
+            sock.sendall(before + prefix + b"%d" % n + after if varying else req)
             _one_response(sock, buf, method == "HEAD")
             n += 1
         out.put((n, ""))

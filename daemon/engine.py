@@ -42,6 +42,7 @@ from daemon.networks.dns import ContainerNames, EmbeddedDns
 from daemon.networks.endpoints import SandboxService
 from daemon.networks.sandbox import Sandboxes
 from daemon.networks.service import NetworkService
+from daemon.revision import Revision
 from daemon.store import Store
 from daemon.swarm import NoSwarm
 from daemon.system import SystemService
@@ -87,8 +88,10 @@ class Daemon:
         self.reload_flags = dict(reload_flags or {})
         self.on_log_level = on_log_level
         root = cfg.data_root
-        self.store = Store(root / "pydockerd.db")
-        self.events = EventBus()
+        # Moved by every change the API can show: GET answers are replayed while it stays (api/replay.py).
+        self.revision = Revision()
+        self.store = Store(root / "pydockerd.db", self.revision)
+        self.events = EventBus(self.revision)
         self.blobs = BlobStore(root / "blobs")
         self.layers = LayerStore(root / "layers")
         self.driver = make_driver(cfg.storage_driver, root / "rootfs")
@@ -103,7 +106,7 @@ class Daemon:
             self.metrics = Metrics(self.cgroups, self.looplag)
         self.container_defaults = container_defaults(cfg)
         # Built first: every subsystem finds containers (and who uses an image or a volume) here.
-        self.registry = ContainerRegistry(self.store)
+        self.registry = ContainerRegistry(self.store, self.revision)
         self.sources = LayerSources(root / "layer-sources", self.blobs, self.layers)
         # The build cache forgets the steps of an image as it is deleted: nothing of it stays.
         build_cache = BuildCache(root / "builder" / "cache.json", lambda iid: iid in self.images.images)
@@ -184,7 +187,7 @@ class Daemon:
                         build=self.build,
                         distribution=self.distribution, networks=self.networks, network_connect=self.sandboxes,
                         volumes=self.volumes, system=self.system, swarm=NoSwarm(),
-                        stopping=self.stopping, metrics=self.metrics)
+                        stopping=self.stopping, revision=self.revision, metrics=self.metrics)
 
     def reload(self) -> None:
         """SIGHUP: daemon.json read again with the start's flags; the settings dockerd reloads are

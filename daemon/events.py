@@ -12,6 +12,7 @@ from typing import Any
 
 from daemon.errors import InvalidParameter
 from daemon.images import reference
+from daemon.revision import Revision
 from daemon.util.filters import Filters
 from daemon.util.timeutil import parse_time_filter
 
@@ -99,7 +100,8 @@ class EventFilter:
 
 
 class EventBus:
-    def __init__(self) -> None:
+    def __init__(self, revision: Revision | None = None) -> None:
+        self._revision = revision or Revision()
         self._history: collections.deque[dict] = collections.deque(maxlen=_HISTORY)
         self._subscribers: set[asyncio.Queue[dict]] = set()
 
@@ -123,6 +125,7 @@ class EventBus:
             event["id"] = actor_id
             if type_ == "container" and attributes and "image" in attributes:
                 event["from"] = attributes["image"]
+        self._revision.bump()
         self._history.append(event)
         for q in self._subscribers:
             q.put_nowait(event)

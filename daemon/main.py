@@ -103,7 +103,7 @@ async def _run(loaded: Loaded) -> None:
     daemon = Daemon(cfg, reload_flags=loaded.flags, on_log_level=set_log_level,
                     tcp_listeners=[b.url for b in listeners if b.listener.scheme == "tcp"])
     await daemon.start()
-    app, routes = create_app(daemon.backends())
+    app, routes, replay = create_app(daemon.backends())
     # What start-up made (modules, routes, the engine's services and records) lives as long as
     # the daemon: out of the collector's sight, a full collection under bench_load's 16 clients
     # took 9-17 ms instead of 55-70, which the event loop stalled for.
@@ -130,7 +130,7 @@ async def _run(loaded: Loaded) -> None:
     log.info("pydockerd ready, API listening on %s", ", ".join(cfg.hosts))
     try:
         await serve(app, listeners, routes, shutdown_event=stop, on_started=notifier.ready,
-                    graceful_timeout=lambda: float(cfg.shutdown_timeout))
+                    graceful_timeout=lambda: float(cfg.shutdown_timeout), replay=replay)
     finally:
         if metrics_server is not None:
             await metrics_server.stop()

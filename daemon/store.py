@@ -14,6 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from daemon.revision import Revision
+
 SCHEMA_VERSION = 3  # 2: volumes, 3: networks
 
 _SCHEMA = """
@@ -34,8 +36,9 @@ CREATE TABLE IF NOT EXISTS networks (id TEXT PRIMARY KEY, name TEXT NOT NULL UNI
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, revision: Revision | None = None) -> None:
         self._path = path
+        self._revision = revision or Revision()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
 
@@ -73,7 +76,13 @@ class Store:
         self._pool.shutdown()
 
     async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        # Every call here writes: the services change their objects in memory just before or
+        # just after it (daemon/revision.py).
+        self._revision.bump()
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        finally:
+            self._revision.bump()
 
     def _sync(self, fn: Any, *args: Any) -> Any:
         return self._pool.submit(fn, *args).result()

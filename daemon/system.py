@@ -88,7 +88,7 @@ class SystemService:
     async def disk_usage(self) -> dict:
         """GET /system/df: images with how many containers use each, containers with sizes, volumes."""
         imgs = self.images.list(False, None)
-        ctrs = self.containers.list(True, 0, None)
+        ctrs, _ = self.containers.list(True, 0, None)
         await self.containers.add_sizes(ctrs)
         users: dict[str, int] = {}
         for c in ctrs:

@@ -20,6 +20,7 @@ from api.backends.swarm import SwarmBackend
 from api.backends.system import SystemBackend
 from api.backends.updates import UpdateBackend
 from api.backends.volumes import VolumeBackend
+from api.replay import StateRevision
 
 
 @dataclass(frozen=True)
@@ -42,5 +43,8 @@ class Backends:
     # Set when the daemon starts stopping: responses that would last as long as the daemon
     # (wait, logs -f, events, stats, attach) end then.
     stopping: asyncio.Event
+    # Moves whenever anything an answer shows may have changed: kept GET answers are replayed
+    # while it stays (api/replay.py).
+    revision: StateRevision
     # With --metrics-addr: told about every request (route template, status, duration).
     metrics: RequestObserver | None = None

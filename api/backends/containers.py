@@ -43,12 +43,14 @@ class AttachSession(Protocol):
 
 class ContainerBackend(Protocol):
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
-             since_ref: str = "") -> list[dict]: ...
+             since_ref: str = "") -> tuple[list[dict], float | None]:
+        """The rows of `docker ps`, and when the first of their STATUS texts next reads otherwise
+        by time alone ("Up 3 seconds"; None when none shows time)."""
+        ...
 
     async def add_sizes(self, docs: list[dict]) -> None:
         """SizeRw and SizeRootFs into list rows or inspect documents."""
         ...
-
     async def create(self, body: dict, name: str | None) -> dict: ...
 
     async def prune(self, filters_raw: str | None) -> dict: ...

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api import replay
 from api.backends.containers import ContainerBackend, LoggedContainer
 from api.backends.stats import StatsBackend
 from api.backends.updates import UpdateBackend
@@ -25,11 +26,13 @@ def _svc(request: Request) -> ContainerBackend:
 @router.get("/json")
 async def list_containers(request: Request) -> JSONResponse:
     svc = _svc(request)
-    rows = svc.list(qbool(request, "all"), qint(request, "limit", 0) or 0, qstr(request, "filters") or None,
-                    qstr(request, "before"), qstr(request, "since"))
+    rows, changes_at = svc.list(qbool(request, "all"), qint(request, "limit", 0) or 0,
+                                qstr(request, "filters") or None, qstr(request, "before"), qstr(request, "since"))
     if qbool(request, "size"):
-        await svc.add_sizes(rows)
-    return JSONResponse(rows)
+        await svc.add_sizes(rows)  # sizes change with what the containers write: not replayed
+        return JSONResponse(rows)
+    # Replayed until a STATUS text ("Up 3 seconds") would read otherwise.
+    return replay.allow(request, JSONResponse(rows), until=changes_at)
 
 
 @router.post("/create", status_code=201)

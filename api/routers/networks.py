@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api import replay
 from api.backends.networks import NetworkBackend, NetworkConnectBackend
 from api.params import json_body, qstr
 from api.responses import JSONResponse
@@ -24,7 +25,7 @@ def _connect(request: Request) -> NetworkConnectBackend:
 @router.get("")
 @router.get("/")
 async def list_networks(request: Request) -> JSONResponse:
-    return JSONResponse(_svc(request).list(qstr(request, "filters") or None))
+    return replay.allow(request, JSONResponse(_svc(request).list(qstr(request, "filters") or None)))
 
 
 @router.post("/create", status_code=201)
@@ -40,7 +41,7 @@ async def prune(request: Request) -> JSONResponse:
 
 @router.get("/{ref:path}")
 async def inspect(ref: str, request: Request) -> JSONResponse:
-    return JSONResponse(_svc(request).inspect(ref))
+    return replay.allow(request, JSONResponse(_svc(request).inspect(ref)))
 
 
 @router.delete("/{ref:path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from api import replay
 from api.backends.system import SystemBackend
 from api.params import qstr
 from api.responses import JSONResponse
@@ -26,7 +27,7 @@ def _svc(request: Request) -> SystemBackend:
 
 
 async def version(request: Request) -> Response:
-    return JSONResponse(_svc(request).version(API_VERSION, MIN_API_VERSION))
+    return replay.allow(request, JSONResponse(_svc(request).version(API_VERSION, MIN_API_VERSION)))
 
 
 router.add_route("/version", version, methods=["GET"])
@@ -51,5 +52,8 @@ async def system_df(request: Request) -> JSONResponse:
 
 @router.get("/debug/vars")
 async def debug_vars(request: Request) -> JSONResponse:
-    """As dockerd's expvar page: figures about the daemon itself (memory, event-loop lag)."""
-    return JSONResponse(_svc(request).debug_vars())
+    """As dockerd's expvar page: figures about the daemon itself (memory, event-loop lag, answers
+    replayed)."""
+    doc = _svc(request).debug_vars()
+    doc["replay"] = request.app.state.replay.figures()
+    return JSONResponse(doc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -88,27 +89,41 @@ class Container:
 
     def status_text(self, now: float | None = None) -> str:
         """The STATUS column of `docker ps`."""
-        now = time.time() if now is None else now
+        return self.status(time.time() if now is None else now)[0]
+
+    def status(self, now: float) -> tuple[str, float | None]:
+        """The STATUS column of `docker ps` at `now`, and when it next reads otherwise by time alone
+        ("Up 3 seconds": it counts whole seconds); None when it shows no time."""
         st = self.state
         if self.removing:
-            return "Removal In Progress"
+            return "Removal In Progress", None
         if st["Dead"]:
-            return "Dead"
+            return "Dead", None
         if st["Restarting"]:
-            return f"Restarting ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"
+            since = parse_timestamp(st["FinishedAt"])
+            return f"Restarting ({st['ExitCode']}) {human_duration(now - since)} ago", _next_second(since, now)
         if st["Running"]:
-            text = "Up " + human_duration(now - parse_timestamp(st["StartedAt"]))
+            since = parse_timestamp(st["StartedAt"])
+            text = "Up " + human_duration(now - since)
             if st["Paused"]:
-                return text + " (Paused)"
-            return f"{text} ({health.status_text(st['Health'])})" if st.get("Health") else text
+                text += " (Paused)"
+            elif st.get("Health"):
+                text = f"{text} ({health.status_text(st['Health'])})"
+            return text, _next_second(since, now)
         if st["FinishedAt"] == ZERO_TIME:
-            return "Created"
-        return f"Exited ({st['ExitCode']}) {human_duration(now - parse_timestamp(st['FinishedAt']))} ago"
+            return "Created", None
+        since = parse_timestamp(st["FinishedAt"])
+        return f"Exited ({st['ExitCode']}) {human_duration(now - since)} ago", _next_second(since, now)
 
     @property
     def command_text(self) -> str:
         parts = [self.path, *self.args] if self.path else list(self.args)
         return " ".join(shlex.quote(p) if (" " in p or not p) else p for p in parts)
+
+
+def _next_second(since: float, now: float) -> float:
+    """When the whole seconds from `since` to the time go up next, after `now`."""
+    return since + math.floor(now - since) + 1
 
 
 def human_duration(seconds: float) -> str:

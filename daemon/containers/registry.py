@@ -13,12 +13,14 @@ from collections.abc import Callable, Iterator
 
 from daemon.containers.container import Container
 from daemon.errors import Conflict, InvalidParameter, NotFound
+from daemon.revision import Revision
 from daemon.store import Store
 
 
 class ContainerRegistry:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, revision: Revision | None = None) -> None:
         self._store = store
+        self._revision = revision or Revision()
         self._by_id: dict[str, Container] = {}
         self._names: dict[str, str] = {}  # "/name" -> id
         # Called with each removed container: what others keep per container goes with it.
@@ -78,13 +80,19 @@ class ContainerRegistry:
         if c.id in self._by_id or self._names.get(c.name) == c.id:
             await self._store.put_container(c.id, c.name, c.doc())
 
+    def changed(self) -> None:
+        """A container's state changed and is not written at once (daemon/revision.py)."""
+        self._revision.bump()
+
     def add(self, c: Container) -> None:
         """A created (or loaded) container; its name must be reserved for it or free."""
+        self._revision.bump()
         self._by_id[c.id] = c
         self._names[c.name] = c.id
 
     def discard(self, c: Container) -> None:
         """A removed container: its id and, if it still holds it, its name."""
+        self._revision.bump()
         self._by_id.pop(c.id, None)
         self.release(c.name, c.id)
         for fn in self.on_discard:
@@ -105,10 +113,12 @@ class ContainerRegistry:
             raise Conflict(f'Conflict. The container name "{name}" is already in use by container '
                            f'"{owner}". You have to remove (or rename) that container to be '
                            "able to reuse that name.")
+        self._revision.bump()
         self._names[name] = cid
 
     def release(self, name: str, cid: str) -> None:
         if self._names.get(name) == cid:
+            self._revision.bump()
             del self._names[name]
 
     def random_name(self) -> str:

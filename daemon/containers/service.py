@@ -369,6 +369,7 @@ class ContainerService:
     async def _start_failed(self, c: Container, message: str, exit_code: int, monitor: Monitor | None) -> None:
         c.state.update(Status="created" if c.state["StartedAt"] == ZERO_TIME else "exited", Running=False,
                        Pid=0, ExitCode=exit_code, Error=message)
+        self.registry.changed()  # written after the release
         await self._release(c)
         attaching.fail_pending(c)
         await self._persist(c)
@@ -420,6 +421,7 @@ class ContainerService:
         c.state.update(Status="exited", Running=False, Paused=False, Pid=0, ExitCode=status.exit_code,
                        Error=status.error or "", FinishedAt=status.finished_at or now_rfc3339(),
                        OOMKilled=bool(oom))
+        self.registry.changed()  # written after the release
         # Restarting from the moment it is not running (before the awaits of the release): an rm
         # without force in between must be refused, as dockerd's state goes straight to restarting.
         again = restart_allowed and not self.shutting_down and self._should_restart(c)
@@ -471,6 +473,7 @@ class ContainerService:
         except Exception as e:  # noqa: BLE001 - then released and removed in the ordinary order
             log.warning("removing %s at its exit: %s", c.id, e)
             c.removing = False
+            self.registry.changed()
             await self._release(c)
             await self._persist(c)
             await self._auto_remove(c)
@@ -705,6 +708,7 @@ class ContainerService:
         if c.removing:
             raise Conflict(f"removal of container {c.id} is already in progress")
         c.removing = True
+        self.registry.changed()  # "Removal In Progress" while the kill and the files take their time
         try:
             if c.lock.locked():
                 # A start is in progress (a restart policy's, typically): cancelling it midway
@@ -726,6 +730,7 @@ class ContainerService:
             steps.done()
         except BaseException:
             c.removing = False
+            self.registry.changed()
             await self._persist(c)  # what changed meanwhile (a kill's exit) was not written
             raise
         self.registry.discard(c)
@@ -865,7 +870,7 @@ class ContainerService:
         return self.views.inspect(ref)
 
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
-             since_ref: str = "") -> list[dict]:
+             since_ref: str = "") -> tuple[list[dict], float | None]:
         return self.views.list(all_, limit, filters_raw, before_ref, since_ref)
 
     async def add_sizes(self, docs: list[dict]) -> None:

@@ -8,6 +8,7 @@ container's files for their parts of the documents.
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,9 @@ class ContainerViews:
         return self.files.paths(c)
 
     def list(self, all_: bool, limit: int, filters_raw: str | None, before_ref: str = "",
-             since_ref: str = "") -> list[dict]:
+             since_ref: str = "") -> tuple[list[dict], float | None]:
+        """The rows of `docker ps`, and when the first of their STATUS texts next reads otherwise by
+        time alone ("Up 3 seconds"; None when none shows time)."""
         f = Filters.parse(filters_raw, PS_FILTERS)
         for st in f.get("status"):
             if st not in STATUSES:
@@ -117,6 +120,8 @@ class ContainerViews:
         show_all = all_ or bool(f.get("status")) or bool(exited) or limit > 0 or bool(before) or bool(since)
         rows = sorted(self.registry, key=lambda c: c.created, reverse=True)
         out = []
+        now = time.time()
+        changes_at: float | None = None
         for c in rows:
             status = "removing" if c.removing else ("paused" if c.state["Paused"] else c.state["Status"])
             if not show_all and not c.running:
@@ -147,12 +152,15 @@ class ContainerViews:
                 continue
             if f.get("health") and health.status_of(c.state) not in f.get("health"):
                 continue
-            out.append(self._summary(c))
+            status, at = c.status(now)
+            out.append(self._summary(c, status))
+            if at is not None and (changes_at is None or at < changes_at):
+                changes_at = at
             if limit > 0 and len(out) >= limit:
                 break
-        return out
+        return out, changes_at
 
-    def _summary(self, c: Container) -> dict:
+    def _summary(self, c: Container, status: str) -> dict:
         row: dict[str, Any] = {
             "Id": c.id,
             "Names": [c.name],
@@ -163,7 +171,7 @@ class ContainerViews:
             "Ports": self.networks.summary_ports(c),
             "Labels": c.labels,
             "State": "removing" if c.removing else c.state["Status"],
-            "Status": c.status_text(),
+            "Status": status,
             "HostConfig": {"NetworkMode": c.host_config.get("NetworkMode", "default")},
             "NetworkSettings": {"Networks": self.networks.public_networks(c)},
             "Mounts": mounts.inspect_entries(c.mount_points, self.volumes.source),

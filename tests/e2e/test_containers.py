@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -364,6 +366,100 @@ def test_ps_filters(d: Daemon, ps_set: dict[str, str], busybox: str) -> None:
     assert names("label=nope") == set()
     r = d.docker("ps", "--filter", "bogus=1", check=False)
     assert r.returncode == 1 and r.stderr.strip() == "Error response from daemon: Invalid filter 'bogus'", r
+
+
+class _KeptAlive:
+    """One keep-alive connection sending the same GET bytes each time: what the daemon replays
+    (api/replay.py) once it has answered them twice with nothing changed in between."""
+
+    def __init__(self, d: Daemon, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(30)
+        self.sock.connect(str(d.sock))
+        self.request = f"GET {path} HTTP/1.1\r\nHost: docker\r\nUser-Agent: kept\r\n\r\n".encode()
+        self.buf = b""
+
+    def get(self) -> Any:
+        self.sock.sendall(self.request)
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self.sock.recv(65536)
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = int(re.search(rb"(?i)\r\ncontent-length: (\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(self.buf) < length:
+            self.buf += self.sock.recv(65536)
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return json.loads(body)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _replayed(d: Daemon) -> int:
+    return int(d.api("GET", "/debug/vars").json()["replay"]["replayed"])
+
+
+def test_ps_and_network_inspect_show_every_change_while_answers_are_replayed(d: Daemon, uname: Name) -> None:
+    """The same GET sent again and again is answered from the bytes of its last answer while nothing
+    it shows has changed: each change must be in the very next answer all the same, whether an API
+    call made it (the CLI's own `docker ps` is replayed across its runs too) or the container did
+    (an exit, seen first in the event stream), and the STATUS text's seconds must go on counting."""
+    n, net, other = uname("kept"), uname("keptnet"), uname("moved")
+    rows = _KeptAlive(d, f'/v1.41/containers/json?all=1&filters={{"name":["{n}"]}}'.replace('"', "%22"))
+    members = _KeptAlive(d, f"/v1.41/networks/{net}")
+    events = subprocess.Popen(["docker", "events", "--filter", f"container={n}", "--filter", "event=die",
+                               "--format", "{{.Action}}"], env=d.env, stdout=subprocess.PIPE, text=True)
+    cli = ["ps", "-a", "--filter", f"name={n}", "--format", "{{.Names}}|{{.Status}}|{{.Networks}}"]
+
+    def ps() -> str:
+        return d.docker(*cli).stdout.strip()
+
+    def hot(get: Callable[[], Any]) -> Any:
+        get()
+        get()
+        return get()  # the third of three in a row is a replay when nothing changed
+
+    try:
+        before = _replayed(d)
+        d.docker("network", "create", net)
+        d.docker("run", "-d", "--name", n, "busybox", "sh", "-c",
+                 "trap 'exit 3' USR1; while :; do sleep 0.1; done")
+        [row] = hot(rows.get)
+        assert row["State"] == "running" and row["Status"] == "Up Less than a second", row
+        assert ps() == ps() == f"{n}|Up Less than a second|bridge"
+        time.sleep(1.2)
+        assert hot(rows.get)[0]["Status"] == "Up 1 second"  # a kept answer lasts only as long as its text
+        assert hot(members.get)["Containers"] == {}
+        d.docker("network", "connect", net, n)
+        assert [m["Name"] for m in members.get()["Containers"].values()] == [n]
+        assert sorted(rows.get()[0]["NetworkSettings"]["Networks"]) == sorted(["bridge", net])
+        d.docker("pause", n)
+        assert rows.get()[0]["Status"].endswith("(Paused)")
+        assert ps().endswith("(Paused)|bridge," + net) or ps().endswith("(Paused)|" + net + ",bridge")
+        d.docker("unpause", n)
+        assert hot(rows.get)[0]["State"] == "running"
+        d.docker("rename", n, other)
+        assert rows.get() == []  # the filter is by the old name
+        d.docker("rename", other, n)
+        assert hot(rows.get)[0]["Names"] == ["/" + n]
+        # The container ends by itself (a signal from outside the engine): no API call of ours changed it.
+        pid = int(fmt(d, n, "{{.State.Pid}}"))
+        os.kill(pid, signal.SIGUSR1)
+        assert events.stdout is not None and events.stdout.readline().strip() == "die"
+        [row] = rows.get()
+        assert row["State"] == "exited" and row["Status"].startswith("Exited (3) "), row
+        assert members.get()["Containers"] == {}
+        assert ps().startswith(f"{n}|Exited (3) ")
+        assert _replayed(d) > before + 5  # the answers above were replayed, not all made again
+        d.docker("rm", n)
+        assert rows.get() == [] and ps() == ""
+    finally:
+        events.kill()
+        events.wait()
+        rows.close()
+        members.close()
+        d.docker("rm", "-f", n, other, check=False)
+        d.docker("network", "rm", net, check=False)
 
 
 # --------------------------------------------------------------------------- inspect

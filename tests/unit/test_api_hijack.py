@@ -36,6 +36,7 @@ from api.hijack import (
     send_error,
     send_upgrade,
 )
+from api.replay import ReplayCache
 from api.server import BoundListener, open_listeners, serve
 from api.streams import (
     MULTIPLEXED_STREAM,
@@ -266,8 +267,9 @@ def make_app(engine: Engine) -> tuple[Any, HijackRoutes]:
 class ServerThread:
     """serve() in its own thread and event loop, so tests can block on CLI subprocesses."""
 
-    def __init__(self, app: Any, routes: HijackRoutes, listeners: list[BoundListener]) -> None:
-        self.app, self.routes, self.listeners = app, routes, listeners
+    def __init__(self, app: Any, routes: HijackRoutes, listeners: list[BoundListener],
+                 replay: ReplayCache | None = None) -> None:
+        self.app, self.routes, self.listeners, self.replay = app, routes, listeners, replay
         self.loop: asyncio.AbstractEventLoop | None = None
         self.stop_event: asyncio.Event | None = None
         self.error: BaseException | None = None
@@ -279,7 +281,8 @@ class ServerThread:
             self.loop = asyncio.get_running_loop()
             self.stop_event = asyncio.Event()
             await serve(
-                self.app, self.listeners, self.routes, on_started=self.ready.set, shutdown_event=self.stop_event
+                self.app, self.listeners, self.routes, on_started=self.ready.set, shutdown_event=self.stop_event,
+                replay=self.replay,
             )
 
         try:

@@ -25,9 +25,9 @@ class FakeContainers:
         return {"Containers": len(self.docs), "ContainersRunning": 1, "ContainersPaused": 0,
                 "ContainersStopped": len(self.docs) - 1}
 
-    def list(self, all_: bool, limit: int, filters_raw: str | None) -> list[dict]:
+    def list(self, all_: bool, limit: int, filters_raw: str | None) -> tuple[list[dict], float | None]:
         assert all_ and limit == 0 and filters_raw is None  # df counts stopped containers too
-        return [dict(d) for d in self.docs]
+        return [dict(d) for d in self.docs], None
 
     async def add_sizes(self, docs: list[dict]) -> None:
         self.sized = True

@@ -1,0 +1,194 @@
+"""GET answers replayed byte for byte while nothing they show has changed.
+
+A small JSON answer through uvicorn and the framework costs ~50-100 us of the event loop's one
+thread; dockerd's Go server answers on every core. Clients that poll (`docker ps` in a loop,
+compose and test frameworks waiting on containers, dashboards) send the very same request bytes
+again and again, and between two polls the engine's state mostly has not moved. So a route that
+opts in (`allow`) has its answer kept, as the bytes the server wrote, under the exact bytes of the
+request head, and the HTTP protocol (api/hijack.py) writes them again for the same request head
+without parsing it, as it answers `/_ping`: one dict look-up and one write.
+
+An answer is replayed only while all of these hold, else the request goes through the app:
+
+- the engine's revision is the one the request was read at (daemon/revision.py: every record
+  written, event published and container state changed moves it) and no request other than a
+  GET or HEAD has been read or answered since (`invalidate`, called by the protocol: whatever an
+  API call changes, its answer reaches the client only after this);
+- the time is before the answer's own `until`, for answers that show time (`docker ps`'s
+  "Up 3 seconds": api/routers/containers.py passes when the first such text changes);
+- the request is a whole `GET ... HTTP/1.1` head in one read, without a body or Connection,
+  Upgrade or Expect headers, the answer a 200 with a Content-Length and no Connection: close.
+
+The Date header is the current one (rebuilt when it changes); everything else is as written. With
+`--metrics-addr` nothing is replayed, so that the request metrics count every request.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+SCOPE_KEY = "pydockerd.replay"
+
+MAX_HEAD = 2048  # request heads longer than this are not kept
+MAX_ANSWER = 256 * 1024  # bytes of one answer
+MAX_BYTES = 1024 * 1024  # of all kept answers: the oldest go first
+MAX_ENTRIES = 64
+MAX_SEEN = 256  # request heads seen once, remembered
+
+_OK = b"HTTP/1.1 200 OK\r\n"
+_DATE = b"date: "
+_SPECIAL = (b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect")
+
+
+class StateRevision(Protocol):
+    """The engine's revision (daemon/revision.py): moves whenever an answer may have changed."""
+
+    @property
+    def value(self) -> int: ...
+
+
+@dataclass
+class Slot:
+    """What the protocol knows of a request that could be kept, and what its route said."""
+
+    head: bytes
+    stamp: tuple[int, int]
+    allowed: bool = False
+    until: float | None = None
+
+
+class _Answer:
+    __slots__ = ("stamp", "until", "before", "after", "date", "whole", "size")
+
+    def __init__(self, stamp: tuple[int, int], until: float | None, before: bytes, after: bytes,
+                 date: bytes) -> None:
+        self.stamp = stamp
+        self.until = until
+        self.before = before  # up to the Date header's value
+        self.after = after  # from the end of the Date header's value
+        self.date = date
+        self.whole = before + date + after
+        self.size = len(self.whole)
+
+
+def _plain_get(head: bytes) -> bool:
+    """A whole `GET ... HTTP/1.1` head without a body or headers that change the connection."""
+    if not head.startswith(b"GET ") or len(head) > MAX_HEAD:
+        return False
+    end = head.find(b"\r\n")
+    if not head[:end].endswith(b" HTTP/1.1") or head.find(b"\r\n\r\n") != len(head) - 4:
+        return False
+    lowered = head.lower()
+    return not any(name in lowered for name in _SPECIAL)
+
+
+class ReplayCache:
+    def __init__(self, revision: StateRevision, enabled: bool = True) -> None:
+        self._revision = revision
+        self.enabled = enabled
+        self._epoch = 0  # moved by invalidate()
+        self._answers: dict[bytes, _Answer] = {}
+        self._bytes = 0
+        # Heads seen once: an answer is kept from the second time a request comes, so that
+        # requests that are never repeated (a changing query) do not pay for keeping theirs.
+        self._seen: set[bytes] = set()
+        self.replayed = 0  # answers written again, for GET /debug/vars
+
+    def stamp(self) -> tuple[int, int]:
+        return (self._revision.value, self._epoch)
+
+    def invalidate(self) -> None:
+        """A request that may change state was read or answered: nothing kept is replayed again."""
+        self._epoch += 1
+        if self._answers:
+            self._answers.clear()
+            self._bytes = 0
+
+    def slot(self, head: bytes) -> Slot | None:
+        """For a read that is exactly one request head: a slot when its answer could be kept (a
+        GET seen before)."""
+        if not self.enabled:
+            return None
+        seen = self._seen
+        if head not in seen:
+            if len(seen) >= MAX_SEEN:
+                seen.clear()
+            seen.add(head)
+            return None
+        if not _plain_get(head):
+            return None
+        return Slot(head, self.stamp())
+
+    def answer(self, head: bytes, date: bytes) -> bytes | None:
+        """The kept answer for this request head, if it is still what the app would answer."""
+        found = self._answers.get(head)
+        if found is None:
+            return None
+        if found.stamp != (self._revision.value, self._epoch) or (
+                found.until is not None and time.time() >= found.until):
+            self._drop(head, found)
+            return None
+        if found.date != date:
+            found.date = date
+            found.whole = found.before + date + found.after
+        self.replayed += 1
+        return found.whole
+
+    def keep(self, slot: Slot, written: list[bytes]) -> None:
+        """The bytes written for the request of `slot`, as uvicorn wrote them (head, then body)."""
+        if not slot.allowed or slot.stamp != self.stamp() or not written:
+            return
+        data = b"".join(written)
+        if len(data) > MAX_ANSWER or not data.startswith(_OK):
+            return
+        end = data.find(b"\r\n\r\n")
+        head = data[:end + 2].lower()
+        if b"\r\ncontent-length: " not in head or b"\r\nconnection: " in head or b"\r\ntransfer-encoding: " in head:
+            return
+        # uvicorn writes its default headers first: Date is the line after the status line.
+        start = len(_OK) + len(_DATE)
+        stop = data.find(b"\r\n", start)
+        if not data.startswith(_DATE, len(_OK)) or stop < 0:
+            return
+        old = self._answers.pop(slot.head, None)
+        if old is not None:
+            self._bytes -= old.size
+        while self._answers and (len(self._answers) >= MAX_ENTRIES or self._bytes + len(data) > MAX_BYTES):
+            first = next(iter(self._answers))
+            self._drop(first, self._answers[first])
+        self._answers[slot.head] = _Answer(slot.stamp, slot.until, data[:start], data[stop:], data[start:stop])
+        self._bytes += len(data)
+
+    def _drop(self, head: bytes, found: _Answer) -> None:
+        del self._answers[head]
+        self._bytes -= found.size
+
+    def __len__(self) -> int:
+        return len(self._answers)
+
+    def figures(self) -> dict[str, int | bool]:
+        """For GET /debug/vars."""
+        return {"enabled": self.enabled, "replayed": self.replayed, "kept": len(self._answers),
+                "kept_bytes": self._bytes}
+
+
+R = TypeVar("R", bound=Response)
+
+
+def allow(request: Request, response: R, until: float | None = None) -> R:
+    """Let `response` be replayed for the same request (see the module's docstring): for routes
+    whose answer depends only on what the engine's revision follows, and on time only up to
+    `until` (a time.time() value)."""
+    slot = request.scope.get(SCOPE_KEY)
+    if slot is not None and response.status_code == 200:
+        slot.allowed = True
+        slot.until = until
+    return response
+
+
+__all__ = ["MAX_ANSWER", "ReplayCache", "SCOPE_KEY", "Slot", "StateRevision", "allow"]

@@ -199,6 +199,7 @@ class Daemon:
             log.error("reload failed, the configuration stays as it was: %s", e)
             return
         config_mod.apply(self.cfg, changes)
+        self.revision.bump()  # answers may show these settings
         cfg = self.cfg
         if any(c.attr in ("debug", "log_level") for c in changes) and self.on_log_level is not None:
             self.on_log_level(cfg.effective_log_level)

@@ -19,8 +19,18 @@ An answer is replayed only while all of these hold, else the request goes throug
 - the request is a whole `GET ... HTTP/1.1` head in one read, without a body or Connection,
   Upgrade or Expect headers, the answer a 200 with a Content-Length and no Connection: close.
 
-The Date header is the current one (rebuilt when it changes); everything else is as written. With
-`--metrics-addr` nothing is replayed, so that the request metrics count every request.
+An answer is kept from the second time the same request comes with nothing changed in between
+(requests never repeated, such as a query that changes each time, pay nothing for it), and a kept
+one is dropped as soon as anything changes: memory is held only for answers that are being asked
+for again (MAX_BYTES at most). The Date header is the current one (rebuilt when it changes);
+everything else is as written. With `--metrics-addr` nothing is replayed, so that the request
+metrics count every request. GET /debug/vars shows how many answers were replayed.
+
+Which routes opt in: `GET /containers/json` (not with `size`), `/version`, `/networks` and
+`/networks/{id}`: what they show is containers, images' names, networks and endpoints, all of it
+followed by the revision. Not `/containers/{id}/json`: its health log grows with every probe,
+which writes no record and publishes no event (a route must not opt in before every change of what
+it shows moves the revision).
 """
 
 from __future__ import annotations
@@ -38,7 +48,7 @@ MAX_HEAD = 2048  # request heads longer than this are not kept
 MAX_ANSWER = 256 * 1024  # bytes of one answer
 MAX_BYTES = 1024 * 1024  # of all kept answers: the oldest go first
 MAX_ENTRIES = 64
-MAX_SEEN = 256  # request heads seen once, remembered
+MAX_SEEN = 256  # request heads seen once, remembered until the state changes
 
 _OK = b"HTTP/1.1 200 OK\r\n"
 _DATE = b"date: "
@@ -94,9 +104,11 @@ class ReplayCache:
         self._epoch = 0  # moved by invalidate()
         self._answers: dict[bytes, _Answer] = {}
         self._bytes = 0
-        # Heads seen once: an answer is kept from the second time a request comes, so that
-        # requests that are never repeated (a changing query) do not pay for keeping theirs.
+        # Heads seen once since the state last changed: an answer is kept from the second time a
+        # request comes with nothing changed in between, so that requests that are never repeated
+        # (a changing query), or not before the next change, do not pay for keeping theirs.
         self._seen: set[bytes] = set()
+        self._seen_stamp = self.stamp()
         self.replayed = 0  # answers written again, for GET /debug/vars
 
     def stamp(self) -> tuple[int, int]:
@@ -108,6 +120,7 @@ class ReplayCache:
         if self._answers:
             self._answers.clear()
             self._bytes = 0
+        self._seen.clear()
 
     def slot(self, head: bytes) -> Slot | None:
         """For a read that is exactly one request head: a slot when its answer could be kept (a
@@ -115,6 +128,10 @@ class ReplayCache:
         if not self.enabled:
             return None
         seen = self._seen
+        stamp = self.stamp()
+        if stamp != self._seen_stamp:
+            seen.clear()
+            self._seen_stamp = stamp
         if head not in seen:
             if len(seen) >= MAX_SEEN:
                 seen.clear()
@@ -122,7 +139,7 @@ class ReplayCache:
             return None
         if not _plain_get(head):
             return None
-        return Slot(head, self.stamp())
+        return Slot(head, stamp)
 
     def answer(self, head: bytes, date: bytes) -> bytes | None:
         """The kept answer for this request head, if it is still what the app would answer."""

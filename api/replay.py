@@ -16,8 +16,9 @@ An answer is replayed only while all of these hold, else the request goes throug
   API call changes, its answer reaches the client only after this);
 - the time is before the answer's own `until`, for answers that show time (`docker ps`'s
   "Up 3 seconds": api/routers/containers.py passes when the first such text changes);
-- the request is a whole `GET ... HTTP/1.1` head in one read, without a body or Connection,
-  Upgrade or Expect headers, the answer a 200 with a Content-Length and no Connection: close.
+- the request is a whole `GET ... HTTP/1.1` head in one read, without a body, Upgrade or Expect
+  headers or a Connection header other than `keep-alive`; the answer a 200 with a Content-Length
+  and no Connection: close.
 
 An answer is kept from the second time the same request comes with nothing changed in between
 (requests never repeated, such as a query that changes each time, pay nothing for it), and a kept
@@ -52,7 +53,10 @@ MAX_SEEN = 256  # request heads seen once, remembered until the state changes
 
 _OK = b"HTTP/1.1 200 OK\r\n"
 _DATE = b"date: "
-_SPECIAL = (b"content-length", b"transfer-encoding", b"connection", b"upgrade", b"expect")
+_SPECIAL = (b"content-length", b"transfer-encoding", b"upgrade", b"expect")
+# What requests-based clients (docker-py, compose v1, testcontainers) send: in HTTP/1.1 it changes
+# nothing; any other Connection header (close, upgrade) does.
+_KEEP_ALIVE = b"\r\nconnection: keep-alive\r\n"
 
 
 class StateRevision(Protocol):
@@ -94,6 +98,8 @@ def _plain_get(head: bytes) -> bool:
     if not head[:end].endswith(b" HTTP/1.1") or head.find(b"\r\n\r\n") != len(head) - 4:
         return False
     lowered = head.lower()
+    if b"connection" in lowered and (lowered.count(b"connection") != 1 or _KEEP_ALIVE not in lowered):
+        return False
     return not any(name in lowered for name in _SPECIAL)
 
 

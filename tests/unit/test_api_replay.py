@@ -112,6 +112,8 @@ def test_answers_not_kept(written: list[bytes], allowed: bool) -> None:
     b"GET /containers/json HTTP/1.0\r\nHost: x\r\n\r\n",
     b"GET /containers/json HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
     b"GET /containers/json HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    b"GET /containers/json HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\n\r\n",
+    b"GET /containers/json HTTP/1.1\r\nConnection: keep-alive\r\nConnection: close\r\n\r\n",
     b"GET /containers/json HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
     b"GET /containers/json HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
     b"GET /containers/json HTTP/1.1\r\nHost: x\r\nUpgrade: tcp\r\n\r\n",
@@ -123,6 +125,15 @@ def test_requests_whose_answer_is_never_kept(head: bytes) -> None:
     cache = ReplayCache(Revision())
     cache.slot(head)
     assert cache.slot(head) is None
+
+
+def test_a_keep_alive_connection_header_is_a_plain_request() -> None:
+    # What docker-py and the other requests-based clients send with every request.
+    head = (b"GET /v1.41/containers/json HTTP/1.1\r\nHost: localhost\r\nUser-Agent: docker-sdk-python/7.1.0\r\n"
+            b"Accept-Encoding: gzip, deflate\r\nAccept: */*\r\nConnection: keep-alive\r\n\r\n")
+    cache = ReplayCache(Revision())
+    _keep(cache, head)
+    assert cache.answer(head, DATE) == b"".join(_written())
 
 
 def test_kept_answers_are_bounded_in_number_and_bytes() -> None:

@@ -22,7 +22,7 @@ connections, cycle, pipeline, server_state, app_state, timeout_keep_alive(_task)
 timeout_keep_alive_handler, access_log(ger), on_message_begin (replaced: it builds the scope),
 on_headers_complete, on_body, on_message_complete, on_response_complete (replaced), data_received,
 _start_asgi_task, _get_upgrade, _should_upgrade, _unset_keepalive_if_required, send_400_response,
-flow}` and `RequestResponseCycle.{keep_alive, body, message_event, response_complete}`, and
+flow}` and `RequestResponseCycle.{keep_alive, body, message_event, response_complete, transport, on_response}`, and
 httptools raising `HttpParserUpgrade(offset)`.
 For TLS, asyncio's private `SSLProtocol._start_shutdown` (see _allow_tls_half_close).
 """

@@ -419,11 +419,6 @@ async def _run_hijack(
             await close_gracefully(writer, reader)
 
 
-class _NoRevision:
-    value = 0
-
-
-_NO_REVISION = _NoRevision()
 _BODY_HIGH_WATER = 1 << 20  # unread request body per connection before reading pauses
 _SEND_BUFFER = 1 << 20  # SO_SNDBUF of each connection (the kernel doubles it)
 
@@ -451,7 +446,7 @@ class _Recorder:
 def protocol_class(routes: HijackRoutes, replay: ReplayCache | None = None) -> type[HttpToolsProtocol]:
     """The uvicorn protocol class for `uvicorn.Config(http=..., ws="none")`; `replay`: the kept
     answers of GET requests (none kept without it)."""
-    answers = replay if replay is not None else ReplayCache(_NO_REVISION, enabled=False)
+    answers = replay if replay is not None else ReplayCache.off()
 
     class HijackProtocol(HttpToolsProtocol):
         _hijack_routes = routes

@@ -66,6 +66,10 @@ class StateRevision(Protocol):
     def value(self) -> int: ...
 
 
+class _Unchanging:
+    value = 0
+
+
 @dataclass
 class Slot:
     """What the protocol knows of a request that could be kept, and what its route said."""
@@ -116,6 +120,11 @@ class ReplayCache:
         self._seen: set[bytes] = set()
         self._seen_stamp = self.stamp()
         self.replayed = 0  # answers written again, for GET /debug/vars
+
+    @classmethod
+    def off(cls) -> ReplayCache:
+        """One that keeps nothing (a server given none)."""
+        return cls(_Unchanging(), enabled=False)
 
     def stamp(self) -> tuple[int, int]:
         return (self._revision.value, self._epoch)

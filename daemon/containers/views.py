@@ -152,8 +152,8 @@ class ContainerViews:
                 continue
             if f.get("health") and health.status_of(c.state) not in f.get("health"):
                 continue
-            status, at = c.status(now)
-            out.append(self._summary(c, status))
+            text, at = c.status(now)
+            out.append(self._summary(c, text))
             if at is not None and (changes_at is None or at < changes_at):
                 changes_at = at
             if limit > 0 and len(out) >= limit:
